@@ -1,0 +1,148 @@
+//! Typed configuration, read once per cold start. `from_lookup` takes any lookup function so
+//! tests never touch the process environment.
+
+use relay_domain::auth::ApiKeyVerifier;
+use relay_domain::envelope::MAX_WEBHOOK_BODY_BYTES;
+
+/// Everything webhook-ingest reads from its environment.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Verifies `X-API-Key` (holds digests only; `Debug` redacts).
+    pub verifier: ApiKeyVerifier,
+    /// Inbox FIFO queue URL.
+    pub inbox_queue_url: String,
+    /// Parking queue URL for unroutable webhooks.
+    pub parking_queue_url: String,
+    /// Largest accepted body, bytes.
+    pub max_body_bytes: usize,
+}
+
+/// A configuration error, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// A variable is set to an unusable value.
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong (never the value itself: it may be a secret).
+        reason: String,
+    },
+}
+
+impl IngestConfig {
+    /// Reads the configuration through `lookup` (e.g. `|k| std::env::var(k).ok()`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &'static str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+
+        let key = req("WEBHOOK_API_KEY")?;
+        let previous = get("WEBHOOK_API_KEY_PREVIOUS");
+        let verifier = ApiKeyVerifier::new(&key, previous.as_deref())
+            .map_err(|e| ConfigError::Invalid { var: "WEBHOOK_API_KEY", reason: e.to_string() })?;
+
+        let url = |k: &'static str| {
+            let v = req(k)?;
+            if v.starts_with("https://") || v.starts_with("http://") {
+                Ok(v)
+            } else {
+                Err(ConfigError::Invalid { var: k, reason: "must be an http(s) queue URL".to_owned() })
+            }
+        };
+        let inbox_queue_url = url("INBOX_QUEUE_URL")?;
+        let parking_queue_url = url("PARKING_QUEUE_URL")?;
+
+        let max_body_bytes = match get("MAX_BODY_BYTES") {
+            None => MAX_WEBHOOK_BODY_BYTES,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_WEBHOOK_BODY_BYTES).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "MAX_BODY_BYTES",
+                        reason: format!("must be an integer in 1..={MAX_WEBHOOK_BODY_BYTES}"),
+                    })
+                }
+            },
+        };
+        Ok(Self { verifier, inbox_queue_url, parking_queue_url, max_body_bytes })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const OK: &[(&str, &str)] = &[
+        ("WEBHOOK_API_KEY", "k1"),
+        ("INBOX_QUEUE_URL", "http://127.0.0.1:1/q/inbox.fifo"),
+        ("PARKING_QUEUE_URL", "http://127.0.0.1:1/q/inbox-dlq.fifo"),
+    ];
+
+    #[test]
+    fn minimal_config_uses_defaults() {
+        let c = IngestConfig::from_lookup(lookup(OK)).unwrap();
+        assert_eq!(c.max_body_bytes, MAX_WEBHOOK_BODY_BYTES);
+        assert!(c.verifier.verify(Some(b"k1")));
+    }
+
+    #[test]
+    fn each_missing_required_variable_is_named() {
+        for var in ["WEBHOOK_API_KEY", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL"] {
+            let pairs: Vec<_> = OK.iter().copied().filter(|(k, _)| *k != var).collect();
+            assert_eq!(IngestConfig::from_lookup(lookup(&pairs)).unwrap_err(), ConfigError::Missing(var));
+            let mut blank = pairs.clone();
+            blank.push((var, "   "));
+            assert_eq!(IngestConfig::from_lookup(lookup(&blank)).unwrap_err(), ConfigError::Missing(var));
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused_without_echoing_them() {
+        for (var, val) in [
+            ("MAX_BODY_BYTES", "lots"),
+            ("MAX_BODY_BYTES", "0"),
+            ("MAX_BODY_BYTES", "-1"),
+            ("MAX_BODY_BYTES", "999999999"),
+            ("INBOX_QUEUE_URL", "inbox.fifo"),
+            ("PARKING_QUEUE_URL", "ftp://x"),
+        ] {
+            let mut pairs: Vec<_> = OK.iter().copied().filter(|(k, _)| *k != var).collect();
+            pairs.push((var, val));
+            match IngestConfig::from_lookup(lookup(&pairs)) {
+                Err(ConfigError::Invalid { var: v, reason }) => {
+                    assert_eq!(v, var);
+                    assert!(val.len() < 3 || !reason.contains(val), "reason echoes the value: {reason}");
+                }
+                other => panic!("{var}={val}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn previous_key_is_optional_and_accepted() {
+        let mut pairs = OK.to_vec();
+        pairs.push(("WEBHOOK_API_KEY_PREVIOUS", "k0"));
+        let c = IngestConfig::from_lookup(lookup(&pairs)).unwrap();
+        assert!(c.verifier.verify(Some(b"k0")) && c.verifier.verify(Some(b"k1")));
+    }
+
+    #[test]
+    fn debug_output_redacts_the_keys() {
+        let c = IngestConfig::from_lookup(lookup(&[
+            ("WEBHOOK_API_KEY", "very-secret-1"),
+            ("INBOX_QUEUE_URL", "http://x/q.fifo"),
+            ("PARKING_QUEUE_URL", "http://x/p.fifo"),
+        ]))
+        .unwrap();
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,323 @@
+//! The request handler. [`Ingest::ingest`] is the decision logic over plain values (headers,
+//! body, clock); [`Ingest::handle`] adapts a `lambda_http` request to it, answers, and writes
+//! the one log line per request.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use relay_domain::auth::ApiKeyVerifier;
+use relay_domain::envelope::InboxEnvelope;
+use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
+use relay_domain::webhook::{classify, Classified, EventNo, ParkReason};
+use relay_domain::{DedupId, MallId, TraceId};
+use relay_lambda::http as resp;
+use serde::Serialize;
+
+use crate::config::IngestConfig;
+
+/// The webhook path.
+pub const WEBHOOK_PATH: &str = "/webhooks/cafe24";
+
+/// What happened to one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Routable webhook accepted by the inbox queue.
+    Enqueued,
+    /// Authentic but unroutable webhook accepted by the parking queue.
+    Parked(ParkReason),
+    /// `X-API-Key` wrong or missing.
+    Unauthorized,
+    /// Body over the cap.
+    TooLarge,
+    /// Body not JSON or truncated.
+    InvalidJson,
+    /// The queue did not accept the message (class from [`relay_domain::ports::QueueError`]).
+    QueueFailed(&'static str),
+}
+
+impl Outcome {
+    /// Stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enqueued => "enqueued",
+            Self::Parked(_) => "parked",
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge => "too_large",
+            Self::InvalidJson => "invalid_json",
+            Self::QueueFailed(_) => "queue_failed",
+        }
+    }
+}
+
+/// The result of [`Ingest::ingest`]: the outcome and whatever ids were established.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IngestResult {
+    /// What happened.
+    pub outcome: Outcome,
+    /// Trace id (set once the body was authenticated and parsed).
+    pub trace_id: Option<TraceId>,
+    /// Dedup id sent to SQS.
+    pub dedup_id: Option<DedupId>,
+    /// Mall, when readable.
+    pub mall_id: Option<MallId>,
+    /// Event number, when readable.
+    pub event_no: Option<EventNo>,
+}
+
+impl IngestResult {
+    fn bare(outcome: Outcome) -> Self {
+        Self { outcome, trace_id: None, dedup_id: None, mall_id: None, event_no: None }
+    }
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    status: &'a str,
+    trace_id: Option<&'a str>,
+}
+
+/// webhook-ingest's service: the verifier and the two queues, built once per cold start.
+pub struct Ingest<Q> {
+    verifier: ApiKeyVerifier,
+    max_body_bytes: usize,
+    inbox: Q,
+    parking: Q,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl<Q: MessageQueue> Ingest<Q> {
+    /// Wires the service from its configuration and queue adapters.
+    pub fn new(cfg: &IngestConfig, inbox: Q, parking: Q) -> Self {
+        Self { verifier: cfg.verifier.clone(), max_body_bytes: cfg.max_body_bytes, inbox, parking }
+    }
+
+    /// Decides and performs the ingestion of one webhook delivery.
+    ///
+    /// Order matters: authentication first (an unauthenticated caller learns nothing, not even
+    /// the size cap), then size, then JSON. Returns `Enqueued`/`Parked` only after the queue
+    /// accepted the envelope.
+    pub async fn ingest(
+        &self,
+        api_key: Option<&[u8]>,
+        trace_header: Option<&str>,
+        body: &[u8],
+        now_ms: u64,
+    ) -> IngestResult {
+        if !self.verifier.verify(api_key) {
+            return IngestResult::bare(Outcome::Unauthorized);
+        }
+        if body.len() > self.max_body_bytes {
+            return IngestResult::bare(Outcome::TooLarge);
+        }
+        let Ok((_, classified)) = classify(body) else {
+            return IngestResult::bare(Outcome::InvalidJson);
+        };
+
+        let dedup_id = DedupId::for_webhook(trace_header, body);
+        let trace_id = trace_header.and_then(TraceId::from_header).unwrap_or_else(|| TraceId::from_body(body));
+        let (group, outcome, mall_id, event_no) = match &classified {
+            Classified::Routable { event_no, mall_id } => {
+                (GroupId::mall(mall_id), Outcome::Enqueued, Some(mall_id.clone()), Some(*event_no))
+            }
+            Classified::Parked { reason, event_no, mall_id } => {
+                (GroupId::parked(), Outcome::Parked(*reason), mall_id.clone(), *event_no)
+            }
+        };
+        let mut result = IngestResult {
+            outcome,
+            trace_id: Some(trace_id.clone()),
+            dedup_id: Some(dedup_id.clone()),
+            mall_id,
+            event_no,
+        };
+
+        let envelope = InboxEnvelope::new(trace_id, dedup_id.clone(), now_ms, &classified, body)
+            .and_then(|e| e.to_message_body());
+        let body = match envelope {
+            Ok(b) => b,
+            // Only reachable if the cap was configured above what fits; refuse, do not truncate.
+            Err(_) => {
+                result.outcome = Outcome::TooLarge;
+                return result;
+            }
+        };
+        let msg = OutboundMessage { group_id: group, dedup_id, body };
+        let queue = match outcome {
+            Outcome::Enqueued => &self.inbox,
+            _ => &self.parking,
+        };
+        if let Err(e) = queue.send(&msg).await {
+            // The error chain may name the queue URL but never the payload or the key.
+            tracing::warn!(error_class = e.class(), error = %ErrorChain(&e), "queue send failed");
+            result.outcome = Outcome::QueueFailed(e.class());
+        }
+        result
+    }
+
+    /// Handles one HTTP request from a Function URL or HTTP API (v2) event.
+    pub async fn handle(&self, req: Request) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
+        let raw = req.raw_http_path();
+        let path = if raw.is_empty() { req.uri().path() } else { raw };
+        let path = path.trim_end_matches('/');
+
+        if path != WEBHOOK_PATH {
+            return resp::error(StatusCode::NOT_FOUND, "not_found", "no such route");
+        }
+        if req.method() != Method::POST {
+            let mut r = resp::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return r;
+        }
+
+        let api_key = req.headers().get("x-api-key").map(HeaderValue::as_bytes);
+        let trace = req.headers().get("x-trace-id").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let body: &[u8] = req.body().as_ref();
+        let r = self.ingest(api_key, trace.as_deref(), body, now_ms()).await;
+
+        let response = match r.outcome {
+            Outcome::Enqueued | Outcome::Parked(_) => resp::json(
+                StatusCode::OK,
+                &Accepted { status: r.outcome.as_str(), trace_id: r.trace_id.as_ref().map(TraceId::as_str) },
+            ),
+            Outcome::Unauthorized => resp::empty(StatusCode::UNAUTHORIZED),
+            Outcome::TooLarge => resp::error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!("body exceeds {} bytes", self.max_body_bytes),
+            ),
+            Outcome::InvalidJson => {
+                resp::error(StatusCode::BAD_REQUEST, "invalid_json", "body is not valid JSON (or is truncated)")
+            }
+            Outcome::QueueFailed(_) => {
+                let mut r = resp::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "could not store the webhook; retry later",
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r
+            }
+        };
+
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let park_reason = match r.outcome {
+            Outcome::Parked(p) => Some(p.as_str()),
+            _ => None,
+        };
+        let error_class = match r.outcome {
+            Outcome::QueueFailed(c) => Some(c),
+            _ => None,
+        };
+        tracing::info!(
+            function = "webhook-ingest",
+            request_id = %request_id,
+            mall_id = r.mall_id.as_ref().map(MallId::as_str),
+            event_no = r.event_no.map(|e| e.0),
+            trace_id = r.trace_id.as_ref().map(TraceId::as_str),
+            dedup_id = r.dedup_id.as_ref().map(DedupId::as_str),
+            outcome = r.outcome.as_str(),
+            park_reason,
+            error_class,
+            status = response.status().as_u16(),
+            body_bytes = body.len(),
+            latency_ms,
+            "webhook"
+        );
+        response
+    }
+}
+
+/// Displays an error with its sources, `a: b: c`.
+struct ErrorChain<'a>(&'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Unit tests of the decision logic with the in-memory queue; the wire-level tests
+    //! (moto, both event shapes, cargo lambda) are in the workspace's `tests/` crate.
+    use super::*;
+    use relay_domain::ports::memory::MemoryQueue;
+
+    fn service(max: usize) -> (Ingest<MemoryQueue>, MemoryQueue, MemoryQueue) {
+        let cfg = IngestConfig::from_lookup(|k| {
+            match k {
+                "WEBHOOK_API_KEY" => Some("cur"),
+                "WEBHOOK_API_KEY_PREVIOUS" => Some("prev"),
+                "INBOX_QUEUE_URL" => Some("http://x/inbox.fifo"),
+                "PARKING_QUEUE_URL" => Some("http://x/parking.fifo"),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap();
+        let (inbox, parking) = (MemoryQueue::default(), MemoryQueue::default());
+        let mut s = Ingest::new(&cfg, inbox.clone(), parking.clone());
+        s.max_body_bytes = max;
+        (s, inbox, parking)
+    }
+
+    const ORDER: &[u8] = br#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"20200717-0029236"}}"#;
+
+    #[tokio::test]
+    async fn authentic_routable_webhook_goes_to_inbox_grouped_by_mall() {
+        let (s, inbox, parking) = service(1000);
+        let r = s.ingest(Some(b"cur"), Some("abc-1"), ORDER, 5).await;
+        assert_eq!(r.outcome, Outcome::Enqueued);
+        let m = inbox.messages();
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].group_id.as_str(), "shop1");
+        assert_eq!(m[0].dedup_id.as_str(), "t-abc-1");
+        assert!(parking.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn rejections_enqueue_nothing() {
+        let (s, inbox, parking) = service(100);
+        assert_eq!(s.ingest(None, None, ORDER, 0).await.outcome, Outcome::Unauthorized);
+        assert_eq!(s.ingest(Some(b"nope"), None, ORDER, 0).await.outcome, Outcome::Unauthorized);
+        assert_eq!(s.ingest(Some(b"cur"), None, &[b' '; 101], 0).await.outcome, Outcome::TooLarge);
+        assert_eq!(s.ingest(Some(b"cur"), None, b"{\"event_no\":", 0).await.outcome, Outcome::InvalidJson);
+        assert!(inbox.messages().is_empty() && parking.messages().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unauthenticated_oversized_body_is_401_not_413() {
+        let (s, _, _) = service(10);
+        assert_eq!(s.ingest(Some(b"bad"), None, &[b'x'; 50], 0).await.outcome, Outcome::Unauthorized);
+    }
+
+    #[tokio::test]
+    async fn unroutable_json_is_parked() {
+        let (s, inbox, parking) = service(1000);
+        let r = s.ingest(Some(b"prev"), None, br#"{"resource":{"mall_id":"shop1"}}"#, 0).await;
+        assert_eq!(r.outcome, Outcome::Parked(ParkReason::MissingEventNo));
+        assert!(inbox.messages().is_empty());
+        assert_eq!(parking.messages().len(), 1);
+        assert_eq!(parking.messages()[0].group_id, GroupId::parked());
+    }
+
+    #[tokio::test]
+    async fn queue_failure_is_reported_not_swallowed() {
+        let (s, inbox, _) = service(1000);
+        inbox.set_failing(true);
+        let r = s.ingest(Some(b"cur"), None, ORDER, 0).await;
+        assert_eq!(r.outcome, Outcome::QueueFailed("unavailable"));
+    }
+}

@@ -1,0 +1,36 @@
+//! # relay-aws — AWS adapters for relay-domain's ports
+//!
+//! - [`sqs::SqsQueue`] implements [`relay_domain::ports::MessageQueue`] on an SQS FIFO queue,
+//!   always with an explicit `MessageGroupId` and `MessageDeduplicationId`.
+//! - [`load_sdk_config`] builds the shared SDK configuration once per cold start: region and
+//!   credentials from the default chain, `AWS_ENDPOINT_URL` honoured (moto locally), and
+//!   bounded timeouts so a caller answers "unavailable" instead of hanging.
+//!
+//! Adapters keep the SDK error as the `#[source]` of the domain error; nothing here flattens
+//! an error into a string, and nothing here logs message bodies.
+
+pub mod sqs;
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// Connect timeout for AWS API calls.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Upper bound of one AWS API call including the SDK's own retries.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// Loads the SDK configuration from the environment (default chain) with bounded timeouts.
+pub async fn load_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        )
+        .load()
+        .await
+}

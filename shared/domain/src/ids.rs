@@ -1,0 +1,255 @@
+//! Identifier newtypes with one validating constructor each, so a mall id can never be passed
+//! where a dedup id is expected, and no invalid value reaches SQS.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Longest `MessageDeduplicationId` / `MessageGroupId` SQS accepts.
+pub const SQS_ID_MAX_LEN: usize = 128;
+
+/// True for the characters SQS allows in `MessageDeduplicationId` and `MessageGroupId`:
+/// ASCII alphanumerics and ASCII punctuation.
+fn sqs_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c.is_ascii_punctuation()
+}
+
+/// A Cafe24 mall id (the shop's subdomain, e.g. `cafe24bestshop`).
+///
+/// Accepted: 1..=64 characters of `[a-z0-9_-]` after trimming; upper case is folded to lower
+/// case because Cafe24 mall ids are DNS labels. Always a valid SQS `MessageGroupId`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct MallId(String);
+
+/// Why a string is not a [`MallId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MallIdError {
+    /// Empty (or only whitespace).
+    #[error("mall id is empty")]
+    Empty,
+    /// Longer than 64 characters.
+    #[error("mall id is longer than 64 characters")]
+    TooLong,
+    /// Contains a character outside `[a-z0-9_-]`.
+    #[error("mall id contains a character outside [a-z0-9_-]")]
+    BadChar,
+}
+
+impl MallId {
+    /// Longest accepted mall id.
+    pub const MAX_LEN: usize = 64;
+
+    /// Validates and normalises a mall id.
+    pub fn parse(raw: &str) -> Result<Self, MallIdError> {
+        let s = raw.trim().to_ascii_lowercase();
+        if s.is_empty() {
+            return Err(MallIdError::Empty);
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(MallIdError::TooLong);
+        }
+        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
+            return Err(MallIdError::BadChar);
+        }
+        Ok(Self(s))
+    }
+
+    /// The normalised id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for MallId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        MallId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for MallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id that follows one webhook through all three functions and into the logs.
+///
+/// Cafe24's `X-Trace-ID` header (a UUID) when it is usable, otherwise derived from the body
+/// hash so that a redelivery of the same body carries the same trace id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TraceId(String);
+
+impl TraceId {
+    /// Longest header value taken verbatim.
+    pub const MAX_VERBATIM_LEN: usize = 100;
+
+    /// The trace id from an `X-Trace-ID` header value, if it is usable verbatim: 1..=100
+    /// characters of `[A-Za-z0-9._-]`. Anything else (empty, too long, odd characters that
+    /// could smuggle content into logs) is rejected and the caller falls back to the body hash.
+    pub fn from_header(raw: &str) -> Option<Self> {
+        let s = raw.trim();
+        let ok = !s.is_empty()
+            && s.len() <= Self::MAX_VERBATIM_LEN
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        ok.then(|| Self(s.to_owned()))
+    }
+
+    /// A trace id derived from the raw body: `body-` + the first 32 hex digits of its SHA-256.
+    pub fn from_body(body: &[u8]) -> Self {
+        let digest = hex::encode(Sha256::digest(body));
+        Self(format!("body-{}", digest.get(..32).unwrap_or(&digest)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An explicit SQS `MessageDeduplicationId`: 1..=128 characters from SQS's allowed set.
+///
+/// Content-based deduplication is never used (two different webhooks can have identical
+/// bodies); every message carries one of these.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DedupId(String);
+
+impl DedupId {
+    /// For an inbound webhook: from the `X-Trace-ID` header when present and usable
+    /// (`t-<trace id>`), else from the SHA-256 of the raw body (`b-<64 hex>`).
+    ///
+    /// A trace id that is present but not usable verbatim (too long, odd characters) is hashed
+    /// (`th-<64 hex>`), so distinct deliveries stay distinct.
+    pub fn for_webhook(trace_header: Option<&str>, body: &[u8]) -> Self {
+        match trace_header.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(raw) => match TraceId::from_header(raw) {
+                Some(t) => Self(format!("t-{}", t.as_str())),
+                None => Self(format!("th-{}", hex::encode(Sha256::digest(raw.as_bytes())))),
+            },
+            None => Self(format!("b-{}", hex::encode(Sha256::digest(body)))),
+        }
+    }
+
+    /// Derives a dedup id from several parts, unambiguously: each part is length-prefixed
+    /// before hashing, so `("ab","c")` and `("a","bc")` give different ids.
+    pub fn derive(prefix: &str, parts: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        for p in parts {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p);
+        }
+        let digest = hex::encode(h.finalize());
+        let prefix: String = prefix.chars().filter(|c| sqs_id_char(*c)).take(32).collect();
+        Self(format!("{prefix}-{digest}"))
+    }
+
+    /// Accepts an existing id (e.g. read back from a message), validating SQS's rules.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let ok = !raw.is_empty() && raw.len() <= SQS_ID_MAX_LEN && raw.chars().all(sqs_id_char);
+        ok.then(|| Self(raw.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DedupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn valid_sqs_id(s: &str) -> bool {
+        !s.is_empty() && s.len() <= SQS_ID_MAX_LEN && s.chars().all(sqs_id_char)
+    }
+
+    #[test]
+    fn mall_id_is_normalised_and_validated() {
+        assert_eq!(MallId::parse(" CafeShop ").map(|m| m.0), Ok("cafeshop".to_owned()));
+        assert_eq!(MallId::parse(""), Err(MallIdError::Empty));
+        assert_eq!(MallId::parse("   "), Err(MallIdError::Empty));
+        assert_eq!(MallId::parse("a b"), Err(MallIdError::BadChar));
+        assert_eq!(MallId::parse("몰"), Err(MallIdError::BadChar));
+        assert_eq!(MallId::parse(&"a".repeat(65)), Err(MallIdError::TooLong));
+    }
+
+    #[test]
+    fn uuid_trace_header_is_used_verbatim() {
+        let id = DedupId::for_webhook(Some("0d492786-ae82-4073-aa88-0991b08ee732"), b"{}");
+        assert_eq!(id.as_str(), "t-0d492786-ae82-4073-aa88-0991b08ee732");
+    }
+
+    #[test]
+    fn missing_or_blank_trace_header_falls_back_to_body_hash() {
+        let a = DedupId::for_webhook(None, b"{\"a\":1}");
+        let b = DedupId::for_webhook(Some("  "), b"{\"a\":1}");
+        assert_eq!(a, b);
+        assert!(a.as_str().starts_with("b-"));
+        assert_eq!(a.as_str().len(), 2 + 64);
+        assert_ne!(a, DedupId::for_webhook(None, b"{\"a\":2}"));
+    }
+
+    #[test]
+    fn unusable_trace_header_is_hashed_not_dropped() {
+        let long = "x".repeat(500);
+        let a = DedupId::for_webhook(Some(&long), b"{}");
+        let b = DedupId::for_webhook(Some("id with spaces"), b"{}");
+        assert!(a.as_str().starts_with("th-") && valid_sqs_id(a.as_str()));
+        assert!(b.as_str().starts_with("th-") && valid_sqs_id(b.as_str()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn derive_is_unambiguous_across_part_boundaries() {
+        let a = DedupId::derive("job", &[b"ab", b"c"]);
+        let b = DedupId::derive("job", &[b"a", b"bc"]);
+        assert_ne!(a, b);
+        assert_eq!(a, DedupId::derive("job", &[b"ab", b"c"]));
+    }
+
+    #[test]
+    fn trace_id_from_header_rejects_log_injection() {
+        assert!(TraceId::from_header("abc\n{\"level\":\"ERROR\"}").is_none());
+        assert!(TraceId::from_header("").is_none());
+        assert_eq!(TraceId::from_body(b"x").as_str().len(), 5 + 32);
+    }
+
+    proptest! {
+        #[test]
+        fn any_webhook_dedup_id_is_a_valid_sqs_id(trace in proptest::option::of(".*"), body in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let id = DedupId::for_webhook(trace.as_deref(), &body);
+            prop_assert!(valid_sqs_id(id.as_str()), "{:?}", id);
+        }
+
+        #[test]
+        fn any_derived_dedup_id_is_a_valid_sqs_id(prefix in ".*", parts in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..5)) {
+            let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            let id = DedupId::derive(&prefix, &refs);
+            prop_assert!(valid_sqs_id(id.as_str()), "{:?}", id);
+        }
+
+        #[test]
+        fn parsed_mall_ids_are_valid_group_ids(raw in ".*") {
+            if let Ok(m) = MallId::parse(&raw) {
+                prop_assert!(valid_sqs_id(m.as_str()));
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Ports: the traits through which functions reach queues. Adapters in `relay-aws` implement
+//! them against SQS; `memory` (feature `test-util`) holds an in-memory fake for unit tests of
+//! handler logic. Handlers and their tests never see an AWS type.
+
+use std::error::Error as StdError;
+use std::future::Future;
+
+use crate::ids::{DedupId, MallId};
+
+/// An SQS FIFO `MessageGroupId`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupId(String);
+
+impl GroupId {
+    /// Group of everything about one mall.
+    pub fn mall(m: &MallId) -> Self {
+        Self(m.as_str().to_owned())
+    }
+
+    /// Group for parked envelopes, which have no usable mall.
+    pub fn parked() -> Self {
+        Self("_parked".to_owned())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One message to put on a FIFO queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboundMessage {
+    /// FIFO group: ordering and serialization unit.
+    pub group_id: GroupId,
+    /// Explicit deduplication id (content-based dedup is off everywhere).
+    pub dedup_id: DedupId,
+    /// Message body (JSON).
+    pub body: String,
+}
+
+/// A queue send failed. Either way the message is *not* known to be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Could not reach the queue service, or it failed (network, 5xx, throttling, timeout).
+    #[error("queue unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    /// The service refused this queue or message (queue missing, access denied, invalid).
+    #[error("queue rejected the message")]
+    Rejected(#[source] Box<dyn StdError + Send + Sync>),
+}
+
+impl QueueError {
+    /// Short class name for logs and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// Puts messages on one FIFO queue.
+pub trait MessageQueue: Send + Sync {
+    /// Sends one message; `Ok` only once the queue has durably accepted it.
+    fn send(&self, msg: &OutboundMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// In-memory fakes of the ports, for unit tests of pure handler logic.
+#[cfg(any(test, feature = "test-util"))]
+pub mod memory {
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use super::*;
+
+    /// Records every accepted message; can be switched to fail.
+    #[derive(Clone, Default)]
+    pub struct MemoryQueue {
+        inner: Arc<Mutex<(Vec<OutboundMessage>, bool)>>,
+    }
+
+    impl MemoryQueue {
+        /// Messages accepted so far.
+        pub fn messages(&self) -> Vec<OutboundMessage> {
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
+        }
+
+        /// From now on every send fails with [`QueueError::Unavailable`] (or succeeds again).
+        pub fn set_failing(&self, failing: bool) {
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner).1 = failing;
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("memory queue is set to fail")]
+    struct Failing;
+
+    impl MessageQueue for MemoryQueue {
+        async fn send(&self, msg: &OutboundMessage) -> Result<(), QueueError> {
+            let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if g.1 {
+                return Err(QueueError::Unavailable(Box::new(Failing)));
+            }
+            g.0.push(msg.clone());
+            Ok(())
+        }
+    }
+}

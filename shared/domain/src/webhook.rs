@@ -1,0 +1,201 @@
+//! Classification of an inbound Cafe24 webhook body, tolerant of Cafe24's published quirks.
+//!
+//! Cafe24's own samples disagree with each other: `event_no` is sometimes a string, some bodies
+//! lack the `resource` wrapper (fields at the top level), some lack `event_no` or `mall_id`.
+//! The rule here: anything that is JSON is *accepted*; what cannot be routed is *parked* with a
+//! reason, never rejected (a 4xx counts as a delivery failure at Cafe24, and enough of those
+//! switch reception off for the whole app).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::MallId;
+
+/// A Cafe24 webhook event number (e.g. `90023` order placed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventNo(pub u32);
+
+/// Why an authentic JSON webhook could not be routed and was parked instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkReason {
+    /// The body is JSON but not an object.
+    NotAnObject,
+    /// No `event_no` anywhere.
+    MissingEventNo,
+    /// `event_no` present but not a positive 32-bit integer (as number or digit string).
+    BadEventNo,
+    /// No `mall_id` in `resource` nor at the top level.
+    MissingMallId,
+    /// `mall_id` present but not a valid mall id.
+    BadMallId,
+}
+
+impl ParkReason {
+    /// Stable snake_case name, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotAnObject => "not_an_object",
+            Self::MissingEventNo => "missing_event_no",
+            Self::BadEventNo => "bad_event_no",
+            Self::MissingMallId => "missing_mall_id",
+            Self::BadMallId => "bad_mall_id",
+        }
+    }
+}
+
+/// The result of classifying a JSON webhook body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Classified {
+    /// Has a usable event number and mall id: goes to the inbox, grouped by mall.
+    Routable {
+        /// The event number.
+        event_no: EventNo,
+        /// The mall the event belongs to.
+        mall_id: MallId,
+    },
+    /// Authentic but unroutable: goes to the parking queue with what could be read.
+    Parked {
+        /// Why it was parked (the first problem found; event number is checked first).
+        reason: ParkReason,
+        /// The event number, when it was readable.
+        event_no: Option<EventNo>,
+        /// The mall id, when it was readable.
+        mall_id: Option<MallId>,
+    },
+}
+
+/// The body is not JSON (or is truncated). Carries serde's position message, which quotes no
+/// input, so it is safe to return to the caller and to log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("body is not valid JSON: {0}")]
+pub struct NotJson(pub String);
+
+fn parse_event_no(v: &Value) -> Result<EventNo, ParkReason> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.and_then(|n| u32::try_from(n).ok())
+        .filter(|n| *n > 0)
+        .map(EventNo)
+        .ok_or(ParkReason::BadEventNo)
+}
+
+fn parse_mall_id(v: &Value) -> Result<MallId, ParkReason> {
+    v.as_str().ok_or(ParkReason::BadMallId).and_then(|s| MallId::parse(s).map_err(|_| ParkReason::BadMallId))
+}
+
+/// Classifies an already parsed webhook body.
+pub fn classify_value(body: &Value) -> Classified {
+    let Some(obj) = body.as_object() else {
+        return Classified::Parked { reason: ParkReason::NotAnObject, event_no: None, mall_id: None };
+    };
+    // `resource` wrapper when present and an object; otherwise the top level holds the fields.
+    let resource = obj.get("resource").and_then(Value::as_object);
+    let field = |name: &str| resource.and_then(|r| r.get(name)).or_else(|| obj.get(name)).filter(|v| !v.is_null());
+
+    let event_no = obj.get("event_no").filter(|v| !v.is_null()).map(parse_event_no);
+    let mall_id = field("mall_id").map(parse_mall_id);
+
+    match (event_no, mall_id) {
+        (Some(Ok(event_no)), Some(Ok(mall_id))) => Classified::Routable { event_no, mall_id },
+        (e, m) => {
+            let reason = match (&e, &m) {
+                (None, _) => ParkReason::MissingEventNo,
+                (Some(Err(r)), _) => *r,
+                (_, None) => ParkReason::MissingMallId,
+                (_, Some(Err(r))) => *r,
+                // Both Ok is the arm above; keep the compiler's exhaustiveness honest.
+                (Some(Ok(_)), Some(Ok(_))) => ParkReason::MissingMallId,
+            };
+            Classified::Parked {
+                reason,
+                event_no: e.and_then(Result::ok),
+                mall_id: m.and_then(Result::ok),
+            }
+        }
+    }
+}
+
+/// Parses and classifies a raw webhook body.
+pub fn classify(body: &[u8]) -> Result<(Value, Classified), NotJson> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| NotJson(e.to_string()))?;
+    let c = classify_value(&value);
+    Ok((value, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(body: &str) -> Classified {
+        classify(body.as_bytes()).map(|(_, c)| c).unwrap()
+    }
+
+    fn routable(e: u32, m: &str) -> Classified {
+        Classified::Routable { event_no: EventNo(e), mall_id: MallId::parse(m).unwrap() }
+    }
+
+    #[test]
+    fn standard_shape_is_routable() {
+        assert_eq!(c(r#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"x"}}"#), routable(90023, "shop1"));
+    }
+
+    #[test]
+    fn string_event_no_is_accepted() {
+        assert_eq!(c(r#"{"event_no":" 90001 ","resource":{"mall_id":"shop1"}}"#), routable(90001, "shop1"));
+    }
+
+    #[test]
+    fn payload_without_resource_wrapper_is_routable() {
+        assert_eq!(c(r#"{"event_no":90077,"mall_id":"leesunsin","client_id":"c"}"#), routable(90077, "leesunsin"));
+    }
+
+    #[test]
+    fn resource_wins_over_top_level_mall_id() {
+        assert_eq!(c(r#"{"event_no":1,"mall_id":"top","resource":{"mall_id":"inner"}}"#), routable(1, "inner"));
+    }
+
+    #[test]
+    fn unroutable_json_is_parked_with_a_reason() {
+        let cases = [
+            (r#"[1,2]"#, ParkReason::NotAnObject),
+            (r#""text""#, ParkReason::NotAnObject),
+            (r#"{"resource":{"mall_id":"shop1"}}"#, ParkReason::MissingEventNo),
+            (r#"{"event_no":null,"resource":{"mall_id":"shop1"}}"#, ParkReason::MissingEventNo),
+            (r#"{"event_no":"abc","resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":-5,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":0,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":1.5,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":99999999999,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":90023,"resource":{}}"#, ParkReason::MissingMallId),
+            (r#"{"event_no":90023,"resource":{"mall_id":42}}"#, ParkReason::BadMallId),
+            (r#"{"event_no":90023,"resource":{"mall_id":"../etc"}}"#, ParkReason::BadMallId),
+        ];
+        for (body, want) in cases {
+            match c(body) {
+                Classified::Parked { reason, .. } => assert_eq!(reason, want, "{body}"),
+                other => panic!("{body} → {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn parked_keeps_what_was_readable() {
+        assert_eq!(
+            c(r#"{"event_no":90023,"resource":{"mall_id":""}}"#),
+            Classified::Parked { reason: ParkReason::BadMallId, event_no: Some(EventNo(90023)), mall_id: None }
+        );
+    }
+
+    #[test]
+    fn non_json_and_truncated_bodies_are_errors() {
+        assert!(classify(b"event_no=90023").is_err());
+        assert!(classify(br#"{"event_no":90023,"resource":{"mall"#).is_err());
+        assert!(classify(b"").is_err());
+        assert!(classify(&[0xff, 0xfe]).is_err());
+    }
+}

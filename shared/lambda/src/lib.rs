@@ -1,0 +1,12 @@
+//! # relay-lambda — runtime glue shared by the functions
+//!
+//! - [`telemetry::init`]: flat JSON log lines (`timestamp`, `level`, `message` and the event's
+//!   fields at the top level) that CloudWatch Logs Insights can query and Lambda's log-level
+//!   controls understand.
+//! - [`http`]: JSON responses, including the error envelope `{"error":{"code","message"}}`
+//!   whose messages never carry internals.
+//!
+//! Nothing here knows a particular function.
+
+pub mod http;
+pub mod telemetry;
