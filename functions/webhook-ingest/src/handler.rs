@@ -162,8 +162,7 @@ impl<Q: MessageQueue> Ingest<Q> {
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
         let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
-        let raw = req.raw_http_path();
-        let path = if raw.is_empty() { req.uri().path() } else { raw };
+        let path = route_path(&req);
         let path = path.trim_end_matches('/');
 
         if path != WEBHOOK_PATH {
@@ -230,6 +229,27 @@ impl<Q: MessageQueue> Ingest<Q> {
             "webhook"
         );
         response
+    }
+}
+
+/// The request path without an HTTP API stage prefix. Function URLs and the `$default` stage
+/// have none; a named stage (`/prod/webhooks/cafe24`) is stripped.
+fn route_path(req: &Request) -> String {
+    let raw = req.raw_http_path();
+    let path = if raw.is_empty() { req.uri().path() } else { raw };
+    let stage = match req.request_context_ref() {
+        Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
+        _ => None,
+    };
+    match stage.filter(|s| s != "$default") {
+        Some(stage) => {
+            let prefix = format!("/{stage}");
+            match path.strip_prefix(&prefix) {
+                Some(rest) if rest.starts_with('/') => rest.to_owned(),
+                _ => path.to_owned(),
+            }
+        }
+        None => path.to_owned(),
     }
 }
 

@@ -1,0 +1,110 @@
+//! Local resources with the production attributes.
+//!
+//! The attribute values here are the ones `infra/` declares; keep them in step (issue: infra
+//! drift test). Tests may shorten the visibility timeout to observe redelivery quickly.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use aws_sdk_sqs::types::QueueAttributeName as A;
+
+/// One FIFO queue and its FIFO dead-letter queue.
+#[derive(Clone, Debug)]
+pub struct FifoPair {
+    /// Main queue URL.
+    pub url: String,
+    /// Main queue ARN.
+    pub arn: String,
+    /// Dead-letter queue URL.
+    pub dlq_url: String,
+    /// Dead-letter queue ARN.
+    pub dlq_arn: String,
+}
+
+/// Attributes of a FIFO queue pair.
+#[derive(Clone, Debug)]
+pub struct FifoSpec {
+    /// Base name without `.fifo` (the DLQ is `<name>-dlq.fifo`).
+    pub name: String,
+    /// Visibility timeout, seconds (production: ≥ 6 × the consumer's function timeout).
+    pub visibility_timeout_s: u32,
+    /// Redrive `maxReceiveCount`.
+    pub max_receive_count: u32,
+}
+
+/// Message retention of every queue: 14 days, the SQS maximum, so nothing accepted expires
+/// before an operator can look at it.
+pub const RETENTION_S: u32 = 1_209_600;
+
+impl FifoSpec {
+    /// The inbox: consumed by the dispatcher (function timeout 30 s → visibility 180 s).
+    pub fn inbox(prefix: &str) -> Self {
+        Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 10 }
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
+    let out = sqs.get_queue_attributes().queue_url(url).attribute_names(A::QueueArn).send().await?;
+    out.attributes()
+        .and_then(|a| a.get(&A::QueueArn))
+        .cloned()
+        .context("queue has no QueueArn attribute")
+}
+
+fn fifo_attrs(visibility: u32) -> HashMap<A, String> {
+    HashMap::from([
+        (A::FifoQueue, "true".to_owned()),
+        // Off everywhere: two different webhooks can have identical bodies.
+        (A::ContentBasedDeduplication, "false".to_owned()),
+        (A::MessageRetentionPeriod, RETENTION_S.to_string()),
+        (A::VisibilityTimeout, visibility.to_string()),
+    ])
+}
+
+/// Creates (or finds, when it exists with the same attributes) a FIFO queue and its DLQ.
+pub async fn create_fifo_pair(sqs: &aws_sdk_sqs::Client, spec: &FifoSpec) -> Result<FifoPair> {
+    let dlq = sqs
+        .create_queue()
+        .queue_name(format!("{}-dlq.fifo", spec.name))
+        .set_attributes(Some(fifo_attrs(spec.visibility_timeout_s)))
+        .send()
+        .await
+        .context("creating DLQ")?;
+    let dlq_url = dlq.queue_url().context("no DLQ url")?.to_owned();
+    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
+
+    let mut attrs = fifo_attrs(spec.visibility_timeout_s);
+    attrs.insert(
+        A::RedrivePolicy,
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#, spec.max_receive_count),
+    );
+    let q = sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", spec.name))
+        .set_attributes(Some(attrs))
+        .send()
+        .await
+        .context("creating queue")?;
+    let url = q.queue_url().context("no queue url")?.to_owned();
+    let arn = queue_arn(sqs, &url).await?;
+    Ok(FifoPair { url, arn, dlq_url, dlq_arn })
+}
+
+/// Everything the pipeline needs so far.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// The inbox and its DLQ (the DLQ is also the parking place for unroutable webhooks).
+    pub inbox: FifoPair,
+}
+
+impl Stack {
+    /// Creates the stack's resources under `prefix`.
+    pub async fn create(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Result<Self> {
+        Ok(Self { inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await? })
+    }
+
+    /// The environment variables the functions read for these resources.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("INBOX_QUEUE_URL", self.inbox.url.clone()), ("PARKING_QUEUE_URL", self.inbox.dlq_url.clone())]
+    }
+}
