@@ -89,7 +89,11 @@ pub struct LocalEsm {
 pub fn record_json(m: &Message, cfg: &EsmConfig) -> Value {
     let attrs: serde_json::Map<String, Value> = m
         .attributes()
-        .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                .collect()
+        })
         .unwrap_or_default();
     let msg_attrs: serde_json::Map<String, Value> = m
         .message_attributes()
@@ -122,7 +126,10 @@ pub fn record_json(m: &Message, cfg: &EsmConfig) -> Value {
         "awsRegion": cfg.region,
     });
     if let (Some(md5), Some(obj)) = (m.md5_of_message_attributes(), r.as_object_mut()) {
-        obj.insert("md5OfMessageAttributes".to_owned(), Value::String(md5.to_owned()));
+        obj.insert(
+            "md5OfMessageAttributes".to_owned(),
+            Value::String(md5.to_owned()),
+        );
     }
     r
 }
@@ -133,26 +140,26 @@ fn base64_std(bytes: &[u8]) -> String {
 }
 
 /// Interprets a handler's response against the batch's message ids, as Lambda does.
-/// `Ok(set)` = the ids to leave for redelivery; `Err(())` = the whole batch failed.
-pub fn failed_ids(response: &Value, batch_ids: &HashSet<String>) -> Result<HashSet<String>, ()> {
+/// `Some(set)` = the ids to leave for redelivery; `None` = the whole batch failed.
+pub fn failed_ids(response: &Value, batch_ids: &HashSet<String>) -> Option<HashSet<String>> {
     let list = match response {
-        Value::Null => return Ok(HashSet::new()),
+        Value::Null => return Some(HashSet::new()),
         Value::Object(o) => match o.get("batchItemFailures") {
-            None | Some(Value::Null) => return Ok(HashSet::new()),
+            None | Some(Value::Null) => return Some(HashSet::new()),
             Some(Value::Array(a)) => a,
-            Some(_) => return Err(()),
+            Some(_) => return None,
         },
-        _ => return Err(()),
+        _ => return None,
     };
     let mut out = HashSet::new();
     for item in list {
-        let id = item.get("itemIdentifier").and_then(Value::as_str).ok_or(())?;
+        let id = item.get("itemIdentifier").and_then(Value::as_str)?;
         if id.is_empty() || !batch_ids.contains(id) {
-            return Err(());
+            return None;
         }
         out.insert(id.to_owned());
     }
-    Ok(out)
+    Some(out)
 }
 
 impl LocalEsm {
@@ -184,26 +191,39 @@ impl LocalEsm {
             return Ok(EsmReport::default());
         }
         let event = json!({ "Records": msgs.iter().map(|m| record_json(m, &self.cfg)).collect::<Vec<_>>() });
-        let ids: HashSet<String> = msgs.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect();
-        let mut report = EsmReport { batches: 1, received: msgs.len(), ..Default::default() };
+        let ids: HashSet<String> = msgs
+            .iter()
+            .filter_map(|m| m.message_id().map(str::to_owned))
+            .collect();
+        let mut report = EsmReport {
+            batches: 1,
+            received: msgs.len(),
+            ..Default::default()
+        };
 
         let failed = match handler(event).await {
             Ok(resp) => failed_ids(&resp, &ids),
-            Err(_) => Err(()),
+            Err(_) => None,
         };
-        let Ok(failed) = failed else {
+        let Some(failed) = failed else {
             report.failed_batches = 1;
             report.returned = msgs.len();
             return Ok(report);
         };
-        let handles: HashMap<&str, &str> =
-            msgs.iter().filter_map(|m| Some((m.message_id()?, m.receipt_handle()?))).collect();
+        let handles: HashMap<&str, &str> = msgs
+            .iter()
+            .filter_map(|m| Some((m.message_id()?, m.receipt_handle()?)))
+            .collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = handles
             .iter()
             .filter(|(id, _)| !failed.contains(**id))
             .enumerate()
             .filter_map(|(i, (_, rh))| {
-                DeleteMessageBatchRequestEntry::builder().id(format!("m{i}")).receipt_handle(*rh).build().ok()
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .receipt_handle(*rh)
+                    .build()
+                    .ok()
             })
             .collect();
         if !entries.is_empty() {
@@ -266,12 +286,27 @@ mod tests {
     #[test]
     fn response_interpretation_follows_lambda() {
         let b = ids(&["a", "b"]);
-        assert_eq!(failed_ids(&Value::Null, &b), Ok(HashSet::new()));
-        assert_eq!(failed_ids(&json!({"batchItemFailures": []}), &b), Ok(HashSet::new()));
-        assert_eq!(failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": "b"}]}), &b), Ok(ids(&["b"])));
-        assert_eq!(failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": ""}]}), &b), Err(()));
-        assert_eq!(failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]}), &b), Err(()));
-        assert_eq!(failed_ids(&json!({"batchItemFailures": "oops"}), &b), Err(()));
-        assert_eq!(failed_ids(&json!([1]), &b), Err(()));
+        assert_eq!(failed_ids(&Value::Null, &b), Some(HashSet::new()));
+        assert_eq!(
+            failed_ids(&json!({"batchItemFailures": []}), &b),
+            Some(HashSet::new())
+        );
+        assert_eq!(
+            failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": "b"}]}), &b),
+            Some(ids(&["b"]))
+        );
+        assert_eq!(
+            failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": ""}]}), &b),
+            None
+        );
+        assert_eq!(
+            failed_ids(
+                &json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]}),
+                &b
+            ),
+            None
+        );
+        assert_eq!(failed_ids(&json!({"batchItemFailures": "oops"}), &b), None);
+        assert_eq!(failed_ids(&json!([1]), &b), None);
     }
 }

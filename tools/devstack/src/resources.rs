@@ -39,12 +39,21 @@ pub const RETENTION_S: u32 = 1_209_600;
 impl FifoSpec {
     /// The inbox: consumed by the dispatcher (function timeout 30 s → visibility 180 s).
     pub fn inbox(prefix: &str) -> Self {
-        Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 10 }
+        Self {
+            name: format!("{prefix}inbox"),
+            visibility_timeout_s: 180,
+            max_receive_count: 10,
+        }
     }
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
-    let out = sqs.get_queue_attributes().queue_url(url).attribute_names(A::QueueArn).send().await?;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::QueueArn)
+        .send()
+        .await?;
     out.attributes()
         .and_then(|a| a.get(&A::QueueArn))
         .cloned()
@@ -76,7 +85,10 @@ pub async fn create_fifo_pair(sqs: &aws_sdk_sqs::Client, spec: &FifoSpec) -> Res
     let mut attrs = fifo_attrs(spec.visibility_timeout_s);
     attrs.insert(
         A::RedrivePolicy,
-        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#, spec.max_receive_count),
+        format!(
+            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#,
+            spec.max_receive_count
+        ),
     );
     let q = sqs
         .create_queue()
@@ -87,7 +99,12 @@ pub async fn create_fifo_pair(sqs: &aws_sdk_sqs::Client, spec: &FifoSpec) -> Res
         .context("creating queue")?;
     let url = q.queue_url().context("no queue url")?.to_owned();
     let arn = queue_arn(sqs, &url).await?;
-    Ok(FifoPair { url, arn, dlq_url, dlq_arn })
+    Ok(FifoPair {
+        url,
+        arn,
+        dlq_url,
+        dlq_arn,
+    })
 }
 
 /// Everything the pipeline needs so far.
@@ -100,11 +117,16 @@ pub struct Stack {
 impl Stack {
     /// Creates the stack's resources under `prefix`.
     pub async fn create(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Result<Self> {
-        Ok(Self { inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await? })
+        Ok(Self {
+            inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?,
+        })
     }
 
     /// The environment variables the functions read for these resources.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("INBOX_QUEUE_URL", self.inbox.url.clone()), ("PARKING_QUEUE_URL", self.inbox.dlq_url.clone())]
+        vec![
+            ("INBOX_QUEUE_URL", self.inbox.url.clone()),
+            ("PARKING_QUEUE_URL", self.inbox.dlq_url.clone()),
+        ]
     }
 }

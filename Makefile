@@ -1,0 +1,56 @@
+# cafe24-relay — the Makefile is the interface: the same targets run locally and in CI.
+# `make help` lists them.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench-ingest size clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+tools: ## create .venv with moto[server], cargo-lambda and cfn-lint from PyPI (idempotent)
+	@scripts/ensure-tools.sh
+
+moto-start: tools ## start the local moto server (SQS, DynamoDB) on a free loopback port
+	@scripts/moto.sh start
+
+moto-stop: ## stop the local moto server
+	@scripts/moto.sh stop
+
+moto-reset: ## wipe all state in the local moto server
+	@scripts/moto.sh reset
+
+check-purity: ## fail if shared/domain depends on aws-*, lambda_*, reqwest, hyper or tokio
+	@scripts/check-domain-purity.sh --self-test
+	@scripts/check-domain-purity.sh
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+fmt-check: ## check formatting
+	$(CARGO) fmt --all -- --check
+
+lint: ## clippy over every target, warnings are errors (no unwrap/expect/panic outside tests)
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test-unit: ## unit tests only (no moto needed)
+	$(CARGO) test --workspace --lib --bins --locked
+
+test: tools check-purity fmt-check lint ## everything CI runs: purity, format, lint, all tests against moto and cargo lambda
+	scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked
+
+demo: ## run the pipeline locally (moto + the real function binaries) and show it working
+	@scripts/demo.sh
+
+bench-ingest: ## ingest CPU per request vs plain serde_json parsing (prints a table)
+	$(CARGO) bench -p webhook-ingest --bench ingest_cpu --locked
+
+size: ## release binary size of the functions
+	$(CARGO) build --release --locked -p webhook-ingest
+	@ls -l target/release/webhook-ingest | awk '{printf "webhook-ingest release binary: %d bytes (%.1f MiB)\n", $$5, $$5/1048576}'
+
+clean: moto-stop ## stop moto and remove build output and local state
+	$(CARGO) clean
+	rm -rf .local
