@@ -36,6 +36,29 @@ async fn sqs() -> Result<aws_sdk_sqs::Client> {
     ))
 }
 
+/// POSTs one delivery and prints a row: name, status, answer.
+async fn deliver(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    trace: Option<&str>,
+    body: &[u8],
+    name: &str,
+) -> Result<()> {
+    let mut req = http.post(url).header("X-API-Key", key).body(body.to_vec());
+    if let Some(t) = trace {
+        req = req.header("X-Trace-ID", t);
+    }
+    let r = req.send().await?;
+    println!(
+        "{:<44} {:>6}  {}",
+        name,
+        r.status().as_u16(),
+        r.text().await.unwrap_or_default()
+    );
+    Ok(())
+}
+
 async fn post_samples(url: &str, key: &str, dir: &str) -> Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
@@ -51,51 +74,24 @@ async fn post_samples(url: &str, key: &str, dir: &str) -> Result<()> {
     for (i, f) in files.iter().enumerate() {
         let body = std::fs::read(f)?;
         let trace = format!("demo-{i:04}-{}", rand::random::<u32>());
-        let r = http
-            .post(url)
-            .header("X-API-Key", key)
-            .header("X-Trace-ID", &trace)
-            .body(body.clone())
-            .send()
-            .await?;
         let name = f
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        println!(
-            "{:<44} {:>6}  {}",
-            name,
-            r.status().as_u16(),
-            r.text().await.unwrap_or_default()
-        );
+        deliver(&http, url, key, Some(&trace), &body, &name).await?;
         first.get_or_insert((trace, body));
     }
     if let Some((trace, body)) = first {
-        let r = http
-            .post(url)
-            .header("X-API-Key", key)
-            .header("X-Trace-ID", &trace)
-            .body(body.clone())
-            .send()
-            .await?;
-        println!(
-            "{:<44} {:>6}  {}",
+        deliver(
+            &http,
+            url,
+            key,
+            Some(&trace),
+            &body,
             "(Cafe24 retry of the first delivery)",
-            r.status().as_u16(),
-            r.text().await.unwrap_or_default()
-        );
-        let r = http
-            .post(url)
-            .header("X-API-Key", "not-the-key")
-            .body(body)
-            .send()
-            .await?;
-        println!(
-            "{:<44} {:>6}  {}",
-            "(wrong X-API-Key)",
-            r.status().as_u16(),
-            r.text().await.unwrap_or_default()
-        );
+        )
+        .await?;
+        deliver(&http, url, "not-the-key", None, &body, "(wrong X-API-Key)").await?;
     }
     Ok(())
 }
