@@ -1,0 +1,467 @@
+//! The Admin API: `/{mall}/api/v2/admin/{endpoint}`. Every request goes through the same gate
+//! as at Cafe24 — version record, rate detector, auth, app-deleted check, faults, scope, usage
+//! quota, leaky bucket — and every answer (429s included) carries the limit headers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+use crate::kst;
+use crate::state::{CallRecord, FaultKind, Inner, Sim, MAX_CALL_RECORDS};
+
+/// Cafe24's error envelope.
+pub fn error_body(status: u16, message: &str) -> Value {
+    json!({"error": {"code": status, "message": message, "more_info": {}}})
+}
+
+/// The endpoint name used in stats and fault matching: ids replaced by `{id}`.
+pub fn endpoint_name(rest: &str) -> String {
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["orders", "count"] => "orders/count".into(),
+        ["orders", _] => "orders/{id}".into(),
+        ["products", _] => "products/{id}".into(),
+        ["webhooks", "logs"] => "webhooks/logs".into(),
+        [one] => (*one).to_owned(),
+        _ => rest.to_owned(),
+    }
+}
+
+fn required_scope(endpoint: &str) -> Option<&'static str> {
+    match endpoint.split('/').next() {
+        Some("orders") => Some("mall.read_order"),
+        Some("products") => Some("mall.read_product"),
+        Some("customers") => Some("mall.read_customer"),
+        Some("webhooks") => Some("mall.read_application"),
+        _ => None,
+    }
+}
+
+struct Answer {
+    status: u16,
+    body: Value,
+    headers: Vec<(&'static str, String)>,
+    delay: Option<Duration>,
+}
+
+impl Answer {
+    fn err(status: u16, msg: &str) -> Self {
+        Self {
+            status,
+            body: error_body(status, msg),
+            headers: Vec::new(),
+            delay: None,
+        }
+    }
+}
+
+/// Axum handler for every Admin API GET.
+pub async fn dispatch(
+    State(sim): State<Arc<Sim>>,
+    Path((mall, rest)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let a = gate_and_handle(&sim, &mall, &rest, &q, &headers);
+    if let Some(d) = a.delay {
+        tokio::time::sleep(d).await;
+    }
+    let mut resp = (
+        StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(a.body),
+    )
+        .into_response();
+    for (k, v) in a.headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn gate_and_handle(
+    sim: &Sim,
+    mall: &str,
+    rest: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Answer {
+    let now = sim.clock.now_ms();
+    let endpoint = endpoint_name(rest);
+    let mut g = sim.lock();
+    let version = headers
+        .get("x-cafe24-api-version")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none")
+        .to_owned();
+    {
+        let m = sim.mall(&mut g, mall);
+        *m.stats.versions.entry(version).or_default() += 1;
+        m.window.record(now, sim.config.abnormal_per_sec);
+        m.stats.max_calls_in_1s = m.window.max_in_1s;
+        m.stats.abnormal_detections = m.window.detections;
+    }
+    let answer = gate(sim, &mut g, mall, rest, &endpoint, q, headers, now);
+    let m = sim.mall(&mut g, mall);
+    m.stats.calls += 1;
+    match answer.status {
+        200..=299 => m.stats.ok += 1,
+        401 => m.stats.status_401 += 1,
+        403 => m.stats.status_403 += 1,
+        404 => m.stats.status_404 += 1,
+        422 => m.stats.status_422 += 1,
+        429 => m.stats.status_429 += 1,
+        500..=599 => m.stats.status_5xx += 1,
+        _ => {}
+    }
+    let e = m.stats.endpoints.entry(endpoint.clone()).or_default();
+    e.calls += 1;
+    if answer.status == 429 {
+        e.status_429 += 1;
+    }
+    if g.calls.len() < MAX_CALL_RECORDS {
+        g.calls.push(CallRecord {
+            at_ms: now,
+            mall: mall.to_owned(),
+            endpoint,
+            status: answer.status,
+        });
+    }
+    answer
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gate(
+    sim: &Sim,
+    g: &mut Inner,
+    mall: &str,
+    rest: &str,
+    endpoint: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    now: u64,
+) -> Answer {
+    // Auth.
+    let Some(token) = bearer(headers) else {
+        return Answer::err(401, "Access token is required.");
+    };
+    let Some(t) = g.access.get(&token).cloned() else {
+        return Answer::err(401, "Invalid access_token.");
+    };
+    if t.revoked || t.mall != mall {
+        return Answer::err(401, "Invalid access_token.");
+    }
+    if t.expires_ms <= now {
+        return Answer::err(401, "access_token time expired.");
+    }
+    if sim.mall(g, mall).uninstalled.contains(&t.client_id) {
+        return Answer::err(403, "The app has been deleted from this mall.");
+    }
+
+    // Faults.
+    let mut delay = None;
+    if let Some(i) = g.faults.iter().position(|f| {
+        f.mall.as_deref().is_none_or(|m| m == mall)
+            && f.endpoint
+                .as_deref()
+                .is_none_or(|e| endpoint.starts_with(e) || rest.starts_with(e))
+    }) {
+        let mut exhausted = false;
+        let kind = match g.faults.get_mut(i) {
+            Some(f) => {
+                if let Some(n) = f.remaining.as_mut() {
+                    *n = n.saturating_sub(1);
+                    exhausted = *n == 0;
+                }
+                f.kind.clone()
+            }
+            None => FaultKind::Latency { ms: 0 },
+        };
+        if exhausted {
+            g.faults.remove(i);
+        }
+        match kind {
+            FaultKind::Status { status } => return Answer::err(status, "Injected fault."),
+            FaultKind::RateLimit => {
+                let key = sim.rate_key(mall, &t.client_id);
+                let l = sim.limits(g, &key);
+                let mut a = Answer::err(429, "Too Many Requests.");
+                a.headers.push(("x-api-call-limit", l.bucket.header(now)));
+                return a;
+            }
+            FaultKind::Latency { ms } => delay = Some(Duration::from_millis(ms)),
+            FaultKind::Timeout { ms } => {
+                let mut a = Answer::err(504, "Gateway Timeout.");
+                a.delay = Some(Duration::from_millis(ms));
+                return a;
+            }
+        }
+    }
+
+    // Scope.
+    if let Some(scope) = required_scope(endpoint) {
+        if !t.scopes.iter().any(|s| s == scope) {
+            return Answer::err(403, &format!("Insufficient scope: {scope} is required."));
+        }
+    }
+
+    // Usage quota, then bucket. Both count every authenticated call.
+    let key = sim.rate_key(mall, &t.client_id);
+    let processing = sim.config.processing_ms;
+    let l = sim.limits(g, &key);
+    let (usage, blocked) = l.usage.record(now, processing);
+    let bucket = l.bucket.try_add(now);
+    let level = l.bucket.level(now);
+    let mut limit_headers = vec![
+        ("x-api-call-limit", l.bucket.header(now)),
+        ("x-cafe24-call-usage", format!("{:.2}", usage.call_pct)),
+        ("x-cafe24-time-usage", format!("{:.2}", usage.time_pct)),
+    ];
+    if let Some(s) = usage.call_remain_s {
+        limit_headers.push(("x-cafe24-call-remain", s.to_string()));
+    }
+    if let Some(s) = usage.time_remain_s {
+        limit_headers.push(("x-cafe24-time-remain", s.to_string()));
+    }
+    let m = sim.mall(g, mall);
+    m.stats.max_bucket_level = m.stats.max_bucket_level.max(level);
+    if blocked {
+        m.stats.blocked_calls += 1;
+        let mut a = Answer::err(429, "API usage limit exceeded. Try again later.");
+        a.headers = limit_headers;
+        return a;
+    }
+    if bucket.is_err() {
+        let mut a = Answer::err(429, "Too Many Requests.");
+        a.headers = limit_headers;
+        return a;
+    }
+
+    let (status, body) = handle(sim, g, mall, rest, q, now);
+    Answer {
+        status,
+        body,
+        headers: limit_headers,
+        delay,
+    }
+}
+
+fn param_u64(
+    q: &HashMap<String, String>,
+    k: &str,
+    default: u64,
+    max: u64,
+    min: u64,
+) -> Result<u64, String> {
+    match q.get(k) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!("{k} must be an integer between {min} and {max}.")),
+        },
+    }
+}
+
+fn next_link(
+    mall: &str,
+    path: &str,
+    q: &HashMap<String, String>,
+    offset: u64,
+    limit: u64,
+    total: usize,
+) -> Value {
+    if offset + limit < total as u64 {
+        let mut q2: Vec<(String, String)> = q
+            .iter()
+            .filter(|(k, _)| *k != "offset")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        q2.push(("offset".into(), (offset + limit).to_string()));
+        q2.sort();
+        let qs: Vec<String> = q2.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        json!([{"rel": "next", "href": format!("/{mall}/api/v2/admin/{path}?{}", qs.join("&"))}])
+    } else {
+        json!([])
+    }
+}
+
+/// Order list filters shared by `/orders` and `/orders/count`.
+fn order_window(q: &HashMap<String, String>) -> Result<(u64, u64, String), String> {
+    let start_s = q.get("start_date").ok_or("start_date is required.")?;
+    let end_s = q.get("end_date").ok_or("end_date is required.")?;
+    let start = kst::parse(start_s).ok_or("start_date is invalid.")?;
+    let mut end = kst::parse(end_s).ok_or("end_date is invalid.")?;
+    if end_s.trim().len() == 10 {
+        end += 86_400_000 - 1; // a date-only end is inclusive
+    }
+    if end < start {
+        return Err("end_date must not be before start_date.".into());
+    }
+    let limit_day = kst::add_months(kst::kst_date(start), 3);
+    let (ed_y, ed_m, ed_d) = kst::kst_date(end);
+    if (ed_y, ed_m, ed_d) > limit_day {
+        return Err("The search period cannot exceed 3 months.".into());
+    }
+    let date_type = q
+        .get("date_type")
+        .cloned()
+        .unwrap_or_else(|| "order_date".into());
+    if !matches!(date_type.as_str(), "order_date" | "pay_date") {
+        return Err("date_type is invalid.".into());
+    }
+    Ok((start, end, date_type))
+}
+
+fn handle(
+    sim: &Sim,
+    g: &mut Inner,
+    mall: &str,
+    rest: &str,
+    q: &HashMap<String, String>,
+    now: u64,
+) -> (u16, Value) {
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let logs_snapshot = if parts.as_slice() == ["webhooks", "logs"] {
+        Some(g.logs.clone())
+    } else {
+        None
+    };
+    let data = &sim.mall(g, mall).data;
+    let fail = |status: u16, m: &str| (status, error_body(status, m));
+    match parts.as_slice() {
+        ["orders", "count"] => match order_window(q) {
+            Ok((s, e, dt)) => {
+                let n = data
+                    .orders
+                    .values()
+                    .filter(|o| in_window(o, s, e, &dt))
+                    .count();
+                (200, json!({"count": n}))
+            }
+            Err(m) => fail(422, &m),
+        },
+        ["orders", id] => match data.orders.get(*id) {
+            Some(o) => {
+                let embed = q
+                    .get("embed")
+                    .is_some_and(|e| e.split(',').any(|x| x.trim() == "items"));
+                (200, json!({"order": o.to_json(embed, &data.products)}))
+            }
+            None => fail(404, "No order found."),
+        },
+        ["orders"] => {
+            let (s, e, dt) = match order_window(q) {
+                Ok(w) => w,
+                Err(m) => return fail(422, &m),
+            };
+            let (limit, offset) = match (
+                param_u64(q, "limit", 10, 1000, 1),
+                param_u64(q, "offset", 0, 15_000, 0),
+            ) {
+                (Ok(l), Ok(o)) => (l, o),
+                (Err(m), _) | (_, Err(m)) => return fail(422, &m),
+            };
+            let embed = q
+                .get("embed")
+                .is_some_and(|e| e.split(',').any(|x| x.trim() == "items"));
+            let all: Vec<_> = data
+                .orders
+                .values()
+                .filter(|o| in_window(o, s, e, &dt))
+                .collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .map(|o| o.to_json(embed, &data.products))
+                .collect();
+            (
+                200,
+                json!({"orders": page, "links": next_link(mall, "orders", q, offset, limit, all.len())}),
+            )
+        }
+        ["products", no] => match no.parse::<u64>() {
+            Ok(n) => match data.products.get(&n) {
+                Some(p) => (200, json!({"product": p.to_json()})),
+                None => fail(404, "No product found."),
+            },
+            Err(_) => fail(422, "product_no must be an integer."),
+        },
+        ["products"] => {
+            let (limit, offset, since) = match (
+                param_u64(q, "limit", 10, 100, 1),
+                param_u64(q, "offset", 0, 5_000, 0),
+                param_u64(q, "since_product_no", 0, u64::MAX, 0),
+            ) {
+                (Ok(l), Ok(o), Ok(s)) => (l, o, s),
+                (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => return fail(422, &m),
+            };
+            let all: Vec<_> = data
+                .products
+                .values()
+                .filter(|p| p.product_no > since)
+                .collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .map(|p| p.to_json())
+                .collect();
+            (
+                200,
+                json!({"products": page, "links": next_link(mall, "products", q, offset, limit, all.len())}),
+            )
+        }
+        ["customers"] => {
+            let Some(ids) = q.get("member_id").filter(|s| !s.trim().is_empty()) else {
+                return fail(422, "member_id is required.");
+            };
+            let found: Vec<Value> = ids
+                .split(',')
+                .filter_map(|id| data.customers.get(id.trim()))
+                .map(|c| c.to_json())
+                .collect();
+            (200, json!({"customers": found}))
+        }
+        ["webhooks", "logs"] => {
+            crate::webhooks::query_logs(mall, q, logs_snapshot.as_deref().unwrap_or_default(), now)
+        }
+        _ => fail(404, "No such resource."),
+    }
+}
+
+fn in_window(o: &crate::data::Order, start: u64, end: u64, date_type: &str) -> bool {
+    let t = match date_type {
+        "pay_date" if o.paid => o.order_date_ms + 60_000,
+        "pay_date" => return false,
+        _ => o.order_date_ms,
+    };
+    (start..=end).contains(&t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_names_hide_ids() {
+        assert_eq!(endpoint_name("orders/20200717-0029236"), "orders/{id}");
+        assert_eq!(endpoint_name("orders/count"), "orders/count");
+        assert_eq!(endpoint_name("products/12"), "products/{id}");
+        assert_eq!(endpoint_name("customers"), "customers");
+        assert_eq!(endpoint_name("webhooks/logs"), "webhooks/logs");
+    }
+}

@@ -1,0 +1,510 @@
+//! The simulator's state and configuration. One mutex guards everything; it is never held
+//! across an `.await`.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::data::{DataSizes, MallData};
+use crate::limits::{LeakyBucket, RateWindow, UsageQuota};
+use crate::webhooks::WebhookLog;
+
+/// Hours/days in ms.
+pub const HOUR_MS: u64 = 3_600_000;
+/// One day in ms.
+pub const DAY_MS: u64 = 24 * HOUR_MS;
+
+/// An app registered with the simulated Cafe24.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppConfig {
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// Scopes granted on install when the authorize request names none.
+    pub scopes: Vec<String>,
+}
+
+/// Every knob, with Cafe24's real values as defaults.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimConfig {
+    /// Bucket capacity (40).
+    pub capacity: u32,
+    /// Bucket drain, calls/s (2).
+    pub leak_per_sec: f64,
+    /// One bucket per mall shared by all apps (true), or one per app and mall. [unknown at Cafe24]
+    pub shared_bucket: bool,
+    /// Usage window, ms (10 minutes).
+    pub usage_window_ms: u64,
+    /// Calls per usage window (3,000, secondary source).
+    pub call_quota: u64,
+    /// Processing time per usage window, ms (600 s, secondary source).
+    pub time_quota_ms: u64,
+    /// Processing time charged per call, ms.
+    pub processing_ms: u64,
+    /// Lengthening of a usage block per call made during it, ms. [unknown at Cafe24]
+    pub block_extension_ms: u64,
+    /// Calls per second to one mall judged abnormal (10).
+    pub abnormal_per_sec: u32,
+    /// Access token lifetime (2 h).
+    pub access_ttl_ms: u64,
+    /// Refresh token lifetime (14 d).
+    pub refresh_ttl_ms: u64,
+    /// Authorization code lifetime (60 s).
+    pub code_ttl_ms: u64,
+    /// Token issuances allowed per mall per window (15, secondary source).
+    pub issuance_cap: u32,
+    /// Issuance window (2 h).
+    pub issuance_window_ms: u64,
+    /// Data seed.
+    pub seed: u64,
+    /// Orders per mall.
+    pub orders_per_mall: u32,
+    /// Products per mall.
+    pub products_per_mall: u32,
+    /// Customers per mall.
+    pub customers_per_mall: u32,
+    /// Registered apps.
+    pub apps: Vec<AppConfig>,
+    /// Webhook delivery attempts after the first (automatic retries).
+    pub webhook_retries: u32,
+    /// Delay between webhook attempts, ms (real time).
+    pub webhook_retry_delay_ms: u64,
+    /// Webhook receiver timeout, ms.
+    pub webhook_timeout_ms: u64,
+    /// Whether an automatic retry keeps the delivery's trace id. [unknown at Cafe24]
+    pub retry_keeps_trace_id: bool,
+}
+
+/// Every read scope the simulator knows.
+pub const ALL_READ_SCOPES: &[&str] = &[
+    "mall.read_order",
+    "mall.read_product",
+    "mall.read_customer",
+    "mall.read_application",
+    "mall.read_store",
+];
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 40,
+            leak_per_sec: 2.0,
+            shared_bucket: true,
+            usage_window_ms: 600_000,
+            call_quota: 3_000,
+            time_quota_ms: 600_000,
+            processing_ms: 20,
+            block_extension_ms: 1_000,
+            abnormal_per_sec: 10,
+            access_ttl_ms: 2 * HOUR_MS,
+            refresh_ttl_ms: 14 * DAY_MS,
+            code_ttl_ms: 60_000,
+            issuance_cap: 15,
+            issuance_window_ms: 2 * HOUR_MS,
+            seed: 24,
+            orders_per_mall: 60,
+            products_per_mall: 40,
+            customers_per_mall: 20,
+            apps: vec![AppConfig {
+                client_id: "sim-client".into(),
+                client_secret: "sim-secret".into(),
+                scopes: ALL_READ_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+            }],
+            webhook_retries: 2,
+            webhook_retry_delay_ms: 200,
+            webhook_timeout_ms: 3_000,
+            retry_keeps_trace_id: true,
+        }
+    }
+}
+
+/// Per-endpoint counters.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EndpointStats {
+    /// Requests.
+    pub calls: u64,
+    /// 429 answers.
+    pub status_429: u64,
+}
+
+/// What Cafe24 saw of one mall.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MallStats {
+    /// Admin API requests (every status).
+    pub calls: u64,
+    /// 2xx answers.
+    pub ok: u64,
+    /// 401 answers.
+    pub status_401: u64,
+    /// 403 answers.
+    pub status_403: u64,
+    /// 404 answers.
+    pub status_404: u64,
+    /// 422 answers.
+    pub status_422: u64,
+    /// 429 answers (bucket full, usage block, or forced).
+    pub status_429: u64,
+    /// 5xx answers (forced).
+    pub status_5xx: u64,
+    /// Calls refused because a usage block was in force.
+    pub blocked_calls: u64,
+    /// Highest bucket level reached.
+    pub max_bucket_level: f64,
+    /// Most requests in any 1 s window.
+    pub max_calls_in_1s: u32,
+    /// Abnormal-rate episodes (≥ threshold calls in 1 s).
+    pub abnormal_detections: u32,
+    /// Tokens issued (code exchanges and refreshes).
+    pub token_issuances: u64,
+    /// Refresh attempts with an already rotated refresh token.
+    pub refresh_reuse_attempts: u64,
+    /// `invalid_grant` answers.
+    pub invalid_grants: u64,
+    /// Token requests refused by the issuance cap.
+    pub issuance_cap_refusals: u64,
+    /// `X-Cafe24-Api-Version` values seen → count (`none` when absent).
+    pub versions: BTreeMap<String, u64>,
+    /// Per endpoint (`orders/{id}`, `orders`, …).
+    pub endpoints: BTreeMap<String, EndpointStats>,
+}
+
+/// One Admin API call, for timelines.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// When (sim clock, ms).
+    pub at_ms: u64,
+    /// Mall.
+    pub mall: String,
+    /// Endpoint name.
+    pub endpoint: String,
+    /// Status answered.
+    pub status: u16,
+}
+
+/// State of a refresh token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefreshState {
+    /// Usable.
+    Live,
+    /// Replaced by a newer one (rotation); reuse → invalid_grant.
+    Rotated,
+    /// Revoked (fault or uninstall).
+    Revoked,
+}
+
+/// An issued access token.
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    /// Mall.
+    pub mall: String,
+    /// App.
+    pub client_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Expiry, ms.
+    pub expires_ms: u64,
+    /// Revoked by a fault or uninstall.
+    pub revoked: bool,
+}
+
+/// An issued refresh token.
+#[derive(Clone, Debug)]
+pub struct RefreshToken {
+    /// Mall.
+    pub mall: String,
+    /// App.
+    pub client_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Expiry, ms.
+    pub expires_ms: u64,
+    /// Live, rotated or revoked.
+    pub state: RefreshState,
+}
+
+/// An authorization code.
+#[derive(Clone, Debug)]
+pub struct AuthCode {
+    /// Mall.
+    pub mall: String,
+    /// App.
+    pub client_id: String,
+    /// Redirect URI it was issued for.
+    pub redirect_uri: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Issued at, ms.
+    pub issued_ms: u64,
+    /// Already exchanged.
+    pub used: bool,
+}
+
+/// Kinds of injected faults.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer this status (e.g. 500, 503, 504) with Cafe24's envelope.
+    Status {
+        /// HTTP status.
+        status: u16,
+    },
+    /// Add latency before answering normally.
+    Latency {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Never answer within any sane client timeout (holds the request for `ms`, default 60 s).
+    Timeout {
+        /// How long to hold the request.
+        #[serde(default = "default_timeout_ms")]
+        ms: u64,
+    },
+    /// Answer 429 regardless of the bucket.
+    RateLimit,
+}
+
+fn default_timeout_ms() -> u64 {
+    60_000
+}
+
+/// An injected fault.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Fault {
+    /// Mall it applies to (`None` = every mall).
+    #[serde(default)]
+    pub mall: Option<String>,
+    /// Endpoint prefix after `/api/v2/admin/` (`None` = every endpoint).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// How many requests it affects (`None` = until cleared).
+    #[serde(default)]
+    pub remaining: Option<u32>,
+}
+
+/// Rate-limit state of one key.
+#[derive(Clone, Debug)]
+pub struct KeyLimits {
+    /// The leaky bucket.
+    pub bucket: LeakyBucket,
+    /// The usage quota.
+    pub usage: UsageQuota,
+}
+
+/// One mall.
+#[derive(Clone, Debug, Default)]
+pub struct MallState {
+    /// Data (generated on first touch).
+    pub data: MallData,
+    /// Apps deleted from this mall (client ids).
+    pub uninstalled: Vec<String>,
+    /// Issuance times within the window.
+    pub issuances: VecDeque<u64>,
+    /// Counters.
+    pub stats: MallStats,
+    /// Arrival window for the abnormal-rate detector.
+    pub window: RateWindow,
+}
+
+/// Everything mutable.
+#[derive(Default)]
+pub struct Inner {
+    /// Malls by id.
+    pub malls: HashMap<String, MallState>,
+    /// Rate-limit state by key.
+    pub limits: HashMap<String, KeyLimits>,
+    /// Access tokens by value.
+    pub access: HashMap<String, AccessToken>,
+    /// Refresh tokens by value.
+    pub refresh: HashMap<String, RefreshToken>,
+    /// Authorization codes by value.
+    pub codes: HashMap<String, AuthCode>,
+    /// Active faults.
+    pub faults: Vec<Fault>,
+    /// Webhook logs, in order.
+    pub logs: Vec<WebhookLog>,
+    /// Webhook target (URL, API key).
+    pub webhook_target: Option<(String, String)>,
+    /// Every Admin API call (for timelines; capped).
+    pub calls: Vec<CallRecord>,
+    /// Sequence for log ids.
+    pub next_log: u64,
+}
+
+/// Most call records kept for timelines.
+pub const MAX_CALL_RECORDS: usize = 2_000_000;
+
+/// The simulator.
+pub struct Sim {
+    /// Configuration (fixed at start).
+    pub config: SimConfig,
+    /// Clock.
+    pub clock: Clock,
+    inner: Mutex<Inner>,
+    /// HTTP client for webhook deliveries.
+    pub http: reqwest::Client,
+}
+
+impl Sim {
+    /// A simulator with `config` and `clock`.
+    pub fn new(config: SimConfig, clock: Clock) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(config.webhook_timeout_ms))
+            .build()
+            .unwrap_or_default();
+        Self {
+            config,
+            clock,
+            inner: Mutex::new(Inner::default()),
+            http,
+        }
+    }
+
+    /// Locks the state (a poisoned lock is still usable: counters cannot be left torn).
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The app with `client_id`.
+    pub fn app(&self, client_id: &str) -> Option<&AppConfig> {
+        self.config.apps.iter().find(|a| a.client_id == client_id)
+    }
+
+    /// The rate-limit key for a call by `client_id` to `mall`.
+    pub fn rate_key(&self, mall: &str, client_id: &str) -> String {
+        if self.config.shared_bucket {
+            mall.to_owned()
+        } else {
+            format!("{mall}/{client_id}")
+        }
+    }
+
+    /// The mall's state, generating its data on first touch.
+    pub fn mall<'a>(&self, inner: &'a mut Inner, mall: &str) -> &'a mut MallState {
+        let now = self.clock.now_ms();
+        let sizes = DataSizes {
+            orders: self.config.orders_per_mall,
+            products: self.config.products_per_mall,
+            customers: self.config.customers_per_mall,
+        };
+        inner
+            .malls
+            .entry(mall.to_owned())
+            .or_insert_with(|| MallState {
+                data: MallData::generate(self.config.seed, mall, sizes, now),
+                ..Default::default()
+            })
+    }
+
+    /// The limits of a key, created on first use.
+    pub fn limits<'a>(&self, inner: &'a mut Inner, key: &str) -> &'a mut KeyLimits {
+        let now = self.clock.now_ms();
+        let c = &self.config;
+        inner
+            .limits
+            .entry(key.to_owned())
+            .or_insert_with(|| KeyLimits {
+                bucket: LeakyBucket::new(c.capacity, c.leak_per_sec, now),
+                usage: UsageQuota::new(
+                    c.usage_window_ms,
+                    c.call_quota,
+                    c.time_quota_ms,
+                    c.block_extension_ms,
+                    now,
+                ),
+            })
+    }
+
+    /// A fresh random token value (22 alphanumerics, like Cafe24's).
+    pub fn random_token() -> String {
+        use rand::Rng as _;
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut r = rand::rng();
+        (0..22)
+            .filter_map(|_| A.get(r.random_range(0..A.len())).map(|b| char::from(*b)))
+            .collect()
+    }
+
+    /// Issues an access/refresh pair without the OAuth dance (test set-up: "already installed").
+    /// Does not count as an issuance.
+    pub fn seed_tokens(
+        &self,
+        mall: &str,
+        client_id: &str,
+        scopes: Vec<String>,
+    ) -> (String, String) {
+        let now = self.clock.now_ms();
+        let mut g = self.lock();
+        self.mall(&mut g, mall);
+        self.insert_pair(&mut g, mall, client_id, scopes, now)
+    }
+
+    /// Stores a new pair and returns (access, refresh).
+    pub fn insert_pair(
+        &self,
+        g: &mut Inner,
+        mall: &str,
+        client_id: &str,
+        scopes: Vec<String>,
+        now: u64,
+    ) -> (String, String) {
+        let (a, r) = (Self::random_token(), Self::random_token());
+        g.access.insert(
+            a.clone(),
+            AccessToken {
+                mall: mall.to_owned(),
+                client_id: client_id.to_owned(),
+                scopes: scopes.clone(),
+                expires_ms: now + self.config.access_ttl_ms,
+                revoked: false,
+            },
+        );
+        g.refresh.insert(
+            r.clone(),
+            RefreshToken {
+                mall: mall.to_owned(),
+                client_id: client_id.to_owned(),
+                scopes,
+                expires_ms: now + self.config.refresh_ttl_ms,
+                state: RefreshState::Live,
+            },
+        );
+        (a, r)
+    }
+
+    /// A copy of one mall's stats (default when never touched).
+    pub fn stats(&self, mall: &str) -> MallStats {
+        self.lock()
+            .malls
+            .get(mall)
+            .map(|m| m.stats.clone())
+            .unwrap_or_default()
+    }
+
+    /// Revokes every token of `mall` (all apps).
+    pub fn revoke(&self, mall: &str) {
+        let mut g = self.lock();
+        for t in g.access.values_mut().filter(|t| t.mall == mall) {
+            t.revoked = true;
+        }
+        for t in g.refresh.values_mut().filter(|t| t.mall == mall) {
+            t.state = RefreshState::Revoked;
+        }
+    }
+
+    /// Marks `client_id` deleted from `mall` and revokes its tokens.
+    pub fn uninstall(&self, mall: &str, client_id: &str) {
+        self.revoke(mall);
+        let mut g = self.lock();
+        let m = self.mall(&mut g, mall);
+        if !m.uninstalled.iter().any(|c| c == client_id) {
+            m.uninstalled.push(client_id.to_owned());
+        }
+    }
+}
