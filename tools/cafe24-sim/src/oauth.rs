@@ -164,7 +164,7 @@ pub async fn token(
     State(sim): State<Arc<Sim>>,
     Path(mall): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some((client_id, secret)) = basic_client(&headers) else {
         return oauth_error(
@@ -183,6 +183,13 @@ pub async fn token(
             "invalid client credentials",
         );
     }
+    let Ok(Form(form)) = form else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        );
+    };
     let now = sim.clock.now_ms();
     let mut g = sim.lock();
     let invalid_grant = |g: &mut Inner, why: &str| {
