@@ -25,9 +25,7 @@ pub const PREVIOUS_KEY: &str = "test-webhook-key-previous";
 
 /// A fixture file's bytes (`tests/fixtures/<rel>`).
 pub fn fixture(rel: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(rel);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel);
     std::fs::read(&p).unwrap_or_else(|e| panic!("fixture {}: {e}", p.display()))
 }
 
@@ -37,12 +35,7 @@ pub fn cafe24_fixtures() -> Vec<(String, Vec<u8>)> {
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap_or_default(),
-            )
-        })
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap_or_default()))
         .collect();
     out.sort();
     out
@@ -54,6 +47,8 @@ pub struct TestEnv {
     pub endpoint: String,
     /// SQS client for moto.
     pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB client for moto.
+    pub ddb: aws_sdk_dynamodb::Client,
     /// The created resources.
     pub stack: Stack,
 }
@@ -67,13 +62,10 @@ impl TestEnv {
 
     /// Creates fresh resources on a given endpoint.
     pub async fn on(endpoint: &str, tag: &str) -> Result<Self> {
-        let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(endpoint).await);
-        let stack = Stack::create(&sqs, &devstack::unique_prefix(tag)).await?;
-        Ok(Self {
-            endpoint: endpoint.to_owned(),
-            sqs,
-            stack,
-        })
+        let conf = devstack::sdk_config(endpoint).await;
+        let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
+        let stack = Stack::create(&sqs, &ddb, &devstack::unique_prefix(tag)).await?;
+        Ok(Self { endpoint: endpoint.to_owned(), sqs, ddb, stack })
     }
 
     /// The ingest configuration for this env (current + previous key).
@@ -130,12 +122,7 @@ impl TestEnv {
             .send()
             .await?;
         let attrs = out.attributes().context("no attributes")?;
-        let n = |a: &A| {
-            attrs
-                .get(a)
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0)
-        };
+        let n = |a: &A| attrs.get(a).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
         Ok(n(&A::ApproximateNumberOfMessages) + n(&A::ApproximateNumberOfMessagesNotVisible))
     }
 }
@@ -165,23 +152,17 @@ pub fn http_event(
     body: &[u8],
     base64: bool,
 ) -> Value {
-    let headers: serde_json::Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String((*v).to_owned())))
-        .collect();
+    let headers: serde_json::Map<String, Value> =
+        headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String((*v).to_owned()))).collect();
     let body_field = if base64 {
         Value::String(base64::engine::general_purpose::STANDARD.encode(body))
     } else {
         Value::String(String::from_utf8_lossy(body).into_owned())
     };
     let (route_key, stage, domain, account, raw_path) = match shape {
-        Shape::FunctionUrl => (
-            "$default",
-            "$default",
-            "abcdefg.lambda-url.us-east-1.on.aws",
-            "anonymous",
-            path.to_owned(),
-        ),
+        Shape::FunctionUrl => {
+            ("$default", "$default", "abcdefg.lambda-url.us-east-1.on.aws", "anonymous", path.to_owned())
+        }
         Shape::HttpApiV2 => (
             "POST /webhooks/cafe24",
             "$default",
@@ -222,15 +203,11 @@ pub fn http_event(
 
 /// Turns an event JSON into the `lambda_http::Request` the runtime would hand the handler.
 pub fn to_request(event: &Value) -> lambda_http::Request {
-    lambda_http::request::from_str(&event.to_string())
-        .unwrap_or_else(|e| panic!("event does not parse: {e}"))
+    lambda_http::request::from_str(&event.to_string()).unwrap_or_else(|e| panic!("event does not parse: {e}"))
 }
 
 /// Status and parsed JSON body (or `Null`) of a response.
 pub fn response_parts(r: &lambda_http::Response<lambda_http::Body>) -> (u16, Value) {
     let bytes: &[u8] = r.body().as_ref();
-    (
-        r.status().as_u16(),
-        serde_json::from_slice(bytes).unwrap_or(Value::Null),
-    )
+    (r.status().as_u16(), serde_json::from_slice(bytes).unwrap_or(Value::Null))
 }

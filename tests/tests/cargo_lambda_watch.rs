@@ -1,12 +1,7 @@
 //! The real `webhook-ingest` binary, run by `cargo lambda watch` (Lambda's runtime API
 //! emulator), receives a Function URL request and enqueues to moto.
 
-#![allow(
-    clippy::panic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -21,9 +16,7 @@ struct Group(tokio::process::Child);
 impl Drop for Group {
     fn drop(&mut self) {
         if let Some(pid) = self.0.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &format!("-{pid}")])
-                .status();
+            let _ = std::process::Command::new("kill").args(["-TERM", &format!("-{pid}")]).status();
         }
     }
 }
@@ -32,11 +25,7 @@ impl Drop for Group {
 async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_request() {
     let env = TestEnv::new("watch").await.unwrap();
     let root = devstack::moto::workspace_root();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut vars = vec![
         format!("WEBHOOK_API_KEY={KEY}"),
         format!("AWS_ENDPOINT_URL={}", env.endpoint),
@@ -57,29 +46,15 @@ async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_reques
             "--ignore-changes",
             "--quiet",
         ])
-        .args([
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &port.to_string(),
-        ])
+        .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
         .arg("--env-var")
         .arg(vars.join(","))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                root.join(".venv/bin").display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", format!("{}:{}", root.join(".venv/bin").display(), std::env::var("PATH").unwrap_or_default()))
         // Never the test's stdin: the watcher must not read (or steal) the caller's input.
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(
-            std::fs::File::create(root.join(".local/cargo-lambda-watch.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
+            std::fs::File::create(root.join(".local/cargo-lambda-watch.log")).map(Stdio::from).unwrap_or(Stdio::null()),
         )
         // `cargo test` hands its jobserver to the test through these; a nested cargo that
         // inherits them would treat unrelated inherited descriptors as the jobserver pipe.
@@ -87,10 +62,7 @@ async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_reques
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
         .process_group(0);
-    let _watch = Group(
-        cmd.spawn()
-            .expect("cargo-lambda is installed by scripts/ensure-tools.sh"),
-    );
+    let _watch = Group(cmd.spawn().expect("cargo-lambda is installed by scripts/ensure-tools.sh"));
 
     let url = format!("http://127.0.0.1:{port}/lambda-url/webhook-ingest/webhooks/cafe24");
     let http = reqwest::Client::new();
@@ -116,27 +88,11 @@ async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_reques
     let json: Value = resp.json().await.unwrap();
     assert_eq!(json["status"], "enqueued");
 
-    let wrong = http
-        .post(&url)
-        .header("X-API-Key", "nope")
-        .body(body.clone())
-        .send()
-        .await
-        .unwrap();
+    let wrong = http.post(&url).header("X-API-Key", "nope").body(body.clone()).send().await.unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
 
     let msgs = env.peek_all(&env.stack.inbox.url).await.unwrap();
-    assert_eq!(
-        msgs.len(),
-        1,
-        "exactly the authenticated request was enqueued"
-    );
-    assert_eq!(
-        attr(&msgs[0], Sys::MessageGroupId).as_deref(),
-        Some("cafe24bestshop")
-    );
-    assert_eq!(
-        attr(&msgs[0], Sys::MessageDeduplicationId).as_deref(),
-        Some("t-watch-trace-1")
-    );
+    assert_eq!(msgs.len(), 1, "exactly the authenticated request was enqueued");
+    assert_eq!(attr(&msgs[0], Sys::MessageGroupId).as_deref(), Some("cafe24bestshop"));
+    assert_eq!(attr(&msgs[0], Sys::MessageDeduplicationId).as_deref(), Some("t-watch-trace-1"));
 }

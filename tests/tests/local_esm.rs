@@ -1,11 +1,6 @@
 //! The local event source mapping behaves like Lambda's SQS ESM with ReportBatchItemFailures.
 
-#![allow(
-    clippy::panic,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,21 +52,10 @@ async fn events_have_lambdas_shape_and_all_system_attributes() {
         })
         .await
         .unwrap();
-    assert_eq!(
-        (report.received, report.deleted, report.returned),
-        (1, 1, 0)
-    );
+    assert_eq!((report.received, report.deleted, report.returned), (1, 1, 0));
     let event = seen.lock().unwrap().pop().unwrap();
     let rec = &event["Records"][0];
-    for key in [
-        "messageId",
-        "receiptHandle",
-        "body",
-        "md5OfBody",
-        "eventSource",
-        "eventSourceARN",
-        "awsRegion",
-    ] {
+    for key in ["messageId", "receiptHandle", "body", "md5OfBody", "eventSource", "eventSourceARN", "awsRegion"] {
         assert!(rec[key].is_string(), "record lacks {key}: {rec}");
     }
     let typed = parse(&event);
@@ -89,11 +73,7 @@ async fn events_have_lambdas_shape_and_all_system_attributes() {
         "MessageGroupId",
         "MessageDeduplicationId",
     ] {
-        assert!(
-            m.attributes.contains_key(a),
-            "missing attribute {a}: {:?}",
-            m.attributes
-        );
+        assert!(m.attributes.contains_key(a), "missing attribute {a}: {:?}", m.attributes);
     }
     assert_eq!(m.attributes["MessageGroupId"], "mall-a");
     assert_eq!(m.attributes["MessageDeduplicationId"], "mall-a-hello");
@@ -109,14 +89,8 @@ async fn successes_are_deleted_and_failures_return_with_a_higher_receive_count()
     for b in ["b1", "b2"] {
         send(&sqs, &q.url, "gb", b).await;
     }
-    let esm = LocalEsm::new(
-        sqs.clone(),
-        EsmConfig {
-            batch_size: 10,
-            max_concurrency: 1,
-            ..EsmConfig::new(&q.url, &q.arn)
-        },
-    );
+    let esm =
+        LocalEsm::new(sqs.clone(), EsmConfig { batch_size: 10, max_concurrency: 1, ..EsmConfig::new(&q.url, &q.arn) });
     // body -> receive counts seen
     let deliveries: Mutex<HashMap<String, Vec<u32>>> = Mutex::new(HashMap::new());
     // First attempt: a2 fails; as FIFO requires, a2 and a3 (same group, later) are returned.
@@ -127,12 +101,7 @@ async fn successes_are_deleted_and_failures_return_with_a_higher_receive_count()
         for m in &ev.records {
             let body = m.body.clone().unwrap();
             let count: u32 = m.attributes["ApproximateReceiveCount"].parse().unwrap();
-            deliveries
-                .lock()
-                .unwrap()
-                .entry(body.clone())
-                .or_default()
-                .push(count);
+            deliveries.lock().unwrap().entry(body.clone()).or_default().push(count);
             let group = m.attributes["MessageGroupId"].clone();
             if failed_groups.contains(&group) || (body == "a2" && count == 1) {
                 failed_groups.push(group);
@@ -144,23 +113,11 @@ async fn successes_are_deleted_and_failures_return_with_a_higher_receive_count()
     let report = esm.run_until_idle(&handler, 3).await.unwrap();
 
     let d = deliveries.lock().unwrap().clone();
-    assert_eq!(
-        d["a1"],
-        vec![1],
-        "a success is deleted and never redelivered"
-    );
+    assert_eq!(d["a1"], vec![1], "a success is deleted and never redelivered");
     assert_eq!(d["b1"], vec![1]);
     assert_eq!(d["b2"], vec![1]);
-    assert_eq!(
-        d["a2"],
-        vec![1, 2],
-        "a failure comes back with a higher ApproximateReceiveCount"
-    );
-    assert_eq!(
-        d["a3"],
-        vec![1, 2],
-        "later messages of the failed group come back too"
-    );
+    assert_eq!(d["a2"], vec![1, 2], "a failure comes back with a higher ApproximateReceiveCount");
+    assert_eq!(d["a3"], vec![1, 2], "later messages of the failed group come back too");
     assert_eq!(report.received, 7);
     assert_eq!(report.deleted, 5);
     assert_eq!(report.returned, 2);
@@ -169,18 +126,10 @@ async fn successes_are_deleted_and_failures_return_with_a_higher_receive_count()
 
 async fn report_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
     use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::All)
-        .send()
-        .await
-        .unwrap();
+    let out = sqs.get_queue_attributes().queue_url(url).attribute_names(A::All).send().await.unwrap();
     let a = out.attributes().unwrap();
     a[&A::ApproximateNumberOfMessages].parse::<usize>().unwrap()
-        + a[&A::ApproximateNumberOfMessagesNotVisible]
-            .parse::<usize>()
-            .unwrap()
+        + a[&A::ApproximateNumberOfMessagesNotVisible].parse::<usize>().unwrap()
 }
 
 #[tokio::test]
@@ -190,20 +139,12 @@ async fn a_function_error_or_a_bad_identifier_fails_the_whole_batch() {
     send(&sqs, &q.url, "g", "x2").await;
     let esm = LocalEsm::new(sqs.clone(), EsmConfig::new(&q.url, &q.arn));
 
-    let r = esm
-        .poll_once(&|_e: Value| async { Err::<Value, _>("boom") })
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.received, r.deleted, r.returned, r.failed_batches),
-        (2, 0, 2, 1)
-    );
+    let r = esm.poll_once(&|_e: Value| async { Err::<Value, _>("boom") }).await.unwrap();
+    assert_eq!((r.received, r.deleted, r.returned, r.failed_batches), (2, 0, 2, 1));
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
 
     let r = esm
-        .poll_once(&|_e: Value| async {
-            Ok::<_, ()>(json!({"batchItemFailures": [{"itemIdentifier": ""}]}))
-        })
+        .poll_once(&|_e: Value| async { Ok::<_, ()>(json!({"batchItemFailures": [{"itemIdentifier": ""}]})) })
         .await
         .unwrap();
     assert_eq!((r.deleted, r.failed_batches), (0, 1));
@@ -226,14 +167,8 @@ async fn concurrency_is_capped_like_maximum_concurrency() {
         send(&sqs, &q.url, &format!("g{g}"), "m").await;
     }
     let cap = 3;
-    let esm = LocalEsm::new(
-        sqs.clone(),
-        EsmConfig {
-            batch_size: 1,
-            max_concurrency: cap,
-            ..EsmConfig::new(&q.url, &q.arn)
-        },
-    );
+    let esm =
+        LocalEsm::new(sqs.clone(), EsmConfig { batch_size: 1, max_concurrency: cap, ..EsmConfig::new(&q.url, &q.arn) });
     let now = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
     let handler = |_e: Value| {
@@ -250,8 +185,5 @@ async fn concurrency_is_capped_like_maximum_concurrency() {
     assert_eq!(r.deleted, 8);
     let p = peak.load(Ordering::SeqCst);
     assert!(p <= cap, "peak {p} exceeds the cap {cap}");
-    assert!(
-        p >= 2,
-        "pollers never overlapped (peak {p}): the cap is not exercised"
-    );
+    assert!(p >= 2, "pollers never overlapped (peak {p}): the cap is not exercised");
 }

@@ -16,11 +16,7 @@ use webhook_ingest::{Ingest, IngestConfig};
 fn fixtures() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cafe24");
     let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter_map(|e| std::fs::read(e.path()).ok())
-                .collect()
-        })
+        .map(|d| d.filter_map(Result::ok).filter_map(|e| std::fs::read(e.path()).ok()).collect())
         .unwrap_or_default();
     v.sort();
     v
@@ -81,30 +77,16 @@ fn main() {
         black_box(serde_json::from_slice::<serde_json::Value>(black_box(b)).ok());
     });
     let with_trace = measure(&bodies, budget, |b| {
-        black_box(ingest.prepare(
-            Some(b"bench-key"),
-            Some("0d492786-ae82-4073-aa88-0991b08ee732"),
-            black_box(b),
-            1,
-        ));
+        black_box(ingest.prepare(Some(b"bench-key"), Some("0d492786-ae82-4073-aa88-0991b08ee732"), black_box(b), 1));
     });
     let no_trace = measure(&bodies, budget, |b| {
         black_box(ingest.prepare(Some(b"bench-key"), None, black_box(b), 1));
     });
     let avg_len = bodies.iter().map(Vec::len).sum::<usize>() / bodies.len();
-    println!(
-        "ingest CPU per request ({} fixtures, mean body {avg_len} B, best of 5):",
-        bodies.len()
-    );
+    println!("ingest CPU per request ({} fixtures, mean body {avg_len} B, best of 5):", bodies.len());
     println!("| path | ns/request | ratio to serde_json parse |");
     println!("|---|---:|---:|");
     println!("| serde_json::from_slice::<Value> (baseline) | {base:.0} | 1.00 |");
-    println!(
-        "| Ingest::prepare, X-Trace-ID present | {with_trace:.0} | {:.2} |",
-        with_trace / base
-    );
-    println!(
-        "| Ingest::prepare, body-hash dedup id | {no_trace:.0} | {:.2} |",
-        no_trace / base
-    );
+    println!("| Ingest::prepare, X-Trace-ID present | {with_trace:.0} | {:.2} |", with_trace / base);
+    println!("| Ingest::prepare, body-hash dedup id | {no_trace:.0} | {:.2} |", no_trace / base);
 }

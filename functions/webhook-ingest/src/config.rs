@@ -36,30 +36,20 @@ pub enum ConfigError {
 impl IngestConfig {
     /// Reads the configuration through `lookup` (e.g. `|k| std::env::var(k).ok()`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &'static str| {
-            lookup(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &'static str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
 
         let key = req("WEBHOOK_API_KEY")?;
         let previous = get("WEBHOOK_API_KEY_PREVIOUS");
-        let verifier =
-            ApiKeyVerifier::new(&key, previous.as_deref()).map_err(|e| ConfigError::Invalid {
-                var: "WEBHOOK_API_KEY",
-                reason: e.to_string(),
-            })?;
+        let verifier = ApiKeyVerifier::new(&key, previous.as_deref())
+            .map_err(|e| ConfigError::Invalid { var: "WEBHOOK_API_KEY", reason: e.to_string() })?;
 
         let url = |k: &'static str| {
             let v = req(k)?;
             if v.starts_with("https://") || v.starts_with("http://") {
                 Ok(v)
             } else {
-                Err(ConfigError::Invalid {
-                    var: k,
-                    reason: "must be an http(s) queue URL".to_owned(),
-                })
+                Err(ConfigError::Invalid { var: k, reason: "must be an http(s) queue URL".to_owned() })
             }
         };
         let inbox_queue_url = url("INBOX_QUEUE_URL")?;
@@ -77,12 +67,7 @@ impl IngestConfig {
                 }
             },
         };
-        Ok(Self {
-            verifier,
-            inbox_queue_url,
-            parking_queue_url,
-            max_body_bytes,
-        })
+        Ok(Self { verifier, inbox_queue_url, parking_queue_url, max_body_bytes })
     }
 }
 
@@ -92,10 +77,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
@@ -116,16 +98,10 @@ mod tests {
     fn each_missing_required_variable_is_named() {
         for var in ["WEBHOOK_API_KEY", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL"] {
             let pairs: Vec<_> = OK.iter().copied().filter(|(k, _)| *k != var).collect();
-            assert_eq!(
-                IngestConfig::from_lookup(lookup(&pairs)).unwrap_err(),
-                ConfigError::Missing(var)
-            );
+            assert_eq!(IngestConfig::from_lookup(lookup(&pairs)).unwrap_err(), ConfigError::Missing(var));
             let mut blank = pairs.clone();
             blank.push((var, "   "));
-            assert_eq!(
-                IngestConfig::from_lookup(lookup(&blank)).unwrap_err(),
-                ConfigError::Missing(var)
-            );
+            assert_eq!(IngestConfig::from_lookup(lookup(&blank)).unwrap_err(), ConfigError::Missing(var));
         }
     }
 
@@ -144,10 +120,7 @@ mod tests {
             match IngestConfig::from_lookup(lookup(&pairs)) {
                 Err(ConfigError::Invalid { var: v, reason }) => {
                     assert_eq!(v, var);
-                    assert!(
-                        val.len() < 3 || !reason.contains(val),
-                        "reason echoes the value: {reason}"
-                    );
+                    assert!(val.len() < 3 || !reason.contains(val), "reason echoes the value: {reason}");
                 }
                 other => panic!("{var}={val}: {other:?}"),
             }

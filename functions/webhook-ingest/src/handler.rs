@@ -67,13 +67,7 @@ pub struct IngestResult {
 
 impl IngestResult {
     fn bare(outcome: Outcome) -> Self {
-        Self {
-            outcome,
-            trace_id: None,
-            dedup_id: None,
-            mall_id: None,
-            event_no: None,
-        }
+        Self { outcome, trace_id: None, dedup_id: None, mall_id: None, event_no: None }
     }
 }
 
@@ -92,21 +86,13 @@ pub struct Ingest<Q> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl<Q: MessageQueue> Ingest<Q> {
     /// Wires the service from its configuration and queue adapters.
     pub fn new(cfg: &IngestConfig, inbox: Q, parking: Q) -> Self {
-        Self {
-            verifier: cfg.verifier.clone(),
-            max_body_bytes: cfg.max_body_bytes,
-            inbox,
-            parking,
-        }
+        Self { verifier: cfg.verifier.clone(), max_body_bytes: cfg.max_body_bytes, inbox, parking }
     }
 
     /// Decides what to do with one delivery, without I/O: authentication first (an
@@ -131,26 +117,14 @@ impl<Q: MessageQueue> Ingest<Q> {
         };
 
         let dedup_id = DedupId::for_webhook(trace_header, body);
-        let trace_id = trace_header
-            .and_then(TraceId::from_header)
-            .unwrap_or_else(|| TraceId::from_body(body));
+        let trace_id = trace_header.and_then(TraceId::from_header).unwrap_or_else(|| TraceId::from_body(body));
         let (group, outcome, mall_id, event_no) = match &classified {
-            Classified::Routable { event_no, mall_id } => (
-                GroupId::mall(mall_id),
-                Outcome::Enqueued,
-                Some(mall_id.clone()),
-                Some(*event_no),
-            ),
-            Classified::Parked {
-                reason,
-                event_no,
-                mall_id,
-            } => (
-                GroupId::parked(),
-                Outcome::Parked(*reason),
-                mall_id.clone(),
-                *event_no,
-            ),
+            Classified::Routable { event_no, mall_id } => {
+                (GroupId::mall(mall_id), Outcome::Enqueued, Some(mall_id.clone()), Some(*event_no))
+            }
+            Classified::Parked { reason, event_no, mall_id } => {
+                (GroupId::parked(), Outcome::Parked(*reason), mall_id.clone(), *event_no)
+            }
         };
         let mut result = IngestResult {
             outcome,
@@ -159,17 +133,10 @@ impl<Q: MessageQueue> Ingest<Q> {
             mall_id,
             event_no,
         };
-        let envelope = InboxEnvelope::new(trace_id, dedup_id.clone(), now_ms, &classified, body)
-            .and_then(|e| e.to_message_body());
+        let envelope =
+            InboxEnvelope::new(trace_id, dedup_id.clone(), now_ms, &classified, body).and_then(|e| e.to_message_body());
         match envelope {
-            Ok(body) => (
-                result,
-                Some(OutboundMessage {
-                    group_id: group,
-                    dedup_id,
-                    body,
-                }),
-            ),
+            Ok(body) => (result, Some(OutboundMessage { group_id: group, dedup_id, body })),
             // Only reachable if the cap was configured above what fits; refuse, never truncate.
             Err(_) => {
                 result.outcome = Outcome::TooLarge;
@@ -204,10 +171,7 @@ impl<Q: MessageQueue> Ingest<Q> {
     /// Handles one HTTP request from a Function URL or HTTP API (v2) event.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
-        let request_id = req
-            .lambda_context_ref()
-            .map(|c| c.request_id.clone())
-            .unwrap_or_default();
+        let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
         let path = route_path(&req);
         let path = path.trim_end_matches('/');
 
@@ -215,31 +179,20 @@ impl<Q: MessageQueue> Ingest<Q> {
             return resp::error(StatusCode::NOT_FOUND, "not_found", "no such route");
         }
         if req.method() != Method::POST {
-            let mut r = resp::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "use POST",
-            );
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            let mut r = resp::error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
             return r;
         }
 
         let api_key = req.headers().get("x-api-key").map(HeaderValue::as_bytes);
-        let trace = req
-            .headers()
-            .get("x-trace-id")
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let trace = req.headers().get("x-trace-id").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body: &[u8] = req.body().as_ref();
         let r = self.ingest(api_key, trace.as_deref(), body, now_ms()).await;
 
         let response = match r.outcome {
             Outcome::Enqueued | Outcome::Parked(_) => resp::json(
                 StatusCode::OK,
-                &Accepted {
-                    status: r.outcome.as_str(),
-                    trace_id: r.trace_id.as_ref().map(TraceId::as_str),
-                },
+                &Accepted { status: r.outcome.as_str(), trace_id: r.trace_id.as_ref().map(TraceId::as_str) },
             ),
             Outcome::Unauthorized => resp::empty(StatusCode::UNAUTHORIZED),
             Outcome::TooLarge => resp::error(
@@ -247,19 +200,16 @@ impl<Q: MessageQueue> Ingest<Q> {
                 "payload_too_large",
                 &format!("body exceeds {} bytes", self.max_body_bytes),
             ),
-            Outcome::InvalidJson => resp::error(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "body is not valid JSON (or is truncated)",
-            ),
+            Outcome::InvalidJson => {
+                resp::error(StatusCode::BAD_REQUEST, "invalid_json", "body is not valid JSON (or is truncated)")
+            }
             Outcome::QueueFailed(_) => {
                 let mut r = resp::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "could not store the webhook; retry later",
                 );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                 r
             }
         };
@@ -296,11 +246,7 @@ impl<Q: MessageQueue> Ingest<Q> {
 /// have none; a named stage (`/prod/webhooks/cafe24`) is stripped.
 fn route_path(req: &Request) -> String {
     let raw = req.raw_http_path();
-    let path = if raw.is_empty() {
-        req.uri().path()
-    } else {
-        raw
-    };
+    let path = if raw.is_empty() { req.uri().path() } else { raw };
     let stage = match req.request_context_ref() {
         Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.stage.clone(),
         _ => None,
@@ -357,8 +303,7 @@ mod tests {
         (s, inbox, parking)
     }
 
-    const ORDER: &[u8] =
-        br#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"20200717-0029236"}}"#;
+    const ORDER: &[u8] = br#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"20200717-0029236"}}"#;
 
     #[tokio::test]
     async fn authentic_routable_webhook_goes_to_inbox_grouped_by_mall() {
@@ -375,47 +320,23 @@ mod tests {
     #[tokio::test]
     async fn rejections_enqueue_nothing() {
         let (s, inbox, parking) = service(100);
-        assert_eq!(
-            s.ingest(None, None, ORDER, 0).await.outcome,
-            Outcome::Unauthorized
-        );
-        assert_eq!(
-            s.ingest(Some(b"nope"), None, ORDER, 0).await.outcome,
-            Outcome::Unauthorized
-        );
-        assert_eq!(
-            s.ingest(Some(b"cur"), None, &[b' '; 101], 0).await.outcome,
-            Outcome::TooLarge
-        );
-        assert_eq!(
-            s.ingest(Some(b"cur"), None, b"{\"event_no\":", 0)
-                .await
-                .outcome,
-            Outcome::InvalidJson
-        );
+        assert_eq!(s.ingest(None, None, ORDER, 0).await.outcome, Outcome::Unauthorized);
+        assert_eq!(s.ingest(Some(b"nope"), None, ORDER, 0).await.outcome, Outcome::Unauthorized);
+        assert_eq!(s.ingest(Some(b"cur"), None, &[b' '; 101], 0).await.outcome, Outcome::TooLarge);
+        assert_eq!(s.ingest(Some(b"cur"), None, b"{\"event_no\":", 0).await.outcome, Outcome::InvalidJson);
         assert!(inbox.messages().is_empty() && parking.messages().is_empty());
     }
 
     #[tokio::test]
     async fn unauthenticated_oversized_body_is_401_not_413() {
         let (s, _, _) = service(10);
-        assert_eq!(
-            s.ingest(Some(b"bad"), None, &[b'x'; 50], 0).await.outcome,
-            Outcome::Unauthorized
-        );
+        assert_eq!(s.ingest(Some(b"bad"), None, &[b'x'; 50], 0).await.outcome, Outcome::Unauthorized);
     }
 
     #[tokio::test]
     async fn unroutable_json_is_parked() {
         let (s, inbox, parking) = service(1000);
-        let r = s
-            .ingest(
-                Some(b"prev"),
-                None,
-                br#"{"resource":{"mall_id":"shop1"}}"#,
-                0,
-            )
-            .await;
+        let r = s.ingest(Some(b"prev"), None, br#"{"resource":{"mall_id":"shop1"}}"#, 0).await;
         assert_eq!(r.outcome, Outcome::Parked(ParkReason::MissingEventNo));
         assert!(inbox.messages().is_empty());
         assert_eq!(parking.messages().len(), 1);

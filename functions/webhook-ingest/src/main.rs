@@ -18,8 +18,6 @@ async fn main() -> Result<(), Error> {
         SqsQueue::new(sqs, cfg.parking_queue_url.clone()),
     );
     let ingest = &ingest;
-    run(service_fn(move |req: Request| async move {
-        Ok::<_, std::convert::Infallible>(ingest.handle(req).await)
-    }))
-    .await
+    run(service_fn(move |req: Request| async move { Ok::<_, std::convert::Infallible>(ingest.handle(req).await) }))
+        .await
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`sqs::SqsQueue`] implements [`relay_domain::ports::MessageQueue`] on an SQS FIFO queue,
 //!   always with an explicit `MessageGroupId` and `MessageDeduplicationId`.
+//! - [`limiter::DynamoLimiter`]: the per-mall GCRA rate limiter on DynamoDB (one conditional
+//!   write per admitted call).
 //! - [`load_sdk_config`] builds the shared SDK configuration once per cold start: region and
 //!   credentials from the default chain, `AWS_ENDPOINT_URL` honoured (moto locally), and
 //!   bounded timeouts so a caller answers "unavailable" instead of hanging.
@@ -9,6 +11,7 @@
 //! Adapters keep the SDK error as the `#[source]` of the domain error; nothing here flattens
 //! an error into a string, and nothing here logs message bodies.
 
+pub mod limiter;
 pub mod sqs;
 
 use std::time::Duration;

@@ -14,10 +14,7 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// A queue handle sharing `client` (build the client once per cold start).
     pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
-        Self {
-            client,
-            url: url.into(),
-        }
+        Self { client, url: url.into() }
     }
 
     /// The queue URL.

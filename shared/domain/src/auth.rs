@@ -35,13 +35,8 @@ impl ApiKeyVerifier {
         if current.trim().is_empty() {
             return Err(ApiKeyConfigError::Empty);
         }
-        let previous = previous
-            .filter(|p| !p.trim().is_empty())
-            .map(|p| digest(p.as_bytes()));
-        Ok(Self {
-            current: digest(current.as_bytes()),
-            previous,
-        })
+        let previous = previous.filter(|p| !p.trim().is_empty()).map(|p| digest(p.as_bytes()));
+        Ok(Self { current: digest(current.as_bytes()), previous })
     }
 
     /// True when `presented` equals the current or the previous key.
@@ -90,15 +85,9 @@ mod tests {
 
     #[test]
     fn empty_keys_are_refused_or_ignored() {
-        assert_eq!(
-            ApiKeyVerifier::new("  ", None).err(),
-            Some(ApiKeyConfigError::Empty)
-        );
+        assert_eq!(ApiKeyVerifier::new("  ", None).err(), Some(ApiKeyConfigError::Empty));
         let v = ApiKeyVerifier::new("k", Some("")).unwrap();
-        assert!(
-            !v.verify(Some(b"")),
-            "an empty previous key must not accept an empty header"
-        );
+        assert!(!v.verify(Some(b"")), "an empty previous key must not accept an empty header");
         assert!(!v.verify(None));
     }
 

@@ -73,18 +73,11 @@ impl InboxEnvelope {
         classified: &Classified,
         body: &[u8],
     ) -> Result<Self, EnvelopeError> {
-        let text = String::from_utf8(body.to_vec())
-            .map_err(|e| EnvelopeError::Payload(serde::de::Error::custom(e)))?;
+        let text = String::from_utf8(body.to_vec()).map_err(|e| EnvelopeError::Payload(serde::de::Error::custom(e)))?;
         let payload = RawValue::from_string(text).map_err(EnvelopeError::Payload)?;
         let (event_no, mall_id, parked) = match classified {
-            Classified::Routable { event_no, mall_id } => {
-                (Some(*event_no), Some(mall_id.clone()), None)
-            }
-            Classified::Parked {
-                reason,
-                event_no,
-                mall_id,
-            } => (*event_no, mall_id.clone(), Some(*reason)),
+            Classified::Routable { event_no, mall_id } => (Some(*event_no), Some(mall_id.clone()), None),
+            Classified::Parked { reason, event_no, mall_id } => (*event_no, mall_id.clone(), Some(*reason)),
         };
         Ok(Self {
             v: ENVELOPE_VERSION,
@@ -118,14 +111,7 @@ mod tests {
     fn payload_is_embedded_byte_for_byte() {
         let body = br#"{ "event_no": "90023",  "resource": {"mall_id":"Shop1","x":"\u00e9"} }"#;
         let (_, c) = classify(body).unwrap();
-        let env = InboxEnvelope::new(
-            TraceId::from_body(body),
-            DedupId::for_webhook(None, body),
-            7,
-            &c,
-            body,
-        )
-        .unwrap();
+        let env = InboxEnvelope::new(TraceId::from_body(body), DedupId::for_webhook(None, body), 7, &c, body).unwrap();
         let s = env.to_message_body().unwrap();
         assert!(s.contains(std::str::from_utf8(body).unwrap()), "{s}");
         let back: InboxEnvelope = serde_json::from_str(&s).unwrap();

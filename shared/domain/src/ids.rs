@@ -50,10 +50,7 @@ impl MallId {
         if s.len() > Self::MAX_LEN {
             return Err(MallIdError::TooLong);
         }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-        {
+        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
             return Err(MallIdError::BadChar);
         }
         Ok(Self(s))
@@ -97,8 +94,7 @@ impl TraceId {
         let s = raw.trim();
         let ok = !s.is_empty()
             && s.len() <= Self::MAX_VERBATIM_LEN
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         ok.then(|| Self(s.to_owned()))
     }
 
@@ -138,10 +134,7 @@ impl DedupId {
         match trace_header.map(str::trim).filter(|s| !s.is_empty()) {
             Some(raw) => match TraceId::from_header(raw) {
                 Some(t) => Self(format!("t-{}", t.as_str())),
-                None => Self(format!(
-                    "th-{}",
-                    hex::encode(Sha256::digest(raw.as_bytes()))
-                )),
+                None => Self(format!("th-{}", hex::encode(Sha256::digest(raw.as_bytes())))),
             },
             None => Self(format!("b-{}", hex::encode(Sha256::digest(body)))),
         }
@@ -156,11 +149,7 @@ impl DedupId {
             h.update(p);
         }
         let digest = hex::encode(h.finalize());
-        let prefix: String = prefix
-            .chars()
-            .filter(|c| sqs_id_char(*c))
-            .take(32)
-            .collect();
+        let prefix: String = prefix.chars().filter(|c| sqs_id_char(*c)).take(32).collect();
         Self(format!("{prefix}-{digest}"))
     }
 
@@ -193,10 +182,7 @@ mod tests {
 
     #[test]
     fn mall_id_is_normalised_and_validated() {
-        assert_eq!(
-            MallId::parse(" CafeShop ").map(|m| m.0),
-            Ok("cafeshop".to_owned())
-        );
+        assert_eq!(MallId::parse(" CafeShop ").map(|m| m.0), Ok("cafeshop".to_owned()));
         assert_eq!(MallId::parse(""), Err(MallIdError::Empty));
         assert_eq!(MallId::parse("   "), Err(MallIdError::Empty));
         assert_eq!(MallId::parse("a b"), Err(MallIdError::BadChar));

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod envelope;
 pub mod ids;
 pub mod ports;
+pub mod ratelimit;
 pub mod webhook;
 
 pub use auth::ApiKeyVerifier;

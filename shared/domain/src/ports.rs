@@ -82,11 +82,7 @@ pub mod memory {
     impl MemoryQueue {
         /// Messages accepted so far.
         pub fn messages(&self) -> Vec<OutboundMessage> {
-            self.inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .0
-                .clone()
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
         }
 
         /// From now on every send fails with [`QueueError::Unavailable`] (or succeeds again).

@@ -78,40 +78,23 @@ fn parse_event_no(v: &Value) -> Result<EventNo, ParkReason> {
         Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
-    n.and_then(|n| u32::try_from(n).ok())
-        .filter(|n| *n > 0)
-        .map(EventNo)
-        .ok_or(ParkReason::BadEventNo)
+    n.and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0).map(EventNo).ok_or(ParkReason::BadEventNo)
 }
 
 fn parse_mall_id(v: &Value) -> Result<MallId, ParkReason> {
-    v.as_str()
-        .ok_or(ParkReason::BadMallId)
-        .and_then(|s| MallId::parse(s).map_err(|_| ParkReason::BadMallId))
+    v.as_str().ok_or(ParkReason::BadMallId).and_then(|s| MallId::parse(s).map_err(|_| ParkReason::BadMallId))
 }
 
 /// Classifies an already parsed webhook body.
 pub fn classify_value(body: &Value) -> Classified {
     let Some(obj) = body.as_object() else {
-        return Classified::Parked {
-            reason: ParkReason::NotAnObject,
-            event_no: None,
-            mall_id: None,
-        };
+        return Classified::Parked { reason: ParkReason::NotAnObject, event_no: None, mall_id: None };
     };
     // `resource` wrapper when present and an object; otherwise the top level holds the fields.
     let resource = obj.get("resource").and_then(Value::as_object);
-    let field = |name: &str| {
-        resource
-            .and_then(|r| r.get(name))
-            .or_else(|| obj.get(name))
-            .filter(|v| !v.is_null())
-    };
+    let field = |name: &str| resource.and_then(|r| r.get(name)).or_else(|| obj.get(name)).filter(|v| !v.is_null());
 
-    let event_no = obj
-        .get("event_no")
-        .filter(|v| !v.is_null())
-        .map(parse_event_no);
+    let event_no = obj.get("event_no").filter(|v| !v.is_null()).map(parse_event_no);
     let mall_id = field("mall_id").map(parse_mall_id);
 
     match (event_no, mall_id) {
@@ -125,11 +108,7 @@ pub fn classify_value(body: &Value) -> Classified {
                 // Both Ok is the arm above; keep the compiler's exhaustiveness honest.
                 (Some(Ok(_)), Some(Ok(_))) => ParkReason::MissingMallId,
             };
-            Classified::Parked {
-                reason,
-                event_no: e.and_then(Result::ok),
-                mall_id: m.and_then(Result::ok),
-            }
+            Classified::Parked { reason, event_no: e.and_then(Result::ok), mall_id: m.and_then(Result::ok) }
         }
     }
 }
@@ -150,42 +129,27 @@ mod tests {
     }
 
     fn routable(e: u32, m: &str) -> Classified {
-        Classified::Routable {
-            event_no: EventNo(e),
-            mall_id: MallId::parse(m).unwrap(),
-        }
+        Classified::Routable { event_no: EventNo(e), mall_id: MallId::parse(m).unwrap() }
     }
 
     #[test]
     fn standard_shape_is_routable() {
-        assert_eq!(
-            c(r#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"x"}}"#),
-            routable(90023, "shop1")
-        );
+        assert_eq!(c(r#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"x"}}"#), routable(90023, "shop1"));
     }
 
     #[test]
     fn string_event_no_is_accepted() {
-        assert_eq!(
-            c(r#"{"event_no":" 90001 ","resource":{"mall_id":"shop1"}}"#),
-            routable(90001, "shop1")
-        );
+        assert_eq!(c(r#"{"event_no":" 90001 ","resource":{"mall_id":"shop1"}}"#), routable(90001, "shop1"));
     }
 
     #[test]
     fn payload_without_resource_wrapper_is_routable() {
-        assert_eq!(
-            c(r#"{"event_no":90077,"mall_id":"leesunsin","client_id":"c"}"#),
-            routable(90077, "leesunsin")
-        );
+        assert_eq!(c(r#"{"event_no":90077,"mall_id":"leesunsin","client_id":"c"}"#), routable(90077, "leesunsin"));
     }
 
     #[test]
     fn resource_wins_over_top_level_mall_id() {
-        assert_eq!(
-            c(r#"{"event_no":1,"mall_id":"top","resource":{"mall_id":"inner"}}"#),
-            routable(1, "inner")
-        );
+        assert_eq!(c(r#"{"event_no":1,"mall_id":"top","resource":{"mall_id":"inner"}}"#), routable(1, "inner"));
     }
 
     #[test]
@@ -193,46 +157,16 @@ mod tests {
         let cases = [
             (r#"[1,2]"#, ParkReason::NotAnObject),
             (r#""text""#, ParkReason::NotAnObject),
-            (
-                r#"{"resource":{"mall_id":"shop1"}}"#,
-                ParkReason::MissingEventNo,
-            ),
-            (
-                r#"{"event_no":null,"resource":{"mall_id":"shop1"}}"#,
-                ParkReason::MissingEventNo,
-            ),
-            (
-                r#"{"event_no":"abc","resource":{"mall_id":"shop1"}}"#,
-                ParkReason::BadEventNo,
-            ),
-            (
-                r#"{"event_no":-5,"resource":{"mall_id":"shop1"}}"#,
-                ParkReason::BadEventNo,
-            ),
-            (
-                r#"{"event_no":0,"resource":{"mall_id":"shop1"}}"#,
-                ParkReason::BadEventNo,
-            ),
-            (
-                r#"{"event_no":1.5,"resource":{"mall_id":"shop1"}}"#,
-                ParkReason::BadEventNo,
-            ),
-            (
-                r#"{"event_no":99999999999,"resource":{"mall_id":"shop1"}}"#,
-                ParkReason::BadEventNo,
-            ),
-            (
-                r#"{"event_no":90023,"resource":{}}"#,
-                ParkReason::MissingMallId,
-            ),
-            (
-                r#"{"event_no":90023,"resource":{"mall_id":42}}"#,
-                ParkReason::BadMallId,
-            ),
-            (
-                r#"{"event_no":90023,"resource":{"mall_id":"../etc"}}"#,
-                ParkReason::BadMallId,
-            ),
+            (r#"{"resource":{"mall_id":"shop1"}}"#, ParkReason::MissingEventNo),
+            (r#"{"event_no":null,"resource":{"mall_id":"shop1"}}"#, ParkReason::MissingEventNo),
+            (r#"{"event_no":"abc","resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":-5,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":0,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":1.5,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":99999999999,"resource":{"mall_id":"shop1"}}"#, ParkReason::BadEventNo),
+            (r#"{"event_no":90023,"resource":{}}"#, ParkReason::MissingMallId),
+            (r#"{"event_no":90023,"resource":{"mall_id":42}}"#, ParkReason::BadMallId),
+            (r#"{"event_no":90023,"resource":{"mall_id":"../etc"}}"#, ParkReason::BadMallId),
         ];
         for (body, want) in cases {
             match c(body) {
@@ -246,11 +180,7 @@ mod tests {
     fn parked_keeps_what_was_readable() {
         assert_eq!(
             c(r#"{"event_no":90023,"resource":{"mall_id":""}}"#),
-            Classified::Parked {
-                reason: ParkReason::BadMallId,
-                event_no: Some(EventNo(90023)),
-                mall_id: None
-            }
+            Classified::Parked { reason: ParkReason::BadMallId, event_no: Some(EventNo(90023)), mall_id: None }
         );
     }
 

@@ -10,10 +10,7 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
     let mut resp = Response::new(Body::Text(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        lambda_http::http::HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(CONTENT_TYPE, lambda_http::http::HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -31,12 +28,7 @@ struct ErrorDetail<'a> {
 /// `{"error":{"code":…,"message":…}}` with `status`. `message` must be safe for the caller to
 /// read: no secrets, no payload, no internal error text.
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    json(
-        status,
-        &ErrorBody {
-            error: ErrorDetail { code, message },
-        },
-    )
+    json(status, &ErrorBody { error: ErrorDetail { code, message } })
 }
 
 /// An empty-bodied response (used for 401, which must say nothing).
@@ -54,9 +46,7 @@ mod tests {
     fn error_body_has_the_documented_shape() {
         let r = error(StatusCode::BAD_REQUEST, "invalid_json", "body is not JSON");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-        let Body::Text(t) = r.body() else {
-            panic!("text body")
-        };
+        let Body::Text(t) = r.body() else { panic!("text body") };
         let v: serde_json::Value = serde_json::from_str(t).unwrap();
         assert_eq!(v["error"]["code"], "invalid_json");
         assert_eq!(v["error"]["message"], "body is not JSON");

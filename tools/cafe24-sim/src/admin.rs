@@ -51,12 +51,7 @@ struct Answer {
 
 impl Answer {
     fn err(status: u16, msg: &str) -> Self {
-        Self {
-            status,
-            body: error_body(status, msg),
-            headers: Vec::new(),
-            delay: None,
-        }
+        Self { status, body: error_body(status, msg), headers: Vec::new(), delay: None }
     }
 }
 
@@ -71,10 +66,7 @@ pub async fn dispatch(
     if let Some(d) = a.delay {
         tokio::time::sleep(d).await;
     }
-    let mut resp = (
-        StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        axum::Json(a.body),
-    )
+    let mut resp = (StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), axum::Json(a.body))
         .into_response();
     for (k, v) in a.headers {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -87,26 +79,14 @@ pub async fn dispatch(
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
-fn gate_and_handle(
-    sim: &Sim,
-    mall: &str,
-    rest: &str,
-    q: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Answer {
+fn gate_and_handle(sim: &Sim, mall: &str, rest: &str, q: &HashMap<String, String>, headers: &HeaderMap) -> Answer {
     let now = sim.clock.now_ms();
     let endpoint = endpoint_name(rest);
     let mut g = sim.lock();
-    let version = headers
-        .get("x-cafe24-api-version")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none")
-        .to_owned();
+    let version = headers.get("x-cafe24-api-version").and_then(|v| v.to_str().ok()).unwrap_or("none").to_owned();
     {
         let m = sim.mall(&mut g, mall);
         *m.stats.versions.entry(version).or_default() += 1;
@@ -133,12 +113,7 @@ fn gate_and_handle(
         e.status_429 += 1;
     }
     if g.calls.len() < MAX_CALL_RECORDS {
-        g.calls.push(CallRecord {
-            at_ms: now,
-            mall: mall.to_owned(),
-            endpoint,
-            status: answer.status,
-        });
+        g.calls.push(CallRecord { at_ms: now, mall: mall.to_owned(), endpoint, status: answer.status });
     }
     answer
 }
@@ -175,9 +150,7 @@ fn gate(
     let mut delay = None;
     if let Some(i) = g.faults.iter().position(|f| {
         f.mall.as_deref().is_none_or(|m| m == mall)
-            && f.endpoint
-                .as_deref()
-                .is_none_or(|e| endpoint.starts_with(e) || rest.starts_with(e))
+            && f.endpoint.as_deref().is_none_or(|e| endpoint.starts_with(e) || rest.starts_with(e))
     }) {
         let mut exhausted = false;
         let kind = match g.faults.get_mut(i) {
@@ -251,21 +224,10 @@ fn gate(
     }
 
     let (status, body) = handle(sim, g, mall, rest, q, now);
-    Answer {
-        status,
-        body,
-        headers: limit_headers,
-        delay,
-    }
+    Answer { status, body, headers: limit_headers, delay }
 }
 
-fn param_u64(
-    q: &HashMap<String, String>,
-    k: &str,
-    default: u64,
-    max: u64,
-    min: u64,
-) -> Result<u64, String> {
+fn param_u64(q: &HashMap<String, String>, k: &str, default: u64, max: u64, min: u64) -> Result<u64, String> {
     match q.get(k) {
         None => Ok(default),
         Some(v) => match v.trim().parse::<u64>() {
@@ -275,20 +237,10 @@ fn param_u64(
     }
 }
 
-fn next_link(
-    mall: &str,
-    path: &str,
-    q: &HashMap<String, String>,
-    offset: u64,
-    limit: u64,
-    total: usize,
-) -> Value {
+fn next_link(mall: &str, path: &str, q: &HashMap<String, String>, offset: u64, limit: u64, total: usize) -> Value {
     if offset + limit < total as u64 {
-        let mut q2: Vec<(String, String)> = q
-            .iter()
-            .filter(|(k, _)| *k != "offset")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut q2: Vec<(String, String)> =
+            q.iter().filter(|(k, _)| *k != "offset").map(|(k, v)| (k.clone(), v.clone())).collect();
         q2.push(("offset".into(), (offset + limit).to_string()));
         q2.sort();
         let qs: Vec<String> = q2.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -315,49 +267,29 @@ fn order_window(q: &HashMap<String, String>) -> Result<(u64, u64, String), Strin
     if (ed_y, ed_m, ed_d) > limit_day {
         return Err("The search period cannot exceed 3 months.".into());
     }
-    let date_type = q
-        .get("date_type")
-        .cloned()
-        .unwrap_or_else(|| "order_date".into());
+    let date_type = q.get("date_type").cloned().unwrap_or_else(|| "order_date".into());
     if !matches!(date_type.as_str(), "order_date" | "pay_date") {
         return Err("date_type is invalid.".into());
     }
     Ok((start, end, date_type))
 }
 
-fn handle(
-    sim: &Sim,
-    g: &mut Inner,
-    mall: &str,
-    rest: &str,
-    q: &HashMap<String, String>,
-    now: u64,
-) -> (u16, Value) {
+fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, String>, now: u64) -> (u16, Value) {
     let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
-    let logs_snapshot = if parts.as_slice() == ["webhooks", "logs"] {
-        Some(g.logs.clone())
-    } else {
-        None
-    };
+    let logs_snapshot = if parts.as_slice() == ["webhooks", "logs"] { Some(g.logs.clone()) } else { None };
     let data = &sim.mall(g, mall).data;
     let fail = |status: u16, m: &str| (status, error_body(status, m));
     match parts.as_slice() {
         ["orders", "count"] => match order_window(q) {
             Ok((s, e, dt)) => {
-                let n = data
-                    .orders
-                    .values()
-                    .filter(|o| in_window(o, s, e, &dt))
-                    .count();
+                let n = data.orders.values().filter(|o| in_window(o, s, e, &dt)).count();
                 (200, json!({"count": n}))
             }
             Err(m) => fail(422, &m),
         },
         ["orders", id] => match data.orders.get(*id) {
             Some(o) => {
-                let embed = q
-                    .get("embed")
-                    .is_some_and(|e| e.split(',').any(|x| x.trim() == "items"));
+                let embed = q.get("embed").is_some_and(|e| e.split(',').any(|x| x.trim() == "items"));
                 (200, json!({"order": o.to_json(embed, &data.products)}))
             }
             None => fail(404, "No order found."),
@@ -367,31 +299,19 @@ fn handle(
                 Ok(w) => w,
                 Err(m) => return fail(422, &m),
             };
-            let (limit, offset) = match (
-                param_u64(q, "limit", 10, 1000, 1),
-                param_u64(q, "offset", 0, 15_000, 0),
-            ) {
+            let (limit, offset) = match (param_u64(q, "limit", 10, 1000, 1), param_u64(q, "offset", 0, 15_000, 0)) {
                 (Ok(l), Ok(o)) => (l, o),
                 (Err(m), _) | (_, Err(m)) => return fail(422, &m),
             };
-            let embed = q
-                .get("embed")
-                .is_some_and(|e| e.split(',').any(|x| x.trim() == "items"));
-            let all: Vec<_> = data
-                .orders
-                .values()
-                .filter(|o| in_window(o, s, e, &dt))
-                .collect();
+            let embed = q.get("embed").is_some_and(|e| e.split(',').any(|x| x.trim() == "items"));
+            let all: Vec<_> = data.orders.values().filter(|o| in_window(o, s, e, &dt)).collect();
             let page: Vec<Value> = all
                 .iter()
                 .skip(offset as usize)
                 .take(limit as usize)
                 .map(|o| o.to_json(embed, &data.products))
                 .collect();
-            (
-                200,
-                json!({"orders": page, "links": next_link(mall, "orders", q, offset, limit, all.len())}),
-            )
+            (200, json!({"orders": page, "links": next_link(mall, "orders", q, offset, limit, all.len())}))
         }
         ["products", no] => match no.parse::<u64>() {
             Ok(n) => match data.products.get(&n) {
@@ -409,36 +329,19 @@ fn handle(
                 (Ok(l), Ok(o), Ok(s)) => (l, o, s),
                 (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => return fail(422, &m),
             };
-            let all: Vec<_> = data
-                .products
-                .values()
-                .filter(|p| p.product_no > since)
-                .collect();
-            let page: Vec<Value> = all
-                .iter()
-                .skip(offset as usize)
-                .take(limit as usize)
-                .map(|p| p.to_json())
-                .collect();
-            (
-                200,
-                json!({"products": page, "links": next_link(mall, "products", q, offset, limit, all.len())}),
-            )
+            let all: Vec<_> = data.products.values().filter(|p| p.product_no > since).collect();
+            let page: Vec<Value> = all.iter().skip(offset as usize).take(limit as usize).map(|p| p.to_json()).collect();
+            (200, json!({"products": page, "links": next_link(mall, "products", q, offset, limit, all.len())}))
         }
         ["customers"] => {
             let Some(ids) = q.get("member_id").filter(|s| !s.trim().is_empty()) else {
                 return fail(422, "member_id is required.");
             };
-            let found: Vec<Value> = ids
-                .split(',')
-                .filter_map(|id| data.customers.get(id.trim()))
-                .map(|c| c.to_json())
-                .collect();
+            let found: Vec<Value> =
+                ids.split(',').filter_map(|id| data.customers.get(id.trim())).map(|c| c.to_json()).collect();
             (200, json!({"customers": found}))
         }
-        ["webhooks", "logs"] => {
-            crate::webhooks::query_logs(mall, q, logs_snapshot.as_deref().unwrap_or_default(), now)
-        }
+        ["webhooks", "logs"] => crate::webhooks::query_logs(mall, q, logs_snapshot.as_deref().unwrap_or_default(), now),
         _ => fail(404, "No such resource."),
     }
 }

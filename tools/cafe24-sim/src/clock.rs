@@ -23,10 +23,7 @@ impl Clock {
     /// Now, in epoch milliseconds.
     pub fn now_ms(&self) -> u64 {
         match self {
-            Self::Real => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            Self::Real => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
             Self::Manual(t) => t.load(Ordering::SeqCst),
         }
     }

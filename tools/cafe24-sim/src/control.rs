@@ -45,15 +45,9 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/sim/tokens", post(tokens))
         .route("/sim/malls/{mall}/revoke", post(revoke))
         .route("/sim/malls/{mall}/uninstall", post(uninstall))
-        .route(
-            "/sim/malls/{mall}/orders",
-            post(create_order).get(list_orders),
-        )
+        .route("/sim/malls/{mall}/orders", post(create_order).get(list_orders))
         .route("/sim/malls/{mall}/orders/{id}/change", post(change_order))
-        .route(
-            "/sim/malls/{mall}/products/{no}/change",
-            post(change_product),
-        )
+        .route("/sim/malls/{mall}/products/{no}/change", post(change_product))
         .route("/sim/faults", post(add_fault).delete(clear_faults))
         .route("/sim/webhooks/target", post(set_target))
         .route("/sim/webhooks/send", post(send))
@@ -76,25 +70,14 @@ async fn advance(State(sim): State<Arc<Sim>>, Json(a): Json<Advance>) -> Respons
     if sim.clock.advance(a.ms) {
         Json(json!({"now_ms": sim.clock.now_ms()})).into_response()
     } else {
-        bad(
-            StatusCode::CONFLICT,
-            "the simulator runs on the real clock (start it with --manual-clock)",
-        )
+        bad(StatusCode::CONFLICT, "the simulator runs on the real clock (start it with --manual-clock)")
     }
 }
 
 async fn all_stats(State(sim): State<Arc<Sim>>) -> Json<Value> {
     let g = sim.lock();
-    let malls: serde_json::Map<String, Value> = g
-        .malls
-        .iter()
-        .map(|(k, m)| {
-            (
-                k.clone(),
-                serde_json::to_value(&m.stats).unwrap_or_default(),
-            )
-        })
-        .collect();
+    let malls: serde_json::Map<String, Value> =
+        g.malls.iter().map(|(k, m)| (k.clone(), serde_json::to_value(&m.stats).unwrap_or_default())).collect();
     Json(json!({"malls": malls}))
 }
 
@@ -102,10 +85,7 @@ async fn mall_stats(State(sim): State<Arc<Sim>>, Path(mall): Path<String>) -> Js
     Json(serde_json::to_value(sim.stats(&mall)).unwrap_or_default())
 }
 
-async fn calls(
-    State(sim): State<Arc<Sim>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Json<Value> {
+async fn calls(State(sim): State<Arc<Sim>>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
     let since: u64 = q.get("since_ms").and_then(|s| s.parse().ok()).unwrap_or(0);
     let g = sim.lock();
     let v: Vec<&crate::state::CallRecord> = g.calls.iter().filter(|c| c.at_ms >= since).collect();
@@ -120,18 +100,12 @@ struct TokenReq {
 }
 
 async fn tokens(State(sim): State<Arc<Sim>>, Json(r): Json<TokenReq>) -> Response {
-    let Some(app) = r
-        .client_id
-        .as_deref()
-        .map_or(sim.config.apps.first(), |c| sim.app(c))
-        .cloned()
-    else {
+    let Some(app) = r.client_id.as_deref().map_or(sim.config.apps.first(), |c| sim.app(c)).cloned() else {
         return bad(StatusCode::BAD_REQUEST, "unknown client_id");
     };
     let scopes = r.scopes.unwrap_or(app.scopes);
     let (a, rt) = sim.seed_tokens(&r.mall, &app.client_id, scopes);
-    Json(json!({"access_token": a, "refresh_token": rt, "client_id": app.client_id}))
-        .into_response()
+    Json(json!({"access_token": a, "refresh_token": rt, "client_id": app.client_id})).into_response()
 }
 
 async fn revoke(State(sim): State<Arc<Sim>>, Path(mall): Path<String>) -> StatusCode {
@@ -152,12 +126,7 @@ async fn uninstall(
     body: Option<Json<UninstallReq>>,
 ) -> Response {
     let r = body.map(|b| b.0).unwrap_or_default();
-    let Some(app) = r
-        .client_id
-        .as_deref()
-        .map_or(sim.config.apps.first(), |c| sim.app(c))
-        .cloned()
-    else {
+    let Some(app) = r.client_id.as_deref().map_or(sim.config.apps.first(), |c| sim.app(c)).cloned() else {
         return bad(StatusCode::BAD_REQUEST, "unknown client_id");
     };
     sim.uninstall(&mall, &app.client_id);
@@ -184,24 +153,14 @@ struct NewOrder {
     drop: bool,
 }
 
-async fn emit(
-    sim: &Sim,
-    mall: &str,
-    event_no: u32,
-    resource: Value,
-    opts: SendOptions,
-) -> Response {
+async fn emit(sim: &Sim, mall: &str, event_no: u32, resource: Value, opts: SendOptions) -> Response {
     match webhooks::send(sim, mall, event_no, &resource, &opts).await {
         Ok(rep) => Json(serde_json::to_value(rep).unwrap_or_default()).into_response(),
         Err(e) => bad(StatusCode::CONFLICT, &e),
     }
 }
 
-async fn create_order(
-    State(sim): State<Arc<Sim>>,
-    Path(mall): Path<String>,
-    body: Option<Json<NewOrder>>,
-) -> Response {
+async fn create_order(State(sim): State<Arc<Sim>>, Path(mall): Path<String>, body: Option<Json<NewOrder>>) -> Response {
     let r = body.map(|b| b.0).unwrap_or_default();
     let now = sim.clock.now_ms();
     let header = {
@@ -220,17 +179,7 @@ async fn create_order(
         }
     };
     if r.emit_webhook {
-        return emit(
-            &sim,
-            &mall,
-            90023,
-            header,
-            SendOptions {
-                duplicate: r.duplicate,
-                drop: r.drop,
-            },
-        )
-        .await;
+        return emit(&sim, &mall, 90023, header, SendOptions { duplicate: r.duplicate, drop: r.drop }).await;
     }
     Json(header).into_response()
 }
@@ -247,13 +196,7 @@ fn order_header(o: &crate::data::Order) -> Value {
 
 async fn list_orders(State(sim): State<Arc<Sim>>, Path(mall): Path<String>) -> Json<Value> {
     let mut g = sim.lock();
-    let ids: Vec<String> = sim
-        .mall(&mut g, &mall)
-        .data
-        .orders
-        .keys()
-        .cloned()
-        .collect();
+    let ids: Vec<String> = sim.mall(&mut g, &mall).data.orders.keys().cloned().collect();
     Json(json!({"order_ids": ids}))
 }
 
@@ -293,19 +236,7 @@ async fn change_order(
         order_header(o)
     };
     match c.emit_event_no {
-        Some(n) => {
-            emit(
-                &sim,
-                &mall,
-                n,
-                header,
-                SendOptions {
-                    duplicate: c.duplicate,
-                    drop: c.drop,
-                },
-            )
-            .await
-        }
+        Some(n) => emit(&sim, &mall, n, header, SendOptions { duplicate: c.duplicate, drop: c.drop }).await,
         None => Json(header).into_response(),
     }
 }
@@ -333,19 +264,7 @@ async fn change_product(
         json!({"product_no": p.product_no, "product_code": p.product_code, "updated_date": kst::iso_kst(p.updated_ms)})
     };
     match c.emit_event_no {
-        Some(n) => {
-            emit(
-                &sim,
-                &mall,
-                n,
-                resource,
-                SendOptions {
-                    duplicate: c.duplicate,
-                    drop: c.drop,
-                },
-            )
-            .await
-        }
+        Some(n) => emit(&sim, &mall, n, resource, SendOptions { duplicate: c.duplicate, drop: c.drop }).await,
         None => Json(resource).into_response(),
     }
 }
@@ -384,15 +303,5 @@ struct SendReq {
 }
 
 async fn send(State(sim): State<Arc<Sim>>, Json(r): Json<SendReq>) -> Response {
-    emit(
-        &sim,
-        &r.mall,
-        r.event_no,
-        r.resource,
-        SendOptions {
-            duplicate: r.duplicate,
-            drop: r.drop,
-        },
-    )
-    .await
+    emit(&sim, &r.mall, r.event_no, r.resource, SendOptions { duplicate: r.duplicate, drop: r.drop }).await
 }

@@ -212,9 +212,7 @@ impl MallData {
                 },
             );
         }
-        let mut times: Vec<u64> = (0..sizes.orders)
-            .map(|_| start + rng.below(120 * day))
-            .collect();
+        let mut times: Vec<u64> = (0..sizes.orders).map(|_| start + rng.below(120 * day)).collect();
         times.sort_unstable();
         for t in times {
             let items = (0..1 + rng.below(3))
@@ -226,23 +224,14 @@ impl MallData {
                     )
                 })
                 .collect();
-            let member = format!(
-                "member{:04}",
-                1 + rng.below(u64::from(sizes.customers.max(1)))
-            );
+            let member = format!("member{:04}", 1 + rng.below(u64::from(sizes.customers.max(1))));
             d.add_order(t, member, items, rng.below(4) > 0);
         }
         d
     }
 
     /// Adds a new order placed at `at_ms`; returns its id.
-    pub fn add_order(
-        &mut self,
-        at_ms: u64,
-        member_id: String,
-        items: Vec<(u64, u32, u64)>,
-        paid: bool,
-    ) -> String {
+    pub fn add_order(&mut self, at_ms: u64, member_id: String, items: Vec<(u64, u32, u64)>, paid: bool) -> String {
         self.next_order_seq += 1;
         let id = format!("{}-{:07}", kst::ymd_compact(at_ms), self.next_order_seq);
         self.orders.insert(
@@ -265,11 +254,7 @@ impl MallData {
 mod tests {
     use super::*;
 
-    const SIZES: DataSizes = DataSizes {
-        orders: 20,
-        products: 10,
-        customers: 5,
-    };
+    const SIZES: DataSizes = DataSizes { orders: 20, products: 10, customers: 5 };
 
     #[test]
     fn same_seed_and_mall_give_the_same_data() {

@@ -34,15 +34,7 @@ fn parts(ms: u64) -> (i64, u32, u32, i64, i64, i64, i64) {
     let t = ms as i64 + KST_OFFSET_MS;
     let (y, mo, d) = civil_from_days(t.div_euclid(DAY_MS));
     let r = t.rem_euclid(DAY_MS);
-    (
-        y,
-        mo,
-        d,
-        r / 3_600_000,
-        (r / 60_000) % 60,
-        (r / 1000) % 60,
-        r % 1000,
-    )
+    (y, mo, d, r / 3_600_000, (r / 60_000) % 60, (r / 1000) % 60, r % 1000)
 }
 
 /// `2020-07-17T15:28:14+09:00`
@@ -74,9 +66,7 @@ pub fn kst_date(ms: u64) -> (i64, u32, u32) {
 pub fn parse(s: &str) -> Option<u64> {
     let s = s.trim();
     let num = |r: std::ops::Range<usize>| {
-        s.get(r)
-            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|p| p.parse::<i64>().ok())
+        s.get(r).filter(|p| p.bytes().all(|b| b.is_ascii_digit())).and_then(|p| p.parse::<i64>().ok())
     };
     if s.len() < 10 || s.get(4..5) != Some("-") || s.get(7..8) != Some("-") {
         return None;
@@ -115,11 +105,7 @@ pub fn parse(s: &str) -> Option<u64> {
 pub fn add_months((y, m, d): (i64, u32, u32), months: u32) -> (i64, u32, u32) {
     let total = y * 12 + i64::from(m) - 1 + i64::from(months);
     let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
-    let next_first = if nm == 12 {
-        days_from_civil(ny + 1, 1, 1)
-    } else {
-        days_from_civil(ny, nm + 1, 1)
-    };
+    let next_first = if nm == 12 { days_from_civil(ny + 1, 1, 1) } else { days_from_civil(ny, nm + 1, 1) };
     let len = (next_first - days_from_civil(ny, nm, 1)) as u32;
     (ny, nm, d.min(len))
 }

@@ -41,10 +41,7 @@ pub use clock::Clock;
 pub use state::{Sim, SimConfig};
 
 /// Serves `sim` on `addr` (port 0 = any free port). Returns the bound address and the task.
-pub async fn spawn(
-    sim: Arc<Sim>,
-    addr: SocketAddr,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn spawn(sim: Arc<Sim>, addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = router(sim);

@@ -19,12 +19,7 @@ pub struct LeakyBucket {
 impl LeakyBucket {
     /// An empty bucket.
     pub fn new(capacity: u32, leak_per_sec: f64, now_ms: u64) -> Self {
-        Self {
-            level: 0.0,
-            last_ms: now_ms,
-            capacity,
-            leak_per_sec,
-        }
+        Self { level: 0.0, last_ms: now_ms, capacity, leak_per_sec }
     }
 
     fn drain(&mut self, now_ms: u64) {
@@ -100,13 +95,7 @@ impl Usage {
 
 impl UsageQuota {
     /// A quota with fresh counters.
-    pub fn new(
-        window_ms: u64,
-        call_quota: u64,
-        time_quota_ms: u64,
-        block_extension_ms: u64,
-        now_ms: u64,
-    ) -> Self {
+    pub fn new(window_ms: u64, call_quota: u64, time_quota_ms: u64, block_extension_ms: u64, now_ms: u64) -> Self {
         let window_ms = window_ms.max(1);
         Self {
             window_ms,

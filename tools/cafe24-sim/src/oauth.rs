@@ -28,11 +28,7 @@ pub fn encode(s: &str) -> String {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": error, "error_description": description})),
-    )
-        .into_response()
+    (status, axum::Json(json!({"error": error, "error_description": description}))).into_response()
 }
 
 /// `GET /{mall}/api/v2/oauth/authorize` → 302 to `redirect_uri?code=…&state=…`.
@@ -43,32 +39,16 @@ pub async fn authorize(
 ) -> Response {
     let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
     if get("response_type") != Some("code") {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_response_type",
-            "response_type must be code",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_response_type", "response_type must be code");
     }
     let Some(app) = get("client_id").and_then(|c| sim.app(c)).cloned() else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "unknown client_id",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id");
     };
     let Some(redirect) = get("redirect_uri") else {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "redirect_uri is required",
-        );
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "redirect_uri is required");
     };
     let scopes: Vec<String> = match get("scope") {
-        Some(s) => s
-            .split(',')
-            .map(|x| x.trim().to_owned())
-            .filter(|x| !x.is_empty())
-            .collect(),
+        Some(s) => s.split(',').map(|x| x.trim().to_owned()).filter(|x| !x.is_empty()).collect(),
         None => app.scopes.clone(),
     };
     let now = sim.clock.now_ms();
@@ -76,9 +56,7 @@ pub async fn authorize(
     {
         let mut g = sim.lock();
         // (Re)installing clears an earlier uninstall.
-        sim.mall(&mut g, &mall)
-            .uninstalled
-            .retain(|c| *c != app.client_id);
+        sim.mall(&mut g, &mall).uninstalled.retain(|c| *c != app.client_id);
         g.codes.insert(
             code.clone(),
             AuthCode {
@@ -109,9 +87,7 @@ fn basic_client(headers: &HeaderMap) -> Option<(String, String)> {
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (id, secret) = s.split_once(':')?;
     Some((id.to_owned(), secret.to_owned()))
@@ -167,21 +143,10 @@ pub async fn token(
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Some((client_id, secret)) = basic_client(&headers) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "Basic client authentication is required",
-        );
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Basic client authentication is required");
     };
-    if sim
-        .app(&client_id)
-        .is_none_or(|a| a.client_secret != secret)
-    {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "invalid client credentials",
-        );
+    if sim.app(&client_id).is_none_or(|a| a.client_secret != secret) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client credentials");
     }
     let Ok(Form(form)) = form else {
         return oauth_error(
@@ -214,10 +179,7 @@ pub async fn token(
             if now > c.issued_ms + sim.config.code_ttl_ms {
                 return invalid_grant(&mut g, "authorization code expired");
             }
-            if form
-                .get("redirect_uri")
-                .is_some_and(|r| *r != c.redirect_uri)
-            {
+            if form.get("redirect_uri").is_some_and(|r| *r != c.redirect_uri) {
                 return invalid_grant(&mut g, "redirect_uri does not match");
             }
             if !take_issuance(&sim, &mut g, &mall, now) {
@@ -273,9 +235,5 @@ pub async fn token(
         }
     };
     let (a, r) = sim.insert_pair(&mut g, &mall, &client_id, scopes.clone(), now);
-    (
-        StatusCode::OK,
-        axum::Json(token_json(&sim, &mall, &client_id, &scopes, &a, &r, now)),
-    )
-        .into_response()
+    (StatusCode::OK, axum::Json(token_json(&sim, &mall, &client_id, &scopes, &a, &r, now))).into_response()
 }

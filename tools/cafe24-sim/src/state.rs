@@ -80,13 +80,8 @@ pub struct SimConfig {
 }
 
 /// Every read scope the simulator knows.
-pub const ALL_READ_SCOPES: &[&str] = &[
-    "mall.read_order",
-    "mall.read_product",
-    "mall.read_customer",
-    "mall.read_application",
-    "mall.read_store",
-];
+pub const ALL_READ_SCOPES: &[&str] =
+    &["mall.read_order", "mall.read_product", "mall.read_customer", "mall.read_application", "mall.read_store"];
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -358,12 +353,7 @@ impl Sim {
             .timeout(std::time::Duration::from_millis(config.webhook_timeout_ms))
             .build()
             .unwrap_or_default();
-        Self {
-            config,
-            clock,
-            inner: Mutex::new(Inner::default()),
-            http,
-        }
+        Self { config, clock, inner: Mutex::new(Inner::default()), http }
     }
 
     /// Locks the state (a poisoned lock is still usable: counters cannot be left torn).
@@ -393,32 +383,20 @@ impl Sim {
             products: self.config.products_per_mall,
             customers: self.config.customers_per_mall,
         };
-        inner
-            .malls
-            .entry(mall.to_owned())
-            .or_insert_with(|| MallState {
-                data: MallData::generate(self.config.seed, mall, sizes, now),
-                ..Default::default()
-            })
+        inner.malls.entry(mall.to_owned()).or_insert_with(|| MallState {
+            data: MallData::generate(self.config.seed, mall, sizes, now),
+            ..Default::default()
+        })
     }
 
     /// The limits of a key, created on first use.
     pub fn limits<'a>(&self, inner: &'a mut Inner, key: &str) -> &'a mut KeyLimits {
         let now = self.clock.now_ms();
         let c = &self.config;
-        inner
-            .limits
-            .entry(key.to_owned())
-            .or_insert_with(|| KeyLimits {
-                bucket: LeakyBucket::new(c.capacity, c.leak_per_sec, now),
-                usage: UsageQuota::new(
-                    c.usage_window_ms,
-                    c.call_quota,
-                    c.time_quota_ms,
-                    c.block_extension_ms,
-                    now,
-                ),
-            })
+        inner.limits.entry(key.to_owned()).or_insert_with(|| KeyLimits {
+            bucket: LeakyBucket::new(c.capacity, c.leak_per_sec, now),
+            usage: UsageQuota::new(c.usage_window_ms, c.call_quota, c.time_quota_ms, c.block_extension_ms, now),
+        })
     }
 
     /// A fresh random token value (22 alphanumerics, like Cafe24's).
@@ -426,19 +404,12 @@ impl Sim {
         use rand::Rng as _;
         const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
         let mut r = rand::rng();
-        (0..22)
-            .filter_map(|_| A.get(r.random_range(0..A.len())).map(|b| char::from(*b)))
-            .collect()
+        (0..22).filter_map(|_| A.get(r.random_range(0..A.len())).map(|b| char::from(*b))).collect()
     }
 
     /// Issues an access/refresh pair without the OAuth dance (test set-up: "already installed").
     /// Does not count as an issuance.
-    pub fn seed_tokens(
-        &self,
-        mall: &str,
-        client_id: &str,
-        scopes: Vec<String>,
-    ) -> (String, String) {
+    pub fn seed_tokens(&self, mall: &str, client_id: &str, scopes: Vec<String>) -> (String, String) {
         let now = self.clock.now_ms();
         let mut g = self.lock();
         self.mall(&mut g, mall);
@@ -480,11 +451,7 @@ impl Sim {
 
     /// A copy of one mall's stats (default when never touched).
     pub fn stats(&self, mall: &str) -> MallStats {
-        self.lock()
-            .malls
-            .get(mall)
-            .map(|m| m.stats.clone())
-            .unwrap_or_default()
+        self.lock().malls.get(mall).map(|m| m.stats.clone()).unwrap_or_default()
     }
 
     /// Revokes every token of `mall` (all apps).

@@ -85,8 +85,7 @@ fn uuid_like() -> String {
 pub fn event_body(mall: &str, event_no: u32, resource: &Value) -> Value {
     let mut r = resource.as_object().cloned().unwrap_or_default();
     r.insert("mall_id".into(), Value::String(mall.to_owned()));
-    r.entry("event_shop_no")
-        .or_insert(Value::String("1".into()));
+    r.entry("event_shop_no").or_insert(Value::String("1".into()));
     json!({"event_no": event_no, "resource": r})
 }
 
@@ -94,10 +93,7 @@ fn log(sim: &Sim, e: WebhookLog) -> String {
     let mut g = sim.lock();
     g.next_log += 1;
     let id = format!("L{:012}", g.next_log);
-    g.logs.push(WebhookLog {
-        log_id: id.clone(),
-        ..e
-    });
+    g.logs.push(WebhookLog { log_id: id.clone(), ..e });
     id
 }
 
@@ -114,12 +110,7 @@ pub async fn send(
     };
     let body = event_body(mall, event_no, resource).to_string();
     let trace = uuid_like();
-    let mut report = SendReport {
-        trace_id: trace.clone(),
-        attempts: 0,
-        delivered: 0,
-        log_ids: Vec::new(),
-    };
+    let mut report = SendReport { trace_id: trace.clone(), attempts: 0, delivered: 0, log_ids: Vec::new() };
     let template = |log_type: &str, trace: &str| WebhookLog {
         log_id: String::new(),
         log_type: log_type.into(),
@@ -171,11 +162,8 @@ pub async fn send(
                     (200..300).contains(&status)
                 }
                 Err(e) => {
-                    entry.response_body = Some(if e.is_timeout() {
-                        "timeout".into()
-                    } else {
-                        "connection failed".into()
-                    });
+                    entry.response_body =
+                        Some(if e.is_timeout() { "timeout".into() } else { "connection failed".into() });
                     false
                 }
             };
@@ -191,12 +179,7 @@ pub async fn send(
 }
 
 /// `GET /webhooks/logs` for one mall, with Cafe24's filters.
-pub fn query_logs(
-    mall: &str,
-    q: &HashMap<String, String>,
-    logs: &[WebhookLog],
-    _now: u64,
-) -> (u16, Value) {
+pub fn query_logs(mall: &str, q: &HashMap<String, String>, logs: &[WebhookLog], _now: u64) -> (u16, Value) {
     let fail = |m: &str| (422, error_body(422, m));
     let limit = match q.get("limit").map(|v| v.trim().parse::<usize>()) {
         None => 100,
@@ -211,9 +194,7 @@ pub fn query_logs(
     let date = |k: &str| -> Result<Option<u64>, String> {
         match q.get(k) {
             None => Ok(None),
-            Some(v) => kst::parse(v)
-                .map(Some)
-                .ok_or_else(|| format!("{k} is invalid.")),
+            Some(v) => kst::parse(v).map(Some).ok_or_else(|| format!("{k} is invalid.")),
         }
     };
     let (start, end) = match (date("requested_start_date"), date("requested_end_date")) {
@@ -237,11 +218,7 @@ pub fn query_logs(
         .filter(|l| end.is_none_or(|e| l.requested_ms <= e))
         .filter(|l| success.is_none_or(|s| l.success == s))
         .filter(|l| log_type.is_none_or(|t| l.log_type == t))
-        .filter(|l| {
-            since
-                .as_ref()
-                .is_none_or(|s| l.log_id.as_str() > s.as_str())
-        })
+        .filter(|l| since.as_ref().is_none_or(|s| l.log_id.as_str() > s.as_str()))
         .collect();
     let page: Vec<&WebhookLog> = matching.iter().take(limit).copied().collect();
     let links = match (matching.len() > limit, page.last()) {

@@ -10,29 +10,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_cafe24-sim");
 
 #[test]
 fn help_lists_the_options() {
-    let out = std::process::Command::new(BIN)
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for opt in [
-        "--port",
-        "--capacity",
-        "--leak-per-sec",
-        "--manual-clock",
-        "--webhook-url",
-    ] {
+    for opt in ["--port", "--capacity", "--leak-per-sec", "--manual-clock", "--webhook-url"] {
         assert!(text.contains(opt), "--help lacks {opt}");
     }
 }
 
 #[test]
 fn malformed_arguments_are_refused_with_a_message() {
-    let out = std::process::Command::new(BIN)
-        .args(["--capacity", "forty"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(BIN).args(["--capacity", "forty"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--capacity"));
 }
@@ -40,14 +28,7 @@ fn malformed_arguments_are_refused_with_a_message() {
 #[tokio::test]
 async fn serves_on_the_printed_address_with_the_configured_limits() {
     let mut child = tokio::process::Command::new(BIN)
-        .args([
-            "--port",
-            "0",
-            "--capacity",
-            "3",
-            "--manual-clock",
-            "1795305600000",
-        ])
+        .args(["--port", "0", "--capacity", "3", "--manual-clock", "1795305600000"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -70,25 +51,9 @@ async fn serves_on_the_printed_address_with_the_configured_limits() {
     let t = tok["access_token"].as_str().unwrap();
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let r = http
-            .get(format!("{base}/cli/api/v2/admin/products/1"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
-        statuses.push((
-            r.status().as_u16(),
-            r.headers()["x-api-call-limit"].to_str().unwrap().to_owned(),
-        ));
+        let r = http.get(format!("{base}/cli/api/v2/admin/products/1")).bearer_auth(t).send().await.unwrap();
+        statuses.push((r.status().as_u16(), r.headers()["x-api-call-limit"].to_str().unwrap().to_owned()));
     }
-    assert_eq!(
-        statuses,
-        vec![
-            (200, "1/3".into()),
-            (200, "2/3".into()),
-            (200, "3/3".into()),
-            (429, "3/3".into())
-        ]
-    );
+    assert_eq!(statuses, vec![(200, "1/3".into()), (200, "2/3".into()), (200, "3/3".into()), (429, "3/3".into())]);
     child.kill().await.unwrap();
 }

@@ -1,11 +1,6 @@
 //! The simulator against the documented Cafe24 facts, over real HTTP.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,18 +22,9 @@ struct Fx {
 impl Fx {
     async fn start(config: SimConfig, clock: Clock) -> Self {
         let sim = Arc::new(Sim::new(config, clock));
-        let (addr, _task) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Self {
-            sim,
-            base: format!("http://{addr}"),
-            http,
-        }
+        let (addr, _task) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { sim, base: format!("http://{addr}"), http }
     }
 
     async fn manual() -> Self {
@@ -47,14 +33,7 @@ impl Fx {
 
     fn token(&self, mall: &str) -> String {
         self.sim
-            .seed_tokens(
-                mall,
-                "sim-client",
-                cafe24_sim::state::ALL_READ_SCOPES
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            )
+            .seed_tokens(mall, "sim-client", cafe24_sim::state::ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect())
             .0
     }
 
@@ -69,8 +48,7 @@ impl Fx {
     }
 
     async fn token_req(&self, mall: &str, form: &[(&str, &str)], secret: &str) -> (u16, Value) {
-        let basic =
-            base64::engine::general_purpose::STANDARD.encode(format!("sim-client:{secret}"));
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("sim-client:{secret}"));
         let r = self
             .http
             .post(format!("{}/{mall}/api/v2/oauth/token", self.base))
@@ -83,12 +61,7 @@ impl Fx {
     }
 
     async fn refresh(&self, mall: &str, rt: &str) -> (u16, Value) {
-        self.token_req(
-            mall,
-            &[("grant_type", "refresh_token"), ("refresh_token", rt)],
-            "sim-secret",
-        )
-        .await
+        self.token_req(mall, &[("grant_type", "refresh_token"), ("refresh_token", rt)], "sim-secret").await
     }
 
     fn advance(&self, ms: u64) {
@@ -97,9 +70,7 @@ impl Fx {
 }
 
 fn header(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
+    r.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
 }
 
 #[tokio::test]
@@ -117,24 +88,12 @@ async fn bucket_holds_forty_then_429_and_drains_two_per_second() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], 429, "Cafe24's error envelope");
     fx.advance(499);
-    assert_eq!(
-        fx.get("shop1", "products/1", &t).await.status(),
-        429,
-        "not a whole call drained yet"
-    );
+    assert_eq!(fx.get("shop1", "products/1", &t).await.status(), 429, "not a whole call drained yet");
     fx.advance(1);
-    assert_eq!(
-        fx.get("shop1", "products/1", &t).await.status(),
-        200,
-        "0.5 s drains one call at 2/s"
-    );
+    assert_eq!(fx.get("shop1", "products/1", &t).await.status(), 200, "0.5 s drains one call at 2/s");
     fx.advance(10_000);
     let r = fx.get("shop1", "products/1", &t).await;
-    assert_eq!(
-        header(&r, "x-api-call-limit").unwrap(),
-        "21/40",
-        "10 s drained 20, then this call"
-    );
+    assert_eq!(header(&r, "x-api-call-limit").unwrap(), "21/40", "10 s drained 20, then this call");
     let s = fx.sim.stats("shop1");
     assert_eq!((s.calls, s.ok, s.status_429), (44, 42, 2));
     assert_eq!(s.max_bucket_level, 40.0);
@@ -153,11 +112,7 @@ async fn a_naive_client_with_twenty_concurrent_workers_gets_429s() {
             tokio::spawn(async move {
                 for _ in 0..5 {
                     match fx
-                        .get(
-                            "naive",
-                            "orders/count?start_date=2026-09-01&end_date=2026-11-01",
-                            &t,
-                        )
+                        .get("naive", "orders/count?start_date=2026-09-01&end_date=2026-11-01", &t)
                         .await
                         .status()
                         .as_u16()
@@ -174,60 +129,35 @@ async fn a_naive_client_with_twenty_concurrent_workers_gets_429s() {
         t.await.unwrap();
     }
     let s = fx.sim.stats("naive");
-    assert!(
-        limited.load(Ordering::SeqCst) >= 50,
-        "only {} 429s",
-        limited.load(Ordering::SeqCst)
-    );
+    assert!(limited.load(Ordering::SeqCst) >= 50, "only {} 429s", limited.load(Ordering::SeqCst));
     assert!(ok.load(Ordering::SeqCst) >= 40);
     assert_eq!(s.status_429 as usize, limited.load(Ordering::SeqCst));
-    assert!(
-        s.max_calls_in_1s >= 10 && s.abnormal_detections >= 1,
-        "{s:?}"
-    );
+    assert!(s.max_calls_in_1s >= 10 && s.abnormal_detections >= 1, "{s:?}");
 }
 
 #[tokio::test]
 async fn usage_quota_blocks_with_remain_headers_and_calls_during_the_block_lengthen_it() {
-    let config = SimConfig {
-        call_quota: 5,
-        block_extension_ms: 5_000,
-        ..SimConfig::default()
-    };
+    let config = SimConfig { call_quota: 5, block_extension_ms: 5_000, ..SimConfig::default() };
     let fx = Fx::start(config, Clock::manual(T0)).await;
     let t = fx.token("busy");
     for _ in 0..4 {
         let r = fx.get("busy", "products/1", &t).await;
         assert_eq!(r.status(), 200);
-        assert!(
-            header(&r, "x-cafe24-call-remain").is_none(),
-            "Remain only at 100%"
-        );
+        assert!(header(&r, "x-cafe24-call-remain").is_none(), "Remain only at 100%");
     }
     let r = fx.get("busy", "products/1", &t).await;
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-cafe24-call-usage").unwrap(), "100.00");
     let remain: u64 = header(&r, "x-cafe24-call-remain").unwrap().parse().unwrap();
-    assert_eq!(
-        remain, 600,
-        "T0 is a window boundary: blocked for the whole window"
-    );
+    assert_eq!(remain, 600, "T0 is a window boundary: blocked for the whole window");
     fx.advance(1_000);
     let r = fx.get("busy", "products/1", &t).await;
     assert_eq!(r.status(), 429);
-    assert_eq!(
-        header(&r, "x-cafe24-call-usage").unwrap(),
-        "120.00",
-        "usage rises during the block"
-    );
+    assert_eq!(header(&r, "x-cafe24-call-usage").unwrap(), "120.00", "usage rises during the block");
     let after: u64 = header(&r, "x-cafe24-call-remain").unwrap().parse().unwrap();
     assert_eq!(after, 604, "599 s left + 5 s for calling while blocked");
     fx.advance(603_000);
-    assert_eq!(
-        fx.get("busy", "products/1", &t).await.status(),
-        429,
-        "the lengthened block outlives the window"
-    );
+    assert_eq!(fx.get("busy", "products/1", &t).await.status(), 429, "the lengthened block outlives the window");
     fx.advance(7_000);
     assert_eq!(fx.get("busy", "products/1", &t).await.status(), 200);
     assert_eq!(fx.sim.stats("busy").blocked_calls, 2);
@@ -236,9 +166,7 @@ async fn usage_quota_blocks_with_remain_headers_and_calls_during_the_block_lengt
 #[tokio::test]
 async fn tokens_live_two_hours_and_fourteen_days_and_expires_at_is_kst_without_offset() {
     let fx = Fx::manual().await;
-    let (access, refresh) =
-        fx.sim
-            .seed_tokens("m1", "sim-client", vec!["mall.read_product".into()]);
+    let (access, refresh) = fx.sim.seed_tokens("m1", "sim-client", vec!["mall.read_product".into()]);
     fx.advance(2 * HOUR_MS - 1);
     assert_eq!(fx.get("m1", "products/1", &access).await.status(), 200);
     fx.advance(1);
@@ -257,19 +185,13 @@ async fn tokens_live_two_hours_and_fourteen_days_and_expires_at_is_kst_without_o
     let new_refresh = body["refresh_token"].as_str().unwrap().to_owned();
     fx.advance(14 * DAY_MS);
     let (s, body) = fx.refresh("m1", &new_refresh).await;
-    assert_eq!(
-        (s, body["error"].as_str()),
-        (401, Some("invalid_grant")),
-        "refresh token dies at 14 d"
-    );
+    assert_eq!((s, body["error"].as_str()), (401, Some("invalid_grant")), "refresh token dies at 14 d");
 }
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_of_the_old_token_is_invalid_grant() {
     let fx = Fx::manual().await;
-    let (_, r0) = fx
-        .sim
-        .seed_tokens("rot", "sim-client", vec!["mall.read_order".into()]);
+    let (_, r0) = fx.sim.seed_tokens("rot", "sim-client", vec!["mall.read_order".into()]);
     let (s, b) = fx.refresh("rot", &r0).await;
     assert_eq!(s, 200);
     let r1 = b["refresh_token"].as_str().unwrap().to_owned();
@@ -281,21 +203,8 @@ async fn refresh_rotates_and_reuse_of_the_old_token_is_invalid_grant() {
     let (s, _) = fx.refresh("rot", &r1).await;
     assert_eq!(s, 200, "the rotated-in token works");
     let st = fx.sim.stats("rot");
-    assert_eq!(
-        (
-            st.token_issuances,
-            st.refresh_reuse_attempts,
-            st.invalid_grants
-        ),
-        (2, 1, 1)
-    );
-    let (s, b) = fx
-        .token_req(
-            "rot",
-            &[("grant_type", "refresh_token"), ("refresh_token", &r1)],
-            "wrong-secret",
-        )
-        .await;
+    assert_eq!((st.token_issuances, st.refresh_reuse_attempts, st.invalid_grants), (2, 1, 1));
+    let (s, b) = fx.token_req("rot", &[("grant_type", "refresh_token"), ("refresh_token", &r1)], "wrong-secret").await;
     assert_eq!((s, b["error"].as_str()), (401, Some("invalid_client")));
 }
 
@@ -313,10 +222,7 @@ async fn issuance_is_capped_at_fifteen_per_two_hours_per_mall() {
     assert_eq!((s, b["error"].as_str()), (429, Some("too_many_requests")));
     fx.advance(2 * HOUR_MS - 15 * 60_000 + 1);
     let (s, _) = fx.refresh("cap", &rt).await;
-    assert_eq!(
-        s, 200,
-        "the refused call did not rotate the token; the window moved on"
-    );
+    assert_eq!(s, 200, "the refused call did not rotate the token; the window moved on");
     assert_eq!(fx.sim.stats("cap").issuance_cap_refusals, 1);
 }
 
@@ -334,23 +240,12 @@ async fn authorize_redirects_with_code_and_state_and_codes_expire_after_sixty_se
     let loc = header(&r, "location").unwrap();
     assert!(loc.starts_with("http://app.example/cb?code="), "{loc}");
     assert!(loc.ends_with("&state=st%2B1"), "{loc}");
-    let code = loc
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
     let fx = &fx;
     let exchange = |code: String| async move {
         fx.token_req(
             "inst",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", "http://app.example/cb"),
-            ],
+            &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", "http://app.example/cb")],
             "sim-secret",
         )
         .await
@@ -361,31 +256,13 @@ async fn authorize_redirects_with_code_and_state_and_codes_expire_after_sixty_se
     assert_eq!(b["scopes"], json!(["mall.read_order", "mall.read_product"]));
     assert_eq!(b["mall_id"], "inst");
     let (s, b) = exchange(code).await;
-    assert_eq!(
-        (s, b["error"].as_str()),
-        (401, Some("invalid_grant")),
-        "single use"
-    );
+    assert_eq!((s, b["error"].as_str()), (401, Some("invalid_grant")), "single use");
 
-    let loc = header(
-        &fx.http.get(authorize("x")).send().await.unwrap(),
-        "location",
-    )
-    .unwrap();
-    let code = loc
-        .split("code=")
-        .nth(1)
-        .unwrap()
-        .split('&')
-        .next()
-        .unwrap()
-        .to_owned();
+    let loc = header(&fx.http.get(authorize("x")).send().await.unwrap(), "location").unwrap();
+    let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
     fx.advance(60_001);
     let (s, b) = exchange(code).await;
-    assert_eq!(
-        (s, b["error_description"].as_str()),
-        (401, Some("authorization code expired"))
-    );
+    assert_eq!((s, b["error_description"].as_str()), (401, Some("authorization code expired")));
 }
 
 #[tokio::test]
@@ -396,41 +273,14 @@ async fn list_parameters_are_limited_like_cafe24() {
         let (fx, t) = (&fx, t.clone());
         async move { fx.get("lists", p, &t).await.status().as_u16() }
     };
-    assert_eq!(
-        status("orders?start_date=2026-07-01&end_date=2026-11-01").await,
-        422,
-        "4-month range"
-    );
-    assert_eq!(
-        status("orders?start_date=2026-08-01&end_date=2026-11-01").await,
-        200,
-        "3 months"
-    );
-    assert_eq!(
-        status("orders?start_date=2026-08-01").await,
-        422,
-        "end_date required"
-    );
-    assert_eq!(
-        status("orders?start_date=2026-08-01&end_date=2026-09-01&limit=1001").await,
-        422
-    );
-    assert_eq!(
-        status("orders?start_date=2026-08-01&end_date=2026-09-01&limit=0").await,
-        422
-    );
-    assert_eq!(
-        status("orders?start_date=2026-08-01&end_date=2026-09-01&offset=15001").await,
-        422
-    );
-    assert_eq!(
-        status("orders?start_date=2026-08-01&end_date=2026-09-01&limit=abc").await,
-        422
-    );
-    assert_eq!(
-        status("orders/count?start_date=2026-04-01&end_date=2026-11-01").await,
-        422
-    );
+    assert_eq!(status("orders?start_date=2026-07-01&end_date=2026-11-01").await, 422, "4-month range");
+    assert_eq!(status("orders?start_date=2026-08-01&end_date=2026-11-01").await, 200, "3 months");
+    assert_eq!(status("orders?start_date=2026-08-01").await, 422, "end_date required");
+    assert_eq!(status("orders?start_date=2026-08-01&end_date=2026-09-01&limit=1001").await, 422);
+    assert_eq!(status("orders?start_date=2026-08-01&end_date=2026-09-01&limit=0").await, 422);
+    assert_eq!(status("orders?start_date=2026-08-01&end_date=2026-09-01&offset=15001").await, 422);
+    assert_eq!(status("orders?start_date=2026-08-01&end_date=2026-09-01&limit=abc").await, 422);
+    assert_eq!(status("orders/count?start_date=2026-04-01&end_date=2026-11-01").await, 422);
     assert_eq!(status("products?limit=101").await, 422);
     assert_eq!(status("products?offset=5001").await, 422);
     assert_eq!(status("orders/does-not-exist").await, 404);
@@ -439,40 +289,16 @@ async fn list_parameters_are_limited_like_cafe24() {
     let r = fx.get("lists", "products?limit=10", &t).await;
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["products"].as_array().unwrap().len(), 10);
-    assert!(b["links"][0]["href"]
-        .as_str()
-        .unwrap()
-        .contains("offset=10"));
-    let b: Value = fx
-        .get("lists", "products?since_product_no=35&limit=100", &t)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        b["products"].as_array().unwrap().len(),
-        5,
-        "40 products, numbers 36..=40"
-    );
+    assert!(b["links"][0]["href"].as_str().unwrap().contains("offset=10"));
+    let b: Value = fx.get("lists", "products?since_product_no=35&limit=100", &t).await.json().await.unwrap();
+    assert_eq!(b["products"].as_array().unwrap().len(), 5, "40 products, numbers 36..=40");
 
-    let count: Value = fx
-        .get(
-            "lists",
-            "orders/count?start_date=2026-08-22&end_date=2026-11-22",
-            &t,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let count: Value =
+        fx.get("lists", "orders/count?start_date=2026-08-22&end_date=2026-11-22", &t).await.json().await.unwrap();
     let n = count["count"].as_u64().unwrap();
     assert!(n > 0);
     let list: Value = fx
-        .get(
-            "lists",
-            "orders?start_date=2026-08-22&end_date=2026-11-22&limit=1000&embed=items",
-            &t,
-        )
+        .get("lists", "orders?start_date=2026-08-22&end_date=2026-11-22&limit=1000&embed=items", &t)
         .await
         .json()
         .await
@@ -483,60 +309,27 @@ async fn list_parameters_are_limited_like_cafe24() {
         .as_str()
         .unwrap()
         .starts_with(orders[0]["order_id"].as_str().unwrap()));
-    let one: Value = fx
-        .get(
-            "lists",
-            &format!("orders/{}", orders[0]["order_id"].as_str().unwrap()),
-            &t,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let one: Value =
+        fx.get("lists", &format!("orders/{}", orders[0]["order_id"].as_str().unwrap()), &t).await.json().await.unwrap();
     assert!(one["order"]["items"].is_null(), "items only when embedded");
-    let c: Value = fx
-        .get("lists", "customers?member_id=member0001,nobody", &t)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = fx.get("lists", "customers?member_id=member0001,nobody", &t).await.json().await.unwrap();
     assert_eq!(c["customers"].as_array().unwrap().len(), 1);
-    assert!(
-        c["customers"][0].get("name").is_none() && c["customers"][0].get("email").is_none(),
-        "no personal fields"
-    );
+    assert!(c["customers"][0].get("name").is_none() && c["customers"][0].get("email").is_none(), "no personal fields");
 }
 
 #[tokio::test]
 async fn auth_failures_look_like_cafe24s() {
     let fx = Fx::manual().await;
     let t = fx.token("auth");
-    assert_eq!(
-        fx.get("auth", "products/1", "not-a-token").await.status(),
-        401
-    );
-    assert_eq!(
-        fx.get("other-mall", "products/1", &t).await.status(),
-        401,
-        "a token is valid for its mall only"
-    );
-    let (narrow, _) = fx
-        .sim
-        .seed_tokens("auth", "sim-client", vec!["mall.read_product".into()]);
-    let r = fx
-        .get(
-            "auth",
-            "orders/count?start_date=2026-11-01&end_date=2026-11-02",
-            &narrow,
-        )
-        .await;
+    assert_eq!(fx.get("auth", "products/1", "not-a-token").await.status(), 401);
+    assert_eq!(fx.get("other-mall", "products/1", &t).await.status(), 401, "a token is valid for its mall only");
+    let (narrow, _) = fx.sim.seed_tokens("auth", "sim-client", vec!["mall.read_product".into()]);
+    let r = fx.get("auth", "orders/count?start_date=2026-11-01&end_date=2026-11-02", &narrow).await;
     assert_eq!(r.status(), 403, "scope missing");
     fx.sim.uninstall("auth", "sim-client");
     let r = fx.get("auth", "products/1", &t).await;
     assert_eq!(r.status(), 401, "uninstall revokes the tokens");
-    let (t2, _) = fx
-        .sim
-        .seed_tokens("auth", "sim-client", vec!["mall.read_product".into()]);
+    let (t2, _) = fx.sim.seed_tokens("auth", "sim-client", vec!["mall.read_product".into()]);
     let r = fx.get("auth", "products/1", &t2).await;
     assert_eq!(r.status(), 403, "app deleted from the mall");
     let b: Value = r.json().await.unwrap();
@@ -550,32 +343,14 @@ async fn faults_on_demand() {
     let add = |f: Value| {
         let fx = &fx;
         async move {
-            assert_eq!(
-                fx.http
-                    .post(format!("{}/sim/faults", fx.base))
-                    .json(&f)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status(),
-                204
-            )
+            assert_eq!(fx.http.post(format!("{}/sim/faults", fx.base)).json(&f).send().await.unwrap().status(), 204)
         }
     };
     add(json!({"mall": "f", "endpoint": "products", "kind": "status", "status": 503, "remaining": 1})).await;
     assert_eq!(fx.get("f", "products/1", &t).await.status(), 503);
-    assert_eq!(
-        fx.get("f", "products/1", &t).await.status(),
-        200,
-        "remaining: 1"
-    );
+    assert_eq!(fx.get("f", "products/1", &t).await.status(), 200, "remaining: 1");
     add(json!({"mall": "f", "kind": "rate_limit", "remaining": 2})).await;
-    assert_eq!(
-        fx.get("f", "customers?member_id=member0001", &t)
-            .await
-            .status(),
-        429
-    );
+    assert_eq!(fx.get("f", "customers?member_id=member0001", &t).await.status(), 429);
     assert_eq!(fx.get("f", "products/2", &t).await.status(), 429);
     assert_eq!(fx.get("f", "products/2", &t).await.status(), 200);
     add(json!({"mall": "f", "kind": "latency", "ms": 300, "remaining": 1})).await;
@@ -591,23 +366,13 @@ async fn faults_on_demand() {
         .send()
         .await;
     assert!(r.unwrap_err().is_timeout());
-    fx.http
-        .delete(format!("{}/sim/faults", fx.base))
-        .send()
-        .await
-        .unwrap();
+    fx.http.delete(format!("{}/sim/faults", fx.base)).send().await.unwrap();
     fx.sim.revoke("f");
-    assert_eq!(
-        fx.get("f", "products/1", &t).await.status(),
-        401,
-        "revoked token"
-    );
+    assert_eq!(fx.get("f", "products/1", &t).await.status(), 401, "revoked token");
 }
 
 /// A webhook receiver that fails its first `fail_first` requests.
-async fn receiver(
-    fail_first: usize,
-) -> (String, Arc<std::sync::Mutex<Vec<(String, String, String)>>>) {
+async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<(String, String, String)>>>) {
     use axum::http::HeaderMap;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let n = Arc::new(AtomicUsize::new(0));
@@ -617,14 +382,8 @@ async fn receiver(
         axum::routing::post(move |h: HeaderMap, body: String| {
             let (seen, n) = (s2.clone(), n.clone());
             async move {
-                let get = |k: &str| {
-                    h.get(k)
-                        .map(|v| v.to_str().unwrap().to_owned())
-                        .unwrap_or_default()
-                };
-                seen.lock()
-                    .unwrap()
-                    .push((get("x-api-key"), get("x-trace-id"), body));
+                let get = |k: &str| h.get(k).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+                seen.lock().unwrap().push((get("x-api-key"), get("x-trace-id"), body));
                 if n.fetch_add(1, Ordering::SeqCst) < fail_first {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE
                 } else {
@@ -641,10 +400,7 @@ async fn receiver(
 
 #[tokio::test]
 async fn webhook_retries_duplicates_and_drops_are_visible_in_the_logs() {
-    let config = SimConfig {
-        webhook_retry_delay_ms: 10,
-        ..SimConfig::default()
-    };
+    let config = SimConfig { webhook_retry_delay_ms: 10, ..SimConfig::default() };
     let fx = Fx::start(config, Clock::manual(T0)).await;
     let (url, seen) = receiver(1).await;
     fx.http
@@ -668,30 +424,20 @@ async fn webhook_retries_duplicates_and_drops_are_visible_in_the_logs() {
         }
     };
     // 1st event: first attempt fails (503), the automatic retry succeeds.
-    let a = send(
-        json!({"mall": "wh", "event_no": 90023, "resource": {"order_id": "20261122-0000001"}}),
-    )
-    .await;
-    assert_eq!(
-        (a["attempts"].as_u64(), a["delivered"].as_u64()),
-        (Some(2), Some(1))
-    );
+    let a = send(json!({"mall": "wh", "event_no": 90023, "resource": {"order_id": "20261122-0000001"}})).await;
+    assert_eq!((a["attempts"].as_u64(), a["delivered"].as_u64()), (Some(2), Some(1)));
     // 2nd event: delivered, then resent as a duplicate with the same trace id.
-    let b = send(json!({"mall": "wh", "event_no": 90025, "resource": {"order_id": "20261122-0000001"}, "duplicate": true})).await;
+    let b =
+        send(json!({"mall": "wh", "event_no": 90025, "resource": {"order_id": "20261122-0000001"}, "duplicate": true}))
+            .await;
     assert_eq!(b["delivered"], 2);
     // 3rd event: dropped.
-    let c = send(json!({"mall": "wh", "event_no": 90024, "resource": {"order_id": "20261122-0000001"}, "drop": true})).await;
-    assert_eq!(
-        (c["attempts"].as_u64(), c["delivered"].as_u64()),
-        (Some(0), Some(0))
-    );
+    let c = send(json!({"mall": "wh", "event_no": 90024, "resource": {"order_id": "20261122-0000001"}, "drop": true}))
+        .await;
+    assert_eq!((c["attempts"].as_u64(), c["delivered"].as_u64()), (Some(0), Some(0)));
 
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(
-        seen.len(),
-        4,
-        "2 attempts + 2 deliveries; the dropped one never arrived"
-    );
+    assert_eq!(seen.len(), 4, "2 attempts + 2 deliveries; the dropped one never arrived");
     assert!(seen.iter().all(|(k, _, _)| k == "hook-key"));
     assert_eq!(seen[0].1, a["trace_id"].as_str().unwrap());
     assert_eq!(seen[2].1, seen[3].1, "a resend keeps the trace id");
@@ -700,77 +446,27 @@ async fn webhook_retries_duplicates_and_drops_are_visible_in_the_logs() {
     assert_eq!(body["resource"]["mall_id"], "wh");
 
     let t = fx.token("wh");
-    let logs: Value = fx
-        .get("wh", "webhooks/logs", &t)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let logs: Value = fx.get("wh", "webhooks/logs", &t).await.json().await.unwrap();
     let logs = logs["logs"].as_array().unwrap();
     let summary: Vec<(u64, &str, &str)> = logs
         .iter()
-        .map(|l| {
-            (
-                l["event_no"].as_u64().unwrap(),
-                l["log_type"].as_str().unwrap(),
-                l["success"].as_str().unwrap(),
-            )
-        })
+        .map(|l| (l["event_no"].as_u64().unwrap(), l["log_type"].as_str().unwrap(), l["success"].as_str().unwrap()))
         .collect();
     assert_eq!(
         summary,
-        vec![
-            (90023, "G", "F"),
-            (90023, "G", "T"),
-            (90025, "G", "T"),
-            (90025, "R", "T"),
-            (90024, "G", "F")
-        ]
+        vec![(90023, "G", "F"), (90023, "G", "T"), (90025, "G", "T"), (90025, "R", "T"), (90024, "G", "F")]
     );
     assert_eq!(logs[0]["response_http_code"], 503);
-    assert!(
-        logs[4]["response_http_code"].is_null(),
-        "dropped: never sent"
-    );
-    let failed: Value = fx
-        .get("wh", "webhooks/logs?success=F&event_no=90024", &t)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        failed["logs"].as_array().unwrap().len(),
-        1,
-        "the official way to find a lost webhook"
-    );
+    assert!(logs[4]["response_http_code"].is_null(), "dropped: never sent");
+    let failed: Value = fx.get("wh", "webhooks/logs?success=F&event_no=90024", &t).await.json().await.unwrap();
+    assert_eq!(failed["logs"].as_array().unwrap().len(), 1, "the official way to find a lost webhook");
     let since = logs[2]["log_id"].as_str().unwrap();
-    let later: Value = fx
-        .get("wh", &format!("webhooks/logs?since_log_id={since}"), &t)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let later: Value = fx.get("wh", &format!("webhooks/logs?since_log_id={since}"), &t).await.json().await.unwrap();
     assert_eq!(later["logs"].as_array().unwrap().len(), 2);
-    let paged: Value = fx
-        .get("wh", "webhooks/logs?limit=2", &t)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(paged["links"][0]["href"]
-        .as_str()
-        .unwrap()
-        .contains("since_log_id="));
-    assert_eq!(
-        fx.get("wh", "webhooks/logs?limit=0", &t).await.status(),
-        422
-    );
-    assert_eq!(
-        fx.get("wh", "webhooks/logs?success=maybe", &t)
-            .await
-            .status(),
-        422
-    );
+    let paged: Value = fx.get("wh", "webhooks/logs?limit=2", &t).await.json().await.unwrap();
+    assert!(paged["links"][0]["href"].as_str().unwrap().contains("since_log_id="));
+    assert_eq!(fx.get("wh", "webhooks/logs?limit=0", &t).await.status(), 422);
+    assert_eq!(fx.get("wh", "webhooks/logs?success=maybe", &t).await.status(), 422);
 }
 
 #[tokio::test]
@@ -798,12 +494,7 @@ async fn changes_bump_updated_date_and_can_emit_the_matching_webhook() {
     let id = body["resource"]["order_id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("20261122-"), "{id}");
     let t = fx.token("chg");
-    let before: Value = fx
-        .get("chg", &format!("orders/{id}"), &t)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let before: Value = fx.get("chg", &format!("orders/{id}"), &t).await.json().await.unwrap();
     fx.advance(5_000);
     let r = fx
         .http
@@ -813,43 +504,21 @@ async fn changes_bump_updated_date_and_can_emit_the_matching_webhook() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let after: Value = fx
-        .get("chg", &format!("orders/{id}"), &t)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after: Value = fx.get("chg", &format!("orders/{id}"), &t).await.json().await.unwrap();
     assert_eq!(after["order"]["paid"], "T");
-    assert_ne!(
-        before["order"]["updated_date"],
-        after["order"]["updated_date"]
-    );
+    assert_ne!(before["order"]["updated_date"], after["order"]["updated_date"]);
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
-    assert_eq!(
-        serde_json::from_str::<Value>(&seen[1].2).unwrap()["event_no"],
-        90025
-    );
+    assert_eq!(serde_json::from_str::<Value>(&seen[1].2).unwrap()["event_no"], 90025);
 }
 
 #[tokio::test]
 async fn garbage_requests_get_clear_errors_not_crashes() {
     let fx = Fx::manual().await;
-    let r = fx
-        .http
-        .post(format!("{}/x/api/v2/oauth/token", fx.base))
-        .body("%%%")
-        .send()
-        .await
-        .unwrap();
+    let r = fx.http.post(format!("{}/x/api/v2/oauth/token", fx.base)).body("%%%").send().await.unwrap();
     assert_eq!(r.status(), 401, "no client auth");
-    let (s, b) = fx
-        .token_req("x", &[("grant_type", "password")], "sim-secret")
-        .await;
-    assert_eq!(
-        (s, b["error"].as_str()),
-        (400, Some("unsupported_grant_type"))
-    );
+    let (s, b) = fx.token_req("x", &[("grant_type", "password")], "sim-secret").await;
+    assert_eq!((s, b["error"].as_str()), (400, Some("unsupported_grant_type")));
     let r = fx
         .http
         .get(format!("{}/x/api/v2/admin/products/1", fx.base))
@@ -858,15 +527,7 @@ async fn garbage_requests_get_clear_errors_not_crashes() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = fx
-        .http
-        .get(format!(
-            "{}/x/api/v2/oauth/authorize?response_type=token",
-            fx.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r = fx.http.get(format!("{}/x/api/v2/oauth/authorize?response_type=token", fx.base)).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let r = fx
         .http

@@ -89,11 +89,7 @@ pub struct LocalEsm {
 pub fn record_json(m: &Message, cfg: &EsmConfig) -> Value {
     let attrs: serde_json::Map<String, Value> = m
         .attributes()
-        .map(|a| {
-            a.iter()
-                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
-                .collect()
-        })
+        .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone()))).collect())
         .unwrap_or_default();
     let msg_attrs: serde_json::Map<String, Value> = m
         .message_attributes()
@@ -126,10 +122,7 @@ pub fn record_json(m: &Message, cfg: &EsmConfig) -> Value {
         "awsRegion": cfg.region,
     });
     if let (Some(md5), Some(obj)) = (m.md5_of_message_attributes(), r.as_object_mut()) {
-        obj.insert(
-            "md5OfMessageAttributes".to_owned(),
-            Value::String(md5.to_owned()),
-        );
+        obj.insert("md5OfMessageAttributes".to_owned(), Value::String(md5.to_owned()));
     }
     r
 }
@@ -191,15 +184,8 @@ impl LocalEsm {
             return Ok(EsmReport::default());
         }
         let event = json!({ "Records": msgs.iter().map(|m| record_json(m, &self.cfg)).collect::<Vec<_>>() });
-        let ids: HashSet<String> = msgs
-            .iter()
-            .filter_map(|m| m.message_id().map(str::to_owned))
-            .collect();
-        let mut report = EsmReport {
-            batches: 1,
-            received: msgs.len(),
-            ..Default::default()
-        };
+        let ids: HashSet<String> = msgs.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect();
+        let mut report = EsmReport { batches: 1, received: msgs.len(), ..Default::default() };
 
         let failed = match handler(event).await {
             Ok(resp) => failed_ids(&resp, &ids),
@@ -210,20 +196,14 @@ impl LocalEsm {
             report.returned = msgs.len();
             return Ok(report);
         };
-        let handles: HashMap<&str, &str> = msgs
-            .iter()
-            .filter_map(|m| Some((m.message_id()?, m.receipt_handle()?)))
-            .collect();
+        let handles: HashMap<&str, &str> =
+            msgs.iter().filter_map(|m| Some((m.message_id()?, m.receipt_handle()?))).collect();
         let entries: Vec<DeleteMessageBatchRequestEntry> = handles
             .iter()
             .filter(|(id, _)| !failed.contains(**id))
             .enumerate()
             .filter_map(|(i, (_, rh))| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .receipt_handle(*rh)
-                    .build()
-                    .ok()
+                DeleteMessageBatchRequestEntry::builder().id(format!("m{i}")).receipt_handle(*rh).build().ok()
             })
             .collect();
         if !entries.is_empty() {
@@ -287,25 +267,10 @@ mod tests {
     fn response_interpretation_follows_lambda() {
         let b = ids(&["a", "b"]);
         assert_eq!(failed_ids(&Value::Null, &b), Some(HashSet::new()));
-        assert_eq!(
-            failed_ids(&json!({"batchItemFailures": []}), &b),
-            Some(HashSet::new())
-        );
-        assert_eq!(
-            failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": "b"}]}), &b),
-            Some(ids(&["b"]))
-        );
-        assert_eq!(
-            failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": ""}]}), &b),
-            None
-        );
-        assert_eq!(
-            failed_ids(
-                &json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]}),
-                &b
-            ),
-            None
-        );
+        assert_eq!(failed_ids(&json!({"batchItemFailures": []}), &b), Some(HashSet::new()));
+        assert_eq!(failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": "b"}]}), &b), Some(ids(&["b"])));
+        assert_eq!(failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": ""}]}), &b), None);
+        assert_eq!(failed_ids(&json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]}), &b), None);
         assert_eq!(failed_ids(&json!({"batchItemFailures": "oops"}), &b), None);
         assert_eq!(failed_ids(&json!([1]), &b), None);
     }

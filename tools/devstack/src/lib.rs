@@ -24,9 +24,7 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(LOCAL_REGION))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "devstack",
-        ))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack"))
         .load()
         .await
 }
@@ -34,10 +32,6 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 /// A fresh, unique resource-name prefix (tests use one each, so they never share state).
 pub fn unique_prefix(tag: &str) -> String {
     let n: u32 = rand::random();
-    let tag: String = tag
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(20)
-        .collect();
+    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(20).collect();
     format!("{tag}-{n:08x}-")
 }

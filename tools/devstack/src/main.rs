@@ -18,12 +18,8 @@ fn flags(args: &[String]) -> Result<HashMap<String, String>> {
     let mut m = HashMap::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let Some(name) = a.strip_prefix("--") else {
-            bail!("unexpected argument {a}")
-        };
-        let v = it
-            .next()
-            .with_context(|| format!("--{name} needs a value"))?;
+        let Some(name) = a.strip_prefix("--") else { bail!("unexpected argument {a}") };
+        let v = it.next().with_context(|| format!("--{name} needs a value"))?;
         m.insert(name.to_owned(), v.clone());
     }
     Ok(m)
@@ -31,9 +27,7 @@ fn flags(args: &[String]) -> Result<HashMap<String, String>> {
 
 async fn sqs() -> Result<aws_sdk_sqs::Client> {
     let endpoint = devstack::moto::endpoint().await?;
-    Ok(aws_sdk_sqs::Client::new(
-        &devstack::sdk_config(&endpoint).await,
-    ))
+    Ok(aws_sdk_sqs::Client::new(&devstack::sdk_config(&endpoint).await))
 }
 
 /// POSTs one delivery and prints a row: name, status, answer.
@@ -50,23 +44,13 @@ async fn deliver(
         req = req.header("X-Trace-ID", t);
     }
     let r = req.send().await?;
-    println!(
-        "{:<44} {:>6}  {}",
-        name,
-        r.status().as_u16(),
-        r.text().await.unwrap_or_default()
-    );
+    println!("{:<44} {:>6}  {}", name, r.status().as_u16(), r.text().await.unwrap_or_default());
     Ok(())
 }
 
 async fn post_samples(url: &str, key: &str, dir: &str) -> Result<()> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()?;
-    let mut files: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(300)).build()?;
+    let mut files: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).map(|e| e.path()).collect();
     files.retain(|p| p.extension().is_some_and(|e| e == "json"));
     files.sort();
     println!("{:<44} {:>6}  answer", "delivery", "status");
@@ -74,23 +58,12 @@ async fn post_samples(url: &str, key: &str, dir: &str) -> Result<()> {
     for (i, f) in files.iter().enumerate() {
         let body = std::fs::read(f)?;
         let trace = format!("demo-{i:04}-{}", rand::random::<u32>());
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         deliver(&http, url, key, Some(&trace), &body, &name).await?;
         first.get_or_insert((trace, body));
     }
     if let Some((trace, body)) = first {
-        deliver(
-            &http,
-            url,
-            key,
-            Some(&trace),
-            &body,
-            "(Cafe24 retry of the first delivery)",
-        )
-        .await?;
+        deliver(&http, url, key, Some(&trace), &body, "(Cafe24 retry of the first delivery)").await?;
         deliver(&http, url, "not-the-key", None, &body, "(wrong X-API-Key)").await?;
     }
     Ok(())
@@ -113,24 +86,11 @@ async fn peek(queue: &str) -> Result<()> {
         }
         rows.extend(out.messages().iter().cloned());
     }
-    println!(
-        "{} message(s) on {}",
-        rows.len(),
-        queue.rsplit('/').next().unwrap_or(queue)
-    );
-    println!(
-        "{:<16} {:<7} {:<18} {:<26} {:<18}",
-        "group", "event", "parked", "dedup id", "trace id"
-    );
+    println!("{} message(s) on {}", rows.len(), queue.rsplit('/').next().unwrap_or(queue));
+    println!("{:<16} {:<7} {:<18} {:<26} {:<18}", "group", "event", "parked", "dedup id", "trace id");
     for m in &rows {
-        let a = |n: Sys| {
-            m.attributes()
-                .and_then(|a| a.get(&n))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let env: serde_json::Value =
-            serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
+        let a = |n: Sys| m.attributes().and_then(|a| a.get(&n)).cloned().unwrap_or_default();
+        let env: serde_json::Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
         let short = |s: String| {
             if s.chars().count() > 25 {
                 format!("{}…", s.chars().take(24).collect::<String>())
@@ -146,18 +106,9 @@ async fn peek(queue: &str) -> Result<()> {
                 .as_u64()
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),
-            env.get("parked")
-                .unwrap_or(&serde_json::Value::Null)
-                .as_str()
-                .unwrap_or("-"),
+            env.get("parked").unwrap_or(&serde_json::Value::Null).as_str().unwrap_or("-"),
             short(a(Sys::MessageDeduplicationId)),
-            short(
-                env.get("trace_id")
-                    .unwrap_or(&serde_json::Value::Null)
-                    .as_str()
-                    .unwrap_or("-")
-                    .to_owned()
-            ),
+            short(env.get("trace_id").unwrap_or(&serde_json::Value::Null).as_str().unwrap_or("-").to_owned()),
         );
     }
     Ok(())
@@ -166,21 +117,15 @@ async fn peek(queue: &str) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (cmd, rest) = args
-        .split_first()
-        .map(|(c, r)| (c.as_str(), r))
-        .unwrap_or(("help", &[]));
+    let (cmd, rest) = args.split_first().map(|(c, r)| (c.as_str(), r)).unwrap_or(("help", &[]));
     let f = flags(rest)?;
-    let need = |k: &str| {
-        f.get(k)
-            .cloned()
-            .with_context(|| format!("--{k} is required"))
-    };
+    let need = |k: &str| f.get(k).cloned().with_context(|| format!("--{k} is required"));
     match cmd {
         "up" => {
             let endpoint = devstack::moto::endpoint().await?;
-            let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(&endpoint).await);
-            let stack = devstack::resources::Stack::create(&sqs, f.get("prefix").map_or("", String::as_str)).await?;
+            let conf = devstack::sdk_config(&endpoint).await;
+            let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
+            let stack = devstack::resources::Stack::create(&sqs, &ddb, f.get("prefix").map_or("", String::as_str)).await?;
             println!("AWS_ENDPOINT_URL={endpoint}");
             for (k, v) in stack.env() {
                 println!("{k}={v}");

@@ -46,9 +46,7 @@ impl PrivateMoto {
     /// Starts one (the venv must exist: `scripts/ensure-tools.sh`).
     pub async fn start() -> Result<Self> {
         let root = workspace_root();
-        let st = Command::new(root.join("scripts/ensure-tools.sh"))
-            .status()
-            .await?;
+        let st = Command::new(root.join("scripts/ensure-tools.sh")).status().await?;
         if !st.success() {
             bail!("scripts/ensure-tools.sh failed");
         }
@@ -65,10 +63,7 @@ impl PrivateMoto {
             .context("spawning moto_server")?;
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return Ok(Self { child, url });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -39,25 +39,13 @@ pub const RETENTION_S: u32 = 1_209_600;
 impl FifoSpec {
     /// The inbox: consumed by the dispatcher (function timeout 30 s → visibility 180 s).
     pub fn inbox(prefix: &str) -> Self {
-        Self {
-            name: format!("{prefix}inbox"),
-            visibility_timeout_s: 180,
-            max_receive_count: 10,
-        }
+        Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 10 }
     }
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::QueueArn)
-        .send()
-        .await?;
-    out.attributes()
-        .and_then(|a| a.get(&A::QueueArn))
-        .cloned()
-        .context("queue has no QueueArn attribute")
+    let out = sqs.get_queue_attributes().queue_url(url).attribute_names(A::QueueArn).send().await?;
+    out.attributes().and_then(|a| a.get(&A::QueueArn)).cloned().context("queue has no QueueArn attribute")
 }
 
 fn fifo_attrs(visibility: u32) -> HashMap<A, String> {
@@ -85,10 +73,7 @@ pub async fn create_fifo_pair(sqs: &aws_sdk_sqs::Client, spec: &FifoSpec) -> Res
     let mut attrs = fifo_attrs(spec.visibility_timeout_s);
     attrs.insert(
         A::RedrivePolicy,
-        format!(
-            r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#,
-            spec.max_receive_count
-        ),
+        format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"{}"}}"#, spec.max_receive_count),
     );
     let q = sqs
         .create_queue()
@@ -99,12 +84,23 @@ pub async fn create_fifo_pair(sqs: &aws_sdk_sqs::Client, spec: &FifoSpec) -> Res
         .context("creating queue")?;
     let url = q.queue_url().context("no queue url")?.to_owned();
     let arn = queue_arn(sqs, &url).await?;
-    Ok(FifoPair {
-        url,
-        arn,
-        dlq_url,
-        dlq_arn,
-    })
+    Ok(FifoPair { url, arn, dlq_url, dlq_arn })
+}
+
+/// Creates a DynamoDB table with a string partition key `pk`, on-demand billing.
+pub async fn create_pk_table(ddb: &aws_sdk_dynamodb::Client, name: &str) -> Result<()> {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    ddb.create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("pk").attribute_type(ScalarAttributeType::S).build()?,
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("pk").key_type(KeyType::Hash).build()?)
+        .send()
+        .await
+        .with_context(|| format!("creating table {name}"))?;
+    Ok(())
 }
 
 /// Everything the pipeline needs so far.
@@ -112,14 +108,16 @@ pub async fn create_fifo_pair(sqs: &aws_sdk_sqs::Client, spec: &FifoSpec) -> Res
 pub struct Stack {
     /// The inbox and its DLQ (the DLQ is also the parking place for unroutable webhooks).
     pub inbox: FifoPair,
+    /// The rate limiter's table (one item per rate-limit key).
+    pub rate_limit_table: String,
 }
 
 impl Stack {
     /// Creates the stack's resources under `prefix`.
-    pub async fn create(sqs: &aws_sdk_sqs::Client, prefix: &str) -> Result<Self> {
-        Ok(Self {
-            inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?,
-        })
+    pub async fn create(sqs: &aws_sdk_sqs::Client, ddb: &aws_sdk_dynamodb::Client, prefix: &str) -> Result<Self> {
+        let rate_limit_table = format!("{prefix}rate-limits");
+        create_pk_table(ddb, &rate_limit_table).await?;
+        Ok(Self { inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?, rate_limit_table })
     }
 
     /// The environment variables the functions read for these resources.
@@ -127,6 +125,7 @@ impl Stack {
         vec![
             ("INBOX_QUEUE_URL", self.inbox.url.clone()),
             ("PARKING_QUEUE_URL", self.inbox.dlq_url.clone()),
+            ("RATE_LIMIT_TABLE", self.rate_limit_table.clone()),
         ]
     }
 }

@@ -1,0 +1,265 @@
+//! The per-mall rate limiter on DynamoDB: the pure GCRA core of `relay_domain::ratelimit`,
+//! stored as one item per rate-limit key and moved with conditional writes.
+//!
+//! ## Item
+//! `pk` (S, the rate-limit key), `tat`, `nb`, `last` (N, epoch ms — see `LimiterState`), `v` (N,
+//! a version bumped by every write).
+//!
+//! ## Fast path: one write per admitted call
+//! The decision is made on the last state *this process* saw (no read), and persisted with one
+//! `UpdateItem` conditioned on the version it was made from. When another process moved the
+//! item first, the write fails with `ReturnValuesOnConditionCheckFailure = ALL_OLD`, which hands
+//! back the current item: decide again on it, at most `max_retries` times, with a little jitter.
+//! A `Wait` costs no write, and is remembered ("refused until") so asking again before then
+//! costs nothing either. A stale cached state can only make a decision *more* permissive, and a
+//! permissive decision is exactly what the version condition refuses — so the cache never lets
+//! a call through that the stored state would refuse.
+//!
+//! ## Feedback
+//! [`DynamoLimiter::feedback`] applies Cafe24's headers (and 429s) with the same conditional
+//! write, only when they actually move the state.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use relay_domain::ratelimit::{Class, Decision, Feedback, LimiterConfig, LimiterState};
+
+/// Epoch-ms clock.
+pub type ClockFn = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Wall-clock epoch ms.
+pub fn system_clock() -> ClockFn {
+    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
+}
+
+/// Outcome of [`DynamoLimiter::acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquire {
+    /// The call may be made now.
+    Admitted,
+    /// Ask again in this many ms (exact, unless someone else is admitted meanwhile).
+    Wait(u64),
+}
+
+/// The limiter's store failed (not a refusal: a refusal is `Acquire::Wait`).
+#[derive(Debug, thiserror::Error)]
+#[error("rate-limit store unavailable")]
+pub struct LimiterError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+/// Counters for tests, benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct LimiterStats {
+    /// Admissions.
+    pub admitted: AtomicU64,
+    /// `UpdateItem` calls (each costs a WCU, even when its condition fails).
+    pub writes: AtomicU64,
+    /// Writes refused by the condition (contention).
+    pub conflicts: AtomicU64,
+    /// Waits answered from the in-process "refused until" cache (no DynamoDB call).
+    pub cached_waits: AtomicU64,
+    /// Waits decided on a state (no write).
+    pub waits: AtomicU64,
+    /// Feedback writes.
+    pub feedback_writes: AtomicU64,
+    /// Acquisitions given up after `max_retries` conflicts.
+    pub exhausted: AtomicU64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Cached {
+    state: LimiterState,
+    /// 0 = no item known.
+    version: u64,
+    refused_until: u64,
+}
+
+/// GCRA limiter on one DynamoDB table.
+pub struct DynamoLimiter {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    cfg: LimiterConfig,
+    clock: ClockFn,
+    /// Retries after a conflict, per acquisition.
+    pub max_retries: u32,
+    cache: Mutex<HashMap<String, Cached>>,
+    /// Counters.
+    pub stats: LimiterStats,
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn num(item: &HashMap<String, AttributeValue>, k: &str) -> u64 {
+    item.get(k).and_then(|v| v.as_n().ok()).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Cached {
+    match item {
+        Some(i) if !i.is_empty() => Cached {
+            state: LimiterState { tat_ms: num(i, "tat"), not_before_ms: num(i, "nb"), last_ms: num(i, "last") },
+            version: num(i, "v"),
+            refused_until: 0,
+        },
+        _ => Cached::default(),
+    }
+}
+
+enum Write {
+    Done,
+    Conflict(Cached),
+}
+
+impl DynamoLimiter {
+    /// A limiter on `table` with `cfg` (validated by the caller's config loading).
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, cfg: LimiterConfig, clock: ClockFn) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            cfg,
+            clock,
+            max_retries: 4,
+            cache: Mutex::new(HashMap::new()),
+            stats: LimiterStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LimiterConfig {
+        &self.cfg
+    }
+
+    fn cached(&self, key: &str) -> Cached {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied().unwrap_or_default()
+    }
+
+    fn remember(&self, key: &str, c: Cached) {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned(), c);
+    }
+
+    async fn write(&self, key: &str, from: &Cached, to: &LimiterState) -> Result<Write, LimiterError> {
+        self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .update_expression("SET tat = :tat, nb = :nb, #last = :last, v = :nv")
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_values(":tat", n(to.tat_ms))
+            .expression_attribute_values(":nb", n(to.not_before_ms))
+            .expression_attribute_values(":last", n(to.last_ms))
+            .expression_attribute_values(":nv", n(from.version + 1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        req = if from.version == 0 {
+            req.condition_expression("attribute_not_exists(pk)")
+        } else {
+            req.condition_expression("v = :v").expression_attribute_values(":v", n(from.version))
+        };
+        match req.send().await {
+            Ok(_) => Ok(Write::Done),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                let item = match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
+                    _ => None,
+                };
+                Ok(Write::Conflict(from_item(item.as_ref())))
+            }
+            Err(e) => Err(LimiterError(Box::new(e))),
+        }
+    }
+
+    async fn jitter(attempt: u32) {
+        let ms = rand::random::<u64>() % (2 + u64::from(attempt) * 3);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// Asks to make one call under `key` now.
+    pub async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
+        let mut cur = self.cached(key);
+        let now = (self.clock)();
+        if now < cur.refused_until {
+            self.stats.cached_waits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Acquire::Wait(cur.refused_until - now));
+        }
+        for attempt in 0..=self.max_retries {
+            let now = (self.clock)();
+            match self.cfg.decide(&cur.state, now, class) {
+                Decision::Wait(d) => {
+                    self.stats.waits.fetch_add(1, Ordering::Relaxed);
+                    self.remember(key, Cached { refused_until: now + d, ..cur });
+                    return Ok(Acquire::Wait(d));
+                }
+                Decision::Admit(next) => match self.write(key, &cur, &next).await? {
+                    Write::Done => {
+                        self.stats.admitted.fetch_add(1, Ordering::Relaxed);
+                        self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0 });
+                        return Ok(Acquire::Admitted);
+                    }
+                    Write::Conflict(fresh) => {
+                        cur = fresh;
+                        self.remember(key, cur);
+                        if attempt < self.max_retries {
+                            Self::jitter(attempt).await;
+                        }
+                    }
+                },
+            }
+        }
+        self.stats.exhausted.fetch_add(1, Ordering::Relaxed);
+        // Heavily contended: come back after a fraction of an interval.
+        Ok(Acquire::Wait(1 + rand::random::<u64>() % (self.cfg.interval_ms() / 4 + 1)))
+    }
+
+    /// Applies Cafe24's response headers for `key` (writes only when the state moves).
+    pub async fn feedback(&self, key: &str, fb: &Feedback) -> Result<(), LimiterError> {
+        if !fb.is_informative() {
+            return Ok(());
+        }
+        let mut cur = self.cached(key);
+        for attempt in 0..=self.max_retries {
+            let now = (self.clock)();
+            let next = self.cfg.apply_feedback(&cur.state, fb, now);
+            if next == cur.state {
+                return Ok(());
+            }
+            self.stats.feedback_writes.fetch_add(1, Ordering::Relaxed);
+            match self.write(key, &cur, &next).await? {
+                Write::Done => {
+                    self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0 });
+                    return Ok(());
+                }
+                Write::Conflict(fresh) => {
+                    cur = fresh;
+                    self.remember(key, cur);
+                    if attempt < self.max_retries {
+                        Self::jitter(attempt).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the stored state (for tests and the ops CLI; the fast path never reads).
+    pub async fn stored(&self, key: &str) -> Result<Option<LimiterState>, LimiterError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| LimiterError(Box::new(e)))?;
+        Ok(out.item().map(|i| from_item(Some(i)).state))
+    }
+}
