@@ -33,7 +33,8 @@ setsid cargo lambda watch --package webhook-ingest --bin webhook-ingest --ignore
   </dev/null >.local/demo-ingest.log 2>&1 &
 WATCH=$!
 cleanup() {
-  kill -TERM -- "-$WATCH" 2>/dev/null || true
+  # bash's builtin kill: /usr/bin/kill (procps) has been seen to turn "-PGID" into -1 (everything).
+  builtin kill -TERM -- "-$WATCH" 2>/dev/null || true
   if [[ $started_moto == 1 ]]; then scripts/moto.sh stop; fi
 }
 trap cleanup EXIT

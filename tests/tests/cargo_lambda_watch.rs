@@ -11,12 +11,15 @@ use relay_tests::*;
 use serde_json::Value;
 
 /// Kills the whole process group (cargo-lambda, cargo run, the function) on drop.
+///
+/// Signals the group directly: Debian's procps `kill -TERM -<pgid>` has been seen to call
+/// `kill(-1, SIGTERM)` — every process of the user — so never shell out to `kill` here.
 struct Group(tokio::process::Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if let Some(pid) = self.0.id() {
-            let _ = std::process::Command::new("kill").args(["-TERM", &format!("-{pid}")]).status();
+        if let Some(pid) = self.0.id().and_then(|p| i32::try_from(p).ok()).filter(|p| *p > 1) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
