@@ -13,6 +13,7 @@
 
 pub mod limiter;
 pub mod sqs;
+pub mod tokens;
 
 use std::time::Duration;
 

@@ -37,19 +37,9 @@ pub fn system_clock() -> ClockFn {
     Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
 }
 
-/// Outcome of [`DynamoLimiter::acquire`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Acquire {
-    /// The call may be made now.
-    Admitted,
-    /// Ask again in this many ms (exact, unless someone else is admitted meanwhile).
-    Wait(u64),
-}
-
+pub use relay_domain::ratelimit::Acquire;
 /// The limiter's store failed (not a refusal: a refusal is `Acquire::Wait`).
-#[derive(Debug, thiserror::Error)]
-#[error("rate-limit store unavailable")]
-pub struct LimiterError(#[source] Box<dyn std::error::Error + Send + Sync>);
+pub type LimiterError = relay_domain::ports::StoreError;
 
 /// Counters for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -173,7 +163,7 @@ impl DynamoLimiter {
                 };
                 Ok(Write::Conflict(from_item(item.as_ref())))
             }
-            Err(e) => Err(LimiterError(Box::new(e))),
+            Err(e) => Err(relay_domain::ports::StoreError(Box::new(e))),
         }
     }
 
@@ -259,7 +249,17 @@ impl DynamoLimiter {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| LimiterError(Box::new(e)))?;
+            .map_err(|e| relay_domain::ports::StoreError(Box::new(e)))?;
         Ok(out.item().map(|i| from_item(Some(i)).state))
+    }
+}
+
+impl relay_domain::ports::RateGate for DynamoLimiter {
+    async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
+        DynamoLimiter::acquire(self, key, class).await
+    }
+
+    async fn feedback(&self, key: &str, fb: &Feedback) -> Result<(), LimiterError> {
+        DynamoLimiter::feedback(self, key, fb).await
     }
 }

@@ -20,6 +20,7 @@ pub mod envelope;
 pub mod ids;
 pub mod ports;
 pub mod ratelimit;
+pub mod tokens;
 pub mod webhook;
 
 pub use auth::ApiKeyVerifier;

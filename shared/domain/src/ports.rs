@@ -60,6 +60,28 @@ impl QueueError {
     }
 }
 
+/// A store behind a port failed (network, throttling, 5xx). Not a refusal or a conflict: those
+/// are results.
+#[derive(Debug, thiserror::Error)]
+#[error("store unavailable")]
+pub struct StoreError(#[source] pub Box<dyn StdError + Send + Sync>);
+
+/// The per-key rate limiter every Cafe24 call goes through.
+pub trait RateGate: Send + Sync {
+    /// Asks to make one call under `key` now.
+    fn acquire(
+        &self,
+        key: &str,
+        class: crate::ratelimit::Class,
+    ) -> impl Future<Output = Result<crate::ratelimit::Acquire, StoreError>> + Send;
+    /// Reports what Cafe24 said about its limits in a response.
+    fn feedback(
+        &self,
+        key: &str,
+        fb: &crate::ratelimit::Feedback,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Puts messages on one FIFO queue.
 pub trait MessageQueue: Send + Sync {
     /// Sends one message; `Ok` only once the queue has durably accepted it.

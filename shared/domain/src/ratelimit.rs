@@ -103,6 +103,15 @@ pub struct LimiterState {
     pub last_ms: u64,
 }
 
+/// What a rate gate (the stored limiter) answers a caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acquire {
+    /// The call may be made now.
+    Admitted,
+    /// Ask again in this many ms.
+    Wait(u64),
+}
+
 /// A decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {

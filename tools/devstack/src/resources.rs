@@ -110,6 +110,8 @@ pub struct Stack {
     pub inbox: FifoPair,
     /// The rate limiter's table (one item per rate-limit key).
     pub rate_limit_table: String,
+    /// OAuth tokens, one item per mall.
+    pub token_table: String,
 }
 
 impl Stack {
@@ -117,7 +119,9 @@ impl Stack {
     pub async fn create(sqs: &aws_sdk_sqs::Client, ddb: &aws_sdk_dynamodb::Client, prefix: &str) -> Result<Self> {
         let rate_limit_table = format!("{prefix}rate-limits");
         create_pk_table(ddb, &rate_limit_table).await?;
-        Ok(Self { inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?, rate_limit_table })
+        let token_table = format!("{prefix}tokens");
+        create_pk_table(ddb, &token_table).await?;
+        Ok(Self { inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?, rate_limit_table, token_table })
     }
 
     /// The environment variables the functions read for these resources.
@@ -126,6 +130,7 @@ impl Stack {
             ("INBOX_QUEUE_URL", self.inbox.url.clone()),
             ("PARKING_QUEUE_URL", self.inbox.dlq_url.clone()),
             ("RATE_LIMIT_TABLE", self.rate_limit_table.clone()),
+            ("TOKEN_TABLE", self.token_table.clone()),
         ]
     }
 }

@@ -1,0 +1,251 @@
+//! DynamoDB token store: one item per mall, `pk` = mall id.
+//!
+//! Attributes: `access`, `refresh` (S, the token values — DynamoDB encrypts at rest; they are
+//! never logged), `access_exp`, `refresh_exp` (N, epoch ms), `scopes` (S, comma-joined),
+//! `status` (S), `v` (N, bumped by every write), `lease_until` (N), `lease_owner` (S), `updated` (N).
+//! The refresh lease is a conditional write on `v` and `lease_until`, so exactly one caller
+//! refreshes a mall at a time, and the new pair is written (conditioned on still holding the
+//! lease) before anyone uses it.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use relay_domain::ports::StoreError;
+use relay_domain::tokens::{LeaseOutcome, Secret, TokenPair, TokenRecord, TokenStatus, TokenStore};
+use relay_domain::MallId;
+
+/// The token table.
+#[derive(Clone, Debug)]
+pub struct DynamoTokenStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_n(i: &Item, k: &str) -> u64 {
+    i.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0)
+}
+
+fn get_s<'a>(i: &'a Item, k: &str) -> &'a str {
+    i.get(k).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
+}
+
+fn record(i: &Item) -> Option<TokenRecord> {
+    let mall_id = MallId::parse(get_s(i, "pk")).ok()?;
+    Some(TokenRecord {
+        mall_id,
+        pair: TokenPair {
+            access_token: Secret::new(get_s(i, "access")),
+            access_expires_ms: get_n(i, "access_exp"),
+            refresh_token: Secret::new(get_s(i, "refresh")),
+            refresh_expires_ms: get_n(i, "refresh_exp"),
+            scopes: get_s(i, "scopes").split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect(),
+        },
+        status: TokenStatus::parse(get_s(i, "status")),
+        version: get_n(i, "v"),
+        lease_until_ms: get_n(i, "lease_until"),
+        lease_owner: get_s(i, "lease_owner").to_owned(),
+        updated_ms: get_n(i, "updated"),
+    })
+}
+
+fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError(Box::new(e))
+}
+
+fn conflict_item(e: &SdkError<UpdateItemError>) -> Option<Option<Item>> {
+    match e {
+        SdkError::ServiceError(se) => match se.err() {
+            UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item().cloned()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl DynamoTokenStore {
+    /// A store on `table`.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    async fn scan(&self, filter: &str, values: Vec<(&str, AttributeValue)>) -> Result<Vec<MallId>, StoreError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut req = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(filter)
+                .expression_attribute_names("#st", "status")
+                .set_exclusive_start_key(start.take());
+            for (k, v) in &values {
+                req = req.expression_attribute_values(*k, v.clone());
+            }
+            let page = req.send().await.map_err(err)?;
+            out.extend(page.items().iter().filter_map(|i| MallId::parse(get_s(i, "pk")).ok()));
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+impl TokenStore for DynamoTokenStore {
+    async fn get(&self, mall: &MallId) -> Result<Option<TokenRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item().and_then(record))
+    }
+
+    async fn put_installed(&self, mall: &MallId, pair: &TokenPair, now_ms: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression(
+                "SET access = :a, access_exp = :ae, refresh = :r, refresh_exp = :re, scopes = :sc, #st = :active, \
+                 lease_until = :zero, lease_owner = :none, updated = :now ADD v :one",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":a", s(pair.access_token.expose()))
+            .expression_attribute_values(":ae", n(pair.access_expires_ms))
+            .expression_attribute_values(":r", s(pair.refresh_token.expose()))
+            .expression_attribute_values(":re", n(pair.refresh_expires_ms))
+            .expression_attribute_values(":sc", s(&pair.scopes.join(",")))
+            .expression_attribute_values(":active", s(TokenStatus::Active.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":none", s(""))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        mall: &MallId,
+        seen_version: u64,
+        owner: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<LeaseOutcome, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression("SET lease_until = :u, lease_owner = :o, v = :nv")
+            .condition_expression("v = :v AND lease_until <= :now")
+            .expression_attribute_values(":u", n(until_ms))
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":nv", n(seen_version + 1))
+            .expression_attribute_values(":v", n(seen_version))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(out) => Ok(match out.attributes().and_then(record) {
+                Some(rec) => LeaseOutcome::Acquired(rec),
+                None => LeaseOutcome::Lost(None),
+            }),
+            Err(e) => match conflict_item(&e) {
+                Some(item) => Ok(LeaseOutcome::Lost(item.as_ref().and_then(record))),
+                None => Err(err(e)),
+            },
+        }
+    }
+
+    async fn complete_refresh(
+        &self,
+        mall: &MallId,
+        owner: &str,
+        lease_version: u64,
+        pair: &TokenPair,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression(
+                "SET access = :a, access_exp = :ae, refresh = :r, refresh_exp = :re, scopes = :sc, \
+                 lease_until = :zero, lease_owner = :none, updated = :now, v = :nv",
+            )
+            .condition_expression("lease_owner = :o AND v = :lv")
+            .expression_attribute_values(":a", s(pair.access_token.expose()))
+            .expression_attribute_values(":ae", n(pair.access_expires_ms))
+            .expression_attribute_values(":r", s(pair.refresh_token.expose()))
+            .expression_attribute_values(":re", n(pair.refresh_expires_ms))
+            .expression_attribute_values(":sc", s(&pair.scopes.join(",")))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":none", s(""))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":nv", n(lease_version + 1))
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":lv", n(lease_version))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if conflict_item(&e).is_some() => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn set_status(&self, mall: &MallId, status: TokenStatus, now_ms: u64) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression("SET #st = :s, updated = :now ADD v :one")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if conflict_item(&e).is_some() => Ok(()), // no record: nothing to mark
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn expiring_before(&self, before_ms: u64) -> Result<Vec<MallId>, StoreError> {
+        self.scan("#st = :active AND refresh_exp < :b", vec![(":active", s("active")), (":b", n(before_ms))]).await
+    }
+
+    async fn needing_reauth(&self) -> Result<Vec<MallId>, StoreError> {
+        self.scan("#st = :s", vec![(":s", s(TokenStatus::NeedsReauth.as_str()))]).await
+    }
+}

@@ -1,0 +1,228 @@
+//! The Admin API client: every call admitted by the rate gate first, every response's limit
+//! headers fed back to it, one transparent token refresh on 401.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_domain::ports::RateGate;
+use relay_domain::ratelimit::{Acquire, Class, Feedback};
+use relay_domain::tokens::TokenStore;
+use relay_domain::MallId;
+use serde_json::Value;
+
+use crate::config::Cafe24Config;
+use crate::error::Cafe24Error;
+use crate::model::{Customer, Order, Product, WebhookLogEntry};
+use crate::tokens::Need;
+
+/// Epoch-ms clock (tests drive the simulator's manual clock through it).
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Counters for tests, benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Admin API requests sent.
+    pub calls: AtomicU64,
+    /// 429 answers received.
+    pub status_429: AtomicU64,
+    /// Milliseconds slept inside calls waiting for the limiter (billed waiting).
+    pub inline_sleep_ms: AtomicU64,
+    /// Token refreshes attempted (this instance held the lease).
+    pub refreshes: AtomicU64,
+    /// Token endpoint requests.
+    pub token_requests: AtomicU64,
+    /// Re-reads while another instance held the refresh lease.
+    pub refresh_waits: AtomicU64,
+}
+
+/// The Cafe24 client. Build once per cold start; cheap to share by reference.
+pub struct Cafe24<G, S> {
+    pub(crate) cfg: Cafe24Config,
+    pub(crate) http: reqwest::Client,
+    pub(crate) gate: G,
+    pub(crate) tokens: S,
+    pub(crate) clock: Clock,
+    pub(crate) owner: String,
+    /// Counters.
+    pub stats: ClientStats,
+}
+
+/// Does a 403 body say the app was deleted from the mall? Cafe24's exact wording is not
+/// documented; the 90077 webhook remains the authoritative signal.
+fn reads_as_app_deleted(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["deleted", "uninstall", "not installed", "app has been removed"].iter().any(|k| m.contains(k))
+}
+
+fn error_fields(body: &Value) -> (String, String) {
+    let e = body.get("error");
+    let code = match e.and_then(|e| e.get("code")) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    let message = e.and_then(|e| e.get("message")).and_then(Value::as_str).unwrap_or("").chars().take(300).collect();
+    (code, message)
+}
+
+impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
+    /// Wires the client. `clock` is epoch ms (use the system clock in production).
+    pub fn new(cfg: Cafe24Config, gate: G, tokens: S, clock: Clock) -> Result<Self, Cafe24Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.request_timeout)
+            .user_agent("cafe24-relay")
+            .build()
+            .map_err(Cafe24Error::Transport)?;
+        let owner = format!("{:016x}", rand::random::<u64>());
+        Ok(Self { cfg, http, gate, tokens, clock, owner, stats: ClientStats::default() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Cafe24Config {
+        &self.cfg
+    }
+
+    /// The token store.
+    pub fn token_store(&self) -> &S {
+        &self.tokens
+    }
+
+    /// The rate gate.
+    pub fn gate(&self) -> &G {
+        &self.gate
+    }
+
+    /// Waits for the rate gate: short waits are slept (and counted), longer ones are returned as
+    /// `Throttled` so the caller can defer without being billed for waiting.
+    async fn admit(&self, key: &str, class: Class) -> Result<(), Cafe24Error> {
+        for _ in 0..20 {
+            match self.gate.acquire(key, class).await? {
+                Acquire::Admitted => return Ok(()),
+                Acquire::Wait(ms) if ms <= self.cfg.max_inline_wait_ms => {
+                    self.stats.inline_sleep_ms.fetch_add(ms, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                Acquire::Wait(ms) => return Err(Cafe24Error::Throttled { wait_ms: ms }),
+            }
+        }
+        Err(Cafe24Error::Throttled { wait_ms: self.cfg.max_inline_wait_ms.max(1) })
+    }
+
+    /// GETs `path_and_query` under `/api/v2/admin/` for `mall`, returning the JSON body.
+    pub async fn get_json(&self, mall: &MallId, path_and_query: &str, class: Class) -> Result<Value, Cafe24Error> {
+        let key = self.cfg.key_scope.key(mall);
+        let url = format!("{}/api/v2/admin/{}", self.cfg.base_url(mall), path_and_query.trim_start_matches('/'));
+        let mut token = self.token(mall, Need::Fresh).await?;
+        let mut refreshed = false;
+        loop {
+            self.admit(&key, class).await?;
+            self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let sent = self
+                .http
+                .get(&url)
+                .bearer_auth(token.expose())
+                .header("X-Cafe24-Api-Version", &self.cfg.api_version)
+                .header("Content-Type", "application/json")
+                .send()
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => return Err(Cafe24Error::Timeout),
+                Err(e) => return Err(Cafe24Error::Transport(e)),
+            };
+            let status = resp.status().as_u16();
+            let fb = Feedback::from_headers(
+                status,
+                resp.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
+            );
+            if let Err(e) = self.gate.feedback(&key, &fb).await {
+                // The call itself happened; losing one feedback only delays the correction.
+                tracing::warn!(mall_id = %mall, error = %e, "limiter feedback not stored");
+            }
+            let bytes = match resp.bytes().await {
+                Ok(b) => b,
+                Err(e) if e.is_timeout() => return Err(Cafe24Error::Timeout),
+                Err(e) => return Err(Cafe24Error::Transport(e)),
+            };
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return match status {
+                200..=299 if body.is_object() => Ok(body),
+                200..=299 => Err(Cafe24Error::Decode("2xx body is not a JSON object".into())),
+                401 if !refreshed => {
+                    refreshed = true;
+                    token = self.token(mall, Need::Replace(token)).await?;
+                    continue;
+                }
+                401 => Err(Cafe24Error::Unauthorized),
+                403 => {
+                    let (_, message) = error_fields(&body);
+                    if reads_as_app_deleted(&message) {
+                        Err(Cafe24Error::AppDeleted)
+                    } else {
+                        Err(Cafe24Error::Forbidden { message })
+                    }
+                }
+                404 => Err(Cafe24Error::NotFound),
+                429 => {
+                    self.stats.status_429.fetch_add(1, Ordering::Relaxed);
+                    Err(Cafe24Error::RateLimited { feedback: fb })
+                }
+                500..=599 => Err(Cafe24Error::Server { status }),
+                _ => {
+                    let (code, message) = error_fields(&body);
+                    Err(Cafe24Error::InvalidRequest { status, code, message })
+                }
+            };
+        }
+    }
+
+    /// `GET /orders/{order_id}?embed=items`.
+    pub async fn order_with_items(&self, mall: &MallId, order_id: &str, class: Class) -> Result<Order, Cafe24Error> {
+        let id = crate::encode_path(order_id);
+        Order::from_body(&self.get_json(mall, &format!("orders/{id}?embed=items"), class).await?)
+    }
+
+    /// `GET /products/{product_no}`.
+    pub async fn product(&self, mall: &MallId, product_no: u64, class: Class) -> Result<Product, Cafe24Error> {
+        Product::from_body(&self.get_json(mall, &format!("products/{product_no}"), class).await?)
+    }
+
+    /// `GET /customers?member_id=…` (non-personal fields).
+    pub async fn customers(
+        &self,
+        mall: &MallId,
+        member_ids: &[&str],
+        class: Class,
+    ) -> Result<Vec<Customer>, Cafe24Error> {
+        let ids: Vec<String> = member_ids.iter().map(|m| crate::encode_path(m)).collect();
+        Customer::list_from_body(&self.get_json(mall, &format!("customers?member_id={}", ids.join(",")), class).await?)
+    }
+
+    /// `GET /webhooks/logs` with already-encoded query parameters.
+    pub async fn webhook_logs(
+        &self,
+        mall: &MallId,
+        query: &str,
+        class: Class,
+    ) -> Result<Vec<WebhookLogEntry>, Cafe24Error> {
+        WebhookLogEntry::list_from_body(&self.get_json(mall, &format!("webhooks/logs?{query}"), class).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_deleted_is_recognised_only_from_its_wording() {
+        assert!(reads_as_app_deleted("The app has been deleted from this mall."));
+        assert!(!reads_as_app_deleted("Insufficient scope: mall.read_order is required."));
+        assert_eq!(
+            error_fields(&serde_json::json!({"error": {"code": 422, "message": "bad"}})),
+            ("422".into(), "bad".into())
+        );
+        assert_eq!(error_fields(&Value::Null), (String::new(), String::new()));
+    }
+}

@@ -1,0 +1,158 @@
+//! Client configuration, read once per cold start.
+
+use std::time::Duration;
+
+use relay_domain::ratelimit::KeyScope;
+use relay_domain::tokens::Secret;
+
+/// Everything the Cafe24 client and token manager need.
+#[derive(Clone, Debug)]
+pub struct Cafe24Config {
+    /// Base URL template with `{mall_id}` (default `https://{mall_id}.cafe24api.com`).
+    pub base_url_template: String,
+    /// Pinned `X-Cafe24-Api-Version` (e.g. `2025-12-01`).
+    pub api_version: String,
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret (redacted in `Debug`).
+    pub client_secret: Secret,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Refresh the access token when it has less than this left.
+    pub refresh_margin_ms: u64,
+    /// How long a refresh lease lasts (one refresh attempt per lease period at most).
+    pub lease_ms: u64,
+    /// How long a caller waits for another caller's refresh before giving up (deferring).
+    pub refresh_wait_ms: u64,
+    /// Limiter waits up to this are slept inside a call; longer ones return `Throttled`.
+    pub max_inline_wait_ms: u64,
+    /// How the rate-limit key is derived.
+    pub key_scope: KeyScope,
+}
+
+/// A configuration error naming the variable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Required and missing.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// Present but unusable.
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why (never the value).
+        reason: &'static str,
+    },
+}
+
+impl Cafe24Config {
+    /// Reads `CAFE24_API_BASE_URL`, `CAFE24_API_VERSION`, `CAFE24_CLIENT_ID`,
+    /// `CAFE24_CLIENT_SECRET`, `CAFE24_TIMEOUT_MS`, `CAFE24_REFRESH_MARGIN_S`, `RATE_LIMIT_KEY`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let base = get("CAFE24_API_BASE_URL").unwrap_or_else(|| "https://{mall_id}.cafe24api.com".to_owned());
+        if !base.contains("{mall_id}") || !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(ConfigError::Invalid {
+                var: "CAFE24_API_BASE_URL",
+                reason: "must be an http(s) URL containing {mall_id}",
+            });
+        }
+        let api_version = get("CAFE24_API_VERSION").ok_or(ConfigError::Missing("CAFE24_API_VERSION"))?;
+        let v = api_version.as_bytes();
+        if v.len() != 10
+            || v.get(4) != Some(&b'-')
+            || v.get(7) != Some(&b'-')
+            || !api_version.replace('-', "").bytes().all(|c| c.is_ascii_digit())
+        {
+            return Err(ConfigError::Invalid { var: "CAFE24_API_VERSION", reason: "must be YYYY-MM-DD" });
+        }
+        let client_id = get("CAFE24_CLIENT_ID").ok_or(ConfigError::Missing("CAFE24_CLIENT_ID"))?;
+        let client_secret =
+            Secret::new(get("CAFE24_CLIENT_SECRET").ok_or(ConfigError::Missing("CAFE24_CLIENT_SECRET"))?);
+        let num = |k: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(x) if x >= 1 && x <= max => Ok(x),
+                    _ => Err(ConfigError::Invalid { var: k, reason: "must be a positive integer in range" }),
+                },
+            }
+        };
+        let timeout_ms = num("CAFE24_TIMEOUT_MS", 10_000, 120_000)?;
+        let margin_s = num("CAFE24_REFRESH_MARGIN_S", 600, 3_600)?;
+        let key_scope = match get("RATE_LIMIT_KEY") {
+            None => KeyScope::Mall,
+            Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
+                var: "RATE_LIMIT_KEY",
+                reason: "must be mall, app:<client_id> or global:<name>",
+            })?,
+        };
+        Ok(Self {
+            base_url_template: base.trim_end_matches('/').to_owned(),
+            api_version,
+            client_id,
+            client_secret,
+            connect_timeout: Duration::from_millis(timeout_ms.min(3_000)),
+            request_timeout: Duration::from_millis(timeout_ms),
+            refresh_margin_ms: margin_s * 1000,
+            lease_ms: 30_000,
+            refresh_wait_ms: 5_000,
+            max_inline_wait_ms: 1_000,
+            key_scope,
+        })
+    }
+
+    /// The base URL for a mall.
+    pub fn base_url(&self, mall: &relay_domain::MallId) -> String {
+        self.base_url_template.replace("{mall_id}", mall.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Cafe24Config, ConfigError> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Cafe24Config::from_lookup(move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    const OK: &[(&str, &str)] =
+        &[("CAFE24_API_VERSION", "2025-12-01"), ("CAFE24_CLIENT_ID", "cid"), ("CAFE24_CLIENT_SECRET", "csecret")];
+
+    #[test]
+    fn defaults_point_at_cafe24() {
+        let c = cfg(OK).unwrap();
+        assert_eq!(c.base_url(&relay_domain::MallId::parse("shop1").unwrap()), "https://shop1.cafe24api.com");
+        assert_eq!(c.key_scope, KeyScope::Mall);
+        assert!(!format!("{c:?}").contains("csecret"), "client secret must not print");
+    }
+
+    #[test]
+    fn malformed_values_are_refused_by_name() {
+        for (k, v) in [
+            ("CAFE24_API_BASE_URL", "https://example.com"),
+            ("CAFE24_API_BASE_URL", "ftp://{mall_id}.x"),
+            ("CAFE24_API_VERSION", "latest"),
+            ("CAFE24_API_VERSION", "2025-1-01"),
+            ("CAFE24_TIMEOUT_MS", "0"),
+            ("CAFE24_TIMEOUT_MS", "soon"),
+            ("CAFE24_REFRESH_MARGIN_S", "99999"),
+            ("RATE_LIMIT_KEY", "shop"),
+        ] {
+            let mut p: Vec<(&str, &str)> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
+            p.push((k, v));
+            match cfg(&p) {
+                Err(ConfigError::Invalid { var, .. }) => assert_eq!(var, k),
+                other => panic!("{k}={v}: {other:?}"),
+            }
+        }
+        for k in ["CAFE24_API_VERSION", "CAFE24_CLIENT_ID", "CAFE24_CLIENT_SECRET"] {
+            let p: Vec<(&str, &str)> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
+            assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The OAuth token lifecycle: refresh ahead of expiry under a per-mall lease, new pair persisted
+//! before use, waiters re-read (never call Cafe24 themselves), `invalid_grant` → `needs_reauth`.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use relay_domain::ports::RateGate;
+use relay_domain::tokens::{
+    parse_cafe24_token_time, LeaseOutcome, Secret, TokenPair, TokenRecord, TokenStatus, TokenStore,
+};
+use relay_domain::MallId;
+use serde_json::Value;
+
+use crate::client::Cafe24;
+use crate::error::Cafe24Error;
+
+const ACCESS_TTL_MS: u64 = 2 * 3_600_000;
+const REFRESH_TTL_MS: u64 = 14 * 86_400_000;
+
+/// What the caller needs from the token record.
+#[derive(Clone, Debug)]
+pub enum Need {
+    /// An access token with more than the refresh margin left.
+    Fresh,
+    /// A different access token than this one, which Cafe24 just refused (401).
+    Replace(Secret),
+    /// A refresh token that lives at least until this instant (scheduled keep-alive).
+    RenewRefreshBefore(u64),
+}
+
+impl Need {
+    fn satisfied(&self, rec: &TokenRecord, now: u64, margin: u64) -> bool {
+        match self {
+            Need::Fresh => rec.access_fresh(now, margin),
+            Need::Replace(stale) => rec.pair.access_token != *stale && rec.access_usable(now),
+            Need::RenewRefreshBefore(t) => rec.pair.refresh_expires_ms >= *t,
+        }
+    }
+}
+
+/// Why the token endpoint refused.
+#[derive(Debug)]
+pub(crate) enum TokenEndpointError {
+    /// `invalid_grant`: the refresh token (or code) is dead.
+    InvalidGrant(String),
+    /// Transient: issuance cap (429), 5xx, timeout, transport, unexpected body.
+    Transient(&'static str),
+    /// `invalid_client` and other permanent configuration errors.
+    Client(String),
+}
+
+/// Builds a pair from Cafe24's token response; `expires_at` values have no offset: KST.
+pub fn pair_from_response(body: &Value, now_ms: u64) -> Option<TokenPair> {
+    let s = |k: &str| body.get(k).and_then(Value::as_str);
+    let access = s("access_token").filter(|v| !v.is_empty())?;
+    let refresh = s("refresh_token").filter(|v| !v.is_empty())?;
+    // Unparseable expiry: assume the documented lifetimes, a little short.
+    let access_exp = s("expires_at").and_then(parse_cafe24_token_time).unwrap_or(now_ms + ACCESS_TTL_MS - 300_000);
+    let refresh_exp =
+        s("refresh_token_expires_at").and_then(parse_cafe24_token_time).unwrap_or(now_ms + REFRESH_TTL_MS - 86_400_000);
+    let scopes = body
+        .get("scopes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Some(TokenPair {
+        access_token: Secret::new(access),
+        access_expires_ms: access_exp,
+        refresh_token: Secret::new(refresh),
+        refresh_expires_ms: refresh_exp,
+        scopes,
+    })
+}
+
+impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
+    /// POSTs to the token endpoint with Basic client auth.
+    pub(crate) async fn token_endpoint(
+        &self,
+        mall: &MallId,
+        form: &[(&str, &str)],
+    ) -> Result<TokenPair, TokenEndpointError> {
+        let url = format!("{}/api/v2/oauth/token", self.cfg.base_url(mall));
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.cfg.client_id,
+            self.cfg.client_secret.expose()
+        ));
+        self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
+        let resp = self
+            .http
+            .post(url)
+            .header("Authorization", format!("Basic {basic}"))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| TokenEndpointError::Transient(if e.is_timeout() { "timeout" } else { "transport" }))?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let error = body.get("error").and_then(Value::as_str).unwrap_or("").to_owned();
+        match status {
+            200..=299 => pair_from_response(&body, (self.clock)())
+                .ok_or(TokenEndpointError::Transient("token response without tokens")),
+            _ if error == "invalid_grant" => Err(TokenEndpointError::InvalidGrant(
+                body.get("error_description").and_then(Value::as_str).unwrap_or("").to_owned(),
+            )),
+            429 | 500..=599 => {
+                Err(TokenEndpointError::Transient(if status == 429 { "issuance_capped" } else { "server_error" }))
+            }
+            _ => Err(TokenEndpointError::Client(error)),
+        }
+    }
+
+    /// Exchanges an authorization code (install flow) and stores the pair.
+    pub async fn install(&self, mall: &MallId, code: &str, redirect_uri: &str) -> Result<TokenPair, Cafe24Error> {
+        let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
+        match self.token_endpoint(mall, &form).await {
+            Ok(pair) => {
+                self.tokens.put_installed(mall, &pair, (self.clock)()).await?;
+                tracing::info!(mall_id = %mall, outcome = "installed", "oauth");
+                Ok(pair)
+            }
+            Err(TokenEndpointError::InvalidGrant(why)) => {
+                Err(Cafe24Error::InvalidRequest { status: 401, code: "invalid_grant".into(), message: why })
+            }
+            Err(TokenEndpointError::Client(e)) => {
+                Err(Cafe24Error::InvalidRequest { status: 400, code: e, message: String::new() })
+            }
+            Err(TokenEndpointError::Transient(_)) => Err(Cafe24Error::RefreshFailed),
+        }
+    }
+
+    /// A token record that satisfies `need`, refreshing under the mall's lease when necessary.
+    /// Only the lease holder calls Cafe24; everyone else re-reads the record (with short sleeps)
+    /// until it changes, or gives up with `RefreshInProgress` after `refresh_wait_ms`.
+    pub async fn token(&self, mall: &MallId, need: Need) -> Result<Secret, Cafe24Error> {
+        let started = Instant::now();
+        loop {
+            let rec = self.tokens.get(mall).await?.ok_or(Cafe24Error::NotInstalled)?;
+            match rec.status {
+                TokenStatus::Active => {}
+                TokenStatus::NeedsReauth => return Err(Cafe24Error::NeedsReauth),
+                TokenStatus::Uninstalled => return Err(Cafe24Error::Uninstalled),
+            }
+            let now = (self.clock)();
+            if need.satisfied(&rec, now, self.cfg.refresh_margin_ms) {
+                return Ok(rec.pair.access_token);
+            }
+            if rec.pair.refresh_expires_ms <= now {
+                self.tokens.set_status(mall, TokenStatus::NeedsReauth, now).await?;
+                tracing::warn!(mall_id = %mall, outcome = "needs_reauth", reason = "refresh_token_expired", "oauth");
+                return Err(Cafe24Error::NeedsReauth);
+            }
+            if rec.leased(now) {
+                if matches!(need, Need::Fresh) && rec.access_usable(now) {
+                    return Ok(rec.pair.access_token); // still works; the holder is renewing it
+                }
+                let waited = started.elapsed().as_millis() as u64;
+                if waited >= self.cfg.refresh_wait_ms {
+                    return Err(Cafe24Error::RefreshInProgress {
+                        wait_ms: rec.lease_until_ms.saturating_sub(now).max(1),
+                    });
+                }
+                self.stats.refresh_waits.fetch_add(1, Ordering::Relaxed);
+                let pause = rec.lease_until_ms.saturating_sub(now).clamp(20, 200) + rand::random::<u64>() % 30;
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                continue;
+            }
+            let until = now + self.cfg.lease_ms;
+            let leased = match self.tokens.try_lease(mall, rec.version, &self.owner, now, until).await? {
+                LeaseOutcome::Acquired(r) => r,
+                LeaseOutcome::Lost(_) => {
+                    tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
+                    continue;
+                }
+            };
+            return self.refresh_holding_lease(mall, &leased, &rec).await;
+        }
+    }
+
+    async fn refresh_holding_lease(
+        &self,
+        mall: &MallId,
+        leased: &TokenRecord,
+        before: &TokenRecord,
+    ) -> Result<Secret, Cafe24Error> {
+        let form = [("grant_type", "refresh_token"), ("refresh_token", leased.pair.refresh_token.expose())];
+        self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        match self.token_endpoint(mall, &form).await {
+            Ok(pair) => {
+                // Persist before use: the old refresh token is already dead at Cafe24.
+                for attempt in 0..4u64 {
+                    match self.tokens.complete_refresh(mall, &self.owner, leased.version, &pair, (self.clock)()).await {
+                        Ok(true) => {
+                            tracing::info!(mall_id = %mall, outcome = "refreshed", "oauth");
+                            return Ok(pair.access_token);
+                        }
+                        Ok(false) => {
+                            tracing::error!(mall_id = %mall, outcome = "lease_lost", "oauth: refreshed pair not stored, lease lost");
+                            return Err(Cafe24Error::RefreshFailed);
+                        }
+                        Err(e) if attempt < 3 => {
+                            tracing::warn!(mall_id = %mall, attempt, error = %e, "oauth: storing refreshed pair failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(mall_id = %mall, outcome = "persist_failed", "oauth: refreshed pair could not be stored");
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Err(Cafe24Error::RefreshFailed)
+            }
+            Err(TokenEndpointError::InvalidGrant(_)) => {
+                self.tokens.set_status(mall, TokenStatus::NeedsReauth, (self.clock)()).await?;
+                tracing::warn!(mall_id = %mall, outcome = "needs_reauth", reason = "invalid_grant", "oauth");
+                Err(Cafe24Error::NeedsReauth)
+            }
+            Err(TokenEndpointError::Client(code)) => {
+                tracing::error!(mall_id = %mall, outcome = "refresh_failed", code = %code, "oauth: token endpoint refused the client");
+                Err(Cafe24Error::RefreshFailed)
+            }
+            Err(TokenEndpointError::Transient(why)) => {
+                // The lease stays until it expires: at most one attempt per lease period.
+                tracing::warn!(mall_id = %mall, outcome = "refresh_failed", reason = why, "oauth");
+                let now = (self.clock)();
+                if before.access_usable(now) {
+                    Ok(before.pair.access_token.clone())
+                } else {
+                    Err(Cafe24Error::RefreshFailed)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_response_is_read_as_kst() {
+        let body: Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/cafe24-api/token-response.json")).unwrap();
+        let p = pair_from_response(&body, 0).unwrap();
+        assert_eq!(p.access_expires_ms, 1_614_581_400_000, "2021-03-01T15:50:00.000 KST");
+        assert_eq!(p.scopes.len(), 3);
+        assert!(pair_from_response(&json!({"access_token": "", "refresh_token": "r"}), 0).is_none());
+        let fallback =
+            pair_from_response(&json!({"access_token": "a", "refresh_token": "r", "expires_at": "soon"}), 1_000)
+                .unwrap();
+        assert!(fallback.access_expires_ms > 1_000 && fallback.access_expires_ms < 1_000 + ACCESS_TTL_MS);
+    }
+}
