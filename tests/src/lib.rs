@@ -159,6 +159,7 @@ pub fn http_event(
     } else {
         Value::String(String::from_utf8_lossy(body).into_owned())
     };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let (route_key, stage, domain, account, raw_path) = match shape {
         Shape::FunctionUrl => {
             ("$default", "$default", "abcdefg.lambda-url.us-east-1.on.aws", "anonymous", path.to_owned())
@@ -182,7 +183,7 @@ pub fn http_event(
         "version": "2.0",
         "routeKey": route_key,
         "rawPath": raw_path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": headers,
         "requestContext": {
             "accountId": account,

@@ -298,6 +298,12 @@ async fn every_error_class_is_produced_and_mapped() {
         c.product(&MallId::parse("nobody").unwrap(), 1, Class::Live).await,
         Err(Cafe24Error::NotInstalled)
     ));
+    // Nothing listening.
+    let mut cfg = fx.config();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    cfg.base_url_template = format!("http://127.0.0.1:{port}/{{mall_id}}");
+    let m4 = fx.install("unreachable").await;
+    assert!(matches!(fx.client_with(cfg).product(&m4, 1, Class::Live).await, Err(Cafe24Error::Transport(_))));
     // The limiter says wait longer than a call may sleep.
     let mut cfg = fx.config();
     cfg.max_inline_wait_ms = 0;

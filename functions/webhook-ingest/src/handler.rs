@@ -15,6 +15,7 @@ use relay_lambda::http as resp;
 use serde::Serialize;
 
 use crate::config::IngestConfig;
+use crate::install::{InstallError, InstallFlow, NoInstall};
 
 /// The webhook path.
 pub const WEBHOOK_PATH: &str = "/webhooks/cafe24";
@@ -77,22 +78,110 @@ struct Accepted<'a> {
     trace_id: Option<&'a str>,
 }
 
-/// webhook-ingest's service: the verifier and the two queues, built once per cold start.
-pub struct Ingest<Q> {
+/// webhook-ingest's service: the verifier, the two queues and the install flow, built once per
+/// cold start.
+pub struct Ingest<Q, I = NoInstall> {
     verifier: ApiKeyVerifier,
     max_body_bytes: usize,
     inbox: Q,
     parking: Q,
+    install: I,
 }
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-impl<Q: MessageQueue> Ingest<Q> {
-    /// Wires the service from its configuration and queue adapters.
+impl<Q: MessageQueue> Ingest<Q, NoInstall> {
+    /// Wires the service from its configuration and queue adapters (no install flow).
     pub fn new(cfg: &IngestConfig, inbox: Q, parking: Q) -> Self {
-        Self { verifier: cfg.verifier.clone(), max_body_bytes: cfg.max_body_bytes, inbox, parking }
+        Self { verifier: cfg.verifier.clone(), max_body_bytes: cfg.max_body_bytes, inbox, parking, install: NoInstall }
+    }
+
+    /// Adds the OAuth install flow (`/install`, `/oauth/callback`).
+    pub fn with_install<I: InstallFlow>(self, install: I) -> Ingest<Q, I> {
+        Ingest {
+            verifier: self.verifier,
+            max_body_bytes: self.max_body_bytes,
+            inbox: self.inbox,
+            parking: self.parking,
+            install,
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn html(status: StatusCode, title: &str, message: &str) -> Response<Body> {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{m}</p></body></html>",
+        t = html_escape(title),
+        m = html_escape(message)
+    );
+    let mut r = Response::new(Body::Text(page));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
+    async fn handle_install(&self, path: &str, req: &Request) -> Response<Body> {
+        let started = Instant::now();
+        let q = req.query_string_parameters();
+        let (resp, mall, outcome) = if path == "/install" {
+            match self.install.start(q.first("mall_id")) {
+                Ok(url) => {
+                    let mut r = resp::empty(StatusCode::FOUND);
+                    match HeaderValue::from_str(&url) {
+                        Ok(v) => {
+                            r.headers_mut().insert(header::LOCATION, v);
+                            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                            (r, q.first("mall_id").map(str::to_owned), "redirected")
+                        }
+                        Err(_) => {
+                            (html(StatusCode::BAD_REQUEST, "Installation failed", "bad redirect"), None, "bad_redirect")
+                        }
+                    }
+                }
+                Err(InstallError::NotConfigured) => {
+                    (resp::error(StatusCode::NOT_FOUND, "not_found", "no such route"), None, "not_configured")
+                }
+                Err(e) => (html(StatusCode::BAD_REQUEST, "Installation failed", &e.to_string()), None, e.class()),
+            }
+        } else {
+            match self.install.finish(q.first("code"), q.first("state")).await {
+                Ok(mall) => (
+                    html(
+                        StatusCode::OK,
+                        "Installed",
+                        &format!("cafe24-relay is now connected to the mall {mall}. You can close this page."),
+                    ),
+                    Some(mall.as_str().to_owned()),
+                    "installed",
+                ),
+                Err(InstallError::NotConfigured) => {
+                    (resp::error(StatusCode::NOT_FOUND, "not_found", "no such route"), None, "not_configured")
+                }
+                Err(e @ InstallError::Unavailable) => {
+                    (html(StatusCode::SERVICE_UNAVAILABLE, "Installation failed", &e.to_string()), None, e.class())
+                }
+                Err(e) => (html(StatusCode::BAD_REQUEST, "Installation failed", &e.to_string()), None, e.class()),
+            }
+        };
+        // Never the code or the state: they are credentials for a minute.
+        tracing::info!(
+            function = "webhook-ingest",
+            route = path,
+            mall_id = mall.as_deref(),
+            outcome,
+            status = resp.status().as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "install"
+        );
+        resp
     }
 
     /// Decides what to do with one delivery, without I/O: authentication first (an
@@ -175,6 +264,9 @@ impl<Q: MessageQueue> Ingest<Q> {
         let path = route_path(&req);
         let path = path.trim_end_matches('/');
 
+        if (path == "/install" || path == "/oauth/callback") && req.method() == Method::GET {
+            return self.handle_install(path, &req).await;
+        }
         if path != WEBHOOK_PATH {
             return resp::error(StatusCode::NOT_FOUND, "not_found", "no such route");
         }

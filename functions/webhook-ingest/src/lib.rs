@@ -12,6 +12,8 @@
 //! | JSON with usable `event_no` and `mall_id` | 200 after SQS accepted it | inbox, group = mall |
 //! | authentic JSON without them | 200 after SQS accepted it | parking queue, group `_parked` |
 //! | SQS failed or unreachable | 503 (Cafe24 retries) | nothing known |
+//! | `GET /install?mall_id=` | 302 to Cafe24's authorize URL (signed, expiring, single-use `state`) | — |
+//! | `GET /oauth/callback?code&state` | 200 page after the code exchange and token storage; 400 page for a bad, expired or replayed state or an expired code | — |
 //! | other path / method | 404 / 405 | nothing |
 //!
 //! The dedup id comes from `X-Trace-ID` when usable, else from the SHA-256 of the body (see
@@ -27,9 +29,16 @@
 //! | `PARKING_QUEUE_URL` | yes | — | where unroutable webhooks go (the inbox DLQ in `infra/`) |
 //! | `MAX_BODY_BYTES` | no | 261120 | body cap; at most the SQS limit minus envelope overhead |
 //! | `AWS_ENDPOINT_URL` | no | AWS | e.g. moto locally |
+//! | `CAFE24_CLIENT_ID` | no | — | set it to enable the install flow; then the rest of this table is required |
+//! | `CAFE24_CLIENT_SECRET`, `CAFE24_API_VERSION`, `CAFE24_API_BASE_URL` | with install | see `relay-cafe24` | |
+//! | `OAUTH_STATE_SECRET` | with install | — | HMAC key for `state`, ≥ 32 characters |
+//! | `OAUTH_REDIRECT_URI` | with install | — | public URL of `/oauth/callback` registered with Cafe24 |
+//! | `OAUTH_SCOPES` | no | read scopes for orders, products, customers, webhook logs | |
+//! | `TOKEN_TABLE`, `RATE_LIMIT_TABLE` | with install | — | DynamoDB tables |
 
 pub mod config;
 pub mod handler;
+pub mod install;
 
 pub use config::{ConfigError, IngestConfig};
 pub use handler::Ingest;

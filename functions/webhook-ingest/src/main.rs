@@ -1,15 +1,29 @@
-//! webhook-ingest binary: reads configuration, builds the SQS client once, serves requests.
-//! All logic lives in the library (`webhook_ingest::handler`).
+//! webhook-ingest binary: reads configuration, builds the AWS clients once, serves requests.
+//! All logic lives in the library (`webhook_ingest::handler`, `webhook_ingest::install`).
 
 use lambda_http::{run, service_fn, Error, Request};
+use relay_aws::limiter::{system_clock, DynamoLimiter};
+use relay_aws::once::DynamoOnceStore;
 use relay_aws::sqs::SqsQueue;
-use webhook_ingest::{Ingest, IngestConfig};
+use relay_aws::tokens::DynamoTokenStore;
+use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_domain::ports::MessageQueue;
+use relay_domain::ratelimit::LimiterConfig;
+use webhook_ingest::install::{InstallConfig, InstallFlow, Installer};
+use webhook_ingest::{ConfigError, Ingest, IngestConfig};
+
+async fn serve<Q: MessageQueue, I: InstallFlow>(ingest: Ingest<Q, I>) -> Result<(), Error> {
+    let ingest = &ingest;
+    run(service_fn(move |req: Request| async move { Ok::<_, std::convert::Infallible>(ingest.handle(req).await) }))
+        .await
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     relay_lambda::telemetry::init();
+    let env = |k: &str| std::env::var(k).ok();
     // A bad configuration fails the cold start, loudly, not the 1,000th request.
-    let cfg = IngestConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let cfg = IngestConfig::from_lookup(env)?;
     let sdk = relay_aws::load_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ingest = Ingest::new(
@@ -17,7 +31,20 @@ async fn main() -> Result<(), Error> {
         SqsQueue::new(sqs.clone(), cfg.inbox_queue_url.clone()),
         SqsQueue::new(sqs, cfg.parking_queue_url.clone()),
     );
-    let ingest = &ingest;
-    run(service_fn(move |req: Request| async move { Ok::<_, std::convert::Infallible>(ingest.handle(req).await) }))
-        .await
+    if env("CAFE24_CLIENT_ID").is_none() {
+        return serve(ingest).await;
+    }
+    let required = |k: &'static str| env(k).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(k));
+    let (token_table, rate_table) = (required("TOKEN_TABLE")?, required("RATE_LIMIT_TABLE")?);
+    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
+    let clock = system_clock();
+    let limiter = DynamoLimiter::new(ddb.clone(), rate_table, LimiterConfig::default(), clock.clone());
+    let cafe24 = Cafe24::new(
+        Cafe24Config::from_lookup(env)?,
+        limiter,
+        DynamoTokenStore::new(ddb.clone(), token_table.clone()),
+        clock,
+    )?;
+    let installer = Installer::new(cafe24, DynamoOnceStore::new(ddb, token_table), InstallConfig::from_lookup(env)?);
+    serve(ingest.with_install(installer)).await
 }

@@ -12,6 +12,7 @@
 //! an error into a string, and nothing here logs message bodies.
 
 pub mod limiter;
+pub mod once;
 pub mod sqs;
 pub mod tokens;
 

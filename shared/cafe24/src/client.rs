@@ -84,6 +84,11 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         &self.cfg
     }
 
+    /// The clock (epoch ms).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The token store.
     pub fn token_store(&self) -> &S {
         &self.tokens

@@ -82,6 +82,12 @@ pub trait RateGate: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Remembers one-time ids (OAuth state nonces) until they expire.
+pub trait OnceStore: Send + Sync {
+    /// Marks `id` used; `true` the first time, `false` when it was already used.
+    fn consume(&self, id: &str, expires_ms: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Puts messages on one FIFO queue.
 pub trait MessageQueue: Send + Sync {
     /// Sends one message; `Ok` only once the queue has durably accepted it.

@@ -1,0 +1,187 @@
+//! The OAuth install flow: `GET /install?mall_id=` and `GET /oauth/callback?code&state`.
+//!
+//! `/install` redirects the merchant's browser to Cafe24's authorize URL with a signed,
+//! expiring, single-use `state`. `/oauth/callback` verifies the state (signature, expiry, then
+//! consumes its nonce so a replay fails), exchanges the code — valid for one minute at Cafe24 —
+//! and stores the tokens. Every failure is a 400 page with a message the merchant can act on.
+
+use std::future::Future;
+
+use relay_cafe24::{Cafe24, Cafe24Error};
+use relay_domain::oauth_state::{self, StateError};
+use relay_domain::ports::{OnceStore, RateGate};
+use relay_domain::tokens::{Secret, TokenStore};
+use relay_domain::MallId;
+
+use crate::config::ConfigError;
+
+/// Install-flow settings.
+#[derive(Clone, Debug)]
+pub struct InstallConfig {
+    /// HMAC key for `state` (≥ 32 characters).
+    pub state_secret: Secret,
+    /// Public URL of `/oauth/callback`, as registered with Cafe24.
+    pub redirect_uri: String,
+    /// Scopes requested (comma-separated).
+    pub scopes: String,
+    /// How long an install link stays valid, ms.
+    pub state_ttl_ms: u64,
+}
+
+impl InstallConfig {
+    /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let secret = get("OAUTH_STATE_SECRET").ok_or(ConfigError::Missing("OAUTH_STATE_SECRET"))?;
+        if secret.len() < 32 {
+            return Err(ConfigError::Invalid {
+                var: "OAUTH_STATE_SECRET",
+                reason: "must be at least 32 characters".into(),
+            });
+        }
+        let redirect_uri = get("OAUTH_REDIRECT_URI").ok_or(ConfigError::Missing("OAUTH_REDIRECT_URI"))?;
+        if !(redirect_uri.starts_with("https://") || redirect_uri.starts_with("http://")) {
+            return Err(ConfigError::Invalid { var: "OAUTH_REDIRECT_URI", reason: "must be an http(s) URL".into() });
+        }
+        let scopes = get("OAUTH_SCOPES")
+            .unwrap_or_else(|| "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into());
+        Ok(Self { state_secret: Secret::new(secret), redirect_uri, scopes, state_ttl_ms: 10 * 60_000 })
+    }
+}
+
+/// Why an install step failed; `Display` is the message shown to the merchant.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The install flow is not configured on this deployment.
+    #[error("installation is not enabled on this endpoint")]
+    NotConfigured,
+    /// `mall_id` missing or invalid.
+    #[error("mall_id is missing or not a valid Cafe24 mall id")]
+    BadMall,
+    /// A callback parameter is missing.
+    #[error("the callback is missing `{0}`")]
+    Missing(&'static str),
+    /// The state failed verification.
+    #[error("{0}")]
+    State(StateError),
+    /// The state was already used.
+    #[error("this installation link was already used; start again")]
+    Replayed,
+    /// Cafe24 refused the code as expired.
+    #[error("the authorization code expired (Cafe24 codes are valid for 1 minute); start the installation again")]
+    CodeExpired,
+    /// Cafe24 refused the code.
+    #[error("Cafe24 refused the authorization code; start the installation again")]
+    CodeRejected,
+    /// A store or Cafe24 failed; retrying may work.
+    #[error("the installation could not be completed right now; try again in a minute")]
+    Unavailable,
+}
+
+impl InstallError {
+    /// Stable class for logs.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::BadMall => "bad_mall",
+            Self::Missing(_) => "missing_param",
+            Self::State(StateError::Malformed) => "state_malformed",
+            Self::State(StateError::Forged) => "state_forged",
+            Self::State(StateError::Expired) => "state_expired",
+            Self::Replayed => "state_replayed",
+            Self::CodeExpired => "code_expired",
+            Self::CodeRejected => "code_rejected",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The two steps, as the HTTP handler needs them.
+pub trait InstallFlow: Send + Sync {
+    /// The authorize URL to redirect to.
+    fn start(&self, mall_id: Option<&str>) -> Result<String, InstallError>;
+    /// Completes the install; returns the mall.
+    fn finish(
+        &self,
+        code: Option<&str>,
+        state: Option<&str>,
+    ) -> impl Future<Output = Result<MallId, InstallError>> + Send;
+}
+
+/// No install flow (webhook-only deployments).
+pub struct NoInstall;
+
+impl InstallFlow for NoInstall {
+    fn start(&self, _: Option<&str>) -> Result<String, InstallError> {
+        Err(InstallError::NotConfigured)
+    }
+
+    async fn finish(&self, _: Option<&str>, _: Option<&str>) -> Result<MallId, InstallError> {
+        Err(InstallError::NotConfigured)
+    }
+}
+
+/// The real flow: Cafe24 client (code exchange, token store) + a one-time store for nonces.
+pub struct Installer<G, S, O> {
+    cafe24: Cafe24<G, S>,
+    once: O,
+    cfg: InstallConfig,
+}
+
+impl<G: RateGate, S: TokenStore, O: OnceStore> Installer<G, S, O> {
+    /// Wires the flow.
+    pub fn new(cafe24: Cafe24<G, S>, once: O, cfg: InstallConfig) -> Self {
+        Self { cafe24, once, cfg }
+    }
+
+    fn now(&self) -> u64 {
+        (self.cafe24.clock())()
+    }
+}
+
+fn enc(s: &str) -> String {
+    relay_cafe24::encode_path(s)
+}
+
+impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O> {
+    fn start(&self, mall_id: Option<&str>) -> Result<String, InstallError> {
+        let mall = mall_id.and_then(|m| MallId::parse(m).ok()).ok_or(InstallError::BadMall)?;
+        let nonce = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
+        let state = oauth_state::issue(
+            self.cfg.state_secret.expose().as_bytes(),
+            &mall,
+            self.now() + self.cfg.state_ttl_ms,
+            &nonce,
+        );
+        Ok(format!(
+            "{}/api/v2/oauth/authorize?response_type=code&client_id={}&state={}&redirect_uri={}&scope={}",
+            self.cafe24.config().base_url(&mall),
+            enc(&self.cafe24.config().client_id),
+            enc(&state),
+            enc(&self.cfg.redirect_uri),
+            enc(&self.cfg.scopes),
+        ))
+    }
+
+    async fn finish(&self, code: Option<&str>, state: Option<&str>) -> Result<MallId, InstallError> {
+        let state = state.filter(|s| !s.is_empty()).ok_or(InstallError::Missing("state"))?;
+        let code = code.filter(|s| !s.is_empty()).ok_or(InstallError::Missing("code"))?;
+        let v = oauth_state::verify(self.cfg.state_secret.expose().as_bytes(), state, self.now())
+            .map_err(InstallError::State)?;
+        match self.once.consume(&v.nonce, v.expires_ms).await {
+            Ok(true) => {}
+            Ok(false) => return Err(InstallError::Replayed),
+            Err(_) => return Err(InstallError::Unavailable),
+        }
+        match self.cafe24.install(&v.mall_id, code, &self.cfg.redirect_uri).await {
+            Ok(_) => Ok(v.mall_id),
+            Err(Cafe24Error::InvalidRequest { code, message, .. })
+                if code == "invalid_grant" && message.contains("expired") =>
+            {
+                Err(InstallError::CodeExpired)
+            }
+            Err(Cafe24Error::InvalidRequest { .. }) => Err(InstallError::CodeRejected),
+            Err(_) => Err(InstallError::Unavailable),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The OAuth install flow through webhook-ingest, against the simulator's authorize and token
+//! endpoints and moto.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
+use cafe24_sim::{Clock, Sim, SimConfig};
+use relay_aws::limiter::DynamoLimiter;
+use relay_aws::once::DynamoOnceStore;
+use relay_aws::tokens::DynamoTokenStore;
+use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_domain::ratelimit::LimiterConfig;
+use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
+use relay_domain::MallId;
+use relay_tests::*;
+use webhook_ingest::install::{InstallConfig, Installer};
+
+const T0: u64 = 1_795_305_600_000;
+const REDIRECT: &str = "https://relay.example/oauth/callback";
+
+struct Fx {
+    sim: Arc<Sim>,
+    base: String,
+    env: TestEnv,
+    http: reqwest::Client,
+}
+
+type Handler =
+    webhook_ingest::Ingest<relay_aws::sqs::SqsQueue, Installer<DynamoLimiter, DynamoTokenStore, DynamoOnceStore>>;
+
+impl Fx {
+    async fn new(tag: &str) -> Self {
+        let app = AppConfig {
+            client_id: "relay-client".into(),
+            client_secret: "relay-secret".into(),
+            scopes: ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect(),
+        };
+        let sim = Arc::new(Sim::new(SimConfig { apps: vec![app], ..SimConfig::default() }, Clock::manual(T0)));
+        let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { sim, base: format!("http://{addr}"), env: TestEnv::new(tag).await.unwrap(), http }
+    }
+
+    fn handler(&self) -> Handler {
+        let base = format!("{}/{{mall_id}}", self.base);
+        let cfg = Cafe24Config::from_lookup(|k| match k {
+            "CAFE24_API_BASE_URL" => Some(base.clone()),
+            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
+            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
+            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        let c = self.sim.clock.clone();
+        let clock: relay_cafe24::Clock = Arc::new(move || c.now_ms());
+        let ddb = self.env.ddb.clone();
+        let limiter = DynamoLimiter::new(
+            ddb.clone(),
+            self.env.stack.rate_limit_table.clone(),
+            LimiterConfig::default(),
+            clock.clone(),
+        );
+        let cafe24 =
+            Cafe24::new(cfg, limiter, DynamoTokenStore::new(ddb.clone(), self.env.stack.token_table.clone()), clock)
+                .unwrap();
+        let install = InstallConfig {
+            state_secret: Secret::new("0123456789abcdef0123456789abcdef-test"),
+            redirect_uri: REDIRECT.into(),
+            scopes: "mall.read_order,mall.read_product".into(),
+            state_ttl_ms: 10 * 60_000,
+        };
+        let once = DynamoOnceStore::new(ddb, self.env.stack.token_table.clone());
+        self.env.ingest().with_install(Installer::new(cafe24, once, install))
+    }
+
+    async fn get(&self, h: &Handler, path_and_query: &str) -> lambda_http::Response<lambda_http::Body> {
+        h.handle(to_request(&http_event(Shape::FunctionUrl, "GET", path_and_query, &[], b"", false))).await
+    }
+
+    /// /install → Cafe24 authorize → the callback query Cafe24 redirects the browser to.
+    async fn authorize(&self, h: &Handler, mall: &str) -> String {
+        let r = self.get(h, &format!("/install?mall_id={mall}")).await;
+        assert_eq!(r.status(), 302);
+        let to_cafe24 = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            to_cafe24.starts_with(&format!(
+                "{}/{mall}/api/v2/oauth/authorize?response_type=code&client_id=relay-client",
+                self.base
+            )),
+            "{to_cafe24}"
+        );
+        assert!(to_cafe24.contains("redirect_uri=https%3A%2F%2Frelay.example%2Foauth%2Fcallback"));
+        let back = self.http.get(&to_cafe24).send().await.unwrap();
+        assert_eq!(back.status(), 302);
+        let loc = back.headers()["location"].to_str().unwrap().to_owned();
+        let (prefix, query) = loc.split_once('?').unwrap();
+        assert_eq!(prefix, REDIRECT);
+        query.to_owned()
+    }
+}
+
+fn body(r: &lambda_http::Response<lambda_http::Body>) -> String {
+    String::from_utf8_lossy(r.body().as_ref()).into_owned()
+}
+
+#[tokio::test]
+async fn install_end_to_end_stores_tokens_and_refuses_a_replay() {
+    let fx = Fx::new("install").await;
+    let h = fx.handler();
+    let query = fx.authorize(&h, "newshop").await;
+    let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 200, "{}", body(&r));
+    assert!(body(&r).contains("newshop"));
+    let rec = DynamoTokenStore::new(fx.env.ddb.clone(), fx.env.stack.token_table.clone())
+        .get(&MallId::parse("newshop").unwrap())
+        .await
+        .unwrap()
+        .expect("tokens stored");
+    assert_eq!(rec.status, TokenStatus::Active);
+    assert_eq!(rec.pair.access_expires_ms, T0 + 2 * 3_600_000, "expires_at read as KST");
+    assert_eq!(rec.pair.scopes, vec!["mall.read_order", "mall.read_product"]);
+    assert_eq!(fx.sim.stats("newshop").token_issuances, 1);
+
+    let replay = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(replay.status(), 400);
+    assert!(body(&replay).contains("already used"), "{}", body(&replay));
+    assert_eq!(fx.sim.stats("newshop").token_issuances, 1, "a replay never reaches Cafe24");
+}
+
+#[tokio::test]
+async fn forged_expired_and_malformed_states_are_refused_with_clear_messages() {
+    let fx = Fx::new("install-bad").await;
+    let h = fx.handler();
+    let query = fx.authorize(&h, "shopb").await;
+    let state = query.split("state=").nth(1).unwrap();
+    let code = query.split("code=").nth(1).unwrap().split('&').next().unwrap();
+    let forged = format!("{}{}", &state[..state.len() - 2], if state.ends_with("00") { "11" } else { "00" });
+    let r = fx.get(&h, &format!("/oauth/callback?code={code}&state={forged}")).await;
+    assert_eq!(r.status(), 400);
+    assert!(body(&r).contains("not issued by this app"), "{}", body(&r));
+    let r = fx.get(&h, &format!("/oauth/callback?code={code}&state=garbage")).await;
+    assert!(body(&r).contains("malformed") && r.status() == 400);
+    let r = fx.get(&h, &format!("/oauth/callback?state={state}")).await;
+    assert!(body(&r).contains("missing `code`") && r.status() == 400);
+    let r = fx.get(&h, "/install?mall_id=no%20such%20mall!").await;
+    assert_eq!(r.status(), 400);
+    let r = fx.get(&h, "/install").await;
+    assert_eq!(r.status(), 400);
+
+    fx.sim.clock.advance(11 * 60_000);
+    let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 400);
+    assert!(body(&r).contains("link expired"), "{}", body(&r));
+    assert_eq!(fx.sim.stats("shopb").token_issuances, 0);
+}
+
+#[tokio::test]
+async fn a_code_older_than_sixty_seconds_gets_a_clear_error() {
+    let fx = Fx::new("install-slow").await;
+    let h = fx.handler();
+    let query = fx.authorize(&h, "slowshop").await;
+    fx.sim.clock.advance(61_000);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 400);
+    assert!(body(&r).contains("valid for 1 minute"), "{}", body(&r));
+}
+
+#[tokio::test]
+async fn without_install_configuration_the_routes_do_not_exist() {
+    let env = TestEnv::new("install-off").await.unwrap();
+    let h = env.ingest();
+    let r = h.handle(to_request(&http_event(Shape::FunctionUrl, "GET", "/install?mall_id=x", &[], b"", false))).await;
+    assert_eq!(r.status(), 404);
+}
