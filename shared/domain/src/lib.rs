@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod envelope;
 pub mod ids;
+pub mod jobs;
 pub mod oauth_state;
 pub mod ports;
 pub mod ratelimit;

@@ -6,7 +6,11 @@
 //! - [`http`]: JSON responses, including the error envelope `{"error":{"code","message"}}`
 //!   whose messages never carry internals.
 //!
+//! - [`fifo::drive`]: the FIFO batch driver (groups concurrently, records of a group in order,
+//!   the rest of a group returned after a failure or deferral, a deadline check per record).
+//!
 //! Nothing here knows a particular function.
 
+pub mod fifo;
 pub mod http;
 pub mod telemetry;

@@ -1,0 +1,162 @@
+//! Work items the worker performs: one Cafe24 read each, identified by a job id that is also the
+//! work queue's `MessageDeduplicationId` and the idempotency key.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::MallId;
+use crate::ratelimit::Class;
+
+/// Current job format version.
+pub const JOB_VERSION: u32 = 1;
+
+/// What to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Fetch an order with its items and store the snapshot.
+    SyncOrder {
+        /// Order id.
+        order_id: String,
+    },
+    /// Fetch a product and store the snapshot.
+    SyncProduct {
+        /// Product number.
+        product_no: u64,
+    },
+    /// Fetch a customer's non-personal fields and store the snapshot.
+    SyncCustomer {
+        /// Member id.
+        member_id: String,
+    },
+    /// Keep the mall's refresh token alive (scheduled).
+    RefreshToken,
+}
+
+impl JobKind {
+    /// Snapshot kind and target id, for jobs that produce a snapshot.
+    pub fn target(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::SyncOrder { order_id } => Some(("order", order_id.clone())),
+            Self::SyncProduct { product_no } => Some(("product", product_no.to_string())),
+            Self::SyncCustomer { member_id } => Some(("customer", member_id.clone())),
+            Self::RefreshToken => None,
+        }
+    }
+
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SyncOrder { .. } => "sync_order",
+            Self::SyncProduct { .. } => "sync_product",
+            Self::SyncCustomer { .. } => "sync_customer",
+            Self::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+/// One job as queued.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Format version.
+    pub v: u32,
+    /// Unique id (= dedup id = idempotency key).
+    pub job_id: String,
+    /// Mall.
+    pub mall_id: MallId,
+    /// What to do.
+    #[serde(flatten)]
+    pub kind: JobKind,
+    /// Priority class.
+    #[serde(default = "live")]
+    pub class: Class,
+    /// Trace id of the webhook that caused it.
+    #[serde(default)]
+    pub trace_id: String,
+    /// When the causing event was received, epoch ms (for coalescing).
+    #[serde(default)]
+    pub event_received_ms: u64,
+}
+
+fn live() -> Class {
+    Class::Live
+}
+
+/// Why a message is not a job.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Not JSON or not the job shape (serde's message quotes no input values).
+    #[error("not a job: {0}")]
+    Malformed(String),
+    /// A version this worker does not know.
+    #[error("unsupported job version {0}")]
+    Version(u32),
+    /// Empty or oversized job id / target id.
+    #[error("job has an invalid {0}")]
+    Invalid(&'static str),
+}
+
+impl Job {
+    /// Parses and validates a queued job.
+    pub fn parse(body: &str) -> Result<Self, JobError> {
+        let j: Job = serde_json::from_str(body).map_err(|e| JobError::Malformed(e.to_string()))?;
+        if j.v != JOB_VERSION {
+            return Err(JobError::Version(j.v));
+        }
+        if j.job_id.is_empty() || j.job_id.len() > 128 {
+            return Err(JobError::Invalid("job_id"));
+        }
+        match &j.kind {
+            JobKind::SyncOrder { order_id } if order_id.is_empty() || order_id.len() > 64 => {
+                Err(JobError::Invalid("order_id"))
+            }
+            JobKind::SyncCustomer { member_id } if member_id.is_empty() || member_id.len() > 64 => {
+                Err(JobError::Invalid("member_id"))
+            }
+            _ => Ok(j),
+        }
+    }
+}
+
+/// Backoff before the next real attempt after `attempts` failures: 2, 4, 8 … s, capped at 5 min.
+pub fn backoff_s(attempts: u32) -> u32 {
+    2u32.saturating_pow(attempts.clamp(1, 16)).min(300)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jobs_round_trip_and_garbage_is_refused() {
+        let j = Job {
+            v: 1,
+            job_id: "j-1".into(),
+            mall_id: MallId::parse("shop1").unwrap(),
+            kind: JobKind::SyncOrder { order_id: "20200717-0029236".into() },
+            class: Class::Live,
+            trace_id: "t".into(),
+            event_received_ms: 5,
+        };
+        let s = serde_json::to_string(&j).unwrap();
+        assert!(s.contains(r#""kind":"sync_order""#), "{s}");
+        assert_eq!(Job::parse(&s).unwrap(), j);
+        for bad in [
+            "",
+            "{}",
+            "[]",
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"launch_rocket"}"#,
+            r#"{"v":2,"job_id":"x","mall_id":"shop1","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":"","mall_id":"shop1","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"Bad Mall!","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_order","order_id":""}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_product","product_no":-1}"#,
+        ] {
+            assert!(Job::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!((backoff_s(0), backoff_s(1), backoff_s(3), backoff_s(30)), (2, 2, 8, 300));
+    }
+}
