@@ -14,6 +14,7 @@
 pub mod limiter;
 pub mod once;
 pub mod sqs;
+pub mod state;
 pub mod tokens;
 
 use std::time::Duration;

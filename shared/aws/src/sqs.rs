@@ -62,3 +62,48 @@ impl MessageQueue for SqsQueue {
             .map_err(classify)
     }
 }
+
+/// `ChangeMessageVisibilityBatch` on one queue (deferral without sleeping).
+#[derive(Clone, Debug)]
+pub struct SqsVisibility {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsVisibility {
+    /// For the queue at `url`.
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self { client, url: url.into() }
+    }
+}
+
+impl relay_domain::ports::VisibilityControl for SqsVisibility {
+    async fn defer(&self, items: &[(String, u32)]) -> Result<usize, relay_domain::ports::StoreError> {
+        use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+        let mut failed = 0;
+        for chunk in items.chunks(10) {
+            let entries: Vec<Entry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (rh, d))| {
+                    Entry::builder()
+                        .id(format!("e{i}"))
+                        .receipt_handle(rh)
+                        .visibility_timeout((*d).min(43_200) as i32)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            let out = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| relay_domain::ports::StoreError(Box::new(e)))?;
+            failed += out.failed().len();
+        }
+        Ok(failed)
+    }
+}

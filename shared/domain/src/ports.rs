@@ -88,6 +88,67 @@ pub trait OnceStore: Send + Sync {
     fn consume(&self, id: &str, expires_ms: u64) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// Result of claiming a job for execution (the Powertools idempotency design).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller runs the job.
+    Claimed,
+    /// It already completed: do not run it again.
+    Completed(String),
+    /// Another invocation is running it until this instant (epoch ms).
+    InProgress {
+        /// When that claim expires.
+        until_ms: u64,
+    },
+}
+
+/// Job idempotency records and real-attempt counters.
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `job_id`: succeeds when there is no record, it expired, or it is an in-progress
+    /// claim whose holder's time ran out (`in_progress_until_ms`).
+    fn claim(
+        &self,
+        job_id: &str,
+        now_ms: u64,
+        in_progress_until_ms: u64,
+        expires_ms: u64,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+    /// Marks the job completed with an outcome name.
+    fn complete(&self, job_id: &str, outcome: &str, now_ms: u64)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Drops the claim so a later delivery can run the job.
+    fn release(&self, job_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Counts one real failed attempt; returns the total so far.
+    fn add_failure(&self, job_id: &str, expires_ms: u64) -> impl Future<Output = Result<u32, StoreError>> + Send;
+}
+
+/// The up-to-date copy of each mall's orders, products and customers.
+pub trait SnapshotStore: Send + Sync {
+    /// When the stored snapshot was fetched (epoch ms), if there is one.
+    fn fetched_at(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+    /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms`, unless a snapshot
+    /// fetched later is already stored. `Ok(false)` = a newer one was kept.
+    fn upsert(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+        fetched_at_ms: u64,
+        data: Option<&serde_json::Value>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// Visibility control for messages returned to their queue (deferral without sleeping).
+pub trait VisibilityControl: Send + Sync {
+    /// Makes each (receipt handle, delay) visible again after its delay. Returns how many failed.
+    fn defer(&self, items: &[(String, u32)]) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}
+
 /// Puts messages on one FIFO queue.
 pub trait MessageQueue: Send + Sync {
     /// Sends one message; `Ok` only once the queue has durably accepted it.

@@ -41,6 +41,13 @@ impl FifoSpec {
     pub fn inbox(prefix: &str) -> Self {
         Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 10 }
     }
+
+    /// The work queue: consumed by the worker (function timeout 60 s → visibility 360 s).
+    /// `maxReceiveCount` is only a safety net: deferrals raise the receive count without an
+    /// attempt, and the worker counts real attempts itself.
+    pub fn work(prefix: &str) -> Self {
+        Self { name: format!("{prefix}work"), visibility_timeout_s: 360, max_receive_count: 1000 }
+    }
 }
 
 async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
@@ -112,6 +119,10 @@ pub struct Stack {
     pub rate_limit_table: String,
     /// OAuth tokens, one item per mall.
     pub token_table: String,
+    /// The work queue and its DLQ.
+    pub work: FifoPair,
+    /// The worker's state: idempotency records, attempts, snapshots.
+    pub state_table: String,
 }
 
 impl Stack {
@@ -121,7 +132,15 @@ impl Stack {
         create_pk_table(ddb, &rate_limit_table).await?;
         let token_table = format!("{prefix}tokens");
         create_pk_table(ddb, &token_table).await?;
-        Ok(Self { inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?, rate_limit_table, token_table })
+        let state_table = format!("{prefix}state");
+        create_pk_table(ddb, &state_table).await?;
+        Ok(Self {
+            inbox: create_fifo_pair(sqs, &FifoSpec::inbox(prefix)).await?,
+            rate_limit_table,
+            token_table,
+            work: create_fifo_pair(sqs, &FifoSpec::work(prefix)).await?,
+            state_table,
+        })
     }
 
     /// The environment variables the functions read for these resources.
@@ -131,6 +150,9 @@ impl Stack {
             ("PARKING_QUEUE_URL", self.inbox.dlq_url.clone()),
             ("RATE_LIMIT_TABLE", self.rate_limit_table.clone()),
             ("TOKEN_TABLE", self.token_table.clone()),
+            ("WORK_QUEUE_URL", self.work.url.clone()),
+            ("WORKER_DLQ_URL", self.work.dlq_url.clone()),
+            ("STATE_TABLE", self.state_table.clone()),
         ]
     }
 }

@@ -1,0 +1,133 @@
+//! Worker configuration, read once per cold start.
+
+use relay_domain::ratelimit::LimiterConfig;
+
+/// What the worker reads from its environment (besides `relay_cafe24::Cafe24Config`).
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The work queue (for visibility changes).
+    pub work_queue_url: String,
+    /// The worker's FIFO DLQ.
+    pub dlq_url: String,
+    /// State table (idempotency, attempts, snapshots).
+    pub state_table: String,
+    /// Token table.
+    pub token_table: String,
+    /// Rate-limit table.
+    pub rate_limit_table: String,
+    /// Real failed attempts before a job goes to the DLQ.
+    pub max_attempts: u32,
+    /// Shortest deferral, seconds: long enough for the limiter to accrue a batch's worth of
+    /// calls, so a returning group runs without waiting.
+    pub defer_min_s: u32,
+    /// Return the rest of a batch when less than this is left of the invocation, ms.
+    pub min_time_left_ms: u64,
+    /// How long a completed job is remembered, ms.
+    pub idempotency_ttl_ms: u64,
+    /// Keep-alive: renew refresh tokens expiring within this many ms.
+    pub keepalive_window_ms: u64,
+    /// Limiter settings.
+    pub limiter: LimiterConfig,
+}
+
+/// A configuration error naming the variable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Required and missing.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// Present but unusable.
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why (never the value).
+        reason: String,
+    },
+}
+
+impl WorkerConfig {
+    /// Reads `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`,
+    /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
+    /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+        let num = |k: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(x) if (min..=max).contains(&x) => Ok(x),
+                    _ => Err(ConfigError::Invalid { var: k, reason: format!("must be an integer in {min}..={max}") }),
+                },
+            }
+        };
+        let mut limiter = LimiterConfig::default();
+        if let Some(v) = get("LIMITER_RATE_PER_SEC") {
+            limiter.rate_per_sec = v
+                .parse()
+                .map_err(|_| ConfigError::Invalid { var: "LIMITER_RATE_PER_SEC", reason: "must be a number".into() })?;
+        }
+        limiter.burst = num("LIMITER_BURST", 40, 1, 10_000)? as u32;
+        limiter.min_spacing_ms = num("LIMITER_MIN_SPACING_MS", 125, 0, 10_000)?;
+        limiter.validate().map_err(|e| ConfigError::Invalid { var: "LIMITER_*", reason: e.to_string() })?;
+        Ok(Self {
+            work_queue_url: req("WORK_QUEUE_URL")?,
+            dlq_url: req("WORKER_DLQ_URL")?,
+            state_table: req("STATE_TABLE")?,
+            token_table: req("TOKEN_TABLE")?,
+            rate_limit_table: req("RATE_LIMIT_TABLE")?,
+            max_attempts: num("MAX_ATTEMPTS", 5, 1, 100)? as u32,
+            defer_min_s: num("DEFER_MIN_S", 5, 0, 900)? as u32,
+            min_time_left_ms: num("MIN_TIME_LEFT_MS", 5_000, 0, 600_000)?,
+            idempotency_ttl_ms: 24 * 3_600_000,
+            keepalive_window_ms: num("KEEPALIVE_DAYS", 3, 1, 13)? * 86_400_000,
+            limiter,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &[(&str, &str)] = &[
+        ("WORK_QUEUE_URL", "http://x/work.fifo"),
+        ("WORKER_DLQ_URL", "http://x/work-dlq.fifo"),
+        ("STATE_TABLE", "state"),
+        ("TOKEN_TABLE", "tokens"),
+        ("RATE_LIMIT_TABLE", "rl"),
+    ];
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        WorkerConfig::from_lookup(move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_and_missing_variables() {
+        let c = cfg(OK).unwrap();
+        assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst), (5, 5, 40));
+        for k in ["WORK_QUEUE_URL", "WORKER_DLQ_URL", "STATE_TABLE", "TOKEN_TABLE", "RATE_LIMIT_TABLE"] {
+            let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
+            assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_refused_by_name() {
+        for (k, v) in [
+            ("MAX_ATTEMPTS", "0"),
+            ("MAX_ATTEMPTS", "many"),
+            ("DEFER_MIN_S", "-1"),
+            ("LIMITER_RATE_PER_SEC", "fast"),
+            ("LIMITER_RATE_PER_SEC", "0"),
+            ("LIMITER_BURST", "0"),
+            ("KEEPALIVE_DAYS", "30"),
+        ] {
+            let mut p: Vec<_> = OK.to_vec();
+            p.push((k, v));
+            assert!(matches!(cfg(&p), Err(ConfigError::Invalid { .. })), "{k}={v}");
+        }
+    }
+}

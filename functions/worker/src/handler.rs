@@ -1,0 +1,346 @@
+//! One batch from the work queue: the FIFO driver runs each mall's jobs in order; each job is
+//! claimed (idempotency), possibly coalesced, performed through the rate-limited Cafe24 client
+//! **inside this invocation**, and mapped to done / deferred (visibility, not sleep) / retried with
+//! backoff / dead-lettered.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use relay_cafe24::tokens::Need;
+use relay_cafe24::{Cafe24, Cafe24Error};
+use relay_domain::jobs::{backoff_s, Job, JobKind};
+use relay_domain::ports::{
+    Claim, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, SnapshotStore, VisibilityControl,
+};
+use relay_domain::tokens::{TokenStatus, TokenStore};
+use relay_domain::DedupId;
+use relay_lambda::fifo::{drive, RecordResult};
+use serde_json::json;
+
+use crate::config::WorkerConfig;
+
+/// What a job came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Finished (outcome name: synced, coalesced, tombstoned, refreshed, dropped_uninstalled).
+    Completed(&'static str),
+    /// Not now; come back after this many seconds (not an attempt).
+    Defer(u32),
+    /// A real attempt failed transiently (error class).
+    Retry(&'static str),
+    /// Give up: to the DLQ with the reason.
+    DeadLetter {
+        /// Why.
+        reason: String,
+        /// Error class.
+        class: &'static str,
+    },
+}
+
+/// Counters (exported as metrics later; asserted by tests).
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Jobs completed by calling Cafe24.
+    pub synced: AtomicU64,
+    /// Jobs skipped because the snapshot was already newer than the event.
+    pub coalesced: AtomicU64,
+    /// Deferrals.
+    pub deferred: AtomicU64,
+    /// Real failed attempts.
+    pub failures: AtomicU64,
+    /// Jobs dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Duplicate deliveries of completed jobs.
+    pub duplicates: AtomicU64,
+    /// Jobs dropped because the app was uninstalled.
+    pub dropped: AtomicU64,
+    /// Tombstones written.
+    pub tombstoned: AtomicU64,
+}
+
+/// The worker, built once per cold start.
+pub struct Worker<G, S, I, Q, V> {
+    /// Cafe24 client (rate gate + token store inside).
+    pub cafe24: Cafe24<G, S>,
+    state: I,
+    dlq: Q,
+    visibility: V,
+    cfg: WorkerConfig,
+    /// Counters.
+    pub stats: WorkerStats,
+}
+
+impl<G, S, I, Q, V> Worker<G, S, I, Q, V>
+where
+    G: RateGate,
+    S: TokenStore,
+    I: IdempotencyStore + SnapshotStore,
+    Q: MessageQueue,
+    V: VisibilityControl,
+{
+    /// Wires the worker.
+    pub fn new(cafe24: Cafe24<G, S>, state: I, dlq: Q, visibility: V, cfg: WorkerConfig) -> Self {
+        Self { cafe24, state, dlq, visibility, cfg, stats: WorkerStats::default() }
+    }
+
+    fn now(&self) -> u64 {
+        (self.cafe24.clock())()
+    }
+
+    /// Handles one SQS batch. `time_left` is the invocation's remaining time.
+    pub async fn handle_batch(&self, event: SqsEvent, time_left: impl Fn() -> Duration) -> SqsBatchResponse {
+        let records = event.records;
+        let plan = drive(
+            &records,
+            |m: &SqsMessage| m.message_id.as_deref().unwrap_or(""),
+            |m: &SqsMessage| m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or(""),
+            time_left,
+            Duration::from_millis(self.cfg.min_time_left_ms),
+            |i, _| {
+                let m = records.get(i);
+                async move {
+                    match m {
+                        Some(m) => self.handle_record(m).await,
+                        None => RecordResult::Failed,
+                    }
+                }
+            },
+        )
+        .await;
+        let deferrals: Vec<(String, u32)> = plan
+            .visibility
+            .iter()
+            .filter_map(|(i, d)| records.get(*i).and_then(|m| m.receipt_handle.clone()).map(|rh| (rh, *d)))
+            .collect();
+        if !deferrals.is_empty() {
+            match self.visibility.defer(&deferrals).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    failed = n,
+                    "some visibility changes failed; those messages return after the queue default"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "visibility change failed; messages return after the queue default")
+                }
+            }
+        }
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = plan
+            .returned
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        resp
+    }
+
+    async fn dead_letter(&self, job_id: &str, group: &str, body: serde_json::Value) -> bool {
+        let dedup = DedupId::derive("dlq", &[job_id.as_bytes()]);
+        let group = relay_domain::MallId::parse(group).map(|m| GroupId::mall(&m)).unwrap_or_else(|_| GroupId::parked());
+        let msg = OutboundMessage { group_id: group, dedup_id: dedup, body: body.to_string() };
+        match self.dlq.send(&msg).await {
+            Ok(()) => {
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::error!(job_id, error = %e, "DLQ send failed; the message stays on the queue");
+                false
+            }
+        }
+    }
+
+    async fn handle_record(&self, m: &SqsMessage) -> RecordResult {
+        let body = m.body.as_deref().unwrap_or("");
+        let group = m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("");
+        let job = match Job::parse(body) {
+            Ok(j) => j,
+            Err(e) => {
+                let id = m.message_id.clone().unwrap_or_default();
+                tracing::error!(message_id = %id, error = %e, outcome = "malformed", "job");
+                let dl = json!({"reason": e.to_string(), "error_class": "malformed", "message_id": id, "body": body.chars().take(10_000).collect::<String>()});
+                return if self.dead_letter(&id, group, dl).await { RecordResult::Done } else { RecordResult::Failed };
+            }
+        };
+        let now = self.now();
+        let claim = self.state.claim(&job.job_id, now, now + 60_000, now + self.cfg.idempotency_ttl_ms).await;
+        match claim {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Completed(outcome)) => {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(job_id = %job.job_id, mall_id = %job.mall_id, outcome = "duplicate", previous = %outcome, "job");
+                return RecordResult::Done;
+            }
+            Ok(Claim::InProgress { until_ms }) => {
+                return RecordResult::Deferred { delay_s: (until_ms.saturating_sub(now).div_ceil(1000) as u32).max(1) };
+            }
+            Err(e) => {
+                tracing::warn!(job_id = %job.job_id, error = %e, "idempotency store unavailable");
+                return RecordResult::Deferred { delay_s: 5 };
+            }
+        }
+        let started = std::time::Instant::now();
+        let outcome = self.run(&job).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let result = match &outcome {
+            JobOutcome::Completed(name) => {
+                if let Err(e) = self.state.complete(&job.job_id, name, self.now()).await {
+                    // The effect happened; a retry will coalesce or redo an idempotent upsert.
+                    tracing::warn!(job_id = %job.job_id, error = %e, "completion not recorded");
+                }
+                RecordResult::Done
+            }
+            JobOutcome::Defer(d) => {
+                self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                let _ = self.state.release(&job.job_id).await;
+                RecordResult::Deferred { delay_s: *d }
+            }
+            JobOutcome::Retry(class) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                let attempts =
+                    self.state.add_failure(&job.job_id, self.now() + self.cfg.idempotency_ttl_ms).await.unwrap_or(1);
+                let _ = self.state.release(&job.job_id).await;
+                if attempts >= self.cfg.max_attempts {
+                    let dl = json!({"job": job, "reason": format!("gave up after {attempts} attempts"), "error_class": class, "attempts": attempts});
+                    if self.dead_letter(&job.job_id, group, dl).await {
+                        let _ = self.state.complete(&job.job_id, "dead_lettered", self.now()).await;
+                        RecordResult::Done
+                    } else {
+                        RecordResult::Failed
+                    }
+                } else {
+                    RecordResult::Deferred { delay_s: backoff_s(attempts) }
+                }
+            }
+            JobOutcome::DeadLetter { reason, class } => {
+                let dl = json!({"job": job, "reason": reason, "error_class": class, "attempts": 1});
+                if self.dead_letter(&job.job_id, group, dl).await {
+                    let _ = self.state.complete(&job.job_id, "dead_lettered", self.now()).await;
+                    RecordResult::Done
+                } else {
+                    let _ = self.state.release(&job.job_id).await;
+                    RecordResult::Failed
+                }
+            }
+        };
+        let (name, class) = match &outcome {
+            JobOutcome::Completed(n) => (*n, ""),
+            JobOutcome::Defer(_) => ("deferred", ""),
+            JobOutcome::Retry(c) => ("retry", *c),
+            JobOutcome::DeadLetter { class, .. } => ("dead_lettered", *class),
+        };
+        tracing::info!(
+            function = "worker",
+            job_id = %job.job_id,
+            job = job.kind.name(),
+            mall_id = %job.mall_id,
+            trace_id = %job.trace_id,
+            outcome = name,
+            error_class = class,
+            latency_ms,
+            "job"
+        );
+        result
+    }
+
+    /// Defer long enough for the limiter to accrue a batch's worth of calls.
+    fn defer_for(&self, wait_ms: u64) -> JobOutcome {
+        JobOutcome::Defer((wait_ms.div_ceil(1000) as u32).max(self.cfg.defer_min_s).max(1))
+    }
+
+    /// Performs one claimed job.
+    pub async fn run(&self, job: &Job) -> JobOutcome {
+        let mall = &job.mall_id;
+        if let Some((kind, id)) = job.kind.target() {
+            if let Ok(Some(fetched)) = self.state.fetched_at(mall, kind, &id).await {
+                if fetched > job.event_received_ms {
+                    self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    return JobOutcome::Completed("coalesced");
+                }
+            }
+        }
+        let fetched_at = self.now();
+        let result: Result<Option<serde_json::Value>, Cafe24Error> = match &job.kind {
+            JobKind::SyncOrder { order_id } => {
+                self.cafe24.order_with_items(mall, order_id, job.class).await.map(|o| Some(o.raw))
+            }
+            JobKind::SyncProduct { product_no } => {
+                self.cafe24.product(mall, *product_no, job.class).await.map(|p| Some(p.raw))
+            }
+            JobKind::SyncCustomer { member_id } => match self.cafe24.customers(mall, &[member_id], job.class).await {
+                Ok(list) => list.into_iter().next().map(|c| Some(c.raw)).ok_or(Cafe24Error::NotFound),
+                Err(e) => Err(e),
+            },
+            JobKind::RefreshToken => {
+                return match self
+                    .cafe24
+                    .token(mall, Need::RenewRefreshBefore(self.now() + self.cfg.keepalive_window_ms))
+                    .await
+                {
+                    Ok(_) => JobOutcome::Completed("refreshed"),
+                    Err(e) => self.map_error(job, e).await,
+                };
+            }
+        };
+        match result {
+            Ok(data) => {
+                if let Some((kind, id)) = job.kind.target() {
+                    if let Err(e) = self.state.upsert(mall, kind, &id, fetched_at, data.as_ref()).await {
+                        tracing::warn!(job_id = %job.job_id, error = %e, "snapshot not stored");
+                        return JobOutcome::Retry("store");
+                    }
+                }
+                self.stats.synced.fetch_add(1, Ordering::Relaxed);
+                JobOutcome::Completed("synced")
+            }
+            Err(e) => self.map_error(job, e).await,
+        }
+    }
+
+    async fn map_error(&self, job: &Job, e: Cafe24Error) -> JobOutcome {
+        let mall = &job.mall_id;
+        match e {
+            Cafe24Error::Throttled { wait_ms } => self.defer_for(wait_ms),
+            Cafe24Error::RateLimited { feedback } => {
+                let remain = feedback.call_remain_s.into_iter().chain(feedback.time_remain_s).max().unwrap_or(0) * 1000;
+                self.defer_for(remain.max(1_000))
+            }
+            Cafe24Error::RefreshInProgress { wait_ms } => self.defer_for(wait_ms),
+            Cafe24Error::NotFound => match job.kind.target() {
+                Some((kind, id)) => match self.state.upsert(mall, kind, &id, self.now(), None).await {
+                    Ok(_) => {
+                        self.stats.tombstoned.fetch_add(1, Ordering::Relaxed);
+                        JobOutcome::Completed("tombstoned")
+                    }
+                    Err(_) => JobOutcome::Retry("store"),
+                },
+                None => JobOutcome::DeadLetter { reason: "not found".into(), class: "not_found" },
+            },
+            Cafe24Error::AppDeleted | Cafe24Error::Uninstalled => {
+                let _ = self.cafe24.token_store().set_status(mall, TokenStatus::Uninstalled, self.now()).await;
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(mall_id = %mall, job_id = %job.job_id, outcome = "dropped_uninstalled", "job");
+                JobOutcome::Completed("dropped_uninstalled")
+            }
+            Cafe24Error::NeedsReauth => {
+                JobOutcome::DeadLetter { reason: "mall needs re-authorization".into(), class: "needs_reauth" }
+            }
+            Cafe24Error::NotInstalled => {
+                JobOutcome::DeadLetter { reason: "mall not installed".into(), class: "not_installed" }
+            }
+            Cafe24Error::InvalidRequest { status, code, message } => JobOutcome::DeadLetter {
+                reason: format!("Cafe24 {status} {code}: {message}"),
+                class: "invalid_request",
+            },
+            Cafe24Error::Forbidden { message } => {
+                JobOutcome::DeadLetter { reason: format!("forbidden: {message}"), class: "forbidden" }
+            }
+            Cafe24Error::Decode(m) => JobOutcome::DeadLetter { reason: m, class: "decode" },
+            other => JobOutcome::Retry(other.class()),
+        }
+    }
+}

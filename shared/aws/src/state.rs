@@ -1,0 +1,241 @@
+//! The worker's DynamoDB state table (`pk` S, TTL attribute `ttl` in epoch seconds):
+//! - `idem#<job id>`: idempotency record (`status` INPROGRESS/COMPLETED, `expiration` ms,
+//!   `in_progress_expiration` ms, `outcome`) — the Powertools design: claim with one conditional
+//!   `PutItem` returning `ALL_OLD` on conflict, complete with `UpdateItem`, release with
+//!   `DeleteItem`. Expiry is checked in the condition; TTL only cleans up.
+//! - `att#<job id>`: real attempts (`ADD attempts 1`), separate so a release never loses the count.
+//! - `snap#<mall>#<kind>#<id>`: snapshot (`data` as JSON text, `fetched_at` ms, `deleted`);
+//!   written only when newer than what is stored.
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use relay_domain::ports::{Claim, IdempotencyStore, SnapshotStore, StoreError};
+use relay_domain::MallId;
+
+/// The state table.
+#[derive(Clone, Debug)]
+pub struct DynamoState {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_owned())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn err<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError(Box::new(e))
+}
+
+fn ttl(expires_ms: u64) -> AttributeValue {
+    n(expires_ms / 1000 + 1)
+}
+
+impl DynamoState {
+    /// The table.
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into(), writes: Default::default() }
+    }
+
+    /// Write requests sent so far (each costs a WCU even when its condition fails).
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_write(&self) {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn snap_key(mall: &MallId, kind: &str, id: &str) -> String {
+        format!("snap#{}#{kind}#{id}", mall.as_str())
+    }
+
+    /// The stored snapshot (for tests, demos and the ops CLI): (fetched_at, data or None if tombstone).
+    pub async fn snapshot(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+    ) -> Result<Option<(u64, Option<serde_json::Value>)>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item().map(|i| {
+            let f = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
+            let deleted = i.get("deleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+            let data = if deleted {
+                None
+            } else {
+                i.get("data").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok())
+            };
+            (f, data)
+        }))
+    }
+}
+
+impl IdempotencyStore for DynamoState {
+    async fn claim(
+        &self,
+        job_id: &str,
+        now_ms: u64,
+        in_progress_until_ms: u64,
+        expires_ms: u64,
+    ) -> Result<Claim, StoreError> {
+        self.count_write();
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("idem#{job_id}")))
+            .item("status", s("INPROGRESS"))
+            .item("expiration", n(expires_ms))
+            .item("in_progress_expiration", n(in_progress_until_ms))
+            .item("ttl", ttl(expires_ms))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expiration < :now OR (#st = :inprogress AND in_progress_expiration < :now)",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":inprogress", s("INPROGRESS"))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Claim::Claimed),
+            Err(SdkError::ServiceError(se)) if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                let item = match se.err() {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item().cloned().unwrap_or_default(),
+                    _ => Default::default(),
+                };
+                let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                if get("status") == "COMPLETED" {
+                    Ok(Claim::Completed(get("outcome")))
+                } else {
+                    let until = item
+                        .get("in_progress_expiration")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(now_ms);
+                    Ok(Claim::InProgress { until_ms: until })
+                }
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn complete(&self, job_id: &str, outcome: &str, now_ms: u64) -> Result<(), StoreError> {
+        self.count_write();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("idem#{job_id}")))
+            .update_expression("SET #st = :done, outcome = :o, completed_at = :now")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":done", s("COMPLETED"))
+            .expression_attribute_values(":o", s(outcome))
+            .expression_attribute_values(":now", n(now_ms))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn release(&self, job_id: &str) -> Result<(), StoreError> {
+        self.count_write();
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("idem#{job_id}")))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn add_failure(&self, job_id: &str, expires_ms: u64) -> Result<u32, StoreError> {
+        self.count_write();
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("att#{job_id}")))
+            .update_expression("ADD attempts :one SET #ttl = :ttl")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ttl", ttl(expires_ms))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get("attempts"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(1))
+    }
+}
+
+impl SnapshotStore for DynamoState {
+    async fn fetched_at(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .projection_expression("fetched_at")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item().and_then(|i| i.get("fetched_at")).and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()))
+    }
+
+    async fn upsert(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+        fetched_at_ms: u64,
+        data: Option<&serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        self.count_write();
+        let body = data.map(|d| d.to_string()).unwrap_or_default();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .update_expression("SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m")
+            .condition_expression("attribute_not_exists(pk) OR fetched_at < :f")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":d", s(&body))
+            .expression_attribute_values(":f", n(fetched_at_ms))
+            .expression_attribute_values(":del", AttributeValue::Bool(data.is_none()))
+            .expression_attribute_values(":m", s(mall.as_str()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
