@@ -91,17 +91,18 @@ where
     /// Handles one SQS batch. `time_left` is the invocation's remaining time.
     pub async fn handle_batch(&self, event: SqsEvent, time_left: impl Fn() -> Duration) -> SqsBatchResponse {
         let records = event.records;
+        let tl = &time_left;
         let plan = drive(
             &records,
             |m: &SqsMessage| m.message_id.as_deref().unwrap_or(""),
             |m: &SqsMessage| m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or(""),
-            time_left,
+            || tl(),
             Duration::from_millis(self.cfg.min_time_left_ms),
             |i, _| {
                 let m = records.get(i);
                 async move {
                     match m {
-                        Some(m) => self.handle_record(m).await,
+                        Some(m) => self.handle_record(m, tl().as_millis() as u64).await,
                         None => RecordResult::Failed,
                     }
                 }
@@ -154,7 +155,9 @@ where
         }
     }
 
-    async fn handle_record(&self, m: &SqsMessage) -> RecordResult {
+    /// `time_left_ms`: the invocation's remaining time, which bounds the in-progress claim (a
+    /// crashed invocation's claim expires when its time would have).
+    async fn handle_record(&self, m: &SqsMessage, time_left_ms: u64) -> RecordResult {
         let body = m.body.as_deref().unwrap_or("");
         let group = m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("");
         let job = match Job::parse(body) {
@@ -167,7 +170,8 @@ where
             }
         };
         let now = self.now();
-        let claim = self.state.claim(&job.job_id, now, now + 60_000, now + self.cfg.idempotency_ttl_ms).await;
+        let claim =
+            self.state.claim(&job.job_id, now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms).await;
         match claim {
             Ok(Claim::Claimed) => {}
             Ok(Claim::Completed(outcome)) => {
