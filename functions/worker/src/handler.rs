@@ -96,7 +96,7 @@ where
             &records,
             |m: &SqsMessage| m.message_id.as_deref().unwrap_or(""),
             |m: &SqsMessage| m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or(""),
-            || tl(),
+            tl,
             Duration::from_millis(self.cfg.min_time_left_ms),
             |i, _| {
                 let m = records.get(i);
