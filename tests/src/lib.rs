@@ -110,6 +110,35 @@ impl TestEnv {
         }
     }
 
+    /// Receives and deletes everything on `url` (FIFO groups unlock as their messages are
+    /// deleted), returning the messages in the order received.
+    pub async fn drain_all(&self, url: &str) -> Result<Vec<Message>> {
+        let mut all = Vec::new();
+        let mut empty = 0;
+        while empty < 2 {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .visibility_timeout(30)
+                .send()
+                .await?;
+            if out.messages().is_empty() {
+                empty += 1;
+                continue;
+            }
+            empty = 0;
+            for m in out.messages() {
+                if let Some(rh) = m.receipt_handle() {
+                    self.sqs.delete_message().queue_url(url).receipt_handle(rh).send().await?;
+                }
+            }
+            all.extend(out.messages().iter().cloned());
+        }
+        Ok(all)
+    }
+
     /// Exact number of messages in the queue, visible or in flight.
     pub async fn depth(&self, url: &str) -> Result<usize> {
         use aws_sdk_sqs::types::QueueAttributeName as A;
@@ -211,4 +240,37 @@ pub fn to_request(event: &Value) -> lambda_http::Request {
 pub fn response_parts(r: &lambda_http::Response<lambda_http::Body>) -> (u16, Value) {
     let bytes: &[u8] = r.body().as_ref();
     (r.status().as_u16(), serde_json::from_slice(bytes).unwrap_or(Value::Null))
+}
+
+/// Serves a webhook-ingest handler over real HTTP on loopback (each request is turned into the
+/// Function URL event Lambda would deliver). Returns the base URL.
+pub async fn serve_ingest<Q, I>(ingest: std::sync::Arc<webhook_ingest::Ingest<Q, I>>) -> String
+where
+    Q: relay_domain::ports::MessageQueue + 'static,
+    I: webhook_ingest::install::InstallFlow + 'static,
+{
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let ingest = ingest.clone();
+        async move {
+            let hs: Vec<(String, String)> = headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect();
+            let refs: Vec<(&str, &str)> = hs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            let event = http_event(Shape::FunctionUrl, method.as_str(), &path, &refs, &body, true);
+            let resp = ingest.handle(to_request(&event)).await;
+            let status = axum::http::StatusCode::from_u16(resp.status().as_u16())
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            (status, resp.body().as_ref().to_vec())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
 }

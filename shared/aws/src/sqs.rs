@@ -61,6 +61,44 @@ impl MessageQueue for SqsQueue {
             .map(|_| ())
             .map_err(classify)
     }
+
+    async fn send_batch(&self, msgs: &[OutboundMessage]) -> Result<Vec<usize>, QueueError> {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry as Entry;
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<Entry> = msgs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                Entry::builder()
+                    .id(i.to_string())
+                    .message_body(&m.body)
+                    .message_group_id(m.group_id.as_str())
+                    .message_deduplication_id(m.dedup_id.as_str())
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let out = self
+            .client
+            .send_message_batch()
+            .queue_url(&self.url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| QueueError::Unavailable(Box::new(e)))?;
+        let mut failed: Vec<usize> = out.failed().iter().filter_map(|f| f.id().parse().ok()).collect();
+        // Entries neither reported successful nor failed count as failed (never assume stored).
+        let ok: Vec<usize> = out.successful().iter().filter_map(|s| s.id().parse().ok()).collect();
+        for i in 0..msgs.len() {
+            if !ok.contains(&i) && !failed.contains(&i) {
+                failed.push(i);
+            }
+        }
+        failed.sort_unstable();
+        Ok(failed)
+    }
 }
 
 /// `ChangeMessageVisibilityBatch` on one queue (deferral without sleeping).

@@ -241,6 +241,24 @@ impl TokenStore for DynamoTokenStore {
         }
     }
 
+    async fn mark_uninstalled(&self, mall: &MallId, now_ms: u64) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression("SET #st = :s, updated = :now, access = :none, refresh = :none, access_exp = :zero, refresh_exp = :zero ADD v :one")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":s", s(TokenStatus::Uninstalled.as_str()))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":none", s(""))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
     async fn expiring_before(&self, before_ms: u64) -> Result<Vec<MallId>, StoreError> {
         self.scan("#st = :active AND refresh_exp < :b", vec![(":active", s("active")), (":b", n(before_ms))]).await
     }

@@ -153,6 +153,20 @@ pub trait VisibilityControl: Send + Sync {
 pub trait MessageQueue: Send + Sync {
     /// Sends one message; `Ok` only once the queue has durably accepted it.
     fn send(&self, msg: &OutboundMessage) -> impl Future<Output = Result<(), QueueError>> + Send;
+
+    /// Sends up to 10 messages in one call. `Ok(failed)` lists the indices the queue refused
+    /// (the others are stored); `Err` = the call as a whole failed (nothing known stored).
+    fn send_batch(&self, msgs: &[OutboundMessage]) -> impl Future<Output = Result<Vec<usize>, QueueError>> + Send {
+        async move {
+            let mut failed = Vec::new();
+            for (i, m) in msgs.iter().enumerate() {
+                if self.send(m).await.is_err() {
+                    failed.push(i);
+                }
+            }
+            Ok(failed)
+        }
+    }
 }
 
 /// In-memory fakes of the ports, for unit tests of pure handler logic.

@@ -166,6 +166,8 @@ pub trait TokenStore: Send + Sync {
         status: TokenStatus,
         now_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The app was deleted from the mall: status `uninstalled`, token values removed.
+    fn mark_uninstalled(&self, mall: &MallId, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Malls (active) whose refresh token expires before `before_ms`.
     fn expiring_before(&self, before_ms: u64) -> impl Future<Output = Result<Vec<MallId>, StoreError>> + Send;
     /// Malls needing re-authorization (for reports).

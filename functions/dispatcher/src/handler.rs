@@ -1,0 +1,308 @@
+//! The dispatcher's handlers: SQS batches from the inbox, and the scheduled keep-alive.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use relay_domain::envelope::InboxEnvelope;
+use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
+use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
+use relay_domain::ratelimit::{Class, KeyScope};
+use relay_domain::routing::{plan, Dispatch, RoutingTable};
+use relay_domain::tokens::TokenStore;
+use relay_domain::DedupId;
+use relay_lambda::fifo::{drive, RecordResult};
+
+/// Configuration, read once per cold start.
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    /// Work queue.
+    pub work_queue_url: String,
+    /// Parking place (the inbox DLQ).
+    pub parking_queue_url: String,
+    /// Token table.
+    pub token_table: String,
+    /// Routing table (defaults + overrides).
+    pub routing: RoutingTable,
+    /// Rate-limit key derivation (= work queue group id).
+    pub key_scope: KeyScope,
+    /// Keep-alive window, ms.
+    pub keepalive_window_ms: u64,
+    /// Return the rest of a batch under this much remaining time, ms.
+    pub min_time_left_ms: u64,
+}
+
+/// A configuration error naming the variable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Required and missing.
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    /// Present but unusable.
+    #[error("environment variable {var} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl DispatcherConfig {
+    /// Reads the environment through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+        let routing = RoutingTable::with_overrides(get("ROUTING_OVERRIDES").as_deref())
+            .map_err(|e| ConfigError::Invalid { var: "ROUTING_OVERRIDES", reason: e.to_string() })?;
+        let key_scope = match get("RATE_LIMIT_KEY") {
+            None => KeyScope::Mall,
+            Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
+                var: "RATE_LIMIT_KEY",
+                reason: "mall, app:<id> or global:<name>".into(),
+            })?,
+        };
+        let days = match get("KEEPALIVE_DAYS") {
+            None => 3,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|d| (1..=13).contains(d))
+                .ok_or(ConfigError::Invalid { var: "KEEPALIVE_DAYS", reason: "1..=13".into() })?,
+        };
+        Ok(Self {
+            work_queue_url: req("WORK_QUEUE_URL")?,
+            parking_queue_url: req("PARKING_QUEUE_URL")?,
+            token_table: req("TOKEN_TABLE")?,
+            routing,
+            key_scope,
+            keepalive_window_ms: days * 86_400_000,
+            min_time_left_ms: 3_000,
+        })
+    }
+}
+
+/// Counters.
+#[derive(Debug, Default)]
+pub struct DispatchStats {
+    /// Envelopes routed to jobs.
+    pub routed: AtomicU64,
+    /// Jobs accepted by the work queue.
+    pub jobs: AtomicU64,
+    /// Envelopes ignored (unknown or ignored event numbers).
+    pub ignored: AtomicU64,
+    /// Envelopes parked.
+    pub parked: AtomicU64,
+    /// Malls uninstalled.
+    pub uninstalled: AtomicU64,
+    /// Entries the work queue refused and that were retried.
+    pub retried_entries: AtomicU64,
+    /// Keep-alive jobs enqueued.
+    pub keepalive_jobs: AtomicU64,
+}
+
+/// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store).
+pub struct Dispatcher<Q, S, P = Q> {
+    work: Q,
+    parking: P,
+    tokens: S,
+    cfg: DispatcherConfig,
+    clock: fn() -> u64,
+    /// Counters.
+    pub stats: DispatchStats,
+}
+
+fn system_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Rounds of re-sending refused entries before giving the inbox message back.
+const SEND_ROUNDS: usize = 3;
+
+impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
+    /// Wires the dispatcher.
+    pub fn new(work: Q, parking: P, tokens: S, cfg: DispatcherConfig) -> Self {
+        Self { work, parking, tokens, cfg, clock: system_now, stats: DispatchStats::default() }
+    }
+
+    /// Sends all messages, retrying refused entries; `true` only if every one was accepted.
+    async fn send_all(&self, msgs: Vec<OutboundMessage>) -> bool {
+        let mut pending = msgs;
+        for round in 0..SEND_ROUNDS {
+            let mut still = Vec::new();
+            for chunk in pending.chunks(10) {
+                match self.work.send_batch(chunk).await {
+                    Ok(failed) => still.extend(failed.into_iter().filter_map(|i| chunk.get(i).cloned())),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SendMessageBatch failed");
+                        still.extend(chunk.iter().cloned());
+                    }
+                }
+            }
+            if still.is_empty() {
+                return true;
+            }
+            self.stats.retried_entries.fetch_add(still.len() as u64, Ordering::Relaxed);
+            pending = still;
+            tokio::time::sleep(Duration::from_millis(50 * (round as u64 + 1))).await;
+        }
+        false
+    }
+
+    fn job_message(&self, job: &Job) -> Option<OutboundMessage> {
+        let group = self.cfg.key_scope.key(&job.mall_id);
+        Some(OutboundMessage {
+            group_id: GroupId::mall(&relay_domain::MallId::parse(&group).ok()?),
+            dedup_id: DedupId::parse(&job.job_id)?,
+            body: serde_json::to_string(job).ok()?,
+        })
+    }
+
+    async fn park(&self, body: &str, reason: &str, dedup_seed: &str) -> RecordResult {
+        let msg = OutboundMessage {
+            group_id: GroupId::parked(),
+            dedup_id: DedupId::derive("park", &[dedup_seed.as_bytes(), reason.as_bytes()]),
+            body: serde_json::json!({"reason": reason, "body": body}).to_string(),
+        };
+        match self.parking.send(&msg).await {
+            Ok(()) => {
+                self.stats.parked.fetch_add(1, Ordering::Relaxed);
+                RecordResult::Done
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "parking failed; the message stays on the inbox");
+                RecordResult::Failed
+            }
+        }
+    }
+
+    async fn handle_record(&self, m: &SqsMessage) -> RecordResult {
+        let body = m.body.as_deref().unwrap_or("");
+        let id = m.message_id.as_deref().unwrap_or("");
+        let env: InboxEnvelope = match serde_json::from_str(body) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(message_id = id, error = %e, outcome = "parked", "inbox message is not an envelope");
+                return self.park(body, "not_an_envelope", id).await;
+            }
+        };
+        if env.v != relay_domain::ENVELOPE_VERSION {
+            return self.park(body, "unknown_envelope_version", env.dedup_id.as_str()).await;
+        }
+        let (mall, event_no) = (env.mall_id.as_ref().map(|m| m.as_str().to_owned()), env.event_no.map(|e| e.0));
+        let d = plan(&self.cfg.routing, &env);
+        let (result, outcome, jobs) = match d {
+            Dispatch::Jobs(jobs) => {
+                let n = jobs.len();
+                let msgs: Vec<OutboundMessage> = jobs.iter().filter_map(|j| self.job_message(j)).collect();
+                if msgs.len() != n {
+                    (self.park(body, "job_not_encodable", env.dedup_id.as_str()).await, "parked", 0)
+                } else if self.send_all(msgs).await {
+                    self.stats.routed.fetch_add(1, Ordering::Relaxed);
+                    self.stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
+                    (RecordResult::Done, "routed", n)
+                } else {
+                    // Not acknowledged: comes back; already accepted jobs are deduplicated by SQS
+                    // (5 minutes) and by the worker's idempotency after that.
+                    (RecordResult::Deferred { delay_s: 2 }, "send_failed", n)
+                }
+            }
+            Dispatch::Uninstall(mall_id) => match self.tokens.mark_uninstalled(&mall_id, (self.clock)()).await {
+                Ok(()) => {
+                    self.stats.uninstalled.fetch_add(1, Ordering::Relaxed);
+                    (RecordResult::Done, "uninstalled", 0)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "token store unavailable");
+                    (RecordResult::Deferred { delay_s: 5 }, "store_failed", 0)
+                }
+            },
+            Dispatch::Ignore(reason) => {
+                self.stats.ignored.fetch_add(1, Ordering::Relaxed);
+                (RecordResult::Done, reason, 0)
+            }
+            Dispatch::Park(reason) => (self.park(body, reason, env.dedup_id.as_str()).await, "parked", 0),
+        };
+        tracing::info!(
+            function = "dispatcher",
+            mall_id = mall.as_deref(),
+            event_no,
+            trace_id = %env.trace_id,
+            dedup_id = %env.dedup_id,
+            outcome,
+            jobs,
+            "dispatch"
+        );
+        result
+    }
+
+    /// Handles one inbox batch.
+    pub async fn handle_batch(&self, event: SqsEvent, time_left: impl Fn() -> Duration) -> SqsBatchResponse {
+        let records = event.records;
+        let plan = drive(
+            &records,
+            |m: &SqsMessage| m.message_id.as_deref().unwrap_or(""),
+            |m: &SqsMessage| m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or(""),
+            time_left,
+            Duration::from_millis(self.cfg.min_time_left_ms),
+            |i, _| {
+                let m = records.get(i);
+                async move {
+                    match m {
+                        Some(m) => self.handle_record(m).await,
+                        None => RecordResult::Failed,
+                    }
+                }
+            },
+        )
+        .await;
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = plan
+            .returned
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        resp
+    }
+
+    /// Scheduled keep-alive: one `RefreshToken` job per mall whose refresh token expires within
+    /// the window (job id per mall and day, so a re-run the same day adds nothing). Returns
+    /// (jobs enqueued, malls needing re-authorization).
+    pub async fn keep_alive(&self, now_ms: u64) -> Result<(usize, usize), relay_domain::ports::StoreError> {
+        let malls = self.tokens.expiring_before(now_ms + self.cfg.keepalive_window_ms).await?;
+        let day = (now_ms / 86_400_000).to_string();
+        let jobs: Vec<Job> = malls
+            .iter()
+            .map(|m| Job {
+                v: JOB_VERSION,
+                job_id: DedupId::derive("keepalive", &[m.as_str().as_bytes(), day.as_bytes()]).as_str().to_owned(),
+                mall_id: m.clone(),
+                kind: JobKind::RefreshToken,
+                class: Class::Bulk,
+                trace_id: format!("keepalive-{day}"),
+                event_received_ms: now_ms,
+            })
+            .collect();
+        let msgs: Vec<OutboundMessage> = jobs.iter().filter_map(|j| self.job_message(j)).collect();
+        let ok = self.send_all(msgs).await;
+        let reauth = self.tokens.needing_reauth().await?;
+        for m in &reauth {
+            tracing::warn!(function = "dispatcher", mall_id = %m, outcome = "needs_reauth", "keepalive: mall must re-authorize");
+        }
+        if ok {
+            self.stats.keepalive_jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        }
+        tracing::info!(
+            function = "dispatcher",
+            jobs = jobs.len(),
+            needs_reauth = reauth.len(),
+            outcome = if ok { "enqueued" } else { "send_failed" },
+            "keepalive"
+        );
+        Ok((if ok { jobs.len() } else { 0 }, reauth.len()))
+    }
+}

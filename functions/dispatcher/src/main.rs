@@ -1,0 +1,39 @@
+//! dispatcher binary: SQS batches from the inbox, or the EventBridge schedule (keep-alive).
+
+use dispatcher::{Dispatcher, DispatcherConfig};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use relay_aws::sqs::SqsQueue;
+use relay_aws::tokens::DynamoTokenStore;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    relay_lambda::telemetry::init();
+    let cfg = DispatcherConfig::from_lookup(|k| std::env::var(k).ok())?;
+    let sdk = relay_aws::load_sdk_config().await;
+    let (sqs, ddb) = (aws_sdk_sqs::Client::new(&sdk), aws_sdk_dynamodb::Client::new(&sdk));
+    let d = Dispatcher::new(
+        SqsQueue::new(sqs.clone(), cfg.work_queue_url.clone()),
+        SqsQueue::new(sqs, cfg.parking_queue_url.clone()),
+        DynamoTokenStore::new(ddb, cfg.token_table.clone()),
+        cfg,
+    );
+    let d = &d;
+    run(service_fn(move |ev: LambdaEvent<Value>| async move {
+        if ev.payload.get("Records").is_some() {
+            let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(ev.payload)?;
+            let deadline = ev.context.deadline();
+            let left = move || deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            Ok::<Value, Error>(serde_json::to_value(d.handle_batch(sqs, left).await)?)
+        } else {
+            // EventBridge scheduled event (or a manual invoke): the keep-alive.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|x| x.as_millis() as u64)
+                .unwrap_or(0);
+            let (jobs, reauth) = d.keep_alive(now).await?;
+            Ok(serde_json::json!({"keepalive_jobs": jobs, "needs_reauth": reauth}))
+        }
+    }))
+    .await
+}

@@ -1,0 +1,516 @@
+//! The dispatcher over moto and the simulator, and the whole path end to end:
+//! simulator webhook sender → webhook-ingest (HTTP) → inbox → dispatcher → work → worker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
+use cafe24_sim::{Clock, Sim, SimConfig};
+use devstack::esm::{EsmConfig, LocalEsm};
+use dispatcher::{Dispatcher, DispatcherConfig};
+use relay_aws::limiter::{system_clock, DynamoLimiter};
+use relay_aws::sqs::{SqsQueue, SqsVisibility};
+use relay_aws::state::DynamoState;
+use relay_aws::tokens::DynamoTokenStore;
+use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_domain::ports::{MessageQueue, OutboundMessage, QueueError};
+use relay_domain::tokens::{Secret, TokenPair, TokenStatus, TokenStore};
+use relay_domain::MallId;
+use relay_tests::*;
+use serde_json::{json, Value};
+use worker::{Worker, WorkerConfig};
+
+const SCALE: f64 = 4.0;
+type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility>;
+
+struct Fx {
+    sim: Arc<Sim>,
+    base: String,
+    env: TestEnv,
+}
+
+impl Fx {
+    async fn new(tag: &str) -> Self {
+        let app = AppConfig {
+            client_id: "relay-client".into(),
+            client_secret: "relay-secret".into(),
+            scopes: ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect(),
+        };
+        let config = SimConfig {
+            apps: vec![app],
+            leak_per_sec: 2.0 * SCALE,
+            abnormal_per_sec: (10.0 * SCALE) as u32,
+            webhook_retry_delay_ms: 20,
+            ..SimConfig::default()
+        };
+        let sim = Arc::new(Sim::new(config, Clock::Real));
+        let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Self { sim, base: format!("http://{addr}"), env: TestEnv::new(tag).await.unwrap() }
+    }
+
+    fn env_var(&self, k: &str) -> Option<String> {
+        self.env.stack.env().into_iter().find(|(n, _)| *n == k).map(|(_, v)| v)
+    }
+
+    fn dispatcher_with<Q: MessageQueue>(&self, work: Q) -> Dispatcher<Q, DynamoTokenStore, SqsQueue> {
+        let cfg = DispatcherConfig::from_lookup(|k| self.env_var(k)).unwrap();
+        Dispatcher::new(
+            work,
+            parking_queue(self),
+            DynamoTokenStore::new(self.env.ddb.clone(), cfg.token_table.clone()),
+            cfg,
+        )
+    }
+
+    fn dispatcher(&self) -> Dispatcher<SqsQueue, DynamoTokenStore> {
+        self.dispatcher_with(SqsQueue::new(self.env.sqs.clone(), self.env.stack.work.url.clone()))
+    }
+
+    fn worker(&self) -> W {
+        let base = format!("{}/{{mall_id}}", self.base);
+        let mut ccfg = Cafe24Config::from_lookup(|k| match k {
+            "CAFE24_API_BASE_URL" => Some(base.clone()),
+            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
+            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
+            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        ccfg.max_inline_wait_ms = (200.0 / SCALE) as u64;
+        let wcfg = WorkerConfig::from_lookup(|k| match k {
+            "LIMITER_RATE_PER_SEC" => Some((2.0 * SCALE).to_string()),
+            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / SCALE) as u64).to_string()),
+            "DEFER_MIN_S" => Some("2".into()),
+            _ => self.env_var(k),
+        })
+        .unwrap();
+        let ddb = self.env.ddb.clone();
+        let clock = system_clock();
+        let limiter =
+            DynamoLimiter::new(ddb.clone(), wcfg.rate_limit_table.clone(), wcfg.limiter.clone(), clock.clone());
+        let cafe24 =
+            Cafe24::new(ccfg, limiter, DynamoTokenStore::new(ddb.clone(), wcfg.token_table.clone()), clock).unwrap();
+        Worker::new(
+            cafe24,
+            DynamoState::new(ddb, wcfg.state_table.clone()),
+            SqsQueue::new(self.env.sqs.clone(), wcfg.dlq_url.clone()),
+            SqsVisibility::new(self.env.sqs.clone(), wcfg.work_queue_url.clone()),
+            wcfg,
+        )
+    }
+
+    fn tokens(&self) -> DynamoTokenStore {
+        DynamoTokenStore::new(self.env.ddb.clone(), self.env.stack.token_table.clone())
+    }
+
+    async fn install(&self, mall: &str) -> MallId {
+        let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect();
+        let (a, r) = self.sim.seed_tokens(mall, "relay-client", scopes.clone());
+        let now = self.sim.clock.now_ms();
+        let pair = TokenPair {
+            access_token: Secret::new(a),
+            access_expires_ms: now + 2 * HOUR_MS,
+            refresh_token: Secret::new(r),
+            refresh_expires_ms: now + 14 * DAY_MS,
+            scopes,
+        };
+        let m = MallId::parse(mall).unwrap();
+        self.tokens().put_installed(&m, &pair, now).await.unwrap();
+        m
+    }
+
+    /// Posts a webhook body through the real ingest handler into the inbox.
+    async fn ingest(&self, body: &Value, trace: &str) {
+        let h = self.env.ingest();
+        let b = body.to_string();
+        let ev = http_event(
+            Shape::FunctionUrl,
+            "POST",
+            "/webhooks/cafe24",
+            &[("X-API-Key", KEY), ("X-Trace-ID", trace)],
+            b.as_bytes(),
+            false,
+        );
+        assert_eq!(h.handle(to_request(&ev)).await.status(), 200);
+    }
+
+    fn orders(&self, mall: &str) -> Vec<String> {
+        let mut g = self.sim.lock();
+        self.sim.mall(&mut g, mall).data.orders.keys().cloned().collect()
+    }
+}
+
+fn parking_queue(fx: &Fx) -> SqsQueue {
+    SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.inbox.dlq_url.clone())
+}
+
+fn esm(fx: &Fx, url: &str, arn: &str) -> LocalEsm {
+    LocalEsm::new(
+        fx.env.sqs.clone(),
+        EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(url, arn) },
+    )
+}
+
+async fn run_dispatcher<Q: MessageQueue, S: TokenStore>(
+    fx: &Fx,
+    d: &Dispatcher<Q, S, SqsQueue>,
+) -> devstack::esm::EsmReport {
+    let e = esm(fx, &fx.env.stack.inbox.url, &fx.env.stack.inbox.arn);
+    let h = |event: Value| async move {
+        let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+        serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+    };
+    e.run_until_idle(&h, 2).await.unwrap()
+}
+
+/// Takes every job off the work queue (destructive).
+async fn work_jobs(fx: &Fx) -> Vec<Value> {
+    fx.env
+        .drain_all(&fx.env.stack.work.url)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn bulk_events_fan_out_and_a_replayed_inbox_message_makes_the_same_jobs() {
+    let fx = Fx::new("d-fanout").await;
+    let bulk = json!({"event_no": 90072, "resource": {"mall_id": "fanmall", "event_shop_no": "1", "order_id": "20200713-0000039,20200708-0000080,20200713-0000039"}});
+    fx.ingest(&bulk, "bulk-trace-1").await;
+    fx.ingest(
+        &json!({"event_no": "90041", "mall_id": "fanmall", "product_no": "17652,17394,17293,16807,16118"}),
+        "bulk-trace-2",
+    )
+    .await;
+    fx.ingest(&json!({"event_no": 12345, "resource": {"mall_id": "fanmall"}}), "unknown-1").await;
+    let d = fx.dispatcher();
+    let r = run_dispatcher(&fx, &d).await;
+    assert_eq!((r.received, r.deleted), (3, 3));
+    let jobs = work_jobs(&fx).await;
+    assert_eq!(jobs.len(), 2 + 5, "2 distinct orders + 5 products");
+    assert_eq!(d.stats.ignored.load(Ordering::Relaxed), 1);
+    let first: BTreeSet<String> = jobs.iter().map(|j| j["job_id"].as_str().unwrap().to_owned()).collect();
+
+    // The same inbox message again (as after a redelivery): identical job ids.
+    let fresh = TestEnv::new("d-fanout-2").await.unwrap();
+    let fx2 = Fx { sim: fx.sim.clone(), base: fx.base.clone(), env: fresh };
+    fx2.ingest(&bulk, "bulk-trace-1").await;
+    fx2.ingest(
+        &json!({"event_no": "90041", "mall_id": "fanmall", "product_no": "17652,17394,17293,16807,16118"}),
+        "bulk-trace-2",
+    )
+    .await;
+    run_dispatcher(&fx2, &fx2.dispatcher()).await;
+    let again: BTreeSet<String> =
+        work_jobs(&fx2).await.iter().map(|j| j["job_id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(first, again);
+}
+
+/// A work queue that refuses chosen entries for the first `fail_calls` batch sends.
+struct Flaky {
+    inner: SqsQueue,
+    fail_calls: AtomicUsize,
+    fail_every: usize,
+}
+
+impl MessageQueue for Flaky {
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), QueueError> {
+        self.inner.send(msg).await
+    }
+
+    async fn send_batch(&self, msgs: &[OutboundMessage]) -> Result<Vec<usize>, QueueError> {
+        if self.fail_calls.load(Ordering::SeqCst) == 0 {
+            return self.inner.send_batch(msgs).await;
+        }
+        self.fail_calls.fetch_sub(1, Ordering::SeqCst);
+        // Store only the entries not chosen to fail, report the chosen ones as refused.
+        let keep: Vec<OutboundMessage> =
+            msgs.iter().enumerate().filter(|(i, _)| i % self.fail_every != 0).map(|(_, m)| m.clone()).collect();
+        let failed_inner = self.inner.send_batch(&keep).await?;
+        assert!(failed_inner.is_empty());
+        Ok((0..msgs.len()).filter(|i| i % self.fail_every == 0).collect())
+    }
+}
+
+#[tokio::test]
+async fn partial_batch_failures_lose_no_job_and_acknowledge_nothing_early() {
+    let fx = Fx::new("d-partial").await;
+    let ids: Vec<String> = (0..25).map(|i| format!("20261122-{i:07}")).collect();
+    fx.ingest(&json!({"event_no": 90072, "resource": {"mall_id": "flaky", "order_id": ids.join(",")}}), "flaky-1")
+        .await;
+    // 1) Refusals that the retries absorb: all 25 jobs arrive, the inbox message is acknowledged.
+    let d = fx.dispatcher_with(Flaky {
+        inner: SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.work.url.clone()),
+        fail_calls: AtomicUsize::new(3),
+        fail_every: 3,
+    });
+    let r = run_dispatcher(&fx, &d).await;
+    assert_eq!(r.deleted, 1);
+    assert!(d.stats.retried_entries.load(Ordering::Relaxed) > 0);
+    let jobs = work_jobs(&fx).await;
+    assert_eq!(jobs.iter().map(|j| j["job_id"].as_str().unwrap()).collect::<BTreeSet<_>>().len(), 25, "no job lost");
+
+    // 2) Refusals that outlast the retries: the inbox message is NOT acknowledged.
+    let fx2 = Fx { sim: fx.sim.clone(), base: fx.base.clone(), env: TestEnv::new("d-partial-2").await.unwrap() };
+    fx2.ingest(&json!({"event_no": 90072, "resource": {"mall_id": "flaky", "order_id": ids.join(",")}}), "flaky-2")
+        .await;
+    let d2 = fx2.dispatcher_with(Flaky {
+        inner: SqsQueue::new(fx2.env.sqs.clone(), fx2.env.stack.work.url.clone()),
+        fail_calls: AtomicUsize::new(1000),
+        fail_every: 2,
+    });
+    let e = esm(&fx2, &fx2.env.stack.inbox.url, &fx2.env.stack.inbox.arn);
+    let h = |event: Value| {
+        let d2 = &d2;
+        async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            serde_json::to_value(d2.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+        }
+    };
+    let r = e.poll_once(&h).await.unwrap();
+    assert_eq!((r.received, r.deleted, r.returned), (1, 0, 1), "returned for a retry, not acknowledged");
+    assert_eq!(fx2.env.depth(&fx2.env.stack.inbox.url).await.unwrap(), 1, "the webhook is still on the inbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_deleted_drops_queued_work_and_removes_tokens() {
+    let fx = Fx::new("d-uninstall").await;
+    let mall = fx.install("leaving").await;
+    let orders = fx.orders("leaving");
+    for (i, o) in orders.iter().take(10).enumerate() {
+        fx.ingest(&json!({"event_no": 90023, "resource": {"mall_id": "leaving", "order_id": o}}), &format!("o-{i}"))
+            .await;
+    }
+    fx.sim.uninstall("leaving", "relay-client");
+    fx.ingest(&json!({"event_no": 90077, "resource": {"mall_id": "leaving", "client_id": "relay-client"}}), "bye")
+        .await;
+    let d = fx.dispatcher();
+    run_dispatcher(&fx, &d).await;
+    assert_eq!(d.stats.uninstalled.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.env.depth(&fx.env.stack.work.url).await.unwrap(), 10, "the work was queued before the uninstall");
+    let rec = fx.tokens().get(&mall).await.unwrap().unwrap();
+    assert_eq!(rec.status, TokenStatus::Uninstalled);
+    assert!(rec.pair.access_token.is_empty() && rec.pair.refresh_token.is_empty(), "tokens gone");
+
+    let w = fx.worker();
+    let e = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
+    let h = |event: Value| {
+        let w = &w;
+        async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+        }
+    };
+    e.run_until_idle(&h, 2).await.unwrap();
+    assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 10, "all queued work dropped");
+    assert_eq!(fx.sim.stats("leaving").calls, 0, "no Cafe24 call for the uninstalled mall");
+    assert_eq!(fx.env.depth(&fx.env.stack.work.url).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn scheduled_keep_alive_enqueues_refreshes_and_reports_reauth() {
+    let fx = Fx::new("d-keepalive").await;
+    let now = fx.sim.clock.now_ms();
+    let soon = fx.install("expiring").await;
+    let store = fx.tokens();
+    let mut rec = store.get(&soon).await.unwrap().unwrap();
+    rec.pair.refresh_expires_ms = now + DAY_MS;
+    store.put_installed(&soon, &rec.pair, now).await.unwrap();
+    fx.install("healthy").await;
+    let locked = fx.install("locked").await;
+    store.set_status(&locked, TokenStatus::NeedsReauth, now).await.unwrap();
+    let d = fx.dispatcher();
+    assert_eq!(d.keep_alive(now).await.unwrap(), (1, 1));
+    assert_eq!(d.keep_alive(now).await.unwrap(), (1, 1), "idempotent per day");
+    assert_eq!(fx.env.depth(&fx.env.stack.work.url).await.unwrap(), 1, "the same day's job is deduplicated");
+    let w = fx.worker();
+    let e = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
+    let h = |event: Value| {
+        let w = &w;
+        async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+        }
+    };
+    e.run_until_idle(&h, 2).await.unwrap();
+    assert!(
+        store.get(&soon).await.unwrap().unwrap().pair.refresh_expires_ms > now + 13 * DAY_MS,
+        "refresh token renewed"
+    );
+    assert_eq!(fx.sim.stats("expiring").token_issuances, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_webhooks_across_five_malls_end_to_end() {
+    let fx = Fx::new("d-e2e").await;
+    let malls = ["alpha", "bravo", "charlie", "delta", "echo"];
+    for m in malls {
+        fx.install(m).await;
+    }
+    let ingest = Arc::new(fx.env.ingest());
+    let url = serve_ingest(ingest).await;
+    let http = reqwest::Client::new();
+    http.post(format!("{}/sim/webhooks/target", fx.base))
+        .json(&json!({"url": format!("{url}/webhooks/cafe24"), "api_key": KEY}))
+        .send()
+        .await
+        .unwrap();
+
+    // Per mall (100 events): 74 orders placed, 20 payments on earlier orders (5 of them also resent by Cafe24),
+    // 5 shipping changes, and one bulk cancellation over 3 orders.
+    let mut sent = 0usize;
+    let mut touched: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for m in malls {
+        let mut placed = Vec::new();
+        for _ in 0..74 {
+            let r: Value = http
+                .post(format!("{}/sim/malls/{m}/orders", fx.base))
+                .json(&json!({"emit_webhook": true}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(r["delivered"], 1, "{r}");
+            sent += 1;
+        }
+        let ids = fx.orders(m);
+        for id in ids.iter().rev().take(74) {
+            placed.push(id.clone());
+        }
+        for (i, id) in placed.iter().take(20).enumerate() {
+            let r: Value = http
+                .post(format!("{}/sim/malls/{m}/orders/{id}/change", fx.base))
+                .json(&json!({"paid": true, "emit_event_no": 90025, "duplicate": i < 5}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(r["delivered"].as_u64().unwrap() >= 1);
+            sent += 1;
+        }
+        for id in placed.iter().skip(20).take(5) {
+            http.post(format!("{}/sim/malls/{m}/orders/{id}/change", fx.base))
+                .json(&json!({"shipping_status": "M", "emit_event_no": 90024}))
+                .send()
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        let bulk: Vec<String> = placed.iter().skip(30).take(3).cloned().collect();
+        for id in &bulk {
+            http.post(format!("{}/sim/malls/{m}/orders/{id}/change", fx.base))
+                .json(&json!({"shipping_status": "C"}))
+                .send()
+                .await
+                .unwrap();
+        }
+        http.post(format!("{}/sim/webhooks/send", fx.base))
+            .json(&json!({"mall": m, "event_no": 90072, "resource": {"order_id": bulk.join(",")}}))
+            .send()
+            .await
+            .unwrap();
+        sent += 1;
+        touched.insert(m, placed.into_iter().collect());
+    }
+    assert_eq!(sent, 500, "webhook events sent (plus 25 resends)");
+
+    let d = fx.dispatcher();
+    let w = fx.worker();
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let inbox = esm(&fx, &fx.env.stack.inbox.url, &fx.env.stack.inbox.arn);
+    let work = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
+    let dh = |event: Value| {
+        let d = &d;
+        async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+        }
+    };
+    let wh = |event: Value| {
+        let w = &w;
+        async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+        }
+    };
+    let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
+    let current = |m: &str, id: &str| {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, m).data.orders.get(id).map(|o| cafe24_sim::kst::iso_kst(o.updated_ms))
+    };
+    let pollers = async {
+        let a = async {
+            while !stop.load(Ordering::Relaxed) {
+                if inbox.poll_once(&dh).await.unwrap().received == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let b = async {
+            while !stop.load(Ordering::Relaxed) {
+                if work.poll_once(&wh).await.unwrap().received == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let watch = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let idle = fx.env.depth(&fx.env.stack.inbox.url).await.unwrap() == 0
+                    && fx.env.depth(&fx.env.stack.work.url).await.unwrap() == 0;
+                if idle || started.elapsed() > Duration::from_secs(300) {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        };
+        futures::future::join3(a, b, watch).await;
+    };
+    pollers.await;
+    let elapsed = started.elapsed();
+
+    let mut missing = 0;
+    let mut stale = 0;
+    let mut expected = 0;
+    for (m, ids) in &touched {
+        let mall = MallId::parse(m).unwrap();
+        for id in ids {
+            expected += 1;
+            match state.snapshot(&mall, "order", id).await.unwrap() {
+                Some((_, Some(data))) => {
+                    if data["updated_date"].as_str() != current(m, id).as_deref() {
+                        stale += 1;
+                    }
+                }
+                _ => missing += 1,
+            }
+        }
+    }
+    let calls: u64 = malls.iter().map(|m| fx.sim.stats(m).endpoints.get("orders/{id}").map_or(0, |e| e.calls)).sum();
+    let r429: u64 = malls.iter().map(|m| fx.sim.stats(m).status_429).sum();
+    println!(
+        "e2e: {sent} webhooks → {} jobs; {expected} orders expected, {missing} missing, {stale} stale; {calls} calls, {r429} 429s, \
+         coalesced {}, duplicates {}, {:.1} s",
+        d.stats.jobs.load(Ordering::Relaxed),
+        w.stats.coalesced.load(Ordering::Relaxed),
+        w.stats.duplicates.load(Ordering::Relaxed),
+        elapsed.as_secs_f64()
+    );
+    assert_eq!((missing, stale), (0, 0), "every expected snapshot present and current");
+    assert_eq!(r429, 0, "zero 429s at the simulator");
+    assert!(calls <= d.stats.jobs.load(Ordering::Relaxed), "no job executed twice");
+    assert_eq!(w.stats.synced.load(Ordering::Relaxed), calls, "every call was a distinct job's");
+    assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0);
+}
