@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench-ingest size clean
+.PHONY: help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -38,11 +38,18 @@ lint: ## clippy over every target, warnings are errors (no unwrap/expect/panic o
 test-unit: ## unit tests only (no moto needed)
 	$(CARGO) test --workspace --lib --bins --locked
 
-test: tools check-purity fmt-check lint ## everything CI runs: purity, format, lint, all tests against moto and cargo lambda
+test: tools check-purity fmt-check lint ## everything CI runs: purity, format, lint, all tests, and quick demo + bench smoke runs
 	scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked
+	$(CARGO) build --locked -p relay-demo
+	scripts/with-moto.sh target/debug/relay-demo --quick
+	scripts/with-moto.sh target/debug/relay-bench --quick
 
 demo: ## run the pipeline locally (moto + the real function binaries) and show it working
 	@scripts/demo.sh
+
+bench: tools ## the burst scenario through relay vs the direct and handoff baselines at real limits (writes docs/benchmarks/)
+	$(CARGO) build --locked -p relay-demo
+	scripts/with-moto.sh target/debug/relay-bench
 
 bench-ingest: ## ingest CPU per request vs plain serde_json parsing (prints a table)
 	$(CARGO) bench -p webhook-ingest --bench ingest_cpu --locked

@@ -25,6 +25,7 @@ use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_demo::bridge::serve;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use serde_json::{json, Value};
@@ -35,6 +36,15 @@ use worker::{Worker, WorkerConfig};
 const KEY: &str = "demo-webhook-key";
 const MALLS: [(&str, usize); 3] = [("bigshop", 90), ("midshop", 30), ("byeshop", 12)];
 
+/// `--quick` (the smoke run in `make test`): smaller burst, same real limits.
+fn sizes() -> [(&'static str, usize); 3] {
+    if std::env::args().any(|a| a == "--quick") {
+        [("bigshop", 45), ("midshop", 12), ("byeshop", 6)]
+    } else {
+        MALLS
+    }
+}
+
 fn cafe24_config(sim_base: &str) -> Result<Cafe24Config> {
     let base = format!("{sim_base}/{{mall_id}}");
     Ok(Cafe24Config::from_lookup(|k| match k {
@@ -44,49 +54,6 @@ fn cafe24_config(sim_base: &str) -> Result<Cafe24Config> {
         "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
         _ => None,
     })?)
-}
-
-/// Serves the ingest handler over HTTP (each request becomes the Function URL event Lambda sends).
-async fn serve<I: webhook_ingest::install::InstallFlow + 'static>(
-    ingest: Arc<Ingest<SqsQueue, I>>,
-    listener: tokio::net::TcpListener,
-) -> Result<()> {
-    use axum::body::Bytes;
-    use axum::http::{HeaderMap, Method, Uri};
-    let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let ingest = ingest.clone();
-        async move {
-            let hs: serde_json::Map<String, Value> =
-                headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::String(v.to_str().ok()?.to_owned())))).collect();
-            let (path, query) = uri.path_and_query().map(|p| (p.path().to_owned(), p.query().unwrap_or("").to_owned())).unwrap_or_default();
-            use base64::Engine as _;
-            let event = json!({
-                "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query, "headers": hs,
-                "requestContext": {"accountId": "anonymous", "apiId": "demo", "domainName": "demo.lambda-url.local", "domainPrefix": "demo",
-                    "http": {"method": method.as_str(), "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "demo"},
-                    "requestId": format!("{:016x}", rand::random::<u64>()), "routeKey": "$default", "stage": "$default", "time": "", "timeEpoch": 0},
-                "body": base64::engine::general_purpose::STANDARD.encode(&body), "isBase64Encoded": true
-            });
-            match lambda_http::request::from_str(&event.to_string()) {
-                Ok(req) => {
-                    let resp = ingest.handle(req).await;
-                    let mut out = axum::response::Response::new(axum::body::Body::from(resp.body().as_ref().to_vec()));
-                    *out.status_mut() = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-                    for (k, v) in resp.headers() {
-                        if let (Ok(k), Ok(v)) = (axum::http::HeaderName::from_bytes(k.as_str().as_bytes()), axum::http::HeaderValue::from_bytes(v.as_bytes())) {
-                            out.headers_mut().insert(k, v);
-                        }
-                    }
-                    out
-                }
-                Err(_) => axum::response::Response::new(axum::body::Body::from("bad event")),
-            }
-        }
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(())
 }
 
 #[tokio::main]
@@ -190,7 +157,7 @@ async fn main() -> Result<()> {
         .await?;
     let sender = async {
         let mut sent = 0u32;
-        for (m, n) in MALLS {
+        for (m, n) in sizes() {
             let before: Vec<String> = {
                 let mut g = sim.lock();
                 sim.mall(&mut g, m).data.orders.keys().cloned().collect()
