@@ -11,7 +11,7 @@
 //! Each design gets its own malls on the same simulator. Output: a markdown table and a PNG
 //! chart in `docs/benchmarks/`. `--quick` scales limits ×10 and shrinks the burst (a smoke run).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +29,6 @@ use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::{Cafe24, Cafe24Config};
 use relay_demo::bridge::{serve, INGEST_BILLED_MS};
-use relay_domain::envelope::InboxEnvelope;
 use relay_domain::tokens::{Secret, TokenPair, TokenStore};
 use relay_domain::MallId;
 use serde_json::{json, Value};
@@ -333,8 +332,10 @@ async fn main() -> Result<()> {
                 let mut all = true;
                 'outer: for (m, ids) in &touched {
                     let cur = current_orders(&sim, m);
-                    let mall =
-                        MallId::parse(m).unwrap_or_else(|_| MallId::parse("x").unwrap_or_else(|_| unreachable!()));
+                    let Ok(mall) = MallId::parse(m) else {
+                        all = false;
+                        break 'outer;
+                    };
                     for id in ids {
                         let ok = matches!(state.snapshot(&mall, "order", id).await, Ok(Some((_, Some(v)))) if v.get("updated_date").and_then(Value::as_str) == cur.get(id).map(String::as_str));
                         if !ok {
@@ -603,6 +604,3 @@ fn chart(sim: &Sim, path: &std::path::Path, p: Params) -> Result<()> {
     root.present().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     Ok(())
 }
-
-#[allow(dead_code)]
-fn _unused(_: InboxEnvelope, _: BTreeSet<u8>) {}
