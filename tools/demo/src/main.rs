@@ -281,7 +281,8 @@ async fn main() -> Result<()> {
         sent_total.store(n, Ordering::Relaxed);
         Ok::<(), anyhow::Error>(())
     };
-    let (_, _, _, _, _, sent) = tokio::join!(poll(0), poll(0), poll(1), poll(1), progress, send);
+    let (_, _, _, _, sent) =
+        tokio::join!(poll(0), poll(0), futures::future::join_all((0..=MALLS.len()).map(|_| poll(1))), progress, send);
     sent?;
 
     // Report.

@@ -350,7 +350,8 @@ async fn main() -> Result<()> {
             }
             stop.store(true, Ordering::Relaxed);
         };
-        tokio::join!(poll(0), poll(0), poll(1), poll(1), drive);
+        // Worker pollers like MaximumConcurrency ≥ active malls (one FIFO group per mall).
+        tokio::join!(poll(0), poll(0), futures::future::join_all((0..=p.malls).map(|_| poll(1))), drive);
         let makespan = start.elapsed().as_secs_f64();
         let (touched, events) = sent
             .lock()
