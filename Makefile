@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
+.PHONY: lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -38,7 +38,13 @@ lint: ## clippy over every target, warnings are errors (no unwrap/expect/panic o
 test-unit: ## unit tests only (no moto needed)
 	$(CARGO) test --workspace --lib --bins --locked
 
-test: tools check-purity fmt-check lint ## everything CI runs: purity, format, lint, all tests, and quick demo + bench smoke runs
+lint-infra: tools ## validate infra/template.yaml offline with cfn-lint
+	.venv/bin/cfn-lint infra/template.yaml
+
+build: tools ## cargo lambda build --release for the three functions (target/lambda/<name>/bootstrap)
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked -p webhook-ingest -p dispatcher -p worker
+
+test: tools check-purity fmt-check lint lint-infra ## everything CI runs: purity, format, lint, all tests, and quick demo + bench smoke runs
 	scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked
 	$(CARGO) build --locked -p relay-demo
 	scripts/with-moto.sh target/debug/relay-demo --quick

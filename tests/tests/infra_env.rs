@@ -1,0 +1,145 @@
+//! No drift between `infra/template.yaml` and the environment the functions read: every variable
+//! a function reads is set by the template, and every variable the template sets is read.
+//!
+//! What a function reads is recorded by calling its configuration loaders with a lookup that
+//! answers valid sample values and records every key asked for, plus the variables its `main.rs`
+//! reads directly (`env("…")` / `required("…")`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+/// Provided by Lambda or only used locally; never set by the template.
+const PLATFORM: &[&str] = &["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG", "AWS_ENDPOINT_URL"];
+
+fn sample(k: &str) -> Option<String> {
+    Some(match k {
+        k if k.ends_with("_URL") && k.starts_with("CAFE24") => "https://{mall_id}.cafe24api.com".into(),
+        k if k.ends_with("_URL") || k == "OAUTH_REDIRECT_URI" => "https://example.com/x".into(),
+        "CAFE24_API_VERSION" => "2025-12-01".into(),
+        "RATE_LIMIT_KEY" => "mall".into(),
+        "ROUTING_OVERRIDES" => "{}".into(),
+        "OAUTH_STATE_SECRET" => "0123456789abcdef0123456789abcdef".into(),
+        "MAX_BODY_BYTES" => "1000".into(),
+        k if k.ends_with("_MS")
+            || k.ends_with("_S")
+            || k.ends_with("_DAYS")
+            || k.starts_with("LIMITER_")
+            || k == "MAX_ATTEMPTS" =>
+        {
+            "3".into()
+        }
+        _ => "value".into(),
+    })
+}
+
+fn recorded(load: impl Fn(&dyn Fn(&str) -> Option<String>)) -> BTreeSet<String> {
+    let seen = Mutex::new(BTreeSet::new());
+    let lookup = |k: &str| {
+        seen.lock().unwrap().insert(k.to_owned());
+        sample(k)
+    };
+    load(&lookup);
+    seen.into_inner().unwrap()
+}
+
+/// `env("X")` and `required("X")` in a main.rs.
+fn read_by_main(src: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for pat in ["env(\"", "required(\""] {
+        for part in src.split(pat).skip(1) {
+            let name: String =
+                part.chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
+            if !name.is_empty() && part[name.len()..].starts_with('"') {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+/// Environment variable names per function resource in the template (line-based: the template
+/// keeps `Environment: Variables:` blocks in plain block style).
+fn template_vars() -> BTreeMap<String, BTreeSet<String>> {
+    let t = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut resource = String::new();
+    let mut in_vars: Option<usize> = None;
+    for line in t.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if indent == 2 && trimmed.ends_with(':') {
+            resource = trimmed.trim_end_matches(':').to_owned();
+            in_vars = None;
+            continue;
+        }
+        if trimmed == "Variables:" {
+            in_vars = Some(indent);
+            continue;
+        }
+        if let Some(v) = in_vars {
+            if indent > v && !trimmed.is_empty() {
+                if let Some((k, _)) = trimmed.split_once(':') {
+                    out.entry(resource.clone()).or_default().insert(k.to_owned());
+                }
+            } else if !trimmed.is_empty() {
+                in_vars = None;
+            }
+        }
+    }
+    out
+}
+
+fn code_vars(main_rs: &str, loaders: BTreeSet<String>) -> BTreeSet<String> {
+    let mut all = loaders;
+    all.extend(read_by_main(main_rs));
+    all.retain(|k| !PLATFORM.contains(&k.as_str()));
+    all
+}
+
+#[test]
+fn template_sets_exactly_what_each_function_reads() {
+    let t = template_vars();
+    let ingest = code_vars(
+        include_str!("../../functions/webhook-ingest/src/main.rs"),
+        recorded(|l| {
+            let _ = webhook_ingest::IngestConfig::from_lookup(|k| l(k));
+            let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
+            let _ = webhook_ingest::install::InstallConfig::from_lookup(|k| l(k));
+        }),
+    );
+    let dispatcher = code_vars(
+        include_str!("../../functions/dispatcher/src/main.rs"),
+        recorded(|l| {
+            let _ = dispatcher::DispatcherConfig::from_lookup(|k| l(k));
+        }),
+    );
+    let worker = code_vars(
+        include_str!("../../functions/worker/src/main.rs"),
+        recorded(|l| {
+            let _ = worker::WorkerConfig::from_lookup(|k| l(k));
+            let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
+        }),
+    );
+    for (resource, code) in
+        [("WebhookIngestFunction", ingest), ("DispatcherFunction", dispatcher), ("WorkerFunction", worker)]
+    {
+        let tmpl = t.get(resource).cloned().unwrap_or_default();
+        let missing: Vec<_> = code.difference(&tmpl).collect();
+        let unused: Vec<_> = tmpl.difference(&code).collect();
+        assert!(
+            missing.is_empty() && unused.is_empty(),
+            "{resource}: read but not set {missing:?}; set but never read {unused:?}"
+        );
+    }
+}
+
+#[test]
+fn the_template_parser_sees_every_function() {
+    let t = template_vars();
+    for f in ["WebhookIngestFunction", "DispatcherFunction", "WorkerFunction"] {
+        assert!(t.get(f).is_some_and(|v| v.len() >= 5), "{f}: {:?}", t.get(f));
+    }
+    assert!(read_by_main(r#"let a = env("ABC_D"); required("X1");"#).contains("ABC_D"));
+}
