@@ -221,15 +221,18 @@ impl TokenStore for DynamoTokenStore {
     }
 
     async fn set_status(&self, mall: &MallId, status: TokenStatus, now_ms: u64) -> Result<(), StoreError> {
+        // `uninstalled` is final until a re-install (`put_installed`): a late `needs_reauth` (a
+        // refresh refused because the app was just deleted) must not overwrite it.
         let r = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(mall.as_str()))
             .update_expression("SET #st = :s, updated = :now ADD v :one")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression("attribute_exists(pk) AND (#st <> :un OR :s = :un)")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":s", s(status.as_str()))
+            .expression_attribute_values(":un", s(TokenStatus::Uninstalled.as_str()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":one", n(1))
             .send()
