@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
 use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
@@ -11,7 +11,7 @@ use relay_domain::ratelimit::{Class, KeyScope};
 use relay_domain::routing::{plan, Dispatch, RoutingTable};
 use relay_domain::tokens::TokenStore;
 use relay_domain::DedupId;
-use relay_lambda::fifo::{drive, RecordResult};
+use relay_lambda::fifo::{drive, sqs, RecordResult};
 
 /// Configuration, read once per cold start.
 #[derive(Clone, Debug)]
@@ -241,8 +241,8 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
         let records = event.records;
         let plan = drive(
             &records,
-            |m: &SqsMessage| m.message_id.as_deref().unwrap_or(""),
-            |m: &SqsMessage| m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or(""),
+            sqs::message_id,
+            sqs::group_id,
             time_left,
             Duration::from_millis(self.cfg.min_time_left_ms),
             |i, _| {
@@ -256,17 +256,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
             },
         )
         .await;
-        let mut resp = SqsBatchResponse::default();
-        resp.batch_item_failures = plan
-            .returned
-            .into_iter()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        resp
+        sqs::response(plan.returned)
     }
 
     /// Scheduled keep-alive: one `RefreshToken` job per mall whose refresh token expires within

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_cafe24::tokens::Need;
 use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::jobs::{backoff_s, Job, JobKind};
@@ -15,7 +15,7 @@ use relay_domain::ports::{
 };
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::DedupId;
-use relay_lambda::fifo::{drive, RecordResult};
+use relay_lambda::fifo::{drive, sqs, RecordResult};
 use serde_json::json;
 
 use crate::config::WorkerConfig;
@@ -94,8 +94,8 @@ where
         let tl = &time_left;
         let plan = drive(
             &records,
-            |m: &SqsMessage| m.message_id.as_deref().unwrap_or(""),
-            |m: &SqsMessage| m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or(""),
+            sqs::message_id,
+            sqs::group_id,
             tl,
             Duration::from_millis(self.cfg.min_time_left_ms),
             |i, _| {
@@ -126,17 +126,7 @@ where
                 }
             }
         }
-        let mut resp = SqsBatchResponse::default();
-        resp.batch_item_failures = plan
-            .returned
-            .into_iter()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        resp
+        sqs::response(plan.returned)
     }
 
     async fn dead_letter(&self, job_id: &str, group: &str, body: serde_json::Value) -> bool {
