@@ -522,12 +522,14 @@ async fn main() -> Result<()> {
     }
     md.push_str(&format!("\nFloor: {:.1} s. Bench wall time {:.0} s. DynamoDB and SQS are moto on loopback; the simulator is in-process.\n", rows.first().map_or(0.0, |r| r.floor_s), t_bench.elapsed().as_secs_f64()));
     println!("\n{md}");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/benchmarks");
+    // The quick smoke run (in `make test`) writes under target/, leaving the committed results alone.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = if quick { root.join("target/bench-quick") } else { root.join("docs/benchmarks") };
     std::fs::create_dir_all(&dir)?;
     let name = if quick { "burst-quick" } else { "burst" };
     std::fs::write(dir.join(format!("{name}.md")), &md)?;
     chart(&sim, &dir.join(format!("{name}.png")), p)?;
-    println!("wrote docs/benchmarks/{name}.md and {name}.png");
+    println!("wrote {}/{name}.md and {name}.png", dir.display());
     if let Some(relay) = rows.first() {
         if relay.r429 > 0 || relay.lost > 0 || relay.duplicated > 0 {
             bail!("relay missed its targets");
