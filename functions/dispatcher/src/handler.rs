@@ -152,7 +152,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
     fn job_message(&self, job: &Job) -> Option<OutboundMessage> {
         let group = self.cfg.key_scope.key(&job.mall_id);
         Some(OutboundMessage {
-            group_id: GroupId::mall(&relay_domain::MallId::parse(&group).ok()?),
+            group_id: GroupId::for_key(&group)?,
             dedup_id: DedupId::parse(&job.job_id)?,
             body: serde_json::to_string(job).ok()?,
         })

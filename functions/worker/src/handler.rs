@@ -131,7 +131,7 @@ where
 
     async fn dead_letter(&self, job_id: &str, group: &str, body: serde_json::Value) -> bool {
         let dedup = DedupId::derive("dlq", &[job_id.as_bytes()]);
-        let group = relay_domain::MallId::parse(group).map(|m| GroupId::mall(&m)).unwrap_or_else(|_| GroupId::parked());
+        let group = GroupId::for_key(group).unwrap_or_else(GroupId::parked);
         let msg = OutboundMessage { group_id: group, dedup_id: dedup, body: body.to_string() };
         match self.dlq.send(&msg).await {
             Ok(()) => {

@@ -22,6 +22,14 @@ impl GroupId {
         Self("_parked".to_owned())
     }
 
+    /// Group for a rate-limit key (`KeyScope::key`): 1..=128 characters of SQS's allowed set.
+    pub fn for_key(key: &str) -> Option<Self> {
+        let ok = !key.is_empty()
+            && key.len() <= 128
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || c.is_ascii_punctuation());
+        ok.then(|| Self(key.to_owned()))
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -146,6 +146,11 @@ fn rate_limit_key_is_derived_in_one_place() {
     assert_eq!(KeyScope::parse("global:shared cred").unwrap().key(&m), "sharedcred");
     assert_eq!(KeyScope::parse("global:!!!").unwrap().key(&m), "global");
     assert_eq!(KeyScope::parse("mall"), Some(KeyScope::Mall));
+    // Every key is a valid work-queue group id.
+    for scope in [KeyScope::Mall, KeyScope::parse("app:abc").unwrap(), KeyScope::parse("global:x").unwrap()] {
+        assert!(crate::ports::GroupId::for_key(&scope.key(&m)).is_some(), "{scope:?}");
+    }
+    assert!(crate::ports::GroupId::for_key("").is_none() && crate::ports::GroupId::for_key("a b").is_none());
     for bad in ["", "app:", "global", "shop", "app:  "] {
         assert_eq!(KeyScope::parse(bad), None, "{bad}");
     }
