@@ -274,3 +274,40 @@ where
     });
     format!("http://{addr}")
 }
+
+/// The Cafe24 client configuration for an app `relay-client`/`relay-secret` on a simulator at
+/// `sim_base` (`http://127.0.0.1:PORT`).
+pub fn sim_cafe24_config(sim_base: &str) -> relay_cafe24::Cafe24Config {
+    let base = format!("{sim_base}/{{mall_id}}");
+    relay_cafe24::Cafe24Config::from_lookup(|k| match k {
+        "CAFE24_API_BASE_URL" => Some(base.clone()),
+        "CAFE24_API_VERSION" => Some("2025-12-01".into()),
+        "CAFE24_CLIENT_ID" => Some("relay-client".into()),
+        "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+/// "Already installed": the simulator issues `relay-client` a token pair with every read scope for
+/// `mall` (not counted as an issuance) and the pair is stored in the env's token table.
+pub async fn install_seeded(sim: &cafe24_sim::Sim, env: &TestEnv, mall: &str) -> relay_domain::MallId {
+    use cafe24_sim::state::{ALL_READ_SCOPES, DAY_MS, HOUR_MS};
+    use relay_domain::tokens::{Secret, TokenPair, TokenStore};
+    let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
+    let (a, r) = sim.seed_tokens(mall, "relay-client", scopes.clone());
+    let now = sim.clock.now_ms();
+    let pair = TokenPair {
+        access_token: Secret::new(a),
+        access_expires_ms: now + 2 * HOUR_MS,
+        refresh_token: Secret::new(r),
+        refresh_expires_ms: now + 14 * DAY_MS,
+        scopes,
+    };
+    let m = relay_domain::MallId::parse(mall).unwrap();
+    relay_aws::tokens::DynamoTokenStore::new(env.ddb.clone(), env.stack.token_table.clone())
+        .put_installed(&m, &pair, now)
+        .await
+        .unwrap();
+    m
+}

@@ -14,7 +14,7 @@ use relay_cafe24::{Cafe24, Cafe24Config, Cafe24Error};
 use relay_domain::ratelimit::{Class, LimiterConfig};
 use relay_domain::tokens::{Secret, TokenPair, TokenStatus, TokenStore};
 use relay_domain::MallId;
-use relay_tests::TestEnv;
+use relay_tests::{install_seeded, sim_cafe24_config, TestEnv};
 
 const T0: u64 = 1_795_305_600_000;
 type Client = Cafe24<DynamoLimiter, DynamoTokenStore>;
@@ -47,15 +47,7 @@ impl Fx {
     }
 
     fn config(&self) -> Cafe24Config {
-        let base = format!("{}/{{mall_id}}", self.base);
-        let mut c = Cafe24Config::from_lookup(|k| match k {
-            "CAFE24_API_BASE_URL" => Some(base.clone()),
-            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
-            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
-            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
-            _ => None,
-        })
-        .unwrap();
+        let mut c = sim_cafe24_config(&self.base);
         c.request_timeout = Duration::from_millis(800);
         c
     }
@@ -84,19 +76,7 @@ impl Fx {
 
     /// Installs the app into `mall` (tokens issued by the simulator, stored in DynamoDB).
     async fn install(&self, mall: &str) -> MallId {
-        let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
-        let (a, r) = self.sim.seed_tokens(mall, "relay-client", scopes.clone());
-        let now = self.sim.clock.now_ms();
-        let pair = TokenPair {
-            access_token: Secret::new(a),
-            access_expires_ms: now + 2 * HOUR_MS,
-            refresh_token: Secret::new(r),
-            refresh_expires_ms: now + 14 * DAY_MS,
-            scopes,
-        };
-        let m = MallId::parse(mall).unwrap();
-        self.store().put_installed(&m, &pair, now).await.unwrap();
-        m
+        install_seeded(&self.sim, &self.env, mall).await
     }
 
     fn fault(&self, mall: &str, endpoint: &str, kind: FaultKind, remaining: u32) {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
+use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{EsmConfig, LocalEsm};
 use dispatcher::{Dispatcher, DispatcherConfig};
@@ -17,9 +17,9 @@ use relay_aws::limiter::{system_clock, DynamoLimiter};
 use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_cafe24::Cafe24;
 use relay_domain::ports::{MessageQueue, OutboundMessage, QueueError};
-use relay_domain::tokens::{Secret, TokenPair, TokenStatus, TokenStore};
+use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::MallId;
 use relay_tests::*;
 use serde_json::{json, Value};
@@ -72,15 +72,7 @@ impl Fx {
     }
 
     fn worker(&self) -> W {
-        let base = format!("{}/{{mall_id}}", self.base);
-        let mut ccfg = Cafe24Config::from_lookup(|k| match k {
-            "CAFE24_API_BASE_URL" => Some(base.clone()),
-            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
-            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
-            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
-            _ => None,
-        })
-        .unwrap();
+        let mut ccfg = sim_cafe24_config(&self.base);
         ccfg.max_inline_wait_ms = (200.0 / SCALE) as u64;
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "LIMITER_RATE_PER_SEC" => Some((2.0 * SCALE).to_string()),
@@ -109,19 +101,7 @@ impl Fx {
     }
 
     async fn install(&self, mall: &str) -> MallId {
-        let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect();
-        let (a, r) = self.sim.seed_tokens(mall, "relay-client", scopes.clone());
-        let now = self.sim.clock.now_ms();
-        let pair = TokenPair {
-            access_token: Secret::new(a),
-            access_expires_ms: now + 2 * HOUR_MS,
-            refresh_token: Secret::new(r),
-            refresh_expires_ms: now + 14 * DAY_MS,
-            scopes,
-        };
-        let m = MallId::parse(mall).unwrap();
-        self.tokens().put_installed(&m, &pair, now).await.unwrap();
-        m
+        install_seeded(&self.sim, &self.env, mall).await
     }
 
     /// Posts a webhook body through the real ingest handler into the inbox.

@@ -11,7 +11,7 @@ use cafe24_sim::{Clock, Sim, SimConfig};
 use relay_aws::limiter::DynamoLimiter;
 use relay_aws::once::DynamoOnceStore;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_cafe24::Cafe24;
 use relay_domain::ratelimit::LimiterConfig;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
@@ -45,15 +45,7 @@ impl Fx {
     }
 
     fn handler(&self) -> Handler {
-        let base = format!("{}/{{mall_id}}", self.base);
-        let cfg = Cafe24Config::from_lookup(|k| match k {
-            "CAFE24_API_BASE_URL" => Some(base.clone()),
-            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
-            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
-            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
-            _ => None,
-        })
-        .unwrap();
+        let cfg = sim_cafe24_config(&self.base);
         let c = self.sim.clock.clone();
         let clock: relay_cafe24::Clock = Arc::new(move || c.now_ms());
         let ddb = self.env.ddb.clone();

@@ -12,19 +12,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
+use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{EsmConfig, LocalEsm};
 use relay_aws::limiter::{system_clock, DynamoLimiter};
 use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_cafe24::Cafe24;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ratelimit::Class;
-use relay_domain::tokens::{Secret, TokenPair, TokenStore};
 use relay_domain::MallId;
-use relay_tests::TestEnv;
+use relay_tests::{install_seeded, sim_cafe24_config, TestEnv};
 use worker::{Worker, WorkerConfig};
 
 type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility>;
@@ -57,15 +56,7 @@ impl Fx {
     }
 
     fn worker(&self) -> W {
-        let base = format!("{}/{{mall_id}}", self.base);
-        let mut ccfg = Cafe24Config::from_lookup(|k| match k {
-            "CAFE24_API_BASE_URL" => Some(base.clone()),
-            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
-            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
-            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
-            _ => None,
-        })
-        .unwrap();
+        let mut ccfg = sim_cafe24_config(&self.base);
         ccfg.max_inline_wait_ms = (200.0 / self.scale) as u64;
         let env = self.env.stack.env();
         let s = self.scale;
@@ -92,22 +83,7 @@ impl Fx {
     }
 
     async fn install(&self, mall: &str) -> MallId {
-        let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect();
-        let (a, r) = self.sim.seed_tokens(mall, "relay-client", scopes.clone());
-        let now = self.sim.clock.now_ms();
-        let pair = TokenPair {
-            access_token: Secret::new(a),
-            access_expires_ms: now + 2 * HOUR_MS,
-            refresh_token: Secret::new(r),
-            refresh_expires_ms: now + 14 * DAY_MS,
-            scopes,
-        };
-        let m = MallId::parse(mall).unwrap();
-        DynamoTokenStore::new(self.env.ddb.clone(), self.env.stack.token_table.clone())
-            .put_installed(&m, &pair, now)
-            .await
-            .unwrap();
-        m
+        install_seeded(&self.sim, &self.env, mall).await
     }
 
     fn orders(&self, mall: &str) -> Vec<String> {

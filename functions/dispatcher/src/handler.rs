@@ -32,21 +32,7 @@ pub struct DispatcherConfig {
     pub min_time_left_ms: u64,
 }
 
-/// A configuration error naming the variable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// Required and missing.
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    /// Present but unusable.
-    #[error("environment variable {var} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// Why.
-        reason: String,
-    },
-}
+pub use relay_lambda::config::ConfigError;
 
 impl DispatcherConfig {
     /// Reads the environment through `lookup`.

@@ -17,21 +17,7 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
 }
 
-/// A configuration error, naming the variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A required variable is unset or empty.
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    /// A variable is set to an unusable value.
-    #[error("environment variable {var} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// What is wrong (never the value itself: it may be a secret).
-        reason: String,
-    },
-}
+pub use relay_lambda::config::ConfigError;
 
 impl IngestConfig {
     /// Reads the configuration through `lookup` (e.g. `|k| std::env::var(k).ok()`).

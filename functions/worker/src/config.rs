@@ -30,21 +30,7 @@ pub struct WorkerConfig {
     pub limiter: LimiterConfig,
 }
 
-/// A configuration error naming the variable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// Required and missing.
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    /// Present but unusable.
-    #[error("environment variable {var} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// Why (never the value).
-        reason: String,
-    },
-}
+pub use relay_lambda::config::ConfigError;
 
 impl WorkerConfig {
     /// Reads `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`,

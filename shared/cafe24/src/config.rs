@@ -32,21 +32,7 @@ pub struct Cafe24Config {
     pub key_scope: KeyScope,
 }
 
-/// A configuration error naming the variable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// Required and missing.
-    #[error("environment variable {0} is required")]
-    Missing(&'static str),
-    /// Present but unusable.
-    #[error("environment variable {var} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        var: &'static str,
-        /// Why (never the value).
-        reason: &'static str,
-    },
-}
+pub use relay_domain::config::ConfigError;
 
 impl Cafe24Config {
     /// Reads `CAFE24_API_BASE_URL`, `CAFE24_API_VERSION`, `CAFE24_CLIENT_ID`,
@@ -57,7 +43,7 @@ impl Cafe24Config {
         if !base.contains("{mall_id}") || !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ConfigError::Invalid {
                 var: "CAFE24_API_BASE_URL",
-                reason: "must be an http(s) URL containing {mall_id}",
+                reason: "must be an http(s) URL containing {mall_id}".into(),
             });
         }
         let api_version = get("CAFE24_API_VERSION").ok_or(ConfigError::Missing("CAFE24_API_VERSION"))?;
@@ -67,7 +53,7 @@ impl Cafe24Config {
             || v.get(7) != Some(&b'-')
             || !api_version.replace('-', "").bytes().all(|c| c.is_ascii_digit())
         {
-            return Err(ConfigError::Invalid { var: "CAFE24_API_VERSION", reason: "must be YYYY-MM-DD" });
+            return Err(ConfigError::Invalid { var: "CAFE24_API_VERSION", reason: "must be YYYY-MM-DD".into() });
         }
         let client_id = get("CAFE24_CLIENT_ID").ok_or(ConfigError::Missing("CAFE24_CLIENT_ID"))?;
         let client_secret =
@@ -77,7 +63,7 @@ impl Cafe24Config {
                 None => Ok(default),
                 Some(v) => match v.parse::<u64>() {
                     Ok(x) if x >= 1 && x <= max => Ok(x),
-                    _ => Err(ConfigError::Invalid { var: k, reason: "must be a positive integer in range" }),
+                    _ => Err(ConfigError::Invalid { var: k, reason: "must be a positive integer in range".into() }),
                 },
             }
         };
@@ -87,7 +73,7 @@ impl Cafe24Config {
             None => KeyScope::Mall,
             Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
                 var: "RATE_LIMIT_KEY",
-                reason: "must be mall, app:<client_id> or global:<name>",
+                reason: "must be mall, app:<client_id> or global:<name>".into(),
             })?,
         };
         Ok(Self {

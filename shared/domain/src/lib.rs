@@ -8,7 +8,7 @@
 //! - depend on an AWS SDK, `lambda_*`, `reqwest` or `tokio` (checked by `make check-purity`,
 //!   which fails the build when one appears in this crate's dependency tree);
 //! - read a clock or the environment: time and configuration are arguments;
-//! - panic on any input (workspace lints deny `unwrap`/`expect`/`panic!`).
+//! - panic on any input (the workspace lints deny unwrapping and explicit panics outside tests).
 //!
 //! ## Invariants
 //! - A [`DedupId`] is always 1..=128 characters from SQS's allowed set.
@@ -16,6 +16,7 @@
 //! - The envelope carries the webhook body byte for byte; it is never re-serialised.
 
 pub mod auth;
+pub mod config;
 pub mod envelope;
 pub mod ids;
 pub mod jobs;

@@ -10,7 +10,9 @@
 //! let cfg = LimiterConfig { rate_per_sec: 2.0, burst: 3, rate_margin: 0.0, burst_margin: 0, min_spacing_ms: 0, ..LimiterConfig::default() };
 //! let mut s = LimiterState::default();
 //! for _ in 0..3 {
-//!     match cfg.decide(&s, 0, Class::Live) { Decision::Admit(next) => s = next, w => panic!("{w:?}") }
+//!     let d = cfg.decide(&s, 0, Class::Live);
+//!     assert!(matches!(d, Decision::Admit(_)), "{d:?}");
+//!     if let Decision::Admit(next) = d { s = next }
 //! }
 //! assert_eq!(cfg.decide(&s, 0, Class::Live), Decision::Wait(500)); // 2/s: one more after 500 ms
 //! assert!(matches!(cfg.decide(&s, 500, Class::Live), Decision::Admit(_)));

@@ -134,6 +134,35 @@ where
     plan
 }
 
+/// Glue between Lambda's SQS event types and [`drive`].
+pub mod sqs {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+
+    /// A record's message id (empty if absent, which Lambda never sends).
+    pub fn message_id(m: &SqsMessage) -> &str {
+        m.message_id.as_deref().unwrap_or("")
+    }
+
+    /// A record's FIFO message group.
+    pub fn group_id(m: &SqsMessage) -> &str {
+        m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("")
+    }
+
+    /// The partial-batch response listing exactly `returned`.
+    pub fn response(returned: Vec<String>) -> SqsBatchResponse {
+        let mut resp = SqsBatchResponse::default();
+        resp.batch_item_failures = returned
+            .into_iter()
+            .map(|id| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id;
+                f
+            })
+            .collect();
+        resp
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,34 +267,5 @@ mod tests {
             sorted.sort_by_key(|s| s[1..].parse::<usize>().unwrap());
             prop_assert_eq!(&sorted, &plan.returned);
         }
-    }
-}
-
-/// Glue between Lambda's SQS event types and [`drive`].
-pub mod sqs {
-    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
-
-    /// A record's message id (empty if absent, which Lambda never sends).
-    pub fn message_id(m: &SqsMessage) -> &str {
-        m.message_id.as_deref().unwrap_or("")
-    }
-
-    /// A record's FIFO message group.
-    pub fn group_id(m: &SqsMessage) -> &str {
-        m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("")
-    }
-
-    /// The partial-batch response listing exactly `returned`.
-    pub fn response(returned: Vec<String>) -> SqsBatchResponse {
-        let mut resp = SqsBatchResponse::default();
-        resp.batch_item_failures = returned
-            .into_iter()
-            .map(|id| {
-                let mut f = BatchItemFailure::default();
-                f.item_identifier = id;
-                f
-            })
-            .collect();
-        resp
     }
 }

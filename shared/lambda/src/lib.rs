@@ -11,6 +11,7 @@
 //!
 //! Nothing here knows a particular function.
 
+pub mod config;
 pub mod fifo;
 pub mod http;
 pub mod telemetry;
