@@ -8,6 +8,9 @@
 // Test support: failing loudly on a broken fixture or environment is the point.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod emf;
+pub mod pipeline;
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};

@@ -3,131 +3,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use devstack::esm::new_request_id;
+use relay_lambda::telemetry::invocation_span;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS};
-use cafe24_sim::{Clock, Sim, SimConfig};
+use cafe24_sim::state::DAY_MS;
 use devstack::esm::{EsmConfig, LocalEsm};
-use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_aws::limiter::{system_clock, DynamoLimiter};
-use relay_aws::sqs::{SqsQueue, SqsVisibility};
+use dispatcher::Dispatcher;
+use relay_aws::sqs::SqsQueue;
 use relay_aws::state::DynamoState;
-use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::Cafe24;
 use relay_domain::ports::{MessageQueue, OutboundMessage, QueueError};
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::MallId;
+use relay_tests::pipeline::Pipeline;
 use relay_tests::*;
 use serde_json::{json, Value};
-use worker::{Worker, WorkerConfig};
 
-const SCALE: f64 = 4.0;
-type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility>;
-
-struct Fx {
-    sim: Arc<Sim>,
-    base: String,
-    env: TestEnv,
-}
-
-impl Fx {
-    async fn new(tag: &str) -> Self {
-        let app = AppConfig {
-            client_id: "relay-client".into(),
-            client_secret: "relay-secret".into(),
-            scopes: ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect(),
-        };
-        let config = SimConfig {
-            apps: vec![app],
-            leak_per_sec: 2.0 * SCALE,
-            abnormal_per_sec: (10.0 * SCALE) as u32,
-            webhook_retry_delay_ms: 20,
-            ..SimConfig::default()
-        };
-        let sim = Arc::new(Sim::new(config, Clock::Real));
-        let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        Self { sim, base: format!("http://{addr}"), env: TestEnv::new(tag).await.unwrap() }
-    }
-
-    fn env_var(&self, k: &str) -> Option<String> {
-        self.env.stack.env().into_iter().find(|(n, _)| *n == k).map(|(_, v)| v)
-    }
-
-    fn dispatcher_with<Q: MessageQueue>(&self, work: Q) -> Dispatcher<Q, DynamoTokenStore, SqsQueue> {
-        let cfg = DispatcherConfig::from_lookup(|k| self.env_var(k)).unwrap();
-        Dispatcher::new(
-            work,
-            parking_queue(self),
-            DynamoTokenStore::new(self.env.ddb.clone(), cfg.token_table.clone()),
-            cfg,
-        )
-    }
-
-    fn dispatcher(&self) -> Dispatcher<SqsQueue, DynamoTokenStore> {
-        self.dispatcher_with(SqsQueue::new(self.env.sqs.clone(), self.env.stack.work.url.clone()))
-    }
-
-    fn worker(&self) -> W {
-        let mut ccfg = sim_cafe24_config(&self.base);
-        ccfg.max_inline_wait_ms = (200.0 / SCALE) as u64;
-        let wcfg = WorkerConfig::from_lookup(|k| match k {
-            "LIMITER_RATE_PER_SEC" => Some((2.0 * SCALE).to_string()),
-            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / SCALE) as u64).to_string()),
-            "DEFER_MIN_S" => Some("2".into()),
-            _ => self.env_var(k),
-        })
-        .unwrap();
-        let ddb = self.env.ddb.clone();
-        let clock = system_clock();
-        let limiter =
-            DynamoLimiter::new(ddb.clone(), wcfg.rate_limit_table.clone(), wcfg.limiter.clone(), clock.clone());
-        let cafe24 =
-            Cafe24::new(ccfg, limiter, DynamoTokenStore::new(ddb.clone(), wcfg.token_table.clone()), clock).unwrap();
-        Worker::new(
-            cafe24,
-            DynamoState::new(ddb, wcfg.state_table.clone()),
-            SqsQueue::new(self.env.sqs.clone(), wcfg.dlq_url.clone()),
-            SqsVisibility::new(self.env.sqs.clone(), wcfg.work_queue_url.clone()),
-            wcfg,
-        )
-    }
-
-    fn tokens(&self) -> DynamoTokenStore {
-        DynamoTokenStore::new(self.env.ddb.clone(), self.env.stack.token_table.clone())
-    }
-
-    async fn install(&self, mall: &str) -> MallId {
-        install_seeded(&self.sim, &self.env, mall).await
-    }
-
-    /// Posts a webhook body through the real ingest handler into the inbox.
-    async fn ingest(&self, body: &Value, trace: &str) {
-        let h = self.env.ingest();
-        let b = body.to_string();
-        let ev = http_event(
-            Shape::FunctionUrl,
-            "POST",
-            "/webhooks/cafe24",
-            &[("X-API-Key", KEY), ("X-Trace-ID", trace)],
-            b.as_bytes(),
-            false,
-        );
-        assert_eq!(h.handle(to_request(&ev)).await.status(), 200);
-    }
-
-    fn orders(&self, mall: &str) -> Vec<String> {
-        let mut g = self.sim.lock();
-        self.sim.mall(&mut g, mall).data.orders.keys().cloned().collect()
-    }
-}
-
-fn parking_queue(fx: &Fx) -> SqsQueue {
-    SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.inbox.dlq_url.clone())
-}
+type Fx = Pipeline;
 
 fn esm(fx: &Fx, url: &str, arn: &str) -> LocalEsm {
     LocalEsm::new(
@@ -143,7 +40,12 @@ async fn run_dispatcher<Q: MessageQueue, S: TokenStore>(
     let e = esm(fx, &fx.env.stack.inbox.url, &fx.env.stack.inbox.arn);
     let h = |event: Value| async move {
         let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-        serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+        serde_json::to_value(
+            d.handle_batch(ev, || Duration::from_secs(30))
+                .instrument(invocation_span("dispatcher", &new_request_id()))
+                .await,
+        )
+        .map_err(|e| e.to_string())
     };
     e.run_until_idle(&h, 2).await.unwrap()
 }
@@ -251,7 +153,12 @@ async fn partial_batch_failures_lose_no_job_and_acknowledge_nothing_early() {
         let d2 = &d2;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(d2.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                d2.handle_batch(ev, || Duration::from_secs(30))
+                    .instrument(invocation_span("dispatcher", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     let r = e.poll_once(&h).await.unwrap();
@@ -285,7 +192,12 @@ async fn app_deleted_drops_queued_work_and_removes_tokens() {
         let w = &w;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                w.handle_batch(ev, || Duration::from_secs(60))
+                    .instrument(invocation_span("worker", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     e.run_until_idle(&h, 2).await.unwrap();
@@ -316,7 +228,12 @@ async fn scheduled_keep_alive_enqueues_refreshes_and_reports_reauth() {
         let w = &w;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                w.handle_batch(ev, || Duration::from_secs(60))
+                    .instrument(invocation_span("worker", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     e.run_until_idle(&h, 2).await.unwrap();
@@ -415,14 +332,24 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
         let d = &d;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                d.handle_batch(ev, || Duration::from_secs(30))
+                    .instrument(invocation_span("dispatcher", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     let wh = |event: Value| {
         let w = &w;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                w.handle_batch(ev, || Duration::from_secs(60))
+                    .instrument(invocation_span("worker", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());

@@ -7,9 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use devstack::esm::new_request_id;
+use relay_lambda::telemetry::invocation_span;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES};
@@ -174,7 +177,10 @@ async fn drive_until(fx: &Fx, w: &W, limit: Duration, done: impl Fn(&W) -> bool)
             let t = Instant::now();
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
             let deadline = Instant::now() + Duration::from_secs(60);
-            let resp = w.handle_batch(ev, move || deadline.saturating_duration_since(Instant::now())).await;
+            let resp = w
+                .handle_batch(ev, move || deadline.saturating_duration_since(Instant::now()))
+                .instrument(invocation_span("worker", &new_request_id()))
+                .await;
             billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
             invocations.fetch_add(1, Ordering::Relaxed);
             serde_json::to_value(resp).map_err(|e| e.to_string())

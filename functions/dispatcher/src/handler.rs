@@ -12,6 +12,9 @@ use relay_domain::routing::{plan, Dispatch, RoutingTable};
 use relay_domain::tokens::TokenStore;
 use relay_domain::DedupId;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
+use relay_lambda::metrics::{self, Deltas, Sample, Unit};
+use relay_lambda::telemetry::record_span;
+use tracing::Instrument;
 
 /// Configuration, read once per cold start.
 #[derive(Clone, Debug)]
@@ -96,6 +99,7 @@ pub struct Dispatcher<Q, S, P = Q> {
     clock: fn() -> u64,
     /// Counters.
     pub stats: DispatchStats,
+    deltas: Deltas,
 }
 
 fn system_now() -> u64 {
@@ -108,7 +112,15 @@ const SEND_ROUNDS: usize = 3;
 impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
     /// Wires the dispatcher.
     pub fn new(work: Q, parking: P, tokens: S, cfg: DispatcherConfig) -> Self {
-        Self { work, parking, tokens, cfg, clock: system_now, stats: DispatchStats::default() }
+        Self {
+            work,
+            parking,
+            tokens,
+            cfg,
+            clock: system_now,
+            stats: DispatchStats::default(),
+            deltas: Deltas::default(),
+        }
     }
 
     /// Sends all messages, retrying refused entries; `true` only if every one was accepted.
@@ -165,6 +177,8 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
     async fn handle_record(&self, m: &SqsMessage) -> RecordResult {
         let body = m.body.as_deref().unwrap_or("");
         let id = m.message_id.as_deref().unwrap_or("");
+        let span = tracing::Span::current();
+        span.record("message_id", id);
         let env: InboxEnvelope = match serde_json::from_str(body) {
             Ok(e) => e,
             Err(e) => {
@@ -172,10 +186,17 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
                 return self.park(body, "not_an_envelope", id).await;
             }
         };
+        span.record("trace_id", env.trace_id.as_str());
+        span.record("dedup_id", env.dedup_id.as_str());
+        if let Some(m) = &env.mall_id {
+            span.record("mall_id", m.as_str());
+        }
+        if let Some(e) = env.event_no {
+            span.record("event_no", e.0);
+        }
         if env.v != relay_domain::ENVELOPE_VERSION {
             return self.park(body, "unknown_envelope_version", env.dedup_id.as_str()).await;
         }
-        let (mall, event_no) = (env.mall_id.as_ref().map(|m| m.as_str().to_owned()), env.event_no.map(|e| e.0));
         let d = plan(&self.cfg.routing, &env);
         let (result, outcome, jobs) = match d {
             Dispatch::Jobs(jobs) => {
@@ -209,16 +230,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
             }
             Dispatch::Park(reason) => (self.park(body, reason, env.dedup_id.as_str()).await, "parked", 0),
         };
-        tracing::info!(
-            function = "dispatcher",
-            mall_id = mall.as_deref(),
-            event_no,
-            trace_id = %env.trace_id,
-            dedup_id = %env.dedup_id,
-            outcome,
-            jobs,
-            "dispatch"
-        );
+        tracing::info!(outcome, jobs, "dispatch");
         result
     }
 
@@ -235,14 +247,30 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
                 let m = records.get(i);
                 async move {
                     match m {
-                        Some(m) => self.handle_record(m).await,
+                        Some(m) => self.handle_record(m).instrument(record_span()).await,
                         None => RecordResult::Failed,
                     }
                 }
             },
         )
         .await;
+        metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
+    }
+
+    /// The cumulative counters behind the dispatcher's metrics.
+    pub fn samples(&self) -> Vec<Sample> {
+        let s = &self.stats;
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("WebhooksRouted", Unit::Count, n(&s.routed)),
+            ("JobsEnqueued", Unit::Count, n(&s.jobs)),
+            ("WebhooksIgnored", Unit::Count, n(&s.ignored)),
+            ("WebhooksParked", Unit::Count, n(&s.parked)),
+            ("MallsUninstalled", Unit::Count, n(&s.uninstalled)),
+            ("JobSendRetries", Unit::Count, n(&s.retried_entries)),
+            ("KeepAliveJobs", Unit::Count, n(&s.keepalive_jobs)),
+        ]
     }
 
     /// Scheduled keep-alive: one `RefreshToken` job per mall whose refresh token expires within
@@ -267,13 +295,13 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
         let ok = self.send_all(msgs).await;
         let reauth = self.tokens.needing_reauth().await?;
         for m in &reauth {
-            tracing::warn!(function = "dispatcher", mall_id = %m, outcome = "needs_reauth", "keepalive: mall must re-authorize");
+            tracing::warn!(mall_id = %m, outcome = "needs_reauth", "keepalive: mall must re-authorize");
         }
         if ok {
             self.stats.keepalive_jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         }
+        metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
         tracing::info!(
-            function = "dispatcher",
             jobs = jobs.len(),
             needs_reauth = reauth.len(),
             outcome = if ok { "enqueued" } else { "send_failed" },

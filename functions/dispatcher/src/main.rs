@@ -4,7 +4,9 @@ use dispatcher::{Dispatcher, DispatcherConfig};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use relay_aws::sqs::SqsQueue;
 use relay_aws::tokens::DynamoTokenStore;
+use relay_lambda::telemetry::invocation_span;
 use serde_json::Value;
+use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -19,21 +21,30 @@ async fn main() -> Result<(), Error> {
         cfg,
     );
     let d = &d;
-    run(service_fn(move |ev: LambdaEvent<Value>| async move {
-        if ev.payload.get("Records").is_some() {
-            let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(ev.payload)?;
-            let deadline = ev.context.deadline();
-            let left = move || deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
-            Ok::<Value, Error>(serde_json::to_value(d.handle_batch(sqs, left).await)?)
-        } else {
-            // EventBridge scheduled event (or a manual invoke): the keep-alive.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|x| x.as_millis() as u64)
-                .unwrap_or(0);
-            let (jobs, reauth) = d.keep_alive(now).await?;
-            Ok(serde_json::json!({"keepalive_jobs": jobs, "needs_reauth": reauth}))
-        }
+    run(service_fn(move |ev: LambdaEvent<Value>| {
+        let span = invocation_span("dispatcher", &ev.context.request_id);
+        handle(d, ev).instrument(span)
     }))
     .await
+}
+
+async fn handle<Q, S>(d: &Dispatcher<Q, S>, ev: LambdaEvent<Value>) -> Result<Value, Error>
+where
+    Q: relay_domain::ports::MessageQueue,
+    S: relay_domain::tokens::TokenStore,
+{
+    if ev.payload.get("Records").is_some() {
+        let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(ev.payload)?;
+        let deadline = ev.context.deadline();
+        let left = move || deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        Ok::<Value, Error>(serde_json::to_value(d.handle_batch(sqs, left).await)?)
+    } else {
+        // EventBridge scheduled event (or a manual invoke): the keep-alive.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|x| x.as_millis() as u64)
+            .unwrap_or(0);
+        let (jobs, reauth) = d.keep_alive(now).await?;
+        Ok(serde_json::json!({"keepalive_jobs": jobs, "needs_reauth": reauth}))
+    }
 }

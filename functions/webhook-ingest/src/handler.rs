@@ -12,7 +12,10 @@ use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
 use relay_domain::webhook::{classify, Classified, EventNo, ParkReason};
 use relay_domain::{DedupId, MallId, TraceId};
 use relay_lambda::http as resp;
+use relay_lambda::metrics::{self, Unit};
+use relay_lambda::telemetry::invocation_span;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::config::IngestConfig;
 use crate::install::{InstallError, InstallFlow, NoInstall};
@@ -173,7 +176,6 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
         };
         // Never the code or the state: they are credentials for a minute.
         tracing::info!(
-            function = "webhook-ingest",
             route = path,
             mall_id = mall.as_deref(),
             outcome,
@@ -244,6 +246,19 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
         now_ms: u64,
     ) -> IngestResult {
         let (mut result, msg) = self.prepare(api_key, trace_header, body, now_ms);
+        let span = tracing::Span::current();
+        if let Some(t) = &result.trace_id {
+            span.record("trace_id", t.as_str());
+        }
+        if let Some(d) = &result.dedup_id {
+            span.record("dedup_id", d.as_str());
+        }
+        if let Some(m) = &result.mall_id {
+            span.record("mall_id", m.as_str());
+        }
+        if let Some(e) = result.event_no {
+            span.record("event_no", e.0);
+        }
         let Some(msg) = msg else { return result };
         let queue = match result.outcome {
             Outcome::Enqueued => &self.inbox,
@@ -257,10 +272,23 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
         result
     }
 
-    /// Handles one HTTP request from a Function URL or HTTP API (v2) event.
+    /// Handles one HTTP request from a Function URL or HTTP API (v2) event, inside the
+    /// invocation's log span (`function`, `request_id` from the Lambda context).
     pub async fn handle(&self, req: Request) -> Response<Body> {
+        // Lambda's invocation id; a local bridge without a runtime has only the HTTP request id.
+        let request_id = req
+            .lambda_context_ref()
+            .map(|c| c.request_id.clone())
+            .or_else(|| match req.request_context_ref() {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => c.request_id.clone(),
+                _ => None,
+            })
+            .unwrap_or_default();
+        self.route(req).instrument(invocation_span("webhook-ingest", &request_id)).await
+    }
+
+    async fn route(&self, req: Request) -> Response<Body> {
         let started = Instant::now();
-        let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
         let path = route_path(&req);
         let path = path.trim_end_matches('/');
 
@@ -315,9 +343,19 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
             Outcome::QueueFailed(c) => Some(c),
             _ => None,
         };
+        let accepted = matches!(r.outcome, Outcome::Enqueued | Outcome::Parked(_));
+        let failed = matches!(r.outcome, Outcome::QueueFailed(_));
+        metrics::emit(
+            "webhook-ingest",
+            &[
+                ("WebhooksAccepted", Unit::Count, accepted as u64),
+                ("WebhooksParked", Unit::Count, matches!(r.outcome, Outcome::Parked(_)) as u64),
+                ("WebhooksRejected", Unit::Count, (!accepted && !failed) as u64),
+                ("WebhooksQueueFailed", Unit::Count, failed as u64),
+                ("IngestLatencyMs", Unit::Milliseconds, latency_ms),
+            ],
+        );
         tracing::info!(
-            function = "webhook-ingest",
-            request_id = %request_id,
             mall_id = r.mall_id.as_ref().map(MallId::as_str),
             event_no = r.event_no.map(|e| e.0),
             trace_id = r.trace_id.as_ref().map(TraceId::as_str),

@@ -16,7 +16,10 @@ use relay_domain::ports::{
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::DedupId;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
+use relay_lambda::metrics::{self, Deltas, Sample, Unit};
+use relay_lambda::telemetry::record_span;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::config::WorkerConfig;
 
@@ -55,6 +58,8 @@ pub struct WorkerStats {
     pub duplicates: AtomicU64,
     /// Jobs dropped because the app was uninstalled.
     pub dropped: AtomicU64,
+    /// Jobs finished, whatever the way (synced, coalesced, tombstoned, refreshed, dropped).
+    pub done: AtomicU64,
     /// Tombstones written.
     pub tombstoned: AtomicU64,
 }
@@ -69,6 +74,7 @@ pub struct Worker<G, S, I, Q, V> {
     cfg: WorkerConfig,
     /// Counters.
     pub stats: WorkerStats,
+    deltas: Deltas,
 }
 
 impl<G, S, I, Q, V> Worker<G, S, I, Q, V>
@@ -81,7 +87,7 @@ where
 {
     /// Wires the worker.
     pub fn new(cafe24: Cafe24<G, S>, state: I, dlq: Q, visibility: V, cfg: WorkerConfig) -> Self {
-        Self { cafe24, state, dlq, visibility, cfg, stats: WorkerStats::default() }
+        Self { cafe24, state, dlq, visibility, cfg, stats: WorkerStats::default(), deltas: Deltas::default() }
     }
 
     fn now(&self) -> u64 {
@@ -102,7 +108,7 @@ where
                 let m = records.get(i);
                 async move {
                     match m {
-                        Some(m) => self.handle_record(m, tl().as_millis() as u64).await,
+                        Some(m) => self.handle_record(m, tl().as_millis() as u64).instrument(record_span()).await,
                         None => RecordResult::Failed,
                     }
                 }
@@ -126,7 +132,28 @@ where
                 }
             }
         }
+        metrics::emit("worker", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
+    }
+
+    /// The cumulative counters behind the worker's metrics.
+    pub fn samples(&self) -> Vec<Sample> {
+        let (w, c) = (&self.stats, &self.cafe24.stats);
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            ("JobsDone", Unit::Count, n(&w.done)),
+            ("JobsCoalesced", Unit::Count, n(&w.coalesced)),
+            ("JobsDeferred", Unit::Count, n(&w.deferred)),
+            ("JobsFailedAttempts", Unit::Count, n(&w.failures)),
+            ("JobsDeadLettered", Unit::Count, n(&w.dead_lettered)),
+            ("JobsDuplicate", Unit::Count, n(&w.duplicates)),
+            ("JobsDroppedUninstalled", Unit::Count, n(&w.dropped)),
+            ("Cafe24Calls", Unit::Count, n(&c.calls)),
+            ("Cafe24Status429", Unit::Count, n(&c.status_429)),
+            ("LimiterWaits", Unit::Count, n(&c.inline_sleeps) + n(&c.throttled)),
+            ("LimiterWaitMs", Unit::Milliseconds, n(&c.inline_sleep_ms)),
+            ("TokenRefreshes", Unit::Count, n(&c.refreshes)),
+        ]
     }
 
     async fn dead_letter(&self, job_id: &str, group: &str, body: serde_json::Value) -> bool {
@@ -150,15 +177,22 @@ where
     async fn handle_record(&self, m: &SqsMessage, time_left_ms: u64) -> RecordResult {
         let body = m.body.as_deref().unwrap_or("");
         let group = m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("");
+        let span = tracing::Span::current();
         let job = match Job::parse(body) {
             Ok(j) => j,
             Err(e) => {
                 let id = m.message_id.clone().unwrap_or_default();
+                span.record("message_id", id.as_str());
                 tracing::error!(message_id = %id, error = %e, outcome = "malformed", "job");
                 let dl = json!({"reason": e.to_string(), "error_class": "malformed", "message_id": id, "body": body.chars().take(10_000).collect::<String>()});
                 return if self.dead_letter(&id, group, dl).await { RecordResult::Done } else { RecordResult::Failed };
             }
         };
+        span.record("mall_id", job.mall_id.as_str());
+        span.record("trace_id", job.trace_id.as_str());
+        span.record("dedup_id", job.job_id.as_str());
+        span.record("job_id", job.job_id.as_str());
+        span.record("job", job.kind.name());
         let now = self.now();
         let claim =
             self.state.claim(&job.job_id, now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms).await;
@@ -166,7 +200,7 @@ where
             Ok(Claim::Claimed) => {}
             Ok(Claim::Completed(outcome)) => {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(job_id = %job.job_id, mall_id = %job.mall_id, outcome = "duplicate", previous = %outcome, "job");
+                tracing::info!(outcome = "duplicate", previous = %outcome, "job");
                 return RecordResult::Done;
             }
             Ok(Claim::InProgress { until_ms }) => {
@@ -182,6 +216,7 @@ where
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = match &outcome {
             JobOutcome::Completed(name) => {
+                self.stats.done.fetch_add(1, Ordering::Relaxed);
                 if let Err(e) = self.state.complete(&job.job_id, name, self.now()).await {
                     // The effect happened; a retry will coalesce or redo an idempotent upsert.
                     tracing::warn!(job_id = %job.job_id, error = %e, "completion not recorded");
@@ -227,17 +262,7 @@ where
             JobOutcome::Retry(c) => ("retry", *c),
             JobOutcome::DeadLetter { class, .. } => ("dead_lettered", *class),
         };
-        tracing::info!(
-            function = "worker",
-            job_id = %job.job_id,
-            job = job.kind.name(),
-            mall_id = %job.mall_id,
-            trace_id = %job.trace_id,
-            outcome = name,
-            error_class = class,
-            latency_ms,
-            "job"
-        );
+        tracing::info!(outcome = name, error_class = (!class.is_empty()).then_some(class), latency_ms, "job");
         result
     }
 
@@ -317,7 +342,7 @@ where
             Cafe24Error::AppDeleted | Cafe24Error::Uninstalled => {
                 let _ = self.cafe24.token_store().set_status(mall, TokenStatus::Uninstalled, self.now()).await;
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(mall_id = %mall, job_id = %job.job_id, outcome = "dropped_uninstalled", "job");
+                tracing::warn!("the app is uninstalled at Cafe24; dropping the mall's jobs");
                 JobOutcome::Completed("dropped_uninstalled")
             }
             Cafe24Error::NeedsReauth => {

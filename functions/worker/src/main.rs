@@ -6,6 +6,8 @@ use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_lambda::telemetry::invocation_span;
+use tracing::Instrument;
 use worker::{Worker, WorkerConfig};
 
 #[tokio::main]
@@ -35,7 +37,8 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |ev: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
         let deadline = ev.context.deadline();
         let left = move || deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
-        Ok::<_, std::convert::Infallible>(worker.handle_batch(ev.payload, left).await)
+        let span = invocation_span("worker", &ev.context.request_id);
+        Ok::<_, std::convert::Infallible>(worker.handle_batch(ev.payload, left).instrument(span).await)
     }))
     .await
 }

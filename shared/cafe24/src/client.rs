@@ -28,6 +28,10 @@ pub struct ClientStats {
     pub status_429: AtomicU64,
     /// Milliseconds slept inside calls waiting for the limiter (billed waiting).
     pub inline_sleep_ms: AtomicU64,
+    /// Short limiter waits slept inside calls.
+    pub inline_sleeps: AtomicU64,
+    /// Long limiter waits handed back as `Throttled` (the caller defers).
+    pub throttled: AtomicU64,
     /// Token refreshes attempted (this instance held the lease).
     pub refreshes: AtomicU64,
     /// Token endpoint requests.
@@ -107,11 +111,16 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 Acquire::Admitted => return Ok(()),
                 Acquire::Wait(ms) if ms <= self.cfg.max_inline_wait_ms => {
                     self.stats.inline_sleep_ms.fetch_add(ms, Ordering::Relaxed);
+                    self.stats.inline_sleeps.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
-                Acquire::Wait(ms) => return Err(Cafe24Error::Throttled { wait_ms: ms }),
+                Acquire::Wait(ms) => {
+                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                    return Err(Cafe24Error::Throttled { wait_ms: ms });
+                }
             }
         }
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
         Err(Cafe24Error::Throttled { wait_ms: self.cfg.max_inline_wait_ms.max(1) })
     }
 

@@ -1,8 +1,10 @@
 //! # relay-lambda — runtime glue shared by the functions
 //!
-//! - [`telemetry::init`]: flat JSON log lines (`timestamp`, `level`, `message` and the event's
-//!   fields at the top level) that CloudWatch Logs Insights can query and Lambda's log-level
-//!   controls understand.
+//! - [`telemetry::init`]: flat JSON log lines with one schema for every line (`timestamp`,
+//!   `level`, `message`, `function`, `request_id`, `mall_id`, `event_no`, `trace_id`, `dedup_id`,
+//!   `job`, `outcome`, `latency_ms`), filled from context spans, that CloudWatch Logs Insights can
+//!   query and Lambda's log-level controls understand.
+//! - [`metrics`]: CloudWatch Embedded Metric Format lines (dimension `function` only).
 //! - [`http`]: JSON responses, including the error envelope `{"error":{"code","message"}}`
 //!   whose messages never carry internals.
 //!
@@ -14,4 +16,5 @@
 pub mod config;
 pub mod fifo;
 pub mod http;
+pub mod metrics;
 pub mod telemetry;

@@ -7,10 +7,13 @@
 //! resends; an uninstall), live progress is printed every second, and a report ends it.
 //! Exit status 0 only if every event was processed exactly once with zero 429s.
 
+use devstack::esm::new_request_id;
+use relay_lambda::telemetry::invocation_span;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use anyhow::{bail, Context, Result};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -215,14 +218,24 @@ async fn main() -> Result<()> {
         let d = &d;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                d.handle_batch(ev, || Duration::from_secs(30))
+                    .instrument(invocation_span("dispatcher", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     let handler_w = |event: Value| {
         let w = &w;
         async move {
             let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await).map_err(|e| e.to_string())
+            serde_json::to_value(
+                w.handle_batch(ev, || Duration::from_secs(60))
+                    .instrument(invocation_span("worker", &new_request_id()))
+                    .await,
+            )
+            .map_err(|e| e.to_string())
         }
     };
     let (inbox, work) = (&inbox, &work);

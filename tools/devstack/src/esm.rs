@@ -85,6 +85,12 @@ pub struct LocalEsm {
     cfg: EsmConfig,
 }
 
+/// A fresh invocation id in Lambda's format (a UUID), for drivers that stand in for the runtime.
+pub fn new_request_id() -> String {
+    let (a, b, c, d, e): (u32, u16, u16, u16, u64) = rand::random();
+    format!("{a:08x}-{b:04x}-{:04x}-{:04x}-{:012x}", (c & 0x0fff) | 0x4000, (d & 0x3fff) | 0x8000, e & 0xffff_ffff_ffff)
+}
+
 /// Builds Lambda's JSON record for one received message.
 pub fn record_json(m: &Message, cfg: &EsmConfig) -> Value {
     let attrs: serde_json::Map<String, Value> = m

@@ -11,10 +11,13 @@
 //! Each design gets its own malls on the same simulator. Output: a markdown table and a PNG
 //! chart in `docs/benchmarks/`. `--quick` scales limits ×10 and shrinks the burst (a smoke run).
 
+use devstack::esm::new_request_id;
+use relay_lambda::telemetry::invocation_span;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use anyhow::{bail, Result};
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -290,8 +293,12 @@ async fn main() -> Result<()> {
             async move {
                 let t = Instant::now();
                 let ev: SqsEvent = serde_json::from_value(e).map_err(|e| e.to_string())?;
-                let r = serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).await)
-                    .map_err(|e| e.to_string());
+                let r = serde_json::to_value(
+                    d.handle_batch(ev, || Duration::from_secs(30))
+                        .instrument(invocation_span("dispatcher", &new_request_id()))
+                        .await,
+                )
+                .map_err(|e| e.to_string());
                 billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                 r
             }
@@ -301,8 +308,12 @@ async fn main() -> Result<()> {
             async move {
                 let t = Instant::now();
                 let ev: SqsEvent = serde_json::from_value(e).map_err(|e| e.to_string())?;
-                let r = serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).await)
-                    .map_err(|e| e.to_string());
+                let r = serde_json::to_value(
+                    w.handle_batch(ev, || Duration::from_secs(60))
+                        .instrument(invocation_span("worker", &new_request_id()))
+                        .await,
+                )
+                .map_err(|e| e.to_string());
                 billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                 r
             }

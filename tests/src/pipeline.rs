@@ -1,0 +1,134 @@
+//! The end-to-end fixture shared by the dispatcher and log tests.
+
+use std::sync::Arc;
+
+use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
+use cafe24_sim::{Clock, Sim, SimConfig};
+use dispatcher::{Dispatcher, DispatcherConfig};
+use relay_aws::limiter::{system_clock, DynamoLimiter};
+use relay_aws::sqs::{SqsQueue, SqsVisibility};
+use relay_aws::state::DynamoState;
+use relay_aws::tokens::DynamoTokenStore;
+use relay_cafe24::Cafe24;
+use relay_domain::ports::MessageQueue;
+use relay_domain::MallId;
+use serde_json::Value;
+use worker::{Worker, WorkerConfig};
+
+use crate::{http_event, install_seeded, sim_cafe24_config, to_request, Shape, TestEnv, KEY};
+
+/// Time scale of the pipeline fixture: the simulator drains 4× faster and the limiter follows.
+pub const PIPELINE_SCALE: f64 = 4.0;
+const SCALE: f64 = PIPELINE_SCALE;
+/// The worker as wired by [`Pipeline::worker`].
+pub type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility>;
+
+/// The whole pipeline's parts on this machine: a Cafe24 simulator (×4 time scale, real clock),
+/// fresh moto resources, and builders for the real dispatcher and worker wired to them.
+pub struct Pipeline {
+    /// The simulator.
+    pub sim: Arc<Sim>,
+    /// Its base URL.
+    pub base: String,
+    /// The moto resources.
+    pub env: TestEnv,
+}
+
+impl Pipeline {
+    /// Starts a simulator and creates resources named after `tag`.
+    pub async fn new(tag: &str) -> Self {
+        let app = AppConfig {
+            client_id: "relay-client".into(),
+            client_secret: "relay-secret".into(),
+            scopes: ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect(),
+        };
+        let config = SimConfig {
+            apps: vec![app],
+            leak_per_sec: 2.0 * SCALE,
+            abnormal_per_sec: (10.0 * SCALE) as u32,
+            webhook_retry_delay_ms: 20,
+            ..SimConfig::default()
+        };
+        let sim = Arc::new(Sim::new(config, Clock::Real));
+        let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Self { sim, base: format!("http://{addr}"), env: TestEnv::new(tag).await.unwrap() }
+    }
+
+    /// A function environment variable for these resources.
+    pub fn env_var(&self, k: &str) -> Option<String> {
+        self.env.stack.env().into_iter().find(|(n, _)| *n == k).map(|(_, v)| v)
+    }
+
+    /// The dispatcher sending jobs to `work`.
+    pub fn dispatcher_with<Q: MessageQueue>(&self, work: Q) -> Dispatcher<Q, DynamoTokenStore, SqsQueue> {
+        let cfg = DispatcherConfig::from_lookup(|k| self.env_var(k)).unwrap();
+        Dispatcher::new(
+            work,
+            SqsQueue::new(self.env.sqs.clone(), self.env.stack.inbox.dlq_url.clone()),
+            DynamoTokenStore::new(self.env.ddb.clone(), cfg.token_table.clone()),
+            cfg,
+        )
+    }
+
+    /// The dispatcher on the real work queue.
+    pub fn dispatcher(&self) -> Dispatcher<SqsQueue, DynamoTokenStore> {
+        self.dispatcher_with(SqsQueue::new(self.env.sqs.clone(), self.env.stack.work.url.clone()))
+    }
+
+    /// The worker (limiter scaled like the simulator).
+    pub fn worker(&self) -> W {
+        let mut ccfg = sim_cafe24_config(&self.base);
+        ccfg.max_inline_wait_ms = (200.0 / SCALE) as u64;
+        let wcfg = WorkerConfig::from_lookup(|k| match k {
+            "LIMITER_RATE_PER_SEC" => Some((2.0 * SCALE).to_string()),
+            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / SCALE) as u64).to_string()),
+            "DEFER_MIN_S" => Some("2".into()),
+            _ => self.env_var(k),
+        })
+        .unwrap();
+        let ddb = self.env.ddb.clone();
+        let clock = system_clock();
+        let limiter =
+            DynamoLimiter::new(ddb.clone(), wcfg.rate_limit_table.clone(), wcfg.limiter.clone(), clock.clone());
+        let cafe24 =
+            Cafe24::new(ccfg, limiter, DynamoTokenStore::new(ddb.clone(), wcfg.token_table.clone()), clock).unwrap();
+        Worker::new(
+            cafe24,
+            DynamoState::new(ddb, wcfg.state_table.clone()),
+            SqsQueue::new(self.env.sqs.clone(), wcfg.dlq_url.clone()),
+            SqsVisibility::new(self.env.sqs.clone(), wcfg.work_queue_url.clone()),
+            wcfg,
+        )
+    }
+
+    /// The token store.
+    pub fn tokens(&self) -> DynamoTokenStore {
+        DynamoTokenStore::new(self.env.ddb.clone(), self.env.stack.token_table.clone())
+    }
+
+    /// Seeds an installed mall.
+    pub async fn install(&self, mall: &str) -> MallId {
+        install_seeded(&self.sim, &self.env, mall).await
+    }
+
+    /// Posts a webhook body through the real ingest handler into the inbox.
+    pub async fn ingest(&self, body: &Value, trace: &str) {
+        let h = self.env.ingest();
+        let b = body.to_string();
+        let ev = http_event(
+            Shape::FunctionUrl,
+            "POST",
+            "/webhooks/cafe24",
+            &[("X-API-Key", KEY), ("X-Trace-ID", trace)],
+            b.as_bytes(),
+            false,
+        );
+        assert_eq!(h.handle(to_request(&ev)).await.status(), 200);
+    }
+
+    /// The simulator's order ids of `mall`.
+    pub fn orders(&self, mall: &str) -> Vec<String> {
+        let mut g = self.sim.lock();
+        self.sim.mall(&mut g, mall).data.orders.keys().cloned().collect()
+    }
+}
