@@ -1,0 +1,224 @@
+//! `relay` binary: argument parsing, progress bars and output; the work is in the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use relay::dlq::{self, Stage};
+use relay::target::Target;
+use relay::{mall, trace};
+
+/// Operate cafe24-relay: follow a webhook, inspect and redrive dead letters, check a mall.
+#[derive(Parser, Debug)]
+#[command(name = "relay", version, about, long_about = None)]
+struct Cli {
+    /// Use the local stack (`target/relay-local/stack.env`, written by `make demo`).
+    #[arg(long, global = true, conflicts_with = "env_file")]
+    local: bool,
+    /// The stack file to use (default `.relay/aws.env`, written by `make deploy`).
+    #[arg(long, global = true, env = "RELAY_ENV_FILE")]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every log line of one webhook across webhook-ingest, dispatcher and worker, in time order.
+    Trace {
+        /// The trace id (the `X-Trace-ID` Cafe24 sent, or `body-…` when it sent none).
+        trace_id: String,
+        /// How far back to search on AWS (e.g. 30m, 6h, 2d).
+        #[arg(long, default_value = "24h", value_parser = parse_since)]
+        since: Duration,
+        /// Print the raw JSON lines instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// One mall.
+    Mall {
+        #[command(subcommand)]
+        command: MallCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// List dead-lettered messages with mall, reason and error class (not their payloads).
+    List {
+        /// Which DLQ.
+        #[arg(long, value_enum, default_value = "work")]
+        stage: Stage,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        max: usize,
+    },
+    /// Move messages back to their source queue in order, group by group (FIFO-safe).
+    Redrive {
+        /// Which DLQ.
+        #[arg(long, value_enum, default_value = "work")]
+        stage: Stage,
+        /// Only this message group (a mall id, or `_parked`).
+        #[arg(long)]
+        group: Option<String>,
+        /// At most this many messages.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Show what would move; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum MallCommand {
+    /// Token status and expiry, limiter state, pending work.
+    Status {
+        /// The mall id.
+        mall: String,
+    },
+    /// The link the mall's operator opens to (re-)authorize the app.
+    ReauthUrl {
+        /// The mall id.
+        mall: String,
+    },
+}
+
+fn parse_since(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: expected a number and a unit (m, h, d)"))?;
+    let secs = match unit {
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?}: the unit must be m, h or d")),
+    };
+    if n == 0 || n > 90 * 86_400 / secs {
+        return Err(format!("{s:?}: between 1m and 90d"));
+    }
+    Ok(Duration::from_secs(n * secs))
+}
+
+fn load_target(cli: &Cli) -> Result<Target> {
+    let path = if cli.local {
+        PathBuf::from("target/relay-local/stack.env")
+    } else {
+        cli.env_file.clone().unwrap_or_else(|| PathBuf::from(".relay/aws.env"))
+    };
+    Target::load(&path, |k| std::env::var(k).ok())
+}
+
+fn spinner(msg: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner();
+    pb.set_message(msg.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let target = load_target(&cli)?;
+    match cli.command {
+        Command::Trace { trace_id, since, json } => {
+            let t = trace::parse_trace_id(&trace_id)?;
+            let lines = if let Some(file) = target.get("RELAY_LOG_FILE") {
+                let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+                let (lines, bad) = trace::local(&text, &t);
+                if bad > 0 {
+                    eprintln!("({bad} lines of {file} were not JSON and were skipped)");
+                }
+                lines
+            } else {
+                let groups: Vec<String> = target
+                    .require("LOG_GROUPS")?
+                    .split(',')
+                    .map(|g| g.trim().to_owned())
+                    .filter(|g| !g.is_empty())
+                    .collect();
+                let logs = aws_sdk_cloudwatchlogs::Client::new(&target.sdk_config().await);
+                let pb = spinner("Logs Insights: starting the query");
+                let r = trace::aws(&logs, &groups, &t, since, |s| pb.set_message(format!("Logs Insights: {s}"))).await;
+                pb.finish_and_clear();
+                r?
+            };
+            if lines.is_empty() {
+                bail!("no log lines for trace id {}", t.as_str());
+            }
+            for l in &lines {
+                println!("{}", if json { l.to_string() } else { trace::render(l) });
+            }
+        }
+        Command::Dlq { command } => {
+            let sqs = aws_sdk_sqs::Client::new(&target.sdk_config().await);
+            match command {
+                DlqCommand::List { stage, max } => {
+                    let url = target.require(stage.keys().0)?;
+                    let (visible, in_flight) = dlq::counts(&sqs, url).await?;
+                    let entries = dlq::list(&sqs, stage, url, max).await?;
+                    println!("{visible} waiting, {in_flight} in flight in {url}");
+                    println!("{:<36} {:<16} {:<14} {:<18} {:<16} reason", "message", "mall", "what", "class", "trace");
+                    for e in &entries {
+                        println!(
+                            "{:<36} {:<16} {:<14} {:<18} {:<16} {}",
+                            e.message_id,
+                            e.mall.as_deref().unwrap_or("-"),
+                            e.what,
+                            if e.class.is_empty() { "-" } else { &e.class },
+                            e.trace_id.as_deref().unwrap_or("-"),
+                            e.reason
+                        );
+                    }
+                }
+                DlqCommand::Redrive { stage, group, max, dry_run } => {
+                    let (dlq_key, source_key) = stage.keys();
+                    let (dlq_url, source_url) = (target.require(dlq_key)?, target.require(source_key)?);
+                    let (visible, _) = dlq::counts(&sqs, dlq_url).await?;
+                    let pb = ProgressBar::new(max.map(|m| (m as u64).min(visible)).unwrap_or(visible));
+                    pb.set_style(
+                        ProgressStyle::with_template("{bar:40} {pos}/{len} messages {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    );
+                    let opts = dlq::Options { group, max, dry_run };
+                    let report = dlq::redrive(&sqs, stage, dlq_url, source_url, &opts, |n| pb.set_position(n)).await?;
+                    pb.finish_and_clear();
+                    if dry_run {
+                        println!("dry run: {} would move", report.would_move);
+                    } else {
+                        println!("moved {} back to {source_url}", report.moved);
+                    }
+                    for (id, why) in &report.left {
+                        println!("left {id}: {why}");
+                    }
+                }
+            }
+        }
+        Command::Mall { command } => match command {
+            MallCommand::Status { mall } => {
+                let m = mall::parse_mall(&mall)?;
+                let sdk = target.sdk_config().await;
+                print!("{}", mall::status_text(&target, &sdk, &m).await?);
+            }
+            MallCommand::ReauthUrl { mall } => {
+                let m = mall::parse_mall(&mall)?;
+                println!("{}", mall::reauth_url(target.require("INGEST_URL")?, &m)?);
+            }
+        },
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("relay: {e:#}");
+        std::process::exit(1);
+    }
+}

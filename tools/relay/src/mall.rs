@@ -1,0 +1,202 @@
+//! `relay mall status|reauth-url`.
+//!
+//! Status reads, never writes: the token item (status, expiries, refresh lease — never the token
+//! values), the limiter item of the mall's rate-limit key, and the queue counts. SQS cannot count
+//! one message group's messages without receiving them, so pending work is shown queue-wide.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use relay_aws::tokens::DynamoTokenStore;
+use relay_domain::ratelimit::{KeyScope, LimiterConfig, LimiterState};
+use relay_domain::tokens::{TokenRecord, TokenStore};
+use relay_domain::MallId;
+
+use crate::dlq;
+use crate::target::Target;
+
+/// Parses a mall id with the domain's rule.
+pub fn parse_mall(raw: &str) -> Result<MallId> {
+    MallId::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?} is not a mall id: {e}"))
+}
+
+/// The link a mall's operator opens to (re-)authorize the app: webhook-ingest's `/install`,
+/// which redirects to Cafe24 with a fresh signed state.
+pub fn reauth_url(ingest_url: &str, mall: &MallId) -> Result<String> {
+    let base = ingest_url.trim().trim_end_matches('/');
+    if !(base.starts_with("https://") || base.starts_with("http://127.0.0.1") || base.starts_with("http://localhost")) {
+        bail!("INGEST_URL must be an https:// URL (plain http only for localhost): {base:?}");
+    }
+    Ok(format!("{base}/install?mall_id={}", mall.as_str()))
+}
+
+/// Everything `mall status` shows.
+#[derive(Debug)]
+pub struct Status {
+    /// Mall.
+    pub mall: MallId,
+    /// Token record, if the mall was ever installed.
+    pub token: Option<TokenRecord>,
+    /// The rate-limit key and its stored state.
+    pub limiter: (String, Option<LimiterState>),
+    /// (queue name, visible, in flight).
+    pub queues: Vec<(&'static str, u64, u64)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Reads a mall's status.
+pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId) -> Result<Status> {
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let token = DynamoTokenStore::new(ddb.clone(), target.require("TOKEN_TABLE")?)
+        .get(mall)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the token table: {e}"))?;
+    let scope = match target.get("RATE_LIMIT_KEY") {
+        Some(v) => KeyScope::parse(v)
+            .with_context(|| format!("RATE_LIMIT_KEY {v:?} is not mall, app:<id> or global:<name>"))?,
+        None => KeyScope::default(),
+    };
+    let key = scope.key(mall);
+    let limiter = relay_aws::limiter::DynamoLimiter::new(
+        ddb,
+        target.require("RATE_LIMIT_TABLE")?,
+        LimiterConfig::default(),
+        relay_aws::limiter::system_clock(),
+    );
+    let state = limiter.stored(&key).await.map_err(|e| anyhow::anyhow!("reading the rate-limit table: {e}"))?;
+    let mut queues = Vec::new();
+    for (name, k) in [
+        ("inbox", "INBOX_QUEUE_URL"),
+        ("inbox DLQ", "INBOX_DLQ_URL"),
+        ("work", "WORK_QUEUE_URL"),
+        ("work DLQ", "WORK_DLQ_URL"),
+    ] {
+        if let Some(url) = target.get(k) {
+            let (v, f) = dlq::counts(&sqs, url).await?;
+            queues.push((name, v, f));
+        }
+    }
+    Ok(Status { mall: mall.clone(), token, limiter: (key, state), queues })
+}
+
+fn when(ms: u64, now: u64) -> String {
+    if ms == 0 {
+        return "-".into();
+    }
+    let at = chrono::DateTime::from_timestamp_millis(ms as i64)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    let (d, sign) = if ms >= now { (ms - now, "in ") } else { (now - ms, "") };
+    let s = d / 1000;
+    let rel = if s >= 86_400 {
+        format!("{}d {}h", s / 86_400, s % 86_400 / 3600)
+    } else if s >= 3600 {
+        format!("{}h {}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m {}s", s / 60, s % 60)
+    };
+    let ago = if sign.is_empty() { " ago" } else { "" };
+    format!("{at} ({sign}{rel}{ago})")
+}
+
+/// Renders a status for a terminal (`now_ms` makes it testable).
+pub fn render(s: &Status, now: u64) -> String {
+    let mut out = format!("mall {}\n", s.mall.as_str());
+    match &s.token {
+        None => out.push_str("  token:    none (never installed here) — send the operator `relay mall reauth-url`\n"),
+        Some(t) => {
+            out.push_str(&format!("  token:    {}\n", t.status.as_str()));
+            out.push_str(&format!("    access expires   {}\n", when(t.pair.access_expires_ms, now)));
+            out.push_str(&format!("    refresh expires  {}\n", when(t.pair.refresh_expires_ms, now)));
+            out.push_str(&format!("    scopes           {}\n", t.pair.scopes.join(",")));
+            out.push_str(&format!("    last change      {}\n", when(t.updated_ms, now)));
+            if t.lease_until_ms > now {
+                out.push_str(&format!("    refresh lease    held until {}\n", when(t.lease_until_ms, now)));
+            }
+        }
+    }
+    let (key, state) = &s.limiter;
+    match state {
+        None => out.push_str(&format!("  limiter:  key {key}: no calls yet\n")),
+        Some(l) => {
+            let cfg = LimiterConfig::default();
+            let ahead = l.tat_ms.saturating_sub(now);
+            let used = ahead as f64 * cfg.rate_per_sec / 1000.0;
+            out.push_str(&format!(
+                "  limiter:  key {key}: ≈{used:.1} calls of bucket credit in use (drain {}/s), last call {}\n",
+                cfg.rate_per_sec,
+                when(l.last_ms, now)
+            ));
+            if l.not_before_ms > now {
+                out.push_str(&format!(
+                    "    blocked until    {} (Cafe24 asked us to wait)\n",
+                    when(l.not_before_ms, now)
+                ));
+            }
+        }
+    }
+    out.push_str("  queues (all malls; SQS cannot count one group):\n");
+    for (name, v, f) in &s.queues {
+        out.push_str(&format!("    {name:<10} {v:>6} waiting {f:>6} in flight\n"));
+    }
+    out
+}
+
+/// `relay mall status` output for `mall`.
+pub async fn status_text(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId) -> Result<String> {
+    Ok(render(&status(target, sdk, mall).await?, now_ms()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use relay_domain::tokens::{Secret, TokenPair, TokenStatus};
+
+    #[test]
+    fn reauth_links_point_at_install_and_refuse_bad_input() {
+        let m = parse_mall("bigshop").unwrap();
+        assert_eq!(
+            reauth_url("https://x.lambda-url.on.aws/", &m).unwrap(),
+            "https://x.lambda-url.on.aws/install?mall_id=bigshop"
+        );
+        assert!(reauth_url("http://evil.example", &m).is_err());
+        assert!(reauth_url("", &m).is_err());
+        assert!(parse_mall("no spaces!").is_err());
+    }
+
+    #[test]
+    fn status_shows_expiries_but_never_token_values() {
+        let now = 1_800_000_000_000;
+        let s = Status {
+            mall: parse_mall("bigshop").unwrap(),
+            token: Some(TokenRecord {
+                mall_id: parse_mall("bigshop").unwrap(),
+                pair: TokenPair {
+                    access_token: Secret::new("ACCESS-VALUE"),
+                    access_expires_ms: now + 3_600_000,
+                    refresh_token: Secret::new("REFRESH-VALUE"),
+                    refresh_expires_ms: now + 14 * 86_400_000,
+                    scopes: vec!["mall.read_order".into()],
+                },
+                status: TokenStatus::Active,
+                version: 3,
+                lease_until_ms: 0,
+                lease_owner: String::new(),
+                updated_ms: now - 60_000,
+            }),
+            limiter: (
+                "bigshop".into(),
+                Some(LimiterState { tat_ms: now + 5_000, not_before_ms: now + 2_000, last_ms: now - 100 }),
+            ),
+            queues: vec![("work", 3, 1)],
+        };
+        let text = render(&s, now);
+        assert!(text.contains("active") && text.contains("in 1h 0m") && text.contains("in 14d 0h"), "{text}");
+        assert!(text.contains("≈10.0 calls") && text.contains("blocked until"), "{text}");
+        assert!(!text.contains("ACCESS-VALUE") && !text.contains("REFRESH-VALUE"));
+    }
+}

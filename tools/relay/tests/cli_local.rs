@@ -1,0 +1,259 @@
+//! The `relay` binary against the local stack (moto + the Cafe24 simulator + the real handlers),
+//! as an operator would use it: a mall that was never authorized gets webhooks; its jobs are
+//! dead-lettered; `dlq list` says why; the operator opens `mall reauth-url`; `mall status` shows
+//! the mall active; `dlq redrive` puts the jobs back in order; the worker syncs them; `trace`
+//! follows one webhook through every function, the dead letter and the redriven run included.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_sqs::types::MessageSystemAttributeName as Sys;
+use devstack::esm::{new_request_id, EsmConfig, LocalEsm};
+use relay_aws::limiter::DynamoLimiter;
+use relay_aws::once::DynamoOnceStore;
+use relay_cafe24::Cafe24;
+use relay_domain::jobs::{Job, JobKind};
+use relay_domain::ratelimit::LimiterConfig;
+use relay_domain::tokens::Secret;
+use relay_lambda::telemetry::invocation_span;
+use relay_tests::pipeline::Pipeline;
+use relay_tests::{sim_cafe24_config, KEY};
+use serde_json::{json, Value};
+use tracing::Instrument;
+use webhook_ingest::install::{InstallConfig, Installer};
+
+const MALL: &str = "clishop";
+
+fn relay(stack: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_relay"))
+        .arg("--env-file")
+        .arg(stack)
+        .args(args)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "relay failed: {}\n{out}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+async fn drive(
+    p: &Pipeline,
+    d: &dispatcher::Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore>,
+    w: &relay_tests::pipeline::W,
+) {
+    let esm = |u: &str, a: &str| {
+        LocalEsm::new(p.env.sqs.clone(), EsmConfig { max_concurrency: 1, wait_time_seconds: 0, ..EsmConfig::new(u, a) })
+    };
+    let (inbox, work) =
+        (esm(&p.env.stack.inbox.url, &p.env.stack.inbox.arn), esm(&p.env.stack.work.url, &p.env.stack.work.arn));
+    let dh = |event: Value| async move {
+        let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+        let span = invocation_span("dispatcher", &new_request_id());
+        serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).instrument(span).await)
+            .map_err(|e| e.to_string())
+    };
+    let wh = |event: Value| async move {
+        let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+        let span = invocation_span("worker", &new_request_id());
+        serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).instrument(span).await)
+            .map_err(|e| e.to_string())
+    };
+    let t0 = Instant::now();
+    loop {
+        let n = inbox.poll_once(&dh).await.unwrap().received + work.poll_once(&wh).await.unwrap().received;
+        if n == 0 {
+            let left =
+                p.env.depth(&p.env.stack.inbox.url).await.unwrap() + p.env.depth(&p.env.stack.work.url).await.unwrap();
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "pipeline did not drain");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_repairs_a_mall_with_the_cli() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}", new_request_id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_file = dir.join("functions.log");
+    let file = std::fs::File::create(&log_file).unwrap();
+    relay_lambda::telemetry::init_with_writer("info", Mutex::new(file));
+
+    let p = Pipeline::new("cli").await;
+    // webhook-ingest with the install flow, on its own address (the OAuth redirect URI).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ingest_url = format!("http://{}", listener.local_addr().unwrap());
+    let ddb = p.env.ddb.clone();
+    let clock = relay_aws::limiter::system_clock();
+    let installer_client = Cafe24::new(
+        sim_cafe24_config(&p.base),
+        DynamoLimiter::new(ddb.clone(), p.env.stack.rate_limit_table.clone(), LimiterConfig::default(), clock.clone()),
+        p.tokens(),
+        clock,
+    )
+    .unwrap();
+    let install = InstallConfig {
+        state_secret: Secret::new("cli-test-state-secret-0123456789abcdef"),
+        redirect_uri: format!("{ingest_url}/oauth/callback"),
+        scopes: "mall.read_order,mall.read_product".into(),
+        state_ttl_ms: 600_000,
+    };
+    let ingest = p.env.ingest().with_install(Installer::new(
+        installer_client,
+        DynamoOnceStore::new(ddb, p.env.stack.token_table.clone()),
+        install,
+    ));
+    relay_demo::bridge::serve(Arc::new(ingest), listener).await.unwrap();
+
+    let stack = dir.join("stack.env");
+    let s = &p.env.stack;
+    std::fs::write(
+        &stack,
+        format!(
+            "# written by the test\nAWS_ENDPOINT_URL={}\nINBOX_QUEUE_URL={}\nINBOX_DLQ_URL={}\nWORK_QUEUE_URL={}\nWORK_DLQ_URL={}\n\
+             RATE_LIMIT_TABLE={}\nTOKEN_TABLE={}\nINGEST_URL={ingest_url}\nRELAY_LOG_FILE={}\n",
+            p.env.endpoint,
+            s.inbox.url,
+            s.inbox.dlq_url,
+            s.work.url,
+            s.work.dlq_url,
+            s.rate_limit_table,
+            s.token_table,
+            log_file.display()
+        ),
+    )
+    .unwrap();
+
+    // The mall was never authorized.
+    let out = ok(&relay(&stack, &["mall", "status", MALL]));
+    assert!(out.contains("token:    none"), "{out}");
+
+    // Three orders are placed; Cafe24 sends the webhooks; the jobs cannot run.
+    let http = reqwest::Client::new();
+    let orders: Vec<String> = p.orders(MALL).into_iter().take(3).collect();
+    assert_eq!(orders.len(), 3);
+    for (i, id) in orders.iter().enumerate() {
+        let body =
+            json!({"event_no": 90023, "resource": {"mall_id": MALL, "order_id": id, "buyer_email": "kim@example.com"}});
+        let r = http
+            .post(format!("{ingest_url}/webhooks/cafe24"))
+            .header("X-API-Key", KEY)
+            .header("X-Trace-ID", format!("cli-trace-{i}"))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let d = p.dispatcher();
+    let w = p.worker();
+    drive(&p, &d, &w).await;
+    assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 3);
+
+    let out = ok(&relay(&stack, &["dlq", "list"]));
+    assert!(out.starts_with("3 waiting"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.contains(MALL) && l.contains("not_installed")).count(), 3, "{out}");
+    assert!(!out.contains("kim@example.com"));
+
+    // A dry run moves nothing.
+    let out = ok(&relay(&stack, &["dlq", "redrive", "--dry-run"]));
+    assert!(out.contains("dry run: 3 would move"), "{out}");
+    assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 3);
+
+    // The operator authorizes the app through the link (the browser follows the redirects).
+    let url = ok(&relay(&stack, &["mall", "reauth-url", MALL])).trim().to_owned();
+    assert_eq!(url, format!("{ingest_url}/install?mall_id={MALL}"));
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5)).build().unwrap();
+    let page = browser.get(&url).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Installed"), "{page}");
+    let out = ok(&relay(&stack, &["mall", "status", MALL]));
+    assert!(out.contains("token:    active") && out.contains("refresh expires") && out.contains("work DLQ"), "{out}");
+
+    // Redrive: back on the work queue in their original order, under the mall's group.
+    let out = ok(&relay(&stack, &["dlq", "redrive"]));
+    assert!(out.contains("moved 3"), "{out}");
+    assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 0);
+    let peek = p
+        .env
+        .sqs
+        .receive_message()
+        .queue_url(&s.work.url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_system_attribute_names(Sys::All)
+        .send()
+        .await
+        .unwrap();
+    let back: Vec<Job> = peek.messages().iter().map(|m| Job::parse(m.body().unwrap()).unwrap()).collect();
+    let back_orders: Vec<String> = back
+        .iter()
+        .map(|j| match &j.kind {
+            JobKind::SyncOrder { order_id } => order_id.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(back_orders, orders, "FIFO order kept");
+    for m in peek.messages() {
+        assert_eq!(m.attributes().unwrap().get(&Sys::MessageGroupId).unwrap(), MALL);
+    }
+
+    // The worker runs them now.
+    let before = p.sim.stats(MALL).calls;
+    drive(&p, &d, &w).await;
+    assert_eq!(p.sim.stats(MALL).calls - before, 3, "each redriven job made its call once");
+    assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 0);
+    let out = ok(&relay(&stack, &["dlq", "redrive"]));
+    assert!(out.contains("moved 0"), "{out}");
+
+    // One webhook's whole story.
+    let out = ok(&relay(&stack, &["trace", "cli-trace-1"]));
+    for want in ["webhook-ingest", "dispatcher", "worker", "dead_lettered", "synced"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    let dead = out.find("dead_lettered").unwrap();
+    assert!(out.find("synced").unwrap() > dead, "time order:\n{out}");
+    assert!(!out.contains("cli-trace-0") && !out.contains("kim@example.com"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_help_is_everywhere() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let stack = dir.join("bad-input.env");
+    std::fs::write(&stack, "RELAY_LOG_FILE=/nonexistent/functions.log\nINGEST_URL=https://relay.example\n").unwrap();
+    let o = relay(&stack, &["trace", "x\" | filter 1=1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a trace id"));
+    let o = relay(&stack, &["mall", "reauth-url", "not a mall"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a mall id"));
+    let o = relay(&stack, &["dlq", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("WORK_DLQ_URL is not set"));
+    let o = relay(&dir.join("missing.env"), &["dlq", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("make deploy"));
+    let o = relay(&stack, &["trace", "abc", "--since", "5y"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unit"));
+    std::fs::write(&stack, "this is not a stack file\n").unwrap();
+    let o = relay(&stack, &["dlq", "list"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 1"));
+    for args in [
+        &["--help"][..],
+        &["trace", "--help"],
+        &["dlq", "--help"],
+        &["dlq", "redrive", "--help"],
+        &["mall", "--help"],
+        &["mall", "status", "--help"],
+    ] {
+        let o = relay(&stack, args);
+        assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Usage"), "{args:?}");
+    }
+}
