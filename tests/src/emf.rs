@@ -45,7 +45,7 @@ pub fn validate(doc: &Value) -> Result<(), Vec<String>> {
     let Some(aws) = root.get("_aws").and_then(Value::as_object) else {
         return Err(vec!["_aws is missing or not an object".into()]);
     };
-    if !aws.get("Timestamp").is_some_and(|t| t.as_u64().is_some()) {
+    if aws.get("Timestamp").is_none_or(|t| t.as_u64().is_none()) {
         errs.push("_aws.Timestamp must be a non-negative integer (epoch ms)".into());
     }
     let Some(directives) = aws.get("CloudWatchMetrics").and_then(Value::as_array) else {

@@ -111,7 +111,7 @@ impl Target {
 }
 
 /// Keys the environment may override even when the file lacks them.
-const KNOWN: &[&str] = &[
+pub const KNOWN: &[&str] = &[
     "AWS_ENDPOINT_URL",
     "INBOX_QUEUE_URL",
     "INBOX_DLQ_URL",
@@ -124,6 +124,21 @@ const KNOWN: &[&str] = &[
     "LOG_GROUPS",
     "RELAY_LOG_FILE",
 ];
+
+/// The stack-file key for a CloudFormation output name: `InboxDlqUrl` → `INBOX_DLQ_URL`
+/// (what `make deploy` writes into `.relay/aws.env`).
+pub fn key_for_output(output: &str) -> String {
+    let mut out = String::new();
+    let mut prev_lower = false;
+    for c in output.chars() {
+        if c.is_ascii_uppercase() && prev_lower {
+            out.push('_');
+        }
+        prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
@@ -143,6 +158,13 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         let e = Target::parse("lower=1\n").unwrap_err().to_string();
         assert!(e.contains("not a variable name"), "{e}");
+    }
+
+    #[test]
+    fn output_names_become_keys() {
+        assert_eq!(key_for_output("InboxDlqUrl"), "INBOX_DLQ_URL");
+        assert_eq!(key_for_output("LogGroups"), "LOG_GROUPS");
+        assert_eq!(key_for_output("IngestUrl"), "INGEST_URL");
     }
 
     #[test]

@@ -1,0 +1,204 @@
+//! The properties of `infra/template.yaml` the design depends on, parsed as YAML (CloudFormation
+//! short-form tags such as `!GetAtt` kept as tagged values), so a regression fails the build:
+//! FIFO queues with content-based deduplication off, each queue wired to its FIFO DLQ, visibility
+//! at least 6 × its consumer's timeout, partial batch responses on every SQS event source, one
+//! least-privilege policy per function (exact action sets, no wildcards), secrets only by
+//! reference, log groups with retention, the alarms and the saved queries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::BTreeSet;
+
+use serde_yaml::Value;
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+fn resources(t: &Value) -> Vec<(String, &Value)> {
+    t["Resources"].as_mapping().unwrap().iter().map(|(k, v)| (k.as_str().unwrap().to_owned(), v)).collect()
+}
+
+fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(String, &'a Value)> {
+    resources(t).into_iter().filter(|(_, r)| r["Type"].as_str() == Some(ty)).collect()
+}
+
+/// The logical id a `!GetAtt X.Arn` / `!Ref X` points at.
+fn target(v: &Value) -> String {
+    match v {
+        Value::Tagged(t) => t.value.as_str().unwrap().split('.').next().unwrap().to_owned(),
+        other => panic!("not an intrinsic: {other:?}"),
+    }
+}
+
+#[test]
+fn every_queue_is_fifo_with_content_based_dedup_off() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
+    assert_eq!(queues.len(), 4);
+    for (name, q) in queues {
+        assert_eq!(q["Properties"]["FifoQueue"], Value::Bool(true), "{name}");
+        assert_eq!(q["Properties"]["ContentBasedDeduplication"], Value::Bool(false), "{name}");
+    }
+}
+
+#[test]
+fn each_source_queue_dead_letters_into_its_own_fifo_dlq() {
+    let t = template();
+    for (queue, dlq, min_receives) in [("InboxQueue", "InboxDLQ", 5), ("WorkQueue", "WorkDLQ", 100)] {
+        let rp = &t["Resources"][queue]["Properties"]["RedrivePolicy"];
+        assert_eq!(target(&rp["deadLetterTargetArn"]), dlq, "{queue}");
+        assert!(rp["maxReceiveCount"].as_u64().unwrap() >= min_receives, "{queue}: deferrals need room");
+        assert_eq!(t["Resources"][dlq]["Properties"]["FifoQueue"], Value::Bool(true));
+        assert!(t["Resources"][dlq]["Properties"].get("RedrivePolicy").is_none(), "a DLQ has no DLQ");
+    }
+}
+
+#[test]
+fn sqs_event_sources_report_partial_failures_and_visibility_covers_six_timeouts() {
+    let t = template();
+    let mut consumers = 0;
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let timeout = f["Properties"]["Timeout"].as_u64().unwrap();
+        for (_, ev) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if ev["Type"].as_str() != Some("SQS") {
+                continue;
+            }
+            consumers += 1;
+            let p = &ev["Properties"];
+            let types: Vec<&str> =
+                p["FunctionResponseTypes"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            assert_eq!(types, ["ReportBatchItemFailures"], "{name}");
+            assert!(p["BatchSize"].as_u64().unwrap() <= 10, "{name}: FIFO batches are at most 10");
+            assert!(p["ScalingConfig"].get("MaximumConcurrency").is_some(), "{name}");
+            let queue = target(&p["Queue"]);
+            let vis = t["Resources"][queue.as_str()]["Properties"]["VisibilityTimeout"].as_u64().unwrap();
+            assert!(vis >= 6 * timeout, "{queue}: visibility {vis} s < 6 × {name}'s {timeout} s");
+        }
+    }
+    assert_eq!(consumers, 2, "dispatcher and worker consume SQS");
+}
+
+fn actions(f: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for policy in f["Properties"]["Policies"].as_sequence().unwrap() {
+        for st in policy["Statement"].as_sequence().unwrap() {
+            assert_eq!(st["Effect"].as_str(), Some("Allow"));
+            for a in st["Action"].as_sequence().unwrap() {
+                out.insert(a.as_str().unwrap().to_owned());
+            }
+            for r in st["Resource"].as_sequence().unwrap() {
+                assert!(matches!(r, Value::Tagged(_)), "resources are the stack's own, by reference: {r:?}");
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn each_function_has_exactly_the_actions_it_uses() {
+    let t = template();
+    let expect = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let cases = [
+        // sends to the inbox / parks; install flow: token + limiter items, one-time state nonces.
+        (
+            "WebhookIngestFunction",
+            expect(&["sqs:SendMessage", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]),
+        ),
+        // sends jobs / parks; marks uninstalled; keep-alive scans the token table.
+        ("DispatcherFunction", expect(&["sqs:SendMessage", "dynamodb:UpdateItem", "dynamodb:Scan"])),
+        // defers by visibility, dead-letters; limiter, tokens, idempotency and snapshots.
+        (
+            "WorkerFunction",
+            expect(&[
+                "sqs:ChangeMessageVisibility",
+                "sqs:SendMessage",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            ]),
+        ),
+    ];
+    for (name, want) in cases {
+        let got = actions(&t["Resources"][name]);
+        assert_eq!(got, want, "{name}");
+        assert!(!got.iter().any(|a| a.contains('*')), "{name}: no wildcards");
+    }
+    assert_eq!(of_type(&t, "AWS::Serverless::Function").len(), 3);
+}
+
+#[test]
+fn secrets_are_references_never_values() {
+    let t = template();
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        for (k, v) in f["Properties"]["Environment"]["Variables"].as_mapping().unwrap() {
+            let k = k.as_str().unwrap();
+            if k.contains("SECRET") || k.contains("API_KEY") {
+                let Value::Tagged(tag) = v else { panic!("{name}.{k} is a literal") };
+                assert!(tag.value.as_str().unwrap().contains("{{resolve:secretsmanager:"), "{name}.{k}");
+            }
+        }
+    }
+}
+
+#[test]
+fn logs_are_json_with_retention_and_one_group_per_function() {
+    let t = template();
+    assert_eq!(t["Globals"]["Function"]["LoggingConfig"]["LogFormat"].as_str(), Some("JSON"));
+    // EMF metric lines are INFO: a stricter application level would make Lambda drop them.
+    assert_eq!(t["Globals"]["Function"]["LoggingConfig"]["ApplicationLogLevel"].as_str(), Some("INFO"));
+    for (_, g) in of_type(&t, "AWS::Logs::LogGroup") {
+        assert!(g["Properties"].get("RetentionInDays").is_some());
+    }
+    for (name, f) in of_type(&t, "AWS::Serverless::Function") {
+        let group = target(&f["Properties"]["LoggingConfig"]["LogGroup"]);
+        assert_eq!(t["Resources"][group.as_str()]["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{name}");
+    }
+}
+
+#[test]
+fn the_alarms_cover_dlqs_backlog_age_errors_and_429s() {
+    let t = template();
+    let alarms: Vec<(String, String, String)> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .map(|(n, a)| {
+            let p = &a["Properties"];
+            let dim = p["Dimensions"][0]["Value"].clone();
+            let on = match &dim {
+                Value::Tagged(_) => target(&dim),
+                v => v.as_str().unwrap_or("").to_owned(),
+            };
+            (n, p["MetricName"].as_str().unwrap().to_owned(), on)
+        })
+        .collect();
+    let has = |metric: &str, on: &str| alarms.iter().any(|(_, m, o)| m == metric && o == on);
+    assert!(has("ApproximateNumberOfMessagesVisible", "InboxDLQ"));
+    assert!(has("ApproximateNumberOfMessagesVisible", "WorkDLQ"));
+    assert!(has("ApproximateAgeOfOldestMessage", "WorkQueue"));
+    assert!(
+        has("Errors", "WorkerFunction")
+            && has("Errors", "DispatcherFunction")
+            && has("Errors", "WebhookIngestFunction")
+    );
+    assert!(has("Cafe24Status429", "worker"), "429s from the worker's EMF metric");
+}
+
+#[test]
+fn the_saved_queries_are_all_there() {
+    let t = template();
+    let names: BTreeSet<String> = of_type(&t, "AWS::Logs::QueryDefinition")
+        .into_iter()
+        .map(|(_, q)| q["Properties"]["Name"].as_str().unwrap().to_owned())
+        .collect();
+    for want in [
+        "cafe24-relay/follow-one-webhook",
+        "cafe24-relay/deferrals-and-429s-per-mall",
+        "cafe24-relay/dead-lettered-by-class",
+        "cafe24-relay/slowest-jobs",
+        "cafe24-relay/errors-by-class",
+    ] {
+        assert!(names.contains(want), "{want}");
+    }
+}
