@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
+.PHONY: deploy deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,16 @@ lint-infra: tools ## validate infra/template.yaml offline with cfn-lint
 
 build: tools ## cargo lambda build --release for the three functions (target/lambda/<name>/bootstrap)
 	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked -p webhook-ingest -p dispatcher -p worker
+
+deploy: build ## deploy the stack to AWS with SAM (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI), then write .relay/aws.env
+	scripts/deploy.sh
+
+deploy-code: build ## update only the three functions' code with cargo lambda deploy
+	scripts/deploy.sh --code-only
+
+relay: ## build the relay ops CLI (target/release/relay; `relay --help`)
+	$(CARGO) build --release --locked -p relay
+	@echo "target/release/relay --help"
 
 test: tools check-purity fmt-check lint lint-infra ## everything CI runs: purity, format, lint, all tests, and quick demo + bench smoke runs
 	scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked

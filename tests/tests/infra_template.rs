@@ -202,3 +202,77 @@ fn the_saved_queries_are_all_there() {
         assert!(names.contains(want), "{want}");
     }
 }
+
+#[test]
+fn make_deploy_passes_every_parameter_the_template_requires() {
+    let t = template();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/deploy.sh"))
+        .arg("--dry-run")
+        .env("STACK_NAME", "relay-test")
+        .env("CAFE24_CLIENT_ID", "client-1")
+        .env("OAUTH_REDIRECT_URI", "https://example.lambda-url.on.aws/oauth/callback")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let deploy = text.lines().find(|l| l.contains(" deploy ")).unwrap();
+    assert!(deploy.contains("--template-file infra/template.yaml") && deploy.contains("--stack-name relay-test"));
+    let given: BTreeSet<String> = deploy
+        .split("--parameter-overrides")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|kv| kv.split('=').next().unwrap().to_owned())
+        .collect();
+    let params = t["Parameters"].as_mapping().unwrap();
+    for (name, p) in params {
+        let name = name.as_str().unwrap();
+        if p.get("Default").is_none() {
+            assert!(given.contains(name), "make deploy does not pass {name}");
+        }
+    }
+    for g in &given {
+        assert!(params.contains_key(g.as_str()), "make deploy passes {g}, which the template does not declare");
+    }
+    // Without the required variables it refuses, naming them.
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/deploy.sh"))
+        .arg("--dry-run")
+        .env_remove("CAFE24_CLIENT_ID")
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("CAFE24_CLIENT_ID"));
+    // Code updates go through cargo lambda deploy, one per function, to the stack's function names.
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/deploy.sh"))
+        .args(["--dry-run", "--code-only"])
+        .env("STACK_NAME", "relay-test")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for f in ["webhook-ingest", "dispatcher", "worker"] {
+        assert!(text.contains(&format!("cargo lambda deploy --binary-name {f} relay-test-{f}")), "{text}");
+        let name = t["Resources"]
+            .as_mapping()
+            .unwrap()
+            .values()
+            .filter_map(|r| r["Properties"]["FunctionName"].as_ref_tagged())
+            .any(|n| n == format!("${{AWS::StackName}}-{f}"));
+        assert!(name, "the template names the function <stack>-{f}");
+    }
+}
+
+trait TaggedStr {
+    fn as_ref_tagged(&self) -> Option<String>;
+}
+
+impl TaggedStr for Value {
+    fn as_ref_tagged(&self) -> Option<String> {
+        match self {
+            Value::Tagged(t) => t.value.as_str().map(str::to_owned),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# make deploy / make deploy-code — deploy cafe24-relay to AWS.
+#
+#   scripts/deploy.sh              the stack (AWS SAM: queues, tables, functions, mappings, alarms,
+#                                  queries) from infra/template.yaml with the binaries `make build`
+#                                  left in target/lambda/, then .relay/aws.env for the relay CLI
+#   scripts/deploy.sh --code-only  only the function code, with `cargo lambda deploy`
+#   scripts/deploy.sh --dry-run    print the commands, run nothing (checked by a test)
+#
+# Environment:
+#   STACK_NAME         default cafe24-relay (function names are <stack>-webhook-ingest, …)
+#   CAFE24_CLIENT_ID   required for a stack deploy (template parameter Cafe24ClientId)
+#   OAUTH_REDIRECT_URI required for a stack deploy; on the very first deploy use a placeholder,
+#                      read IngestUrl from .relay/aws.env and deploy again with <IngestUrl>oauth/callback
+#   SECRET_NAME        default cafe24-relay/secrets (must exist: see README, first deployment)
+#   CAFE24_API_VERSION optional, default in the template
+#   AWS credentials and region as usual (AWS_PROFILE, AWS_REGION, …).
+# The SAM CLI is installed on demand into .venv-deploy (kept apart from the test tools' venv).
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+MODE=stack
+DRY=0
+for a in "$@"; do
+  case "$a" in
+    --code-only) MODE=code ;;
+    --dry-run) DRY=1 ;;
+    *) echo "deploy.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+STACK_NAME="${STACK_NAME:-cafe24-relay}"
+SECRET_NAME="${SECRET_NAME:-cafe24-relay/secrets}"
+FUNCTIONS=(webhook-ingest dispatcher worker)
+
+run() {
+  if [[ $DRY == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+
+for f in "${FUNCTIONS[@]}"; do
+  if [[ $DRY == 0 && ! -f "target/lambda/$f/bootstrap" ]]; then
+    echo "deploy.sh: target/lambda/$f/bootstrap is missing — run make build first" >&2
+    exit 1
+  fi
+done
+
+if [[ $MODE == code ]]; then
+  # The template owns queues, tables, mappings, roles and environment: no --env-var here (it
+  # would replace the function's variables), no --iam-role (the function exists).
+  export PATH="$ROOT/.venv/bin:$PATH" # cargo-lambda from `make tools`
+  for f in "${FUNCTIONS[@]}"; do
+    run cargo lambda deploy --binary-name "$f" "$STACK_NAME-$f"
+  done
+  exit 0
+fi
+
+: "${CAFE24_CLIENT_ID:?set CAFE24_CLIENT_ID (the Cafe24 app client id)}"
+: "${OAUTH_REDIRECT_URI:?set OAUTH_REDIRECT_URI (<IngestUrl>oauth/callback; a placeholder on the first deploy)}"
+SAM="$ROOT/.venv-deploy/bin/sam"
+if [[ $DRY == 0 && ! -x "$SAM" ]]; then
+  echo "deploy.sh: installing the AWS SAM CLI into .venv-deploy ..." >&2
+  python3 -m venv "$ROOT/.venv-deploy"
+  "$ROOT/.venv-deploy/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli
+fi
+overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "OAuthRedirectUri=$OAUTH_REDIRECT_URI" "SecretName=$SECRET_NAME")
+if [[ -n "${CAFE24_API_VERSION:-}" ]]; then overrides+=("Cafe24ApiVersion=$CAFE24_API_VERSION"); fi
+run "$SAM" deploy --template-file infra/template.yaml --stack-name "$STACK_NAME" \
+  --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
+  --parameter-overrides "${overrides[@]}"
+
+# Stack outputs → .relay/aws.env (InboxDlqUrl → INBOX_DLQ_URL), read by the relay CLI.
+run mkdir -p .relay
+if [[ $DRY == 1 ]]; then
+  echo "$SAM list stack-outputs --stack-name $STACK_NAME --output json > .relay/aws.env (converted)"
+  exit 0
+fi
+"$SAM" list stack-outputs --stack-name "$STACK_NAME" --output json | python3 -c '
+import json, re, sys
+print("# written by make deploy from the stack outputs")
+for o in json.load(sys.stdin):
+    key = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", o["OutputKey"]).upper()
+    print(key + "=" + o["OutputValue"])
+' > .relay/aws.env
+echo "==> deployed $STACK_NAME; the relay CLI reads .relay/aws.env:"
+cat .relay/aws.env
