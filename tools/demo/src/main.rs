@@ -62,6 +62,13 @@ fn cafe24_config(sim_base: &str) -> Result<Cafe24Config> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let started = Instant::now();
+    // The functions' log lines go to a file, as Lambda would send them to CloudWatch; the relay
+    // CLI reads it (`relay --local trace <id>`), with the stack file written below.
+    let local_dir = devstack::moto::workspace_root().join("target/relay-local");
+    std::fs::create_dir_all(&local_dir)?;
+    let local_dir = std::fs::canonicalize(&local_dir)?;
+    let log_path = local_dir.join("functions.log");
+    relay_lambda::telemetry::init_with_writer("info", std::sync::Mutex::new(std::fs::File::create(&log_path)?));
     let endpoint = devstack::moto::endpoint().await?;
     let conf = devstack::sdk_config(&endpoint).await;
     let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
@@ -115,6 +122,19 @@ async fn main() -> Result<()> {
         )),
     );
     serve(ingest, listener).await.context("serving ingest")?;
+    let mut stack_env = format!(
+        "# written by make demo: the local stack for `relay --local`\nAWS_ENDPOINT_URL={endpoint}\nINGEST_URL={ingest_url}\n\
+         INBOX_DLQ_URL={}\nWORK_DLQ_URL={}\nRELAY_LOG_FILE={}\n",
+        stack.inbox.dlq_url,
+        stack.work.dlq_url,
+        log_path.display()
+    );
+    for (k, v) in &env {
+        if !k.starts_with("PARKING") && !k.starts_with("WORKER_DLQ") {
+            stack_env.push_str(&format!("{k}={v}\n"));
+        }
+    }
+    std::fs::write(local_dir.join("stack.env"), stack_env)?;
     println!("==> webhook-ingest at {ingest_url} (POST /webhooks/cafe24, GET /install, GET /oauth/callback)");
 
     // Install into each mall through the real OAuth flow (browser redirects followed).
@@ -388,6 +408,21 @@ async fn main() -> Result<()> {
         bail!("demo FAILED: see the table above");
     }
     println!("==> OK: every event processed exactly once, zero 429s");
+    // One synced webhook for `make demo` to follow with the CLI.
+    let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let example = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["function"] == "worker" && l["outcome"] == "synced" && l["mall_id"] == "bigshop");
+    if let Some(t) = example.as_ref().and_then(|l| l["trace_id"].as_str()) {
+        std::fs::write(local_dir.join("example-trace"), t)?;
+    }
+    println!(
+        "    {} log lines ({} metric documents) in {}",
+        logs.lines().count(),
+        logs.lines().filter(|l| l.contains("\"_aws\"")).count(),
+        log_path.display()
+    );
     Ok(())
 }
 
