@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn each_violation_is_caught() {
-        let cases: Vec<(&str, fn(&mut Value))> = vec![
+        type Break = fn(&mut Value);
+        let cases: Vec<(&str, Break)> = vec![
             ("timestamp", |d| d["_aws"]["Timestamp"] = json!("now")),
             ("namespace", |d| d["_aws"]["CloudWatchMetrics"][0]["Namespace"] = json!("")),
             ("dimension", |d| d["function"] = json!(3)),
