@@ -15,6 +15,10 @@ use relay_domain::MallId;
 use serde_json::Value;
 use worker::{Worker, WorkerConfig};
 
+use aws_lambda_events::event::sqs::SqsEvent;
+use devstack::esm::{new_request_id, EsmConfig, LocalEsm};
+use relay_lambda::telemetry::invocation_span;
+
 use crate::{http_event, install_seeded, sim_cafe24_config, to_request, Shape, TestEnv, KEY};
 
 /// Time scale of the pipeline fixture: the simulator drains 4× faster and the limiter follows.
@@ -130,5 +134,50 @@ impl Pipeline {
     pub fn orders(&self, mall: &str) -> Vec<String> {
         let mut g = self.sim.lock();
         self.sim.mall(&mut g, mall).data.orders.keys().cloned().collect()
+    }
+
+    /// Runs `d` on the inbox and `w` on the work queue (local event source mappings, each
+    /// invocation in its log span with a fresh request id) until both queues are empty, visible
+    /// and in flight. Panics after `limit`.
+    pub async fn run_until_drained(
+        &self,
+        d: &Dispatcher<SqsQueue, DynamoTokenStore>,
+        w: &W,
+        limit: std::time::Duration,
+    ) {
+        use std::time::{Duration, Instant};
+        use tracing::Instrument;
+        let esm = |u: &str, a: &str| {
+            LocalEsm::new(
+                self.env.sqs.clone(),
+                EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(u, a) },
+            )
+        };
+        let s = &self.env.stack;
+        let (inbox, work) = (esm(&s.inbox.url, &s.inbox.arn), esm(&s.work.url, &s.work.arn));
+        let dh = |event: Value| async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            let span = invocation_span("dispatcher", &new_request_id());
+            serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).instrument(span).await)
+                .map_err(|e| e.to_string())
+        };
+        let wh = |event: Value| async move {
+            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
+            let span = invocation_span("worker", &new_request_id());
+            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).instrument(span).await)
+                .map_err(|e| e.to_string())
+        };
+        let t0 = Instant::now();
+        loop {
+            let n = inbox.poll_once(&dh).await.unwrap().received + work.poll_once(&wh).await.unwrap().received;
+            if n == 0 {
+                let left = self.env.depth(&s.inbox.url).await.unwrap() + self.env.depth(&s.work.url).await.unwrap();
+                if left == 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(t0.elapsed() < limit, "the pipeline did not drain in {limit:?}");
+        }
     }
 }

@@ -276,3 +276,18 @@ impl TaggedStr for Value {
         }
     }
 }
+
+#[test]
+fn high_throughput_fifo_is_one_switch_on_the_inbox_and_work_queues() {
+    let t = template();
+    assert_eq!(t["Parameters"]["HighThroughputFifo"]["Default"].as_str(), Some("false"));
+    for q in ["InboxQueue", "WorkQueue"] {
+        for (prop, on) in [("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")] {
+            let Value::Tagged(tagged) = &t["Resources"][q]["Properties"][prop] else { panic!("{q}.{prop}") };
+            assert!(tagged.tag.to_string().contains("If"), "{q}.{prop}");
+            let args = tagged.value.as_sequence().unwrap();
+            assert_eq!(args[0].as_str(), Some("HighThroughput"));
+            assert_eq!(args[1].as_str(), Some(on), "{q}.{prop}");
+        }
+    }
+}

@@ -105,43 +105,7 @@ async fn pipeline_run() -> Run {
 
     let d = p.dispatcher();
     let wk = p.worker();
-    let esm = |u: &str, a: &str| {
-        LocalEsm::new(p.env.sqs.clone(), EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(u, a) })
-    };
-    let (inbox, work) =
-        (esm(&p.env.stack.inbox.url, &p.env.stack.inbox.arn), esm(&p.env.stack.work.url, &p.env.stack.work.arn));
-    let dh = |event: Value| {
-        let d = &d;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            let span = invocation_span("dispatcher", &new_request_id());
-            serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).instrument(span).await)
-                .map_err(|e| e.to_string())
-        }
-    };
-    let wh = |event: Value| {
-        let w = &wk;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            let span = invocation_span("worker", &new_request_id());
-            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).instrument(span).await)
-                .map_err(|e| e.to_string())
-        }
-    };
-    let t0 = Instant::now();
-    loop {
-        let a = inbox.poll_once(&dh).await.unwrap().received;
-        let b = work.poll_once(&wh).await.unwrap().received;
-        if a + b == 0 {
-            let left =
-                p.env.depth(&p.env.stack.inbox.url).await.unwrap() + p.env.depth(&p.env.stack.work.url).await.unwrap();
-            if left == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(90), "pipeline did not drain");
-    }
+    p.run_until_drained(&d, &wk, Duration::from_secs(90)).await;
 
     let rec = p.tokens().get(&mall).await.unwrap().unwrap();
     let secrets = vec![

@@ -45,43 +45,6 @@ fn ok(o: &Output) -> String {
     out
 }
 
-async fn drive(
-    p: &Pipeline,
-    d: &dispatcher::Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore>,
-    w: &relay_tests::pipeline::W,
-) {
-    let esm = |u: &str, a: &str| {
-        LocalEsm::new(p.env.sqs.clone(), EsmConfig { max_concurrency: 1, wait_time_seconds: 0, ..EsmConfig::new(u, a) })
-    };
-    let (inbox, work) =
-        (esm(&p.env.stack.inbox.url, &p.env.stack.inbox.arn), esm(&p.env.stack.work.url, &p.env.stack.work.arn));
-    let dh = |event: Value| async move {
-        let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-        let span = invocation_span("dispatcher", &new_request_id());
-        serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).instrument(span).await)
-            .map_err(|e| e.to_string())
-    };
-    let wh = |event: Value| async move {
-        let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-        let span = invocation_span("worker", &new_request_id());
-        serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).instrument(span).await)
-            .map_err(|e| e.to_string())
-    };
-    let t0 = Instant::now();
-    loop {
-        let n = inbox.poll_once(&dh).await.unwrap().received + work.poll_once(&wh).await.unwrap().received;
-        if n == 0 {
-            let left =
-                p.env.depth(&p.env.stack.inbox.url).await.unwrap() + p.env.depth(&p.env.stack.work.url).await.unwrap();
-            if left == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "pipeline did not drain");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_repairs_a_mall_with_the_cli() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{}", new_request_id()));
@@ -158,7 +121,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     }
     let d = p.dispatcher();
     let w = p.worker();
-    drive(&p, &d, &w).await;
+    p.run_until_drained(&d, &w, Duration::from_secs(60)).await;
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 3);
 
     let out = ok(&relay(&stack, &["dlq", "list"]));
@@ -210,7 +173,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
 
     // The worker runs them now.
     let before = p.sim.stats(MALL).calls;
-    drive(&p, &d, &w).await;
+    p.run_until_drained(&d, &w, Duration::from_secs(60)).await;
     assert_eq!(p.sim.stats(MALL).calls - before, 3, "each redriven job made its call once");
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 0);
     let out = ok(&relay(&stack, &["dlq", "redrive"]));
