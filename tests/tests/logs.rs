@@ -9,17 +9,15 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use devstack::esm::{new_request_id, EsmConfig, LocalEsm};
+use devstack::esm::new_request_id;
 use relay_domain::tokens::TokenStore;
-use relay_lambda::telemetry::{invocation_span, SCHEMA};
+use relay_lambda::telemetry::SCHEMA;
 use relay_tests::pipeline::Pipeline;
 use relay_tests::{cafe24_fixtures, emf, serve_ingest, KEY};
 use serde_json::Value;
 use tokio::sync::OnceCell;
-use tracing::Instrument;
 
 #[derive(Clone, Default)]
 struct Sink(Arc<Mutex<Vec<u8>>>);

@@ -9,22 +9,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::MessageSystemAttributeName as Sys;
-use devstack::esm::{new_request_id, EsmConfig, LocalEsm};
+use devstack::esm::new_request_id;
 use relay_aws::limiter::DynamoLimiter;
 use relay_aws::once::DynamoOnceStore;
 use relay_cafe24::Cafe24;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ratelimit::LimiterConfig;
 use relay_domain::tokens::Secret;
-use relay_lambda::telemetry::invocation_span;
 use relay_tests::pipeline::Pipeline;
 use relay_tests::{sim_cafe24_config, KEY};
-use serde_json::{json, Value};
-use tracing::Instrument;
+use serde_json::json;
 use webhook_ingest::install::{InstallConfig, Installer};
 
 const MALL: &str = "clishop";
