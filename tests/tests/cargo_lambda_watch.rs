@@ -37,6 +37,8 @@ async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_reques
         "AWS_REGION=us-east-1".to_owned(),
     ];
     vars.extend(env.stack.env().into_iter().map(|(k, v)| format!("{k}={v}")));
+    // The function's own stdout: the log lines Lambda would send to CloudWatch.
+    let out_path = root.join(".local/cargo-lambda-watch.out");
     let mut cmd = tokio::process::Command::new(root.join(".venv/bin/cargo-lambda"));
     cmd.current_dir(&root)
         .args([
@@ -55,7 +57,7 @@ async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_reques
         .env("PATH", format!("{}:{}", root.join(".venv/bin").display(), std::env::var("PATH").unwrap_or_default()))
         // Never the test's stdin: the watcher must not read (or steal) the caller's input.
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).map(Stdio::from).unwrap())
         .stderr(
             std::fs::File::create(root.join(".local/cargo-lambda-watch.log")).map(Stdio::from).unwrap_or(Stdio::null()),
         )
@@ -98,4 +100,35 @@ async fn the_real_binary_under_cargo_lambda_watch_enqueues_a_function_url_reques
     assert_eq!(msgs.len(), 1, "exactly the authenticated request was enqueued");
     assert_eq!(attr(&msgs[0], Sys::MessageGroupId).as_deref(), Some("cafe24bestshop"));
     assert_eq!(attr(&msgs[0], Sys::MessageDeduplicationId).as_deref(), Some("t-watch-trace-1"));
+
+    // The real binary's log lines: the flat schema, the Lambda invocation id from the runtime,
+    // the trace id, an EMF document — and never the key or the sample's personal data.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        let lines: Vec<Value> =
+            text.lines().filter_map(|l| l.find('{').and_then(|i| serde_json::from_str(&l[i..]).ok())).collect();
+        if lines.iter().filter(|l| l["message"] == "webhook").count() >= 2 || Instant::now() > deadline {
+            assert!(!text.contains(KEY) && !text.contains("gdhong@cafe24corp.com") && !text.contains("010-2424-2424"));
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let accepted = lines
+        .iter()
+        .find(|l| l["message"] == "webhook" && l["trace_id"] == "watch-trace-1")
+        .unwrap_or_else(|| panic!("no webhook line for the trace in {}: {lines:?}", out_path.display()));
+    for l in &lines {
+        for k in relay_lambda::telemetry::SCHEMA {
+            assert!(l.get(k).is_some(), "{k} missing: {l}");
+        }
+        assert_eq!(l["function"], "webhook-ingest", "even lines outside an invocation: {l}");
+    }
+    assert_eq!(accepted["function"], "webhook-ingest");
+    assert_eq!(accepted["outcome"], "enqueued");
+    let rid = accepted["request_id"].as_str().unwrap();
+    assert!(!rid.is_empty() && rid != "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "the runtime's invocation id: {rid}");
+    let emf = lines.iter().find(|l| l.get("_aws").is_some() && l["request_id"] == rid).expect("an EMF line");
+    relay_tests::emf::validate(emf).unwrap();
+    assert_eq!(emf["WebhooksAccepted"], 1);
 }

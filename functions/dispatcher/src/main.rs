@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_lambda::telemetry::init();
+    relay_lambda::telemetry::init("dispatcher");
     let cfg = DispatcherConfig::from_lookup(|k| std::env::var(k).ok())?;
     let sdk = relay_aws::load_sdk_config().await;
     let (sqs, ddb) = (aws_sdk_sqs::Client::new(&sdk), aws_sdk_dynamodb::Client::new(&sdk));

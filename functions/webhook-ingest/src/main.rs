@@ -20,7 +20,7 @@ async fn serve<Q: MessageQueue, I: InstallFlow>(ingest: Ingest<Q, I>) -> Result<
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_lambda::telemetry::init();
+    relay_lambda::telemetry::init("webhook-ingest");
     let env = |k: &str| std::env::var(k).ok();
     // A bad configuration fails the cold start, loudly, not the 1,000th request.
     let cfg = IngestConfig::from_lookup(env)?;

@@ -12,7 +12,7 @@ use worker::{Worker, WorkerConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    relay_lambda::telemetry::init();
+    relay_lambda::telemetry::init("worker");
     let env = |k: &str| std::env::var(k).ok();
     let cfg = WorkerConfig::from_lookup(env)?;
     let mut cafe24_cfg = Cafe24Config::from_lookup(env)?;

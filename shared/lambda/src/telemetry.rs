@@ -111,14 +111,24 @@ pub fn subscriber<W>(level: &str, writer: W) -> impl Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new(directives("info")));
-    tracing_subscriber::registry().with(filter).with(FlatJson::new(writer))
+    subscriber_for(None, level, writer)
 }
 
-/// Installs the global subscriber writing to stdout. Later calls are no-ops.
-pub fn init() {
+/// [`subscriber`] for a process that runs one function: lines outside any invocation (cold
+/// start, the runtime's own messages) still name `function`.
+pub fn subscriber_for<W>(function: Option<&'static str>, level: &str, writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(directives(level)).unwrap_or_else(|_| EnvFilter::new(directives("info")));
+    tracing_subscriber::registry().with(filter).with(FlatJson { writer, function })
+}
+
+/// Installs the global subscriber of the function `function`, writing to stdout. Later calls
+/// are no-ops.
+pub fn init(function: &'static str) {
     let level = configured_level(|k| std::env::var(k).ok());
-    init_with_writer(&level, std::io::stdout);
+    let _ = tracing::subscriber::set_global_default(subscriber_for(Some(function), &level, std::io::stdout));
 }
 
 /// Installs the global subscriber writing to `writer`. Later calls are no-ops.
@@ -190,17 +200,24 @@ impl Visit for Visitor<'_> {
 /// The layer writing one flat JSON line per event (see the module docs).
 pub struct FlatJson<W> {
     writer: W,
+    /// `function` for lines outside an invocation span.
+    function: Option<&'static str>,
 }
 
 impl<W> FlatJson<W> {
     /// A layer writing to `writer`.
     pub fn new(writer: W) -> Self {
-        Self { writer }
+        Self { writer, function: None }
     }
 }
 
 /// Renders one line from the context spans' fields (outermost first) and the event's fields.
-fn render(level: &tracing::Level, spans: Vec<Map<String, Value>>, mut event: Map<String, Value>) -> String {
+fn render(
+    level: &tracing::Level,
+    function: Option<&'static str>,
+    spans: Vec<Map<String, Value>>,
+    mut event: Map<String, Value>,
+) -> String {
     let mut line = Map::new();
     line.insert(
         "timestamp".into(),
@@ -209,6 +226,9 @@ fn render(level: &tracing::Level, spans: Vec<Map<String, Value>>, mut event: Map
     line.insert("level".into(), Value::String(level.as_str().to_owned()));
     for key in SCHEMA.iter().skip(2) {
         line.insert((*key).to_owned(), Value::Null);
+    }
+    if let Some(f) = function {
+        line.insert("function".into(), Value::String(f.to_owned()));
     }
     for fields in spans {
         line.extend(fields);
@@ -260,7 +280,7 @@ where
                 scope.from_root().filter_map(|s| s.extensions().get::<SpanFields>().map(|f| f.0.clone())).collect()
             })
             .unwrap_or_default();
-        let line = render(event.metadata().level(), spans, fields);
+        let line = render(event.metadata().level(), self.function, spans, fields);
         // A full pipe or a closed stdout must not take the invocation down.
         let _ = self.writer.make_writer().write_all(line.as_bytes());
     }
@@ -363,6 +383,17 @@ mod tests {
         assert_eq!(lines[0]["Calls"], 3);
         assert_eq!(lines[0]["_aws"]["Timestamp"], 1);
         assert!(lines[0].get("emf").is_none());
+    }
+
+    #[test]
+    fn a_single_function_process_names_itself_outside_invocations() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        tracing::subscriber::with_default(subscriber_for(Some("worker"), "info", move || w.clone()), || {
+            tracing::warn!("cold start")
+        });
+        assert_eq!(buf.lines()[0]["function"], "worker");
+        assert_eq!(buf.lines()[0]["request_id"], Value::Null);
     }
 
     #[test]
