@@ -3,7 +3,9 @@
 //!
 //! What a function reads is recorded by calling its configuration loaders with a lookup that
 //! answers valid sample values and records every key asked for, plus the variables its `main.rs`
-//! reads directly (`env("…")` / `required("…")`).
+//! reads directly (`env("…")` / `required("…")`). Secret values are not environment variables
+//! on AWS: a function that reads its secret gets `SECRET_ID`, and the secret's keys
+//! (`relay_aws::secrets::SECRET_KEYS`) must not appear in its environment.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
@@ -91,10 +93,17 @@ fn template_vars() -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// What a function needs the template to set: what its loaders and `main` read, minus what the
+/// platform provides; a `main` that uses `relay_aws::secrets::lookup` reads `SECRET_ID`, and the
+/// secret (not the environment) provides the variables in `SECRET_KEYS`.
 fn code_vars(main_rs: &str, loaders: BTreeSet<String>) -> BTreeSet<String> {
     let mut all = loaders;
     all.extend(read_by_main(main_rs));
     all.retain(|k| !PLATFORM.contains(&k.as_str()));
+    if main_rs.contains("secrets::lookup(") {
+        all.insert("SECRET_ID".to_owned());
+        all.retain(|k| !relay_aws::secrets::SECRET_KEYS.iter().any(|(_, v)| v == k));
+    }
     all
 }
 

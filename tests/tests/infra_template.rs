@@ -101,10 +101,17 @@ fn each_function_has_exactly_the_actions_it_uses() {
     let t = template();
     let expect = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     let cases = [
-        // sends to the inbox / parks; install flow: token + limiter items, one-time state nonces.
+        // sends to the inbox / parks; install flow: token + limiter items, one-time state nonces;
+        // its secret at cold start.
         (
             "WebhookIngestFunction",
-            expect(&["sqs:SendMessage", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]),
+            expect(&[
+                "sqs:SendMessage",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "secretsmanager:GetSecretValue",
+            ]),
         ),
         // sends jobs / parks; marks uninstalled; keep-alive scans the token table.
         ("DispatcherFunction", expect(&["sqs:SendMessage", "dynamodb:UpdateItem", "dynamodb:Scan"])),
@@ -118,6 +125,7 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
+                "secretsmanager:GetSecretValue",
             ]),
         ),
     ];
@@ -130,14 +138,30 @@ fn each_function_has_exactly_the_actions_it_uses() {
 }
 
 #[test]
-fn secrets_are_references_never_values() {
+fn no_secret_value_is_in_any_environment_and_only_the_stack_secret_is_readable() {
     let t = template();
+    let secret_vars: Vec<&str> = relay_aws::secrets::SECRET_KEYS.iter().map(|(_, v)| *v).collect();
     for (name, f) in of_type(&t, "AWS::Serverless::Function") {
-        for (k, v) in f["Properties"]["Environment"]["Variables"].as_mapping().unwrap() {
+        let vars = f["Properties"]["Environment"]["Variables"].as_mapping().unwrap();
+        for (k, v) in vars {
             let k = k.as_str().unwrap();
-            if k.contains("SECRET") || k.contains("API_KEY") {
-                let Value::Tagged(tag) = v else { panic!("{name}.{k} is a literal") };
-                assert!(tag.value.as_str().unwrap().contains("{{resolve:secretsmanager:"), "{name}.{k}");
+            assert!(!secret_vars.contains(&k), "{name}: {k} belongs in the secret");
+            if let Value::Tagged(tag) = v {
+                assert!(!tag.value.as_str().unwrap_or("").contains("resolve:secretsmanager"), "{name}.{k}");
+            }
+        }
+        let reads_secret = actions(f).contains("secretsmanager:GetSecretValue");
+        let has_id = vars
+            .get("SECRET_ID")
+            .is_some_and(|v| matches!(v, Value::Tagged(t) if t.value.as_str() == Some("SecretName")));
+        assert_eq!(reads_secret, has_id, "{name}: SECRET_ID and the grant go together");
+        for policy in f["Properties"]["Policies"].as_sequence().unwrap() {
+            for st in policy["Statement"].as_sequence().unwrap() {
+                if st["Action"][0].as_str() == Some("secretsmanager:GetSecretValue") {
+                    let Value::Tagged(r) = &st["Resource"][0] else { panic!() };
+                    let arn = r.value.as_str().unwrap();
+                    assert!(arn.ends_with(":secret:${SecretName}-??????"), "only the stack's secret: {arn}");
+                }
             }
         }
     }

@@ -21,10 +21,12 @@ async fn serve<Q: MessageQueue, I: InstallFlow>(ingest: Ingest<Q, I>) -> Result<
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     relay_lambda::telemetry::init("webhook-ingest");
-    let env = |k: &str| std::env::var(k).ok();
+    let sdk = relay_aws::load_sdk_config().await;
+    // Secrets from the secret named by SECRET_ID (on AWS), over the environment.
+    let env = relay_aws::secrets::lookup(&sdk, |k| std::env::var(k).ok()).await?;
+    let env = &env;
     // A bad configuration fails the cold start, loudly, not the 1,000th request.
     let cfg = IngestConfig::from_lookup(env)?;
-    let sdk = relay_aws::load_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let ingest = Ingest::new(
         &cfg,

@@ -13,7 +13,10 @@ use worker::{Worker, WorkerConfig};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     relay_lambda::telemetry::init("worker");
-    let env = |k: &str| std::env::var(k).ok();
+    let sdk = relay_aws::load_sdk_config().await;
+    // Secrets from the secret named by SECRET_ID (on AWS), over the environment.
+    let env = relay_aws::secrets::lookup(&sdk, |k| std::env::var(k).ok()).await?;
+    let env = &env;
     let cfg = WorkerConfig::from_lookup(env)?;
     let mut cafe24_cfg = Cafe24Config::from_lookup(env)?;
     if let Some(ms) = env("WORKER_MAX_SLEEP_MS").and_then(|v| v.trim().parse::<u64>().ok()) {
@@ -21,7 +24,6 @@ async fn main() -> Result<(), Error> {
     } else {
         cafe24_cfg.max_inline_wait_ms = 200;
     }
-    let sdk = relay_aws::load_sdk_config().await;
     let (ddb, sqs) = (aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk));
     let clock = system_clock();
     let limiter = DynamoLimiter::new(ddb.clone(), cfg.rate_limit_table.clone(), cfg.limiter.clone(), clock.clone());

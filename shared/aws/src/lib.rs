@@ -4,6 +4,8 @@
 //!   always with an explicit `MessageGroupId` and `MessageDeduplicationId`.
 //! - [`limiter::DynamoLimiter`]: the per-mall GCRA rate limiter on DynamoDB (one conditional
 //!   write per admitted call).
+//! - [`secrets::lookup`]: configuration variables from the Secrets Manager secret named by
+//!   `SECRET_ID`, read once per cold start, over the process environment.
 //! - [`load_sdk_config`] builds the shared SDK configuration once per cold start: region and
 //!   credentials from the default chain, `AWS_ENDPOINT_URL` honoured (moto locally), and
 //!   bounded timeouts so a caller answers "unavailable" instead of hanging.
@@ -13,6 +15,7 @@
 
 pub mod limiter;
 pub mod once;
+pub mod secrets;
 pub mod sqs;
 pub mod state;
 pub mod tokens;
