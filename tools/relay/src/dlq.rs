@@ -193,7 +193,8 @@ async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, visibility_s: i32) -> Res
         .queue_url(url)
         .max_number_of_messages(10)
         .visibility_timeout(visibility_s)
-        .wait_time_seconds(0)
+        // A short long-poll: a FIFO short poll may answer empty while messages wait.
+        .wait_time_seconds(1)
         .message_system_attribute_names(Sys::All)
         .send()
         .await
