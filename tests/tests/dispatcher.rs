@@ -121,6 +121,45 @@ impl MessageQueue for Flaky {
     }
 }
 
+/// Counts `SendMessageBatch` calls.
+struct Counting {
+    inner: SqsQueue,
+    batches: AtomicUsize,
+}
+
+impl MessageQueue for Counting {
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), QueueError> {
+        self.inner.send(msg).await
+    }
+
+    async fn send_batch(&self, msgs: &[OutboundMessage]) -> Result<Vec<usize>, QueueError> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.send_batch(msgs).await
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_routable_webhooks_goes_out_in_as_few_sends_as_its_jobs_need() {
+    let fx = Fx::new("d-batched").await;
+    let orders: Vec<String> = (0..10).map(|i| format!("20261122-{i:07}")).collect();
+    for (i, o) in orders.iter().enumerate() {
+        fx.ingest(&json!({"event_no": 90023, "resource": {"mall_id": "batched", "order_id": o}}), &format!("b-{i}"))
+            .await;
+    }
+    let d = fx.dispatcher_with(Counting {
+        inner: SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.work.url.clone()),
+        batches: AtomicUsize::new(0),
+    });
+    let r = run_dispatcher(&fx, &d).await;
+    assert_eq!((r.received, r.deleted), (10, 10));
+    assert_eq!(d.stats.routed.load(Ordering::Relaxed), 10);
+    // Ten webhooks, ten jobs: one SendMessageBatch for the whole invocation, not one per webhook.
+    assert_eq!(d.work_queue().batches.load(Ordering::SeqCst), 1);
+    let jobs = work_jobs(&fx).await;
+    let got: Vec<&str> = jobs.iter().map(|j| j["order_id"].as_str().unwrap()).collect();
+    assert_eq!(got, orders.iter().map(String::as_str).collect::<Vec<_>>(), "in webhook order");
+}
+
 #[tokio::test]
 async fn partial_batch_failures_lose_no_job_and_acknowledge_nothing_early() {
     let fx = Fx::new("d-partial").await;

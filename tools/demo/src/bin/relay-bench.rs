@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
 use cafe24_sim::{Clock, Sim, SimConfig};
@@ -182,11 +182,23 @@ fn sim_totals(sim: &Sim, malls: &[String]) -> (u64, u64) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    // Experiments: `--relay-only` skips the baselines and writes nothing; `--defer-min-s N` sets
+    // the worker's DEFER_MIN_S (real-limit seconds; default the worker's own default, 5).
+    let relay_only = std::env::args().any(|a| a == "--relay-only");
+    let defer_min_s: f64 = std::env::args()
+        .skip_while(|a| a != "--defer-min-s")
+        .nth(1)
+        .map(|v| v.parse().context("--defer-min-s needs a number of seconds"))
+        .transpose()?
+        .unwrap_or(5.0);
     let p = if quick {
         Params { malls: 2, orders: 50, updates: 20, scale: 10.0 }
     } else {
         Params { malls: 3, orders: 70, updates: 35, scale: 1.0 }
     };
+    if let Ok(path) = std::env::var("RELAY_BENCH_LOG") {
+        relay_lambda::telemetry::init_with_writer("info", std::sync::Mutex::new(std::fs::File::create(path)?));
+    }
     let endpoint = devstack::moto::endpoint().await?;
     let conf = devstack::sdk_config(&endpoint).await;
     let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
@@ -220,7 +232,7 @@ async fn main() -> Result<()> {
             "WEBHOOK_API_KEY" => Some(KEY.to_owned()),
             "LIMITER_RATE_PER_SEC" => Some((2.0 * p.scale).to_string()),
             "LIMITER_MIN_SPACING_MS" => Some(((125.0 / p.scale) as u64).to_string()),
-            "DEFER_MIN_S" => Some(((5.0 / p.scale).ceil() as u64).to_string()),
+            "DEFER_MIN_S" => Some(((defer_min_s / p.scale).ceil() as u64).to_string()),
             _ => env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
         };
         let tokens = || DynamoTokenStore::new(ddb.clone(), stack.token_table.clone());
@@ -392,6 +404,13 @@ async fn main() -> Result<()> {
             lost,
             duplicated: 0,
         });
+    }
+
+    if relay_only {
+        for r in &rows {
+            println!("{r:?}");
+        }
+        return Ok(());
     }
 
     // ---------------------------------------------------------------- baselines
