@@ -118,6 +118,9 @@ fn record_ids(span: &tracing::Span, env: &InboxEnvelope) {
     }
 }
 
+/// Most jobs one invocation sends in one go (ten `SendMessageBatch` calls).
+const BATCH_PATH_MAX_JOBS: usize = 100;
+
 /// Rounds of re-sending refused entries before giving the inbox message back.
 const SEND_ROUNDS: usize = 3;
 
@@ -266,7 +269,8 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
             planned.push((m, env, msgs));
         }
         let all: Vec<OutboundMessage> = planned.iter().flat_map(|(_, _, msgs)| msgs.iter().cloned()).collect();
-        if !self.send_all(all).await {
+        // Large bulk events take the per-record path, which checks the time left between records.
+        if all.len() > BATCH_PATH_MAX_JOBS || !self.send_all(all).await {
             return false;
         }
         for (m, env, msgs) in &planned {
