@@ -60,7 +60,7 @@ test: tools check-purity fmt-check lint lint-infra ## everything CI runs: purity
 	scripts/with-moto.sh target/debug/relay-demo --quick
 	scripts/with-moto.sh target/debug/relay-bench --quick
 
-demo: ## run the pipeline locally (moto + the real function binaries) and show it working
+demo: ## the whole pipeline locally (moto + Cafe24 simulator + the three handlers), then the relay CLI on its stack
 	@scripts/demo.sh
 
 bench: tools ## the burst scenario through relay vs the direct and handoff baselines at real limits (writes docs/benchmarks/)
