@@ -15,9 +15,7 @@ use relay_domain::MallId;
 use serde_json::Value;
 use worker::{Worker, WorkerConfig};
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use devstack::esm::{new_request_id, EsmConfig, LocalEsm};
-use relay_lambda::telemetry::invocation_span;
+use devstack::esm::{invoke, EsmConfig, LocalEsm};
 
 use crate::{http_event, install_seeded, sim_cafe24_config, to_request, Shape, TestEnv, KEY};
 
@@ -146,7 +144,7 @@ impl Pipeline {
         limit: std::time::Duration,
     ) {
         use std::time::{Duration, Instant};
-        use tracing::Instrument;
+
         let esm = |u: &str, a: &str| {
             LocalEsm::new(
                 self.env.sqs.clone(),
@@ -155,18 +153,8 @@ impl Pipeline {
         };
         let s = &self.env.stack;
         let (inbox, work) = (esm(&s.inbox.url, &s.inbox.arn), esm(&s.work.url, &s.work.arn));
-        let dh = |event: Value| async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            let span = invocation_span("dispatcher", &new_request_id());
-            serde_json::to_value(d.handle_batch(ev, || Duration::from_secs(30)).instrument(span).await)
-                .map_err(|e| e.to_string())
-        };
-        let wh = |event: Value| async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            let span = invocation_span("worker", &new_request_id());
-            serde_json::to_value(w.handle_batch(ev, || Duration::from_secs(60)).instrument(span).await)
-                .map_err(|e| e.to_string())
-        };
+        let dh = |event: Value| invoke("dispatcher", event, move |ev| d.handle_batch(ev, || Duration::from_secs(30)));
+        let wh = |event: Value| invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)));
         let t0 = Instant::now();
         loop {
             let n = inbox.poll_once(&dh).await.unwrap().received + work.poll_once(&wh).await.unwrap().received;

@@ -3,17 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use devstack::esm::new_request_id;
-use relay_lambda::telemetry::invocation_span;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::DAY_MS;
-use devstack::esm::{EsmConfig, LocalEsm};
+use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use dispatcher::Dispatcher;
 use relay_aws::sqs::SqsQueue;
 use relay_aws::state::DynamoState;
@@ -38,15 +34,7 @@ async fn run_dispatcher<Q: MessageQueue, S: TokenStore>(
     d: &Dispatcher<Q, S, SqsQueue>,
 ) -> devstack::esm::EsmReport {
     let e = esm(fx, &fx.env.stack.inbox.url, &fx.env.stack.inbox.arn);
-    let h = |event: Value| async move {
-        let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-        serde_json::to_value(
-            d.handle_batch(ev, || Duration::from_secs(30))
-                .instrument(invocation_span("dispatcher", &new_request_id()))
-                .await,
-        )
-        .map_err(|e| e.to_string())
-    };
+    let h = |event: Value| invoke("dispatcher", event, move |ev| d.handle_batch(ev, || Duration::from_secs(30)));
     e.run_until_idle(&h, 2).await.unwrap()
 }
 
@@ -190,15 +178,7 @@ async fn partial_batch_failures_lose_no_job_and_acknowledge_nothing_early() {
     let e = esm(&fx2, &fx2.env.stack.inbox.url, &fx2.env.stack.inbox.arn);
     let h = |event: Value| {
         let d2 = &d2;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                d2.handle_batch(ev, || Duration::from_secs(30))
-                    .instrument(invocation_span("dispatcher", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("dispatcher", event, move |ev| d2.handle_batch(ev, || Duration::from_secs(30)))
     };
     let r = e.poll_once(&h).await.unwrap();
     assert_eq!((r.received, r.deleted, r.returned), (1, 0, 1), "returned for a retry, not acknowledged");
@@ -229,15 +209,7 @@ async fn app_deleted_drops_queued_work_and_removes_tokens() {
     let e = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
     let h = |event: Value| {
         let w = &w;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                w.handle_batch(ev, || Duration::from_secs(60))
-                    .instrument(invocation_span("worker", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
     };
     e.run_until_idle(&h, 2).await.unwrap();
     assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 10, "all queued work dropped");
@@ -265,15 +237,7 @@ async fn scheduled_keep_alive_enqueues_refreshes_and_reports_reauth() {
     let e = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
     let h = |event: Value| {
         let w = &w;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                w.handle_batch(ev, || Duration::from_secs(60))
-                    .instrument(invocation_span("worker", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
     };
     e.run_until_idle(&h, 2).await.unwrap();
     assert!(
@@ -369,27 +333,11 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
     let work = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
     let dh = |event: Value| {
         let d = &d;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                d.handle_batch(ev, || Duration::from_secs(30))
-                    .instrument(invocation_span("dispatcher", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("dispatcher", event, move |ev| d.handle_batch(ev, || Duration::from_secs(30)))
     };
     let wh = |event: Value| {
         let w = &w;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                w.handle_batch(ev, || Duration::from_secs(60))
-                    .instrument(invocation_span("worker", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
     };
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
     let current = |m: &str, id: &str| {

@@ -7,19 +7,15 @@
 //! resends; an uninstall), live progress is printed every second, and a report ends it.
 //! Exit status 0 only if every event was processed exactly once with zero 429s.
 
-use devstack::esm::new_request_id;
-use relay_lambda::telemetry::invocation_span;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use anyhow::{bail, Context, Result};
-use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
-use devstack::esm::{EsmConfig, LocalEsm};
+use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
 use relay_aws::limiter::{system_clock, DynamoLimiter};
@@ -236,27 +232,11 @@ async fn main() -> Result<()> {
     let stop = AtomicBool::new(false);
     let handler_d = |event: Value| {
         let d = &d;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                d.handle_batch(ev, || Duration::from_secs(30))
-                    .instrument(invocation_span("dispatcher", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("dispatcher", event, move |ev| d.handle_batch(ev, || Duration::from_secs(30)))
     };
     let handler_w = |event: Value| {
         let w = &w;
-        async move {
-            let ev: SqsEvent = serde_json::from_value(event).map_err(|e| e.to_string())?;
-            serde_json::to_value(
-                w.handle_batch(ev, || Duration::from_secs(60))
-                    .instrument(invocation_span("worker", &new_request_id()))
-                    .await,
-            )
-            .map_err(|e| e.to_string())
-        }
+        invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
     };
     let (inbox, work) = (&inbox, &work);
     let poll = |which: u8| {

@@ -91,6 +91,21 @@ pub fn new_request_id() -> String {
     format!("{a:08x}-{b:04x}-{:04x}-{:04x}-{:012x}", (c & 0x0fff) | 0x4000, (d & 0x3fff) | 0x8000, e & 0xffff_ffff_ffff)
 }
 
+/// Invokes an SQS batch handler the way a function's `main` does: the event JSON parsed into
+/// Lambda's `SqsEvent`, the call inside the invocation's log span with a fresh request id, the
+/// batch response back as JSON. What a handler closure for [`LocalEsm::poll_once`] returns.
+pub async fn invoke<F, Fut, R>(function: &'static str, event: Value, handle: F) -> Result<Value, String>
+where
+    F: FnOnce(aws_lambda_events::event::sqs::SqsEvent) -> Fut,
+    Fut: Future<Output = R>,
+    R: serde::Serialize,
+{
+    use tracing::Instrument;
+    let ev = serde_json::from_value(event).map_err(|e| e.to_string())?;
+    let span = relay_lambda::telemetry::invocation_span(function, &new_request_id());
+    serde_json::to_value(handle(ev).instrument(span).await).map_err(|e| e.to_string())
+}
+
 /// Builds Lambda's JSON record for one received message.
 pub fn record_json(m: &Message, cfg: &EsmConfig) -> Value {
     let attrs: serde_json::Map<String, Value> = m

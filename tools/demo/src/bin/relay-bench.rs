@@ -11,19 +11,15 @@
 //! Each design gets its own malls on the same simulator. Output: a markdown table and a PNG
 //! chart in `docs/benchmarks/`. `--quick` scales limits ×10 and shrinks the burst (a smoke run).
 
-use devstack::esm::new_request_id;
-use relay_lambda::telemetry::invocation_span;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use anyhow::{bail, Context, Result};
-use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
 use cafe24_sim::{Clock, Sim, SimConfig};
-use devstack::esm::{EsmConfig, LocalEsm};
+use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
 use relay_aws::limiter::{system_clock, DynamoLimiter};
@@ -304,13 +300,7 @@ async fn main() -> Result<()> {
             let (d, billed) = (&d, &billed);
             async move {
                 let t = Instant::now();
-                let ev: SqsEvent = serde_json::from_value(e).map_err(|e| e.to_string())?;
-                let r = serde_json::to_value(
-                    d.handle_batch(ev, || Duration::from_secs(30))
-                        .instrument(invocation_span("dispatcher", &new_request_id()))
-                        .await,
-                )
-                .map_err(|e| e.to_string());
+                let r = invoke("dispatcher", e, move |ev| d.handle_batch(ev, || Duration::from_secs(30))).await;
                 billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                 r
             }
@@ -319,13 +309,7 @@ async fn main() -> Result<()> {
             let (w, billed) = (&w, &billed);
             async move {
                 let t = Instant::now();
-                let ev: SqsEvent = serde_json::from_value(e).map_err(|e| e.to_string())?;
-                let r = serde_json::to_value(
-                    w.handle_batch(ev, || Duration::from_secs(60))
-                        .instrument(invocation_span("worker", &new_request_id()))
-                        .await,
-                )
-                .map_err(|e| e.to_string());
+                let r = invoke("worker", e, move |ev| w.handle_batch(ev, || Duration::from_secs(60))).await;
                 billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
                 r
             }
