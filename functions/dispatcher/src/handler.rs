@@ -124,6 +124,19 @@ const BATCH_PATH_MAX_JOBS: usize = 100;
 /// Rounds of re-sending refused entries before giving the inbox message back.
 const SEND_ROUNDS: usize = 3;
 
+impl Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore> {
+    /// The production wiring: the work and parking queues and the token table named by `cfg`.
+    pub fn on_aws(sqs: &aws_sdk_sqs::Client, ddb: &aws_sdk_dynamodb::Client, cfg: DispatcherConfig) -> Self {
+        use relay_aws::sqs::SqsQueue;
+        Self::new(
+            SqsQueue::new(sqs.clone(), cfg.work_queue_url.clone()),
+            SqsQueue::new(sqs.clone(), cfg.parking_queue_url.clone()),
+            relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), cfg.token_table.clone()),
+            cfg,
+        )
+    }
+}
+
 impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
     /// Wires the dispatcher.
     pub fn new(work: Q, parking: P, tokens: S, cfg: DispatcherConfig) -> Self {

@@ -2,8 +2,6 @@
 
 use dispatcher::{Dispatcher, DispatcherConfig};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use relay_aws::sqs::SqsQueue;
-use relay_aws::tokens::DynamoTokenStore;
 use relay_lambda::telemetry::invocation_span;
 use serde_json::Value;
 use tracing::Instrument;
@@ -14,12 +12,7 @@ async fn main() -> Result<(), Error> {
     let cfg = DispatcherConfig::from_lookup(|k| std::env::var(k).ok())?;
     let sdk = relay_aws::load_sdk_config().await;
     let (sqs, ddb) = (aws_sdk_sqs::Client::new(&sdk), aws_sdk_dynamodb::Client::new(&sdk));
-    let d = Dispatcher::new(
-        SqsQueue::new(sqs.clone(), cfg.work_queue_url.clone()),
-        SqsQueue::new(sqs, cfg.parking_queue_url.clone()),
-        DynamoTokenStore::new(ddb, cfg.token_table.clone()),
-        cfg,
-    );
+    let d = Dispatcher::on_aws(&sqs, &ddb, cfg);
     let d = &d;
     run(service_fn(move |ev: LambdaEvent<Value>| {
         let span = invocation_span("dispatcher", &ev.context.request_id);

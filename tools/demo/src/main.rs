@@ -146,13 +146,7 @@ async fn main() -> Result<()> {
     println!("==> installed into {} malls through /install → Cafe24 authorize → /oauth/callback", MALLS.len());
 
     // Dispatcher and worker, driven by the local event source mapping.
-    let dcfg = DispatcherConfig::from_lookup(lookup)?;
-    let d = Dispatcher::new(
-        SqsQueue::new(sqs.clone(), dcfg.work_queue_url.clone()),
-        SqsQueue::new(sqs.clone(), dcfg.parking_queue_url.clone()),
-        tokens(),
-        dcfg,
-    );
+    let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);
     let wcfg = WorkerConfig::from_lookup(lookup)?;
     let mut ccfg = cafe24_config(&sim_base)?;
     ccfg.max_inline_wait_ms = 200;

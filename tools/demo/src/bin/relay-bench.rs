@@ -59,6 +59,21 @@ struct Row {
     duplicated: u64,
 }
 
+/// What a baseline webhook receiver shares between its requests.
+#[derive(Clone)]
+struct Naive {
+    tokens: Arc<BTreeMap<String, String>>,
+    fetched: Arc<Mutex<BTreeMap<(String, String), String>>>,
+    billed: Arc<AtomicU64>,
+    slept: Arc<AtomicU64>,
+    seen: Arc<Mutex<HashSet<String>>>,
+    dups: Arc<AtomicU64>,
+    outstanding: Arc<AtomicU64>,
+    client: reqwest::Client,
+    sim_base: String,
+    scale: f64,
+}
+
 /// Shared by the two baselines: one GET with 429 → sleep 1 s → retry. Returns (updated_date, slept ms).
 async fn naive_fetch(
     http: &reqwest::Client,
@@ -256,13 +271,7 @@ async fn main() -> Result<()> {
             listener,
         )
         .await?;
-        let dcfg = DispatcherConfig::from_lookup(lookup)?;
-        let d = Dispatcher::new(
-            SqsQueue::new(sqs.clone(), dcfg.work_queue_url.clone()),
-            SqsQueue::new(sqs.clone(), dcfg.parking_queue_url.clone()),
-            tokens(),
-            dcfg,
-        );
+        let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);
         let wcfg = WorkerConfig::from_lookup(lookup)?;
         let base = format!("{sim_base}/{{mall_id}}");
         let mut ccfg = Cafe24Config::from_lookup(|k| match k {
@@ -400,73 +409,49 @@ async fn main() -> Result<()> {
     // ---------------------------------------------------------------- baselines
     for design in ["direct", "handoff"] {
         let malls: Vec<String> = (0..p.malls).map(|i| format!("{design}-m{i}")).collect();
-        let tokens: BTreeMap<String, String> = malls.iter().map(|m| (m.clone(), install(&sim, m).0)).collect();
-        let tokens = Arc::new(tokens);
-        let fetched: Arc<Mutex<BTreeMap<(String, String), String>>> = Arc::default();
-        let billed = Arc::new(AtomicU64::new(0));
-        let slept = Arc::new(AtomicU64::new(0));
-        let seen = Arc::new(Mutex::new(HashSet::<String>::new()));
-        let dups = Arc::new(AtomicU64::new(0));
-        let outstanding = Arc::new(AtomicU64::new(0));
-        let client = reqwest::Client::new();
-        let sb = sim_base.clone();
-        let scale = p.scale;
+        let naive = Naive {
+            tokens: Arc::new(malls.iter().map(|m| (m.clone(), install(&sim, m).0)).collect()),
+            fetched: Arc::default(),
+            billed: Arc::default(),
+            slept: Arc::default(),
+            seen: Arc::default(),
+            dups: Arc::default(),
+            outstanding: Arc::default(),
+            client: reqwest::Client::new(),
+            sim_base: sim_base.clone(),
+            scale: p.scale,
+        };
         // BASELINE webhook receiver. direct: the call happens in the handler. handoff: the handler
         // starts a detached task and answers at once (the queue hop adds nothing to the rate).
         let handoff = design == "handoff";
         let app = axum::Router::new().route(
             "/webhooks/cafe24",
             axum::routing::post({
-                let (tokens, fetched, billed, slept, seen, dups, outstanding, client, sb) = (
-                    tokens.clone(),
-                    fetched.clone(),
-                    billed.clone(),
-                    slept.clone(),
-                    seen.clone(),
-                    dups.clone(),
-                    outstanding.clone(),
-                    client.clone(),
-                    sb.clone(),
-                );
+                let naive = naive.clone();
                 move |headers: axum::http::HeaderMap, body: String| {
-                    let (tokens, fetched, billed, slept, seen, dups, outstanding, client, sb) = (
-                        tokens.clone(),
-                        fetched.clone(),
-                        billed.clone(),
-                        slept.clone(),
-                        seen.clone(),
-                        dups.clone(),
-                        outstanding.clone(),
-                        client.clone(),
-                        sb.clone(),
-                    );
+                    let st = naive.clone();
                     async move {
-                        let t = Instant::now();
                         let trace = headers.get("x-trace-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
                         let v: Value = serde_json::from_str(&body).unwrap_or_default();
                         let mall = v.pointer("/resource/mall_id").and_then(Value::as_str).unwrap_or("").to_owned();
                         let order = v.pointer("/resource/order_id").and_then(Value::as_str).unwrap_or("").to_owned();
-                        let dup = !seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(trace);
-                        let token = tokens.get(&mall).cloned().unwrap_or_default();
-                        let work = async move {
-                            let t = Instant::now();
-                            let s = naive_fetch(&client, &sb, &mall, &token, &order, scale, &fetched).await;
-                            slept.fetch_add(s, Ordering::Relaxed);
-                            if dup {
-                                dups.fetch_add(1, Ordering::Relaxed);
-                            }
-                            billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
-                        };
-                        outstanding.fetch_add(1, Ordering::Relaxed);
-                        let o2 = outstanding.clone();
+                        let dup = !st.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(trace);
+                        let token = st.tokens.get(&mall).cloned().unwrap_or_default();
+                        st.outstanding.fetch_add(1, Ordering::Relaxed);
                         let task = tokio::spawn(async move {
-                            work.await;
-                            o2.fetch_sub(1, Ordering::Relaxed);
+                            let t = Instant::now();
+                            let s = naive_fetch(&st.client, &st.sim_base, &mall, &token, &order, st.scale, &st.fetched)
+                                .await;
+                            st.slept.fetch_add(s, Ordering::Relaxed);
+                            if dup {
+                                st.dups.fetch_add(1, Ordering::Relaxed);
+                            }
+                            st.billed.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                            st.outstanding.fetch_sub(1, Ordering::Relaxed);
                         });
                         if !handoff {
                             let _ = task.await;
                         }
-                        let _ = t;
                         axum::http::StatusCode::OK
                     }
                 }
@@ -480,12 +465,12 @@ async fn main() -> Result<()> {
         http.post(format!("{sim_base}/sim/webhooks/target")).json(&json!({"url": url, "api_key": KEY})).send().await?;
         let start = Instant::now();
         let (touched, events) = burst(&sim, &sim_base, &malls, p).await?;
-        while outstanding.load(Ordering::Relaxed) > 0 && start.elapsed() < Duration::from_secs(900) {
+        while naive.outstanding.load(Ordering::Relaxed) > 0 && start.elapsed() < Duration::from_secs(900) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let makespan = start.elapsed().as_secs_f64();
         let (calls, r429) = sim_totals(&sim, &malls);
-        let f = fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let f = naive.fetched.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let mut lost = 0;
         for (m, ids) in &touched {
             let cur = current_orders(&sim, m);
@@ -500,11 +485,11 @@ async fn main() -> Result<()> {
             r429,
             makespan_s: makespan,
             floor_s: floor_s(&touched, p.scale),
-            billed_ms: billed.load(Ordering::Relaxed),
-            sleep_ms: slept.load(Ordering::Relaxed),
+            billed_ms: naive.billed.load(Ordering::Relaxed),
+            sleep_ms: naive.slept.load(Ordering::Relaxed),
             ddb_writes: 0,
             lost,
-            duplicated: dups.load(Ordering::Relaxed),
+            duplicated: naive.dups.load(Ordering::Relaxed),
         });
     }
 
