@@ -136,7 +136,8 @@ impl Pipeline {
 
     /// Runs `d` on the inbox and `w` on the work queue (local event source mappings, each
     /// invocation in its log span with a fresh request id) until both queues are empty, visible
-    /// and in flight. Panics after `limit`.
+    /// and in flight. Panics after `limit`: a guard against a hang, not a performance verdict —
+    /// callers give minutes where a quiet machine needs seconds.
     pub async fn run_until_drained(
         &self,
         d: &Dispatcher<SqsQueue, DynamoTokenStore>,

@@ -103,7 +103,7 @@ async fn pipeline_run() -> Run {
 
     let d = p.dispatcher();
     let wk = p.worker();
-    p.run_until_drained(&d, &wk, Duration::from_secs(90)).await;
+    p.run_until_drained(&d, &wk, Duration::from_secs(300)).await;
 
     let rec = p.tokens().get(&mall).await.unwrap().unwrap();
     let secrets = vec![

@@ -256,8 +256,11 @@ async fn three_hundred_jobs_for_one_mall_at_the_limit_no_429_no_duplicate_little
     assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 0);
     // The ≤ 5 % target is a performance figure: measured by `make bench` and printed above
     // (1.2 % on a quiet machine, 6.5 % seen while a release build shared the 2 cores). This
-    // test only guards against a regression to sleeping instead of deferring.
-    assert!(sleep_ms as f64 <= 0.15 * run.billed_ms as f64, "slept {sleep_ms} ms of {} ms billed", run.billed_ms);
+    // test only guards against a regression to sleeping instead of deferring, which bills
+    // most of the run asleep: the margin (50 %) is far beyond what machine load moves.
+    let inline = w.cafe24.stats.inline_sleeps.load(Ordering::Relaxed);
+    assert!(sleep_ms <= inline * (200.0 / fx.scale) as u64, "an inline sleep longer than the inline threshold");
+    assert!(sleep_ms as f64 <= 0.5 * run.billed_ms as f64, "slept {sleep_ms} ms of {} ms billed", run.billed_ms);
     assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
     let (_, snap) = state.snapshot(&mall, "order", &fx.orders("bigmall")[123]).await.unwrap().unwrap();
@@ -353,8 +356,13 @@ async fn a_throttled_mall_does_not_block_another_and_order_holds_through_deferra
     // `moto_reorders_a_fifo_group_after_a_visibility_change`. The driver's own guarantee is
     // property-tested in `relay_lambda::fifo`.
     assert_eq!(slow_done.len(), 12, "every throttled job completed");
-    assert!(fast_last < 5_000, "the unthrottled mall waited behind the throttled one ({fast_last} ms)");
-    assert!(slow_last > fast_last);
+    // Relative, not absolute: blocked behind the throttled group, the fast mall would finish
+    // about when it does (13.4 s vs 0.6 s measured quietly). Both stretch on a loaded machine,
+    // so no wall-clock bound decides this.
+    assert!(
+        2 * fast_last < slow_last,
+        "the unthrottled mall waited behind the throttled one ({fast_last} vs {slow_last} ms)"
+    );
     assert_eq!(fx.sim.stats("fastmall").status_429, 0);
 }
 

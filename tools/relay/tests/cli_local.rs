@@ -118,7 +118,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     }
     let d = p.dispatcher();
     let w = p.worker();
-    p.run_until_drained(&d, &w, Duration::from_secs(60)).await;
+    p.run_until_drained(&d, &w, Duration::from_secs(300)).await;
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 3);
 
     let out = ok(&relay(&stack, &["dlq", "list"]));
@@ -170,7 +170,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
 
     // The worker runs them now.
     let before = p.sim.stats(MALL).calls;
-    p.run_until_drained(&d, &w, Duration::from_secs(60)).await;
+    p.run_until_drained(&d, &w, Duration::from_secs(300)).await;
     assert_eq!(p.sim.stats(MALL).calls - before, 3, "each redriven job made its call once");
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 0);
     let out = ok(&relay(&stack, &["dlq", "redrive"]));
