@@ -68,6 +68,7 @@ impl Pipeline {
             work,
             SqsQueue::new(self.env.sqs.clone(), self.env.stack.inbox.dlq_url.clone()),
             DynamoTokenStore::new(self.env.ddb.clone(), cfg.token_table.clone()),
+            SqsVisibility::new(self.env.sqs.clone(), cfg.inbox_queue_url.clone()),
             cfg,
         )
     }

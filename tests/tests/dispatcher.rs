@@ -109,6 +109,28 @@ impl MessageQueue for Flaky {
     }
 }
 
+/// Refuses every send until `until`, then passes them through (an SQS outage of the work queue).
+struct DownUntil {
+    inner: SqsQueue,
+    until: Instant,
+}
+
+impl MessageQueue for DownUntil {
+    async fn send(&self, msg: &OutboundMessage) -> Result<(), QueueError> {
+        if Instant::now() < self.until {
+            return Err(QueueError::Unavailable("work queue unavailable (test)".into()));
+        }
+        self.inner.send(msg).await
+    }
+
+    async fn send_batch(&self, msgs: &[OutboundMessage]) -> Result<Vec<usize>, QueueError> {
+        if Instant::now() < self.until {
+            return Err(QueueError::Unavailable("work queue unavailable (test)".into()));
+        }
+        self.inner.send_batch(msgs).await
+    }
+}
+
 /// Counts `SendMessageBatch` calls.
 struct Counting {
     inner: SqsQueue,
@@ -407,4 +429,39 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
     assert!(calls <= d.stats.jobs.load(Ordering::Relaxed), "no job executed twice");
     assert_eq!(w.stats.synced.load(Ordering::Relaxed), calls, "every call was a distinct job's");
     assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_deferred_webhook_comes_back_after_its_delay_not_the_inbox_visibility_timeout() {
+    let fx = Fx::new("d-defer").await;
+    fx.ingest(&json!({"event_no": 90023, "resource": {"mall_id": "outage", "order_id": "20261201-0000001"}}), "o-1")
+        .await;
+    let recovered = Instant::now() + Duration::from_secs(3);
+    let d = fx.dispatcher_with(DownUntil {
+        inner: SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.work.url.clone()),
+        until: recovered,
+    });
+    let e = esm(&fx, &fx.env.stack.inbox.url, &fx.env.stack.inbox.arn);
+    let h = |event: Value| {
+        let d = &d;
+        invoke("dispatcher", event, move |ev| d.handle_batch(ev, || Duration::from_secs(30)))
+    };
+    // Poll like the event source mapping until the webhook was dispatched. The inbox's
+    // visibility timeout is 180 s: a deferral that is not applied costs that much.
+    let guard = Instant::now() + Duration::from_secs(200);
+    let mut returned = 0;
+    while d.stats.routed.load(Ordering::Relaxed) == 0 && Instant::now() < guard {
+        let r = e.poll_once(&h).await.unwrap();
+        returned += r.returned;
+        if r.received == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let after_recovery = Instant::now().saturating_duration_since(recovered);
+    println!("dispatched {after_recovery:?} after the work queue recovered; {returned} returns before");
+    assert_eq!(d.stats.routed.load(Ordering::Relaxed), 1, "the webhook was never dispatched");
+    assert!(returned >= 1, "the outage really deferred it");
+    // The deferral is 2 s; anything near 180 s means the visibility change was not applied.
+    assert!(after_recovery < Duration::from_secs(60), "dispatched {after_recovery:?} after recovery");
+    assert_eq!(work_jobs(&fx).await.len(), 1);
 }

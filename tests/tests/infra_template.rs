@@ -113,8 +113,12 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "secretsmanager:GetSecretValue",
             ]),
         ),
-        // sends jobs / parks; marks uninstalled; keep-alive scans the token table.
-        ("DispatcherFunction", expect(&["sqs:SendMessage", "dynamodb:UpdateItem", "dynamodb:Scan"])),
+        // sends jobs / parks; defers inbox messages by visibility; marks uninstalled; keep-alive
+        // scans the token table.
+        (
+            "DispatcherFunction",
+            expect(&["sqs:SendMessage", "sqs:ChangeMessageVisibility", "dynamodb:UpdateItem", "dynamodb:Scan"]),
+        ),
         // defers by visibility, dead-letters; limiter, tokens, idempotency and snapshots.
         (
             "WorkerFunction",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
-use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
+use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage, VisibilityControl};
 use relay_domain::ratelimit::{Class, KeyScope};
 use relay_domain::routing::{plan, Dispatch, RoutingTable};
 use relay_domain::tokens::TokenStore;
@@ -21,6 +21,8 @@ use tracing::Instrument;
 pub struct DispatcherConfig {
     /// Work queue.
     pub work_queue_url: String,
+    /// The inbox (this function's source queue: deferrals change its messages' visibility).
+    pub inbox_queue_url: String,
     /// Parking place (the inbox DLQ).
     pub parking_queue_url: String,
     /// Token table.
@@ -61,6 +63,7 @@ impl DispatcherConfig {
         };
         Ok(Self {
             work_queue_url: req("WORK_QUEUE_URL")?,
+            inbox_queue_url: req("INBOX_QUEUE_URL")?,
             parking_queue_url: req("PARKING_QUEUE_URL")?,
             token_table: req("TOKEN_TABLE")?,
             routing,
@@ -90,11 +93,13 @@ pub struct DispatchStats {
     pub keepalive_jobs: AtomicU64,
 }
 
-/// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store).
-pub struct Dispatcher<Q, S, P = Q> {
+/// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store, `V` the
+/// inbox's visibility control).
+pub struct Dispatcher<Q, S, P = Q, V = relay_aws::sqs::SqsVisibility> {
     work: Q,
     parking: P,
     tokens: S,
+    inbox: V,
     cfg: DispatcherConfig,
     clock: fn() -> u64,
     /// Counters.
@@ -127,23 +132,25 @@ const SEND_ROUNDS: usize = 3;
 impl Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore> {
     /// The production wiring: the work and parking queues and the token table named by `cfg`.
     pub fn on_aws(sqs: &aws_sdk_sqs::Client, ddb: &aws_sdk_dynamodb::Client, cfg: DispatcherConfig) -> Self {
-        use relay_aws::sqs::SqsQueue;
+        use relay_aws::sqs::{SqsQueue, SqsVisibility};
         Self::new(
             SqsQueue::new(sqs.clone(), cfg.work_queue_url.clone()),
             SqsQueue::new(sqs.clone(), cfg.parking_queue_url.clone()),
             relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), cfg.token_table.clone()),
+            SqsVisibility::new(sqs.clone(), cfg.inbox_queue_url.clone()),
             cfg,
         )
     }
 }
 
-impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
+impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Dispatcher<Q, S, P, V> {
     /// Wires the dispatcher.
-    pub fn new(work: Q, parking: P, tokens: S, cfg: DispatcherConfig) -> Self {
+    pub fn new(work: Q, parking: P, tokens: S, inbox: V, cfg: DispatcherConfig) -> Self {
         Self {
             work,
             parking,
             tokens,
+            inbox,
             cfg,
             clock: system_now,
             stats: DispatchStats::default(),
@@ -322,6 +329,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue> Dispatcher<Q, S, P> {
             },
         )
         .await;
+        sqs::apply_visibility(&plan, &records, &self.inbox).await;
         metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
     }

@@ -13,7 +13,8 @@
 //! token expires within `KEEPALIVE_DAYS`; malls needing re-authorization are reported.
 //!
 //! ## Environment
-//! `WORK_QUEUE_URL`, `PARKING_QUEUE_URL` (the inbox DLQ), `TOKEN_TABLE` (required);
+//! `WORK_QUEUE_URL`, `INBOX_QUEUE_URL` (its own source, for deferrals), `PARKING_QUEUE_URL` (the
+//! inbox DLQ), `TOKEN_TABLE` (required);
 //! `ROUTING_OVERRIDES` (JSON `{"event_no":"route"}`), `RATE_LIMIT_KEY` (`mall`),
 //! `KEEPALIVE_DAYS` (3), `MIN_TIME_LEFT_MS` (3000).
 

@@ -21,10 +21,11 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn handle<Q, S>(d: &Dispatcher<Q, S>, ev: LambdaEvent<Value>) -> Result<Value, Error>
+async fn handle<Q, S, V>(d: &Dispatcher<Q, S, Q, V>, ev: LambdaEvent<Value>) -> Result<Value, Error>
 where
     Q: relay_domain::ports::MessageQueue,
     S: relay_domain::tokens::TokenStore,
+    V: relay_domain::ports::VisibilityControl,
 {
     if ev.payload.get("Records").is_some() {
         let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(ev.payload)?;

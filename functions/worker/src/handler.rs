@@ -115,23 +115,7 @@ where
             },
         )
         .await;
-        let deferrals: Vec<(String, u32)> = plan
-            .visibility
-            .iter()
-            .filter_map(|(i, d)| records.get(*i).and_then(|m| m.receipt_handle.clone()).map(|rh| (rh, *d)))
-            .collect();
-        if !deferrals.is_empty() {
-            match self.visibility.defer(&deferrals).await {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(
-                    failed = n,
-                    "some visibility changes failed; those messages return after the queue default"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "visibility change failed; messages return after the queue default")
-                }
-            }
-        }
+        sqs::apply_visibility(&plan, &records, &self.visibility).await;
         metrics::emit("worker", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
     }

@@ -148,6 +148,35 @@ pub mod sqs {
         m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("")
     }
 
+    /// Applies a plan's visibility delays to the returned records with `ChangeMessageVisibility`
+    /// (before the batch response: a returned message keeps the visibility set here, so a
+    /// deferral costs its delay, not the queue's whole visibility timeout). A change that fails
+    /// is logged; that message comes back after the queue's default instead — later, never lost.
+    pub async fn apply_visibility<V: relay_domain::ports::VisibilityControl>(
+        plan: &super::BatchPlan,
+        records: &[SqsMessage],
+        visibility: &V,
+    ) {
+        let deferrals: Vec<(String, u32)> = plan
+            .visibility
+            .iter()
+            .filter_map(|(i, d)| records.get(*i).and_then(|m| m.receipt_handle.clone()).map(|rh| (rh, *d)))
+            .collect();
+        if deferrals.is_empty() {
+            return;
+        }
+        match visibility.defer(&deferrals).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    failed = n,
+                    "some visibility changes failed; those messages return after the queue default"
+                )
+            }
+            Err(e) => tracing::warn!(error = %e, "visibility change failed; messages return after the queue default"),
+        }
+    }
+
     /// The partial-batch response listing exactly `returned`.
     pub fn response(returned: Vec<String>) -> SqsBatchResponse {
         let mut resp = SqsBatchResponse::default();
