@@ -236,7 +236,9 @@ pub fn http_event(
 
 /// Turns an event JSON into the `lambda_http::Request` the runtime would hand the handler.
 pub fn to_request(event: &Value) -> lambda_http::Request {
-    lambda_http::request::from_str(&event.to_string()).unwrap_or_else(|e| panic!("event does not parse: {e}"))
+    // The binary's own conversion (sanitized query string), not lambda_http's bare one.
+    webhook_ingest::event::request_from_json(event.clone(), None)
+        .unwrap_or_else(|e| panic!("event does not parse: {e}"))
 }
 
 /// Status and parsed JSON body (or `Null`) of a response.

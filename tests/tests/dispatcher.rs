@@ -465,3 +465,38 @@ async fn a_deferred_webhook_comes_back_after_its_delay_not_the_inbox_visibility_
     assert!(after_recovery < Duration::from_secs(60), "dispatched {after_recovery:?} after recovery");
     assert_eq!(work_jobs(&fx).await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_large_webhook_that_must_be_parked_is_parked_unchanged_not_returned_to_the_inbox() {
+    let fx = Fx::new("d-bigpark").await;
+    // An order event without an order id (the dispatcher parks it), near the ingest cap, whose
+    // padding is full of escaped quotes: re-escaping the envelope would double it.
+    let padding = "\"".repeat(120_000);
+    let body = json!({"event_no": 90023, "resource": {"mall_id": "bigpark", "note": padding}});
+    assert!(body.to_string().len() > 240_000);
+    fx.ingest(&body, "big-1").await;
+    let on_inbox = fx.env.peek_all(&fx.env.stack.inbox.url).await.unwrap();
+    let envelope = on_inbox[0].body().unwrap().to_owned();
+    fx.env
+        .sqs
+        .change_message_visibility()
+        .queue_url(&fx.env.stack.inbox.url)
+        .receipt_handle(on_inbox[0].receipt_handle().unwrap())
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    let d = fx.dispatcher();
+    let r = run_dispatcher(&fx, &d).await;
+    assert_eq!(d.stats.parked.load(Ordering::Relaxed), 1, "{r:?}");
+    assert_eq!(r.deleted, 1, "acknowledged only once parked: {r:?}");
+    assert_eq!(fx.env.depth(&fx.env.stack.inbox.url).await.unwrap(), 0, "nothing returned to the inbox");
+    let parked = fx.env.peek_all(&fx.env.stack.inbox.dlq_url).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].body().unwrap(), envelope, "parked as is");
+    let group = parked[0]
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+        .cloned();
+    assert_eq!(group.as_deref(), Some("_parked.no_target_id"));
+}

@@ -72,9 +72,15 @@ impl Fx {
         h.handle(to_request(&http_event(Shape::FunctionUrl, "GET", path_and_query, &[], b"", false))).await
     }
 
-    /// /install → Cafe24 authorize → the callback query Cafe24 redirects the browser to.
+    /// The App URL query the Cafe24 admin opens for `mall` now (the simulator signs it).
+    fn launch(&self, mall: &str) -> String {
+        cafe24_sim::oauth::app_launch_query("relay-secret", mall, self.sim.clock.now_ms())
+    }
+
+    /// Cafe24 launch → /install → Cafe24 authorize → the callback query Cafe24 redirects the
+    /// browser to.
     async fn authorize(&self, h: &Handler, mall: &str) -> String {
-        let r = self.get(h, &format!("/install?mall_id={mall}")).await;
+        let r = self.get(h, &format!("/install?{}", self.launch(mall))).await;
         assert_eq!(r.status(), 302);
         let to_cafe24 = r.headers()["location"].to_str().unwrap().to_owned();
         assert!(
@@ -137,10 +143,6 @@ async fn forged_expired_and_malformed_states_are_refused_with_clear_messages() {
     assert!(body(&r).contains("malformed") && r.status() == 400);
     let r = fx.get(&h, &format!("/oauth/callback?state={state}")).await;
     assert!(body(&r).contains("missing `code`") && r.status() == 400);
-    let r = fx.get(&h, "/install?mall_id=no%20such%20mall!").await;
-    assert_eq!(r.status(), 400);
-    let r = fx.get(&h, "/install").await;
-    assert_eq!(r.status(), 400);
 
     fx.sim.clock.advance(11 * 60_000);
     let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
@@ -165,6 +167,69 @@ async fn a_code_older_than_sixty_seconds_gets_a_clear_error() {
 async fn without_install_configuration_the_routes_do_not_exist() {
     let env = TestEnv::new("install-off").await.unwrap();
     let h = env.ingest();
-    let r = h.handle(to_request(&http_event(Shape::FunctionUrl, "GET", "/install?mall_id=x", &[], b"", false))).await;
+    let r = h
+        .handle(to_request(&http_event(
+            Shape::FunctionUrl,
+            "GET",
+            "/install?mall_id=x&timestamp=1&hmac=x",
+            &[],
+            b"",
+            false,
+        )))
+        .await;
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn install_starts_only_from_a_fresh_signed_cafe24_launch() {
+    let fx = Fx::new("install-launch").await;
+    let h = fx.handler();
+    let launch = fx.launch("launchshop");
+    let cases: Vec<(String, &str)> = vec![
+        ("/install?mall_id=launchshop".into(), "no Cafe24 signature"),
+        ("/install".into(), "no Cafe24 signature"),
+        (format!("/install?{}", launch.replace("launchshop", "othershop")), "signature of this link is not valid"),
+        (
+            format!("/install?{}", cafe24_sim::oauth::app_launch_query("not-the-secret", "launchshop", T0)),
+            "signature of this link is not valid",
+        ),
+        ("/install?mall_id=<script>&hmac=\"x\"".into(), "signature of this link is not valid"),
+        ("/install?mall_id=<script>".into(), "no Cafe24 signature"),
+    ];
+    for (path, msg) in &cases {
+        let r = fx.get(&h, path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        assert!(body(&r).contains(msg), "{path}: {}", body(&r));
+        assert!(!r.headers().contains_key("location"), "{path}: no redirect to Cafe24");
+    }
+    // A signed launch that is too old.
+    fx.sim.clock.advance(11 * 60_000);
+    let r = fx.get(&h, &format!("/install?{launch}")).await;
+    assert_eq!(r.status(), 400);
+    assert!(body(&r).contains("expired"), "{}", body(&r));
+    // A fresh one, with an upper-case mall id, is accepted for the normalised mall.
+    let r = fx.get(&h, &format!("/install?{}", fx.launch("LaunchShop"))).await;
+    assert_eq!(r.status(), 302, "{}", body(&r));
+    assert!(r.headers()["location"].to_str().unwrap().contains("/launchshop/api/v2/oauth/authorize"));
+    assert_eq!(fx.sim.stats("launchshop").token_requests, 0);
+}
+
+#[tokio::test]
+async fn code_exchanges_are_bounded_per_mall() {
+    let fx = Fx::new("install-bound").await;
+    let h = fx.handler();
+    let mut statuses = Vec::new();
+    for _ in 0..(webhook_ingest::install::MAX_EXCHANGES_PER_WINDOW + 2) {
+        let query = fx.authorize(&h, "boundshop").await;
+        let state = query.split("state=").nth(1).unwrap().split('&').next().unwrap();
+        let r = fx.get(&h, &format!("/oauth/callback?code=junk&state={state}")).await;
+        statuses.push((r.status().as_u16(), body(&r).contains("too many installation attempts")));
+    }
+    let limited = statuses.iter().filter(|(s, too_many)| *s == 400 && *too_many).count();
+    assert_eq!(limited, 2, "{statuses:?}");
+    assert_eq!(
+        fx.sim.stats("boundshop").token_requests,
+        u64::from(webhook_ingest::install::MAX_EXCHANGES_PER_WINDOW),
+        "the token endpoint saw only the bounded exchanges"
+    );
 }

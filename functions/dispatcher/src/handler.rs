@@ -196,20 +196,22 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
         })
     }
 
-    async fn park(&self, body: &str, reason: &str, dedup_seed: &str) -> RecordResult {
+    /// Parks the inbox message unchanged (the reason goes in the group id, see
+    /// [`GroupId::parked_for`]): whatever the inbox held fits the parking queue.
+    async fn park(&self, body: &str, reason: &str, dedup_seed: &str) -> (RecordResult, &'static str) {
         let msg = OutboundMessage {
-            group_id: GroupId::parked(),
+            group_id: GroupId::parked_for(reason),
             dedup_id: DedupId::derive("park", &[dedup_seed.as_bytes(), reason.as_bytes()]),
-            body: serde_json::json!({"reason": reason, "body": body}).to_string(),
+            body: body.to_owned(),
         };
         match self.parking.send(&msg).await {
             Ok(()) => {
                 self.stats.parked.fetch_add(1, Ordering::Relaxed);
-                RecordResult::Done
+                (RecordResult::Done, "parked")
             }
             Err(e) => {
-                tracing::error!(error = %e, "parking failed; the message stays on the inbox");
-                RecordResult::Failed
+                tracing::error!(error = %e, class = e.class(), reason, "parking failed; the message stays on the inbox");
+                (RecordResult::Failed, "park_failed")
             }
         }
     }
@@ -222,13 +224,16 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
         let env: InboxEnvelope = match serde_json::from_str(body) {
             Ok(e) => e,
             Err(e) => {
-                tracing::error!(message_id = id, error = %e, outcome = "parked", "inbox message is not an envelope");
-                return self.park(body, "not_an_envelope", id).await;
+                let (result, outcome) = self.park(body, "not_an_envelope", id).await;
+                tracing::error!(message_id = id, error = %e, outcome, "inbox message is not an envelope");
+                return result;
             }
         };
         record_ids(&span, &env);
         if env.v != relay_domain::ENVELOPE_VERSION {
-            return self.park(body, "unknown_envelope_version", env.dedup_id.as_str()).await;
+            let (result, outcome) = self.park(body, "unknown_envelope_version", env.dedup_id.as_str()).await;
+            tracing::warn!(version = env.v, outcome, "dispatch");
+            return result;
         }
         let d = plan(&self.cfg.routing, &env);
         let (result, outcome, jobs) = match d {
@@ -236,7 +241,8 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
                 let n = jobs.len();
                 let msgs: Vec<OutboundMessage> = jobs.iter().filter_map(|j| self.job_message(j)).collect();
                 if msgs.len() != n {
-                    (self.park(body, "job_not_encodable", env.dedup_id.as_str()).await, "parked", 0)
+                    let (result, outcome) = self.park(body, "job_not_encodable", env.dedup_id.as_str()).await;
+                    (result, outcome, 0)
                 } else if self.send_all(msgs).await {
                     self.stats.routed.fetch_add(1, Ordering::Relaxed);
                     self.stats.jobs.fetch_add(n as u64, Ordering::Relaxed);
@@ -261,7 +267,10 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
                 self.stats.ignored.fetch_add(1, Ordering::Relaxed);
                 (RecordResult::Done, reason, 0)
             }
-            Dispatch::Park(reason) => (self.park(body, reason, env.dedup_id.as_str()).await, "parked", 0),
+            Dispatch::Park(reason) => {
+                let (result, outcome) = self.park(body, reason, env.dedup_id.as_str()).await;
+                (result, outcome, 0)
+            }
         };
         tracing::info!(outcome, jobs, "dispatch");
         result

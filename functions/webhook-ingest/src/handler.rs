@@ -135,14 +135,14 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
         let started = Instant::now();
         let q = req.query_string_parameters();
         let (resp, mall, outcome) = if path == "/install" {
-            match self.install.start(q.first("mall_id")) {
-                Ok(url) => {
+            match self.install.start(req.uri().query()) {
+                Ok((url, mall)) => {
                     let mut r = resp::empty(StatusCode::FOUND);
                     match HeaderValue::from_str(&url) {
                         Ok(v) => {
                             r.headers_mut().insert(header::LOCATION, v);
                             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                            (r, q.first("mall_id").map(str::to_owned), "redirected")
+                            (r, Some(mall.as_str().to_owned()), "redirected")
                         }
                         Err(_) => {
                             (html(StatusCode::BAD_REQUEST, "Installation failed", "bad redirect"), None, "bad_redirect")

@@ -1,13 +1,18 @@
-//! The OAuth install flow: `GET /install?mall_id=` and `GET /oauth/callback?code&state`.
+//! The OAuth install flow: `GET /install?<Cafe24's signed launch query>` and
+//! `GET /oauth/callback?code&state`.
 //!
-//! `/install` redirects the merchant's browser to Cafe24's authorize URL with a signed,
-//! expiring, single-use `state`. `/oauth/callback` verifies the state (signature, expiry, then
+//! `/install` is the app's App URL: it accepts only Cafe24's signed launch (`hmac` over the
+//! query with the client secret, fresh `timestamp`; see `relay_domain::app_launch`), then
+//! redirects the merchant's browser to Cafe24's authorize URL with a signed, expiring,
+//! single-use `state`. Nobody else can start a flow, and code exchanges are bounded per mall
+//! ([`MAX_EXCHANGES_PER_WINDOW`] per [`EXCHANGE_WINDOW_MS`]). `/oauth/callback` verifies the state (signature, expiry, then
 //! consumes its nonce so a replay fails), exchanges the code — valid for one minute at Cafe24 —
 //! and stores the tokens. Every failure is a 400 page with a message the merchant can act on.
 
 use std::future::Future;
 
 use relay_cafe24::{Cafe24, Cafe24Error};
+use relay_domain::app_launch::{self, LaunchError};
 use relay_domain::oauth_state::{self, StateError};
 use relay_domain::ports::{OnceStore, RateGate};
 use relay_domain::tokens::{Secret, TokenStore};
@@ -27,6 +32,14 @@ pub struct InstallConfig {
     /// How long an install link stays valid, ms.
     pub state_ttl_ms: u64,
 }
+
+/// Oldest Cafe24 launch `/install` accepts (its `timestamp`), ms.
+pub const LAUNCH_MAX_AGE_MS: u64 = 10 * 60_000;
+/// Code exchanges allowed per mall in one [`EXCHANGE_WINDOW_MS`] window (Cafe24 reportedly caps
+/// token issuance at 15 per 2 hours per mall: this keeps installs well inside it).
+pub const MAX_EXCHANGES_PER_WINDOW: u32 = 5;
+/// The window of [`MAX_EXCHANGES_PER_WINDOW`], ms.
+pub const EXCHANGE_WINDOW_MS: u64 = 10 * 60_000;
 
 impl InstallConfig {
     /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`.
@@ -58,6 +71,14 @@ pub enum InstallError {
     /// `mall_id` missing or invalid.
     #[error("mall_id is missing or not a valid Cafe24 mall id")]
     BadMall,
+    /// `/install` was not opened by a valid, fresh Cafe24 launch.
+    #[error("{0}")]
+    Launch(LaunchError),
+    /// Too many code exchanges for this mall just now.
+    #[error(
+        "too many installation attempts for this mall; wait 10 minutes and open the app from the Cafe24 admin again"
+    )]
+    TooManyAttempts,
     /// A callback parameter is missing.
     #[error("the callback is missing `{0}`")]
     Missing(&'static str),
@@ -84,6 +105,8 @@ impl InstallError {
         match self {
             Self::NotConfigured => "not_configured",
             Self::BadMall => "bad_mall",
+            Self::Launch(e) => e.class(),
+            Self::TooManyAttempts => "too_many_attempts",
             Self::Missing(_) => "missing_param",
             Self::State(StateError::Malformed) => "state_malformed",
             Self::State(StateError::Forged) => "state_forged",
@@ -98,8 +121,9 @@ impl InstallError {
 
 /// The two steps, as the HTTP handler needs them.
 pub trait InstallFlow: Send + Sync {
-    /// The authorize URL to redirect to.
-    fn start(&self, mall_id: Option<&str>) -> Result<String, InstallError>;
+    /// The authorize URL to redirect to, and the (verified, normalised) mall, for the raw query
+    /// string of `/install` exactly as received.
+    fn start(&self, raw_query: Option<&str>) -> Result<(String, MallId), InstallError>;
     /// Completes the install; returns the mall.
     fn finish(
         &self,
@@ -112,7 +136,7 @@ pub trait InstallFlow: Send + Sync {
 pub struct NoInstall;
 
 impl InstallFlow for NoInstall {
-    fn start(&self, _: Option<&str>) -> Result<String, InstallError> {
+    fn start(&self, _: Option<&str>) -> Result<(String, MallId), InstallError> {
         Err(InstallError::NotConfigured)
     }
 
@@ -137,6 +161,22 @@ impl<G: RateGate, S: TokenStore, O: OnceStore> Installer<G, S, O> {
     fn now(&self) -> u64 {
         (self.cafe24.clock())()
     }
+
+    /// One of the mall's [`MAX_EXCHANGES_PER_WINDOW`] code exchanges of the current window (one
+    /// single-use item per slot, so concurrent callbacks cannot overrun it).
+    async fn take_exchange_slot(&self, mall: &MallId) -> Result<(), InstallError> {
+        let window = self.now() / EXCHANGE_WINDOW_MS;
+        let expires = (window + 2) * EXCHANGE_WINDOW_MS;
+        for slot in 0..MAX_EXCHANGES_PER_WINDOW {
+            let id = format!("exchange#{}#{window}#{slot}", mall.as_str());
+            match self.once.consume(&id, expires).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => continue,
+                Err(_) => return Err(InstallError::Unavailable),
+            }
+        }
+        Err(InstallError::TooManyAttempts)
+    }
 }
 
 fn enc(s: &str) -> String {
@@ -144,8 +184,10 @@ fn enc(s: &str) -> String {
 }
 
 impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O> {
-    fn start(&self, mall_id: Option<&str>) -> Result<String, InstallError> {
-        let mall = mall_id.and_then(|m| MallId::parse(m).ok()).ok_or(InstallError::BadMall)?;
+    fn start(&self, raw_query: Option<&str>) -> Result<(String, MallId), InstallError> {
+        let secret = self.cafe24.config().client_secret.expose().as_bytes();
+        let mall = app_launch::verify(secret, raw_query.unwrap_or(""), self.now(), LAUNCH_MAX_AGE_MS)
+            .map_err(InstallError::Launch)?;
         let nonce = format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>());
         let state = oauth_state::issue(
             self.cfg.state_secret.expose().as_bytes(),
@@ -153,14 +195,15 @@ impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O
             self.now() + self.cfg.state_ttl_ms,
             &nonce,
         );
-        Ok(format!(
+        let url = format!(
             "{}/api/v2/oauth/authorize?response_type=code&client_id={}&state={}&redirect_uri={}&scope={}",
             self.cafe24.config().base_url(&mall),
             enc(&self.cafe24.config().client_id),
             enc(&state),
             enc(&self.cfg.redirect_uri),
             enc(&self.cfg.scopes),
-        ))
+        );
+        Ok((url, mall))
     }
 
     async fn finish(&self, code: Option<&str>, state: Option<&str>) -> Result<MallId, InstallError> {
@@ -173,6 +216,7 @@ impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O
             Ok(false) => return Err(InstallError::Replayed),
             Err(_) => return Err(InstallError::Unavailable),
         }
+        self.take_exchange_slot(&v.mall_id).await?;
         match self.cafe24.install(&v.mall_id, code, &self.cfg.redirect_uri).await {
             Ok(_) => Ok(v.mall_id),
             Err(Cafe24Error::InvalidRequest { code, message, .. })

@@ -12,7 +12,7 @@
 //! | JSON with usable `event_no` and `mall_id` | 200 after SQS accepted it | inbox, group = mall |
 //! | authentic JSON without them | 200 after SQS accepted it | parking queue, group `_parked` |
 //! | SQS failed or unreachable | 503 (Cafe24 retries) | nothing known |
-//! | `GET /install?mall_id=` | 302 to Cafe24's authorize URL (signed, expiring, single-use `state`) | — |
+//! | `GET /install?<Cafe24's signed App URL launch>` | 302 to Cafe24's authorize URL (signed, expiring, single-use `state`); 400 page without a valid, fresh Cafe24 `hmac` | — |
 //! | `GET /oauth/callback?code&state` | 200 page after the code exchange and token storage; 400 page for a bad, expired or replayed state or an expired code | — |
 //! | other path / method | 404 / 405 | nothing |
 //!
@@ -37,6 +37,7 @@
 //! | `TOKEN_TABLE`, `RATE_LIMIT_TABLE` | with install | — | DynamoDB tables |
 
 pub mod config;
+pub mod event;
 pub mod handler;
 pub mod install;
 

@@ -1,7 +1,7 @@
 //! webhook-ingest binary: reads configuration, builds the AWS clients once, serves requests.
 //! All logic lives in the library (`webhook_ingest::handler`, `webhook_ingest::install`).
 
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{service_fn, Error, Request};
 use relay_aws::limiter::{system_clock, DynamoLimiter};
 use relay_aws::once::DynamoOnceStore;
 use relay_aws::sqs::SqsQueue;
@@ -9,13 +9,18 @@ use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::{Cafe24, Cafe24Config};
 use relay_domain::ports::MessageQueue;
 use relay_domain::ratelimit::LimiterConfig;
+use webhook_ingest::event::SafeAdapter;
 use webhook_ingest::install::{InstallConfig, InstallFlow, Installer};
 use webhook_ingest::{ConfigError, Ingest, IngestConfig};
 
 async fn serve<Q: MessageQueue, I: InstallFlow>(ingest: Ingest<Q, I>) -> Result<(), Error> {
     let ingest = &ingest;
-    run(service_fn(move |req: Request| async move { Ok::<_, std::convert::Infallible>(ingest.handle(req).await) }))
-        .await
+    // lambda_http's own `run`, with the event read through `SafeEvent` (see `event`): no
+    // query string can panic the conversion.
+    let adapter = lambda_http::Adapter::from(service_fn(move |req: Request| async move {
+        Ok::<_, std::convert::Infallible>(ingest.handle(req).await)
+    }));
+    lambda_http::lambda_runtime::run(SafeAdapter(adapter)).await
 }
 
 #[tokio::main]

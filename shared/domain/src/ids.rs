@@ -62,6 +62,17 @@ impl MallId {
     }
 }
 
+/// Whether `id` can name a Cafe24 resource (an order id, a member id) inside one Admin API URL:
+/// 1..=64 characters of `[A-Za-z0-9._@-]` and not made of dots only. `.` and `..` are dot
+/// segments: URL normalisation resolves them even percent-encoded, so `orders/..` would call a
+/// different endpoint than the job names. Checked where jobs are made and where they are read.
+pub fn is_resource_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+        && !id.bytes().all(|b| b == b'.')
+}
+
 impl<'de> Deserialize<'de> for MallId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -250,6 +261,17 @@ mod tests {
             if let Ok(m) = MallId::parse(&raw) {
                 prop_assert!(valid_sqs_id(m.as_str()));
             }
+        }
+    }
+
+    #[test]
+    fn resource_ids_refuse_dot_segments_and_url_syntax() {
+        for ok in ["20200717-0029236", "gdhong", "member0001", "kakao_12@k", "a.b", "x"] {
+            assert!(is_resource_id(ok), "{ok}");
+        }
+        let long = "a".repeat(65);
+        for bad in ["", ".", "..", "...", "a/b", "a?b", "a#b", "a%2e", "a b", "<x>", "ö", long.as_str()] {
+            assert!(!is_resource_id(bad), "{bad:?}");
         }
     }
 }

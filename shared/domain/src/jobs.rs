@@ -106,10 +106,10 @@ impl Job {
             return Err(JobError::Invalid("job_id"));
         }
         match &j.kind {
-            JobKind::SyncOrder { order_id } if order_id.is_empty() || order_id.len() > 64 => {
+            JobKind::SyncOrder { order_id } if !crate::ids::is_resource_id(order_id) => {
                 Err(JobError::Invalid("order_id"))
             }
-            JobKind::SyncCustomer { member_id } if member_id.is_empty() || member_id.len() > 64 => {
+            JobKind::SyncCustomer { member_id } if !crate::ids::is_resource_id(member_id) => {
                 Err(JobError::Invalid("member_id"))
             }
             _ => Ok(j),
@@ -149,6 +149,9 @@ mod tests {
             r#"{"v":1,"job_id":"","mall_id":"shop1","kind":"refresh_token"}"#,
             r#"{"v":1,"job_id":"x","mall_id":"Bad Mall!","kind":"refresh_token"}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_order","order_id":""}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_order","order_id":".."}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_customer","member_id":"."}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_customer","member_id":"a/../b"}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_product","product_no":-1}"#,
         ] {
             assert!(Job::parse(bad).is_err(), "{bad}");

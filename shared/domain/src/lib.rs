@@ -15,6 +15,7 @@
 //! - A [`MallId`] is always a valid SQS `MessageGroupId`.
 //! - The envelope carries the webhook body byte for byte; it is never re-serialised.
 
+pub mod app_launch;
 pub mod auth;
 pub mod config;
 pub mod envelope;

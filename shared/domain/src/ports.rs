@@ -22,6 +22,19 @@ impl GroupId {
         Self("_parked".to_owned())
     }
 
+    /// Group for envelopes the dispatcher parks, carrying the reason (`_parked.<reason>`): the
+    /// envelope itself is parked unchanged, so parking never makes a message larger than the
+    /// one ingest accepted. `reason` is a short snake_case class.
+    pub fn parked_for(reason: &str) -> Self {
+        let r: String = reason.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(100).collect();
+        Self(format!("_parked.{r}"))
+    }
+
+    /// The reason of a group made by [`GroupId::parked_for`].
+    pub fn parked_reason(group: &str) -> Option<&str> {
+        group.strip_prefix("_parked.")
+    }
+
     /// Group for a rate-limit key (`KeyScope::key`): 1..=128 characters of SQS's allowed set.
     pub fn for_key(key: &str) -> Option<Self> {
         let ok = !key.is_empty()

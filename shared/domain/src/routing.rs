@@ -168,6 +168,7 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
         Route::Uninstall => return Dispatch::Uninstall(mall),
         Route::SyncOrder => split_ids(resource.get("order_id"))
             .iter()
+            .filter(|id| crate::ids::is_resource_id(id))
             .map(|id| make(JobKind::SyncOrder { order_id: id.clone() }, id))
             .collect(),
         Route::SyncProduct => split_ids(resource.get("product_no"))
@@ -177,6 +178,7 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
             .collect(),
         Route::SyncCustomer => split_ids(resource.get("member_id"))
             .iter()
+            .filter(|id| crate::ids::is_resource_id(id))
             .map(|id| make(JobKind::SyncCustomer { member_id: id.clone() }, id))
             .collect(),
     };
@@ -330,5 +332,22 @@ mod tests {
         assert_eq!(split_ids(Some(&serde_json::json!(["1", 2]))), vec!["1", "2"]);
         assert!(split_ids(Some(&serde_json::json!({"x": 1}))).is_empty());
         assert!(split_ids(None).is_empty());
+    }
+
+    #[test]
+    fn ids_that_would_change_the_admin_api_url_make_no_job() {
+        let t = RoutingTable::default();
+        let d = plan(&t, &envelope(r#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":".."}}"#, "dots-1"));
+        assert_eq!(d, Dispatch::Park("no_target_id"));
+        let d = plan(
+            &t,
+            &envelope(
+                r#"{"event_no":90072,"resource":{"mall_id":"shop1","order_id":"20200713-0000039,.,a/b"}}"#,
+                "dots-2",
+            ),
+        );
+        assert_eq!(kinds(&d), vec![r#"{"kind":"sync_order","order_id":"20200713-0000039"}"#]);
+        let d = plan(&t, &envelope(r#"{"event_no":90032,"resource":{"mall_id":"shop1","member_id":"."}}"#, "dots-3"));
+        assert_eq!(d, Dispatch::Park("no_target_id"));
     }
 }

@@ -9,6 +9,7 @@
 //! | `GET /sim/calls?since_ms=` | | every Admin API call (time, mall, endpoint, status) |
 //! | `POST /sim/tokens` | `{"mall","client_id"?,"scopes"?}` | an installed app's token pair, no OAuth dance |
 //! | `POST /sim/malls/{mall}/revoke` | | revokes every token of the mall |
+//! | `GET /sim/malls/{mall}/launch?app_url=&client_id=` | | 302 to the App URL with Cafe24's signed launch query (`hmac`, `timestamp`) |
 //! | `POST /sim/malls/{mall}/uninstall` | `{"client_id"?,"emit_webhook"?}` | deletes the app from the mall (403 from then on), optionally sends 90077 |
 //! | `POST /sim/malls/{mall}/orders` | `{"member_id"?,"paid"?,"emit_webhook"?}` | places an order, optionally sends 90023 |
 //! | `POST /sim/malls/{mall}/orders/{id}/change` | `{"paid"?,"shipping_status"?,"emit_event_no"?,"duplicate"?,"drop"?}` | changes it (bumps `updated_date`), optionally sends the event |
@@ -44,6 +45,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/sim/calls", get(calls))
         .route("/sim/tokens", post(tokens))
         .route("/sim/malls/{mall}/revoke", post(revoke))
+        .route("/sim/malls/{mall}/launch", get(crate::oauth::launch))
         .route("/sim/malls/{mall}/uninstall", post(uninstall))
         .route("/sim/malls/{mall}/orders", post(create_order).get(list_orders))
         .route("/sim/malls/{mall}/orders/{id}/change", post(change_order))

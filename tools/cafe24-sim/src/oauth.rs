@@ -157,6 +157,7 @@ pub async fn token(
     };
     let now = sim.clock.now_ms();
     let mut g = sim.lock();
+    sim.mall(&mut g, &mall).stats.token_requests += 1;
     let invalid_grant = |g: &mut Inner, why: &str| {
         sim.mall(g, &mall).stats.invalid_grants += 1;
         oauth_error(StatusCode::UNAUTHORIZED, "invalid_grant", why)
@@ -236,4 +237,45 @@ pub async fn token(
     };
     let (a, r) = sim.insert_pair(&mut g, &mall, &client_id, scopes.clone(), now);
     (StatusCode::OK, axum::Json(token_json(&sim, &mall, &client_id, &scopes, &a, &r, now))).into_response()
+}
+
+/// The query Cafe24 appends to an app's App URL when a merchant opens the app from the admin
+/// (`is_multi_shop`, `lang`, `mall_id`, `shop_no`, `timestamp` (s), `user_id`, `user_name`,
+/// `user_type`, then `hmac`): `hmac` = base64(HMAC-SHA256(client secret, everything before
+/// `&hmac=`)), percent-encoded. Implemented here on its own (not with the relay's verifier).
+pub fn app_launch_query(client_secret: &str, mall: &str, now_ms: u64) -> String {
+    use hmac::Mac;
+    let unsigned = format!(
+        "is_multi_shop=F&lang=ko_KR&mall_id={}&shop_no=1&timestamp={}&user_id={}&user_name=%ED%99%8D%EA%B8%B8%EB%8F%99&user_type=A",
+        encode(mall),
+        now_ms / 1000,
+        encode(mall)
+    );
+    let sig = match hmac::Hmac::<sha2::Sha256>::new_from_slice(client_secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(unsigned.as_bytes());
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    };
+    format!("{unsigned}&hmac={}", encode(&sig))
+}
+
+/// `GET /sim/malls/{mall}/launch?app_url=…&client_id=…` → 302 to the App URL with the signed
+/// launch query, as the Cafe24 admin opens an app (the merchant's browser follows it).
+pub async fn launch(
+    State(sim): State<Arc<Sim>>,
+    Path(mall): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(app_url) = q.get("app_url") else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "app_url is required");
+    };
+    let app = match q.get("client_id") {
+        Some(c) => sim.app(c).cloned(),
+        None => sim.config.apps.first().cloned(),
+    };
+    let Some(app) = app else { return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id") };
+    let to = format!("{app_url}?{}", app_launch_query(&app.client_secret, &mall, sim.clock.now_ms()));
+    (StatusCode::FOUND, [(axum::http::header::LOCATION, to)]).into_response()
 }

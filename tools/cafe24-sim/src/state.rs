@@ -155,6 +155,8 @@ pub struct MallStats {
     pub abnormal_detections: u32,
     /// Tokens issued (code exchanges and refreshes).
     pub token_issuances: u64,
+    /// Authenticated requests to the token endpoint, whatever their answer.
+    pub token_requests: u64,
     /// Refresh attempts with an already rotated refresh token.
     pub refresh_reuse_attempts: u64,
     /// `invalid_grant` answers.

@@ -136,14 +136,22 @@ async fn main() -> Result<()> {
     // Install into each mall through the real OAuth flow (browser redirects followed).
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5)).build()?;
     for (m, _) in MALLS {
-        let page = browser.get(format!("{ingest_url}/install?mall_id={m}")).send().await?;
+        // The merchant opens the app from the Cafe24 admin: the simulator signs the App URL launch.
+        let launch = format!(
+            "{sim_base}/sim/malls/{m}/launch?app_url={}",
+            cafe24_sim::oauth::encode(&format!("{ingest_url}/install"))
+        );
+        let page = browser.get(launch).send().await?;
         let status = page.status();
         let text = page.text().await?;
         if !status.is_success() || !text.contains("Installed") {
             bail!("install into {m} failed: {status} {text}");
         }
     }
-    println!("==> installed into {} malls through /install → Cafe24 authorize → /oauth/callback", MALLS.len());
+    println!(
+        "==> installed into {} malls through Cafe24's signed App URL launch → /install → Cafe24 authorize → /oauth/callback",
+        MALLS.len()
+    );
 
     // Dispatcher and worker, driven by the local event source mapping.
     let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);

@@ -55,6 +55,9 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String> {
     out.attributes().and_then(|a| a.get(&A::QueueArn)).cloned().context("queue has no QueueArn attribute")
 }
 
+/// `MaximumMessageSize` of every queue (SQS's 256 KiB; `infra/template.yaml` sets the same).
+pub const MAX_MESSAGE_BYTES: u32 = 262_144;
+
 fn fifo_attrs(visibility: u32) -> HashMap<A, String> {
     HashMap::from([
         (A::FifoQueue, "true".to_owned()),
@@ -62,6 +65,8 @@ fn fifo_attrs(visibility: u32) -> HashMap<A, String> {
         (A::ContentBasedDeduplication, "false".to_owned()),
         (A::MessageRetentionPeriod, RETENTION_S.to_string()),
         (A::VisibilityTimeout, visibility.to_string()),
+        // AWS's limit, set as the template sets it (moto would default to 1 MiB and hide size bugs).
+        (A::MaximumMessageSize, MAX_MESSAGE_BYTES.to_string()),
     ])
 }
 

@@ -101,9 +101,10 @@ pub fn describe(stage: Stage, message_id: &str, group: &str, body: &str) -> Entr
         e.what = env.event_no.map(|n| format!("event {}", n.0)).unwrap_or_else(|| "webhook".into());
         e.trace_id = Some(env.trace_id.as_str().to_owned());
         if e.reason.is_empty() {
-            e.reason = match env.parked {
-                Some(p) => format!("parked: {}", p.as_str()),
-                None => "moved by the queue's redrive policy (maxReceiveCount)".into(),
+            e.reason = match (env.parked, GroupId::parked_reason(group)) {
+                (_, Some(r)) => format!("parked by the dispatcher: {r}"),
+                (Some(p), None) => format!("parked: {}", p.as_str()),
+                (None, None) => "moved by the queue's redrive policy (maxReceiveCount)".into(),
             };
         }
     } else {
@@ -156,7 +157,8 @@ pub fn plan(stage: Stage, message_id: &str, group: &str, body: &str) -> Plan {
             }
         }
         Stage::Inbox => {
-            // Dispatcher-parked: {"reason", "body": original}; ingest-parked or policy-moved: the envelope.
+            // Dispatcher-parked (group `_parked.<reason>`), ingest-parked or policy-moved: the
+            // envelope as is; dispatcher-parked before 2026-12: {"reason", "body": original}.
             let original = match v.get("body").and_then(Value::as_str) {
                 Some(b) if v.get("payload").is_none() => b.to_owned(),
                 _ => body.to_owned(),

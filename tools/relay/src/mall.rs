@@ -20,14 +20,20 @@ pub fn parse_mall(raw: &str) -> Result<MallId> {
     MallId::parse(raw).map_err(|e| anyhow::anyhow!("{raw:?} is not a mall id: {e}"))
 }
 
-/// The link a mall's operator opens to (re-)authorize the app: webhook-ingest's `/install`,
-/// which redirects to Cafe24 with a fresh signed state.
+/// What to tell a mall that must (re-)authorize the app: the App URL (webhook-ingest's
+/// `/install`) and how it is opened. `/install` accepts only Cafe24's signed launch, so the
+/// merchant opens the app from the Cafe24 admin, which calls this URL with its signature; a bare
+/// link would be refused. The first line is the URL alone.
 pub fn reauth_url(ingest_url: &str, mall: &MallId) -> Result<String> {
     let base = ingest_url.trim().trim_end_matches('/');
     if !(base.starts_with("https://") || base.starts_with("http://127.0.0.1") || base.starts_with("http://localhost")) {
         bail!("INGEST_URL must be an https:// URL (plain http only for localhost): {base:?}");
     }
-    Ok(format!("{base}/install?mall_id={}", mall.as_str()))
+    Ok(format!(
+        "{base}/install\nmall {}: the merchant opens the app from the Cafe24 admin (My Apps); Cafe24 then opens this App URL \
+         with its signature (hmac, timestamp) and the OAuth consent follows. The URL alone, unsigned, is refused.",
+        mall.as_str()
+    ))
 }
 
 /// Everything `mall status` shows.
@@ -159,10 +165,9 @@ mod tests {
     #[test]
     fn reauth_links_point_at_install_and_refuse_bad_input() {
         let m = parse_mall("bigshop").unwrap();
-        assert_eq!(
-            reauth_url("https://x.lambda-url.on.aws/", &m).unwrap(),
-            "https://x.lambda-url.on.aws/install?mall_id=bigshop"
-        );
+        let text = reauth_url("https://x.lambda-url.on.aws/", &m).unwrap();
+        assert_eq!(text.lines().next(), Some("https://x.lambda-url.on.aws/install"));
+        assert!(text.contains("mall bigshop") && text.contains("Cafe24 admin"), "{text}");
         assert!(reauth_url("http://evil.example", &m).is_err());
         assert!(reauth_url("", &m).is_err());
         assert!(parse_mall("no spaces!").is_err());

@@ -132,10 +132,14 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 3);
 
     // The operator authorizes the app through the link (the browser follows the redirects).
-    let url = ok(&relay(&stack, &["mall", "reauth-url", MALL])).trim().to_owned();
-    assert_eq!(url, format!("{ingest_url}/install?mall_id={MALL}"));
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5)).build().unwrap();
-    let page = browser.get(&url).send().await.unwrap().text().await.unwrap();
+    let out = ok(&relay(&stack, &["mall", "reauth-url", MALL]));
+    let url = out.lines().next().unwrap().trim().to_owned();
+    assert_eq!(url, format!("{ingest_url}/install"));
+    // The merchant opens the app from the Cafe24 admin (the simulator's signed launch of that
+    // App URL); the browser follows the redirects.
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(6)).build().unwrap();
+    let launch = format!("{}/sim/malls/{MALL}/launch?app_url={}", p.base, cafe24_sim::oauth::encode(&url));
+    let page = browser.get(&launch).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("Installed"), "{page}");
     let out = ok(&relay(&stack, &["mall", "status", MALL]));
     assert!(out.contains("token:    active") && out.contains("refresh expires") && out.contains("work DLQ"), "{out}");
