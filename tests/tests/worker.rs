@@ -500,3 +500,52 @@ async fn moto_reorders_a_fifo_group_after_a_visibility_change() {
     println!("moto redelivered {bodies:?} (SQS would start with m0, m1)");
     assert_ne!(bodies.first().copied(), Some("m0"), "moto now keeps FIFO order after visibility changes");
 }
+
+fn set_description(fx: &Fx, mall: &str, product_no: u64, text: String) {
+    let mut g = fx.sim.lock();
+    let m = fx.sim.mall(&mut g, mall);
+    let p = m.data.products.get_mut(&product_no).unwrap();
+    p.description = text;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_with_a_600_kb_description_syncs_once() {
+    let fx = Fx::new("wbig", 5).await;
+    let mall = fx.install("bigdesc").await;
+    set_description(&fx, "bigdesc", 1, cafe24_sim::data::Product::long_description(1, 600_000));
+    fx.enqueue(&[job("j-big", &mall, JobKind::SyncProduct { product_no: 1 }, now_ms() - 1_000)]).await;
+    let w = fx.worker();
+    drive_until(&fx, &w, Duration::from_secs(120), |w| {
+        finished(w) >= 1 || w.stats.failures.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    let calls = fx.sim.stats("bigdesc").endpoints.get("products/{id}").map_or(0, |e| e.calls);
+    assert_eq!(w.stats.synced.load(Ordering::Relaxed), 1, "synced");
+    assert_eq!(calls, 1, "one billed call");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0);
+    let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
+    let (_, snap) = state.snapshot(&mall, "product", "1").await.unwrap().unwrap();
+    let desc = snap.unwrap()["description"].as_str().unwrap().len();
+    assert!(desc >= 600_000, "the whole description is stored ({desc} bytes)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_too_large_even_compressed_is_dead_lettered_after_one_call() {
+    let fx = Fx::new("wtoobig", 5).await;
+    let mall = fx.install("hugedesc").await;
+    // Incompressible (random base64, like inline images): ~700 KB stays ~525 KB deflated.
+    use base64::Engine as _;
+    let noise: Vec<u8> = (0..525_000).map(|_| rand::random::<u8>()).collect();
+    set_description(&fx, "hugedesc", 2, base64::engine::general_purpose::STANDARD.encode(noise));
+    fx.enqueue(&[job("j-huge", &mall, JobKind::SyncProduct { product_no: 2 }, now_ms() - 1_000)]).await;
+    let w = fx.worker();
+    drive_until(&fx, &w, Duration::from_secs(120), |w| {
+        w.stats.dead_lettered.load(Ordering::Relaxed) >= 1 || w.stats.failures.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    let calls = fx.sim.stats("hugedesc").endpoints.get("products/{id}").map_or(0, |e| e.calls);
+    assert_eq!(calls, 1, "not retried: no retry can store it");
+    let dlq = dlq_bodies(&fx).await;
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0]["error_class"], "snapshot_too_large");
+}

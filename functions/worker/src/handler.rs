@@ -293,6 +293,10 @@ where
             Ok(data) => {
                 if let Some((kind, id)) = job.kind.target() {
                     if let Err(e) = self.state.upsert(mall, kind, &id, fetched_at, data.as_ref()).await {
+                        if let Some(big) = e.too_large() {
+                            // No retry can store it: one billed call, then the DLQ with the sizes.
+                            return JobOutcome::DeadLetter { reason: big.to_string(), class: "snapshot_too_large" };
+                        }
                         tracing::warn!(job_id = %job.job_id, error = %e, "snapshot not stored");
                         return JobOutcome::Retry("store");
                     }

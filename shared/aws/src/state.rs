@@ -4,15 +4,38 @@
 //!   `PutItem` returning `ALL_OLD` on conflict, complete with `UpdateItem`, release with
 //!   `DeleteItem`. Expiry is checked in the condition; TTL only cleans up.
 //! - `att#<job id>`: real attempts (`ADD attempts 1`), separate so a release never loses the count.
-//! - `snap#<mall>#<kind>#<id>`: snapshot (`data` as JSON text, `fetched_at` ms, `deleted`);
-//!   written only when newer than what is stored.
+//! - `snap#<mall>#<kind>#<id>`: snapshot (`data` as JSON text, or `data_z` zlib-compressed
+//!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
+//!   what is stored.
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use relay_domain::ports::{Claim, IdempotencyStore, SnapshotStore, StoreError};
+use relay_domain::ports::{Claim, IdempotencyStore, SnapshotStore, SnapshotTooLarge, StoreError};
 use relay_domain::MallId;
+
+/// Snapshots whose JSON is longer than this are stored deflated (zlib) in the Binary attribute
+/// `data_z` instead of the String `data`: a product with a long HTML description can exceed
+/// DynamoDB's 400 KB item limit as text and fit easily compressed.
+pub const COMPRESS_ABOVE_BYTES: usize = 64 * 1024;
+/// Largest compressed snapshot stored: the item limit (400 KB) less room for the key and the
+/// other attributes. Above it the upsert fails with [`SnapshotTooLarge`] (no retry helps).
+pub const MAX_STORED_BYTES: usize = 390_000;
+
+fn deflate(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
+    use std::io::Write as _;
+    let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).and_then(|()| e.finish()).map_err(|x| StoreError(Box::new(x)))
+}
+
+fn inflate(z: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(z).read_to_end(&mut out).ok()?;
+    Some(out)
+}
 
 /// The state table.
 #[derive(Clone, Debug)]
@@ -79,7 +102,10 @@ impl DynamoState {
             let data = if deleted {
                 None
             } else {
-                i.get("data").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok())
+                match i.get("data_z").and_then(|v| v.as_b().ok()) {
+                    Some(z) => inflate(z.as_ref()).and_then(|t| serde_json::from_slice(&t).ok()),
+                    None => i.get("data").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()),
+                }
             };
             (f, data)
         }))
@@ -212,17 +238,33 @@ impl SnapshotStore for DynamoState {
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
     ) -> Result<bool, StoreError> {
-        self.count_write();
         let body = data.map(|d| d.to_string()).unwrap_or_default();
+        let (update, value) = if body.len() > COMPRESS_ABOVE_BYTES {
+            let z = deflate(body.as_bytes())?;
+            if z.len() > MAX_STORED_BYTES {
+                return Err(StoreError(Box::new(SnapshotTooLarge {
+                    json_bytes: body.len(),
+                    stored_bytes: z.len(),
+                    limit: MAX_STORED_BYTES,
+                })));
+            }
+            (
+                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m REMOVE #data",
+                AttributeValue::B(Blob::new(z)),
+            )
+        } else {
+            ("SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m REMOVE data_z", s(&body))
+        };
+        self.count_write();
         let r = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&Self::snap_key(mall, kind, id)))
-            .update_expression("SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m")
+            .update_expression(update)
             .condition_expression("attribute_not_exists(pk) OR fetched_at < :f")
             .expression_attribute_names("#data", "data")
-            .expression_attribute_values(":d", s(&body))
+            .expression_attribute_values(":d", value)
             .expression_attribute_values(":f", n(fetched_at_ms))
             .expression_attribute_values(":del", AttributeValue::Bool(data.is_none()))
             .expression_attribute_values(":m", s(mall.as_str()))

@@ -81,6 +81,26 @@ impl QueueError {
     }
 }
 
+/// The source of a [`StoreError`] when a snapshot cannot be stored at any size the store
+/// allows (even compressed): retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+#[error("snapshot of {json_bytes} bytes is {stored_bytes} bytes compressed, over the {limit} bytes the store holds")]
+pub struct SnapshotTooLarge {
+    /// Length of the snapshot's JSON.
+    pub json_bytes: usize,
+    /// Length after compression.
+    pub stored_bytes: usize,
+    /// The store's limit.
+    pub limit: usize,
+}
+
+impl StoreError {
+    /// The [`SnapshotTooLarge`] behind this error, if that is what it is.
+    pub fn too_large(&self) -> Option<&SnapshotTooLarge> {
+        self.0.downcast_ref::<SnapshotTooLarge>()
+    }
+}
+
 /// A store behind a port failed (network, throttling, 5xx). Not a refusal or a conflict: those
 /// are results.
 #[derive(Debug, thiserror::Error)]

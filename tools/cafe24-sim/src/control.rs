@@ -13,7 +13,7 @@
 //! | `POST /sim/malls/{mall}/uninstall` | `{"client_id"?,"emit_webhook"?}` | deletes the app from the mall (403 from then on), optionally sends 90077 |
 //! | `POST /sim/malls/{mall}/orders` | `{"member_id"?,"paid"?,"emit_webhook"?}` | places an order, optionally sends 90023 |
 //! | `POST /sim/malls/{mall}/orders/{id}/change` | `{"paid"?,"shipping_status"?,"emit_event_no"?,"duplicate"?,"drop"?}` | changes it (bumps `updated_date`), optionally sends the event |
-//! | `POST /sim/malls/{mall}/products/{no}/change` | `{"price"?,"selling"?,"emit_event_no"?,…}` | the same for a product |
+//! | `POST /sim/malls/{mall}/products/{no}/change` | `{"price"?,"selling"?,"description_bytes"?,"emit_event_no"?,…}` | the same for a product |
 //! | `GET /sim/malls/{mall}/orders` | | the mall's order ids |
 //! | `POST /sim/faults` / `DELETE /sim/faults` | a fault (see [`crate::state::Fault`]) | inject / clear faults |
 //! | `POST /sim/webhooks/target` | `{"url","api_key"}` | where webhooks go |
@@ -208,6 +208,8 @@ struct Change {
     shipping_status: Option<String>,
     price: Option<u64>,
     selling: Option<bool>,
+    /// Products: replace the description with one of about this many bytes.
+    description_bytes: Option<usize>,
     emit_event_no: Option<u32>,
     #[serde(default)]
     duplicate: bool,
@@ -261,6 +263,9 @@ async fn change_product(
         }
         if let Some(s) = c.selling {
             p.selling = s;
+        }
+        if let Some(b) = c.description_bytes {
+            p.description = crate::data::Product::long_description(no, b.min(5_000_000));
         }
         p.updated_ms = now.max(p.updated_ms + 1);
         json!({"product_no": p.product_no, "product_code": p.product_code, "updated_date": kst::iso_kst(p.updated_ms)})

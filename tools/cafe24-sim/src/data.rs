@@ -113,12 +113,14 @@ pub struct Product {
     pub created_ms: u64,
     /// Last change, epoch ms.
     pub updated_ms: u64,
+    /// HTML description (empty: not returned).
+    pub description: String,
 }
 
 impl Product {
     /// The API representation.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "shop_no": 1,
             "product_no": self.product_no,
             "product_code": self.product_code,
@@ -128,7 +130,30 @@ impl Product {
             "display": "T",
             "created_date": kst::iso_kst(self.created_ms),
             "updated_date": kst::iso_kst(self.updated_ms),
-        })
+        });
+        if let (false, Some(o)) = (self.description.is_empty(), v.as_object_mut()) {
+            o.insert("description".into(), Value::String(self.description.clone()));
+        }
+        v
+    }
+
+    /// A long HTML description of about `bytes` bytes (paragraphs of varied text, as merchants
+    /// write them).
+    pub fn long_description(no: u64, bytes: usize) -> String {
+        let mut s = String::with_capacity(bytes + 200);
+        let mut i: u64 = 0;
+        while s.len() < bytes {
+            s.push_str(&format!(
+                "<p class=\"detail-{}\">상품 {no} 상세 설명 {i}: 소재 면 {}%, 세탁 {}°C, 사이즈 {} — 배송 {}일.</p>\n",
+                i % 7,
+                40 + (i * 37) % 60,
+                20 + (i * 13) % 40,
+                ["S", "M", "L", "XL"][(i % 4) as usize],
+                1 + i % 5
+            ));
+            i += 1;
+        }
+        s
     }
 }
 
@@ -198,6 +223,7 @@ impl MallData {
                     selling: rng.below(10) > 0,
                     created_ms: created,
                     updated_ms: created + rng.below(30) * day,
+                    description: String::new(),
                 },
             );
         }
