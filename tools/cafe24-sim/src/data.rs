@@ -148,7 +148,7 @@ impl Product {
                 i % 7,
                 40 + (i * 37) % 60,
                 20 + (i * 13) % 40,
-                ["S", "M", "L", "XL"][(i % 4) as usize],
+                ["S", "M", "L", "XL"].get((i % 4) as usize).unwrap_or(&"M"),
                 1 + i % 5
             ));
             i += 1;
