@@ -3,6 +3,7 @@
 #   moto[server]  - SQS and DynamoDB on the real wire protocols
 #   cargo-lambda  - `cargo lambda watch/build/invoke` (brings zig)
 #   cfn-lint      - offline validation of infra/ templates
+#   aws-sam-translator - the SAM transform, offline (tests read the template as CloudFormation deploys it)
 # Idempotent: a stamp file records the pinned requirement set, so a second run is instant.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

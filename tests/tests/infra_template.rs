@@ -58,26 +58,31 @@ fn each_source_queue_dead_letters_into_its_own_fifo_dlq() {
 #[test]
 fn sqs_event_sources_report_partial_failures_and_visibility_covers_six_timeouts() {
     let t = template();
-    let mut consumers = 0;
+    let mut consumers = BTreeSet::new();
+    for (name, m) in of_type(&t, "AWS::Lambda::EventSourceMapping") {
+        let p = &m["Properties"];
+        let function = target(&p["FunctionName"]);
+        let timeout = t["Resources"][function.as_str()]["Properties"]["Timeout"].as_u64().unwrap();
+        let types: Vec<&str> =
+            p["FunctionResponseTypes"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(types, ["ReportBatchItemFailures"], "{name}");
+        assert!(p["BatchSize"].as_u64().unwrap() <= 10, "{name}: FIFO batches are at most 10");
+        assert!(p["ScalingConfig"].get("MaximumConcurrency").is_some(), "{name}");
+        let queue = target(&p["EventSourceArn"]);
+        let vis = t["Resources"][queue.as_str()]["Properties"]["VisibilityTimeout"].as_u64().unwrap();
+        assert!(vis >= 6 * timeout, "{queue}: visibility {vis} s < 6 × {function}'s {timeout} s");
+        consumers.insert((function, queue));
+    }
+    let want: BTreeSet<(String, String)> = [("DispatcherFunction", "InboxQueue"), ("WorkerFunction", "WorkQueue")]
+        .iter()
+        .map(|(f, q)| (f.to_string(), q.to_string()))
+        .collect();
+    assert_eq!(consumers, want, "dispatcher and worker consume SQS");
     for (name, f) in of_type(&t, "AWS::Serverless::Function") {
-        let timeout = f["Properties"]["Timeout"].as_u64().unwrap();
         for (_, ev) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
-            if ev["Type"].as_str() != Some("SQS") {
-                continue;
-            }
-            consumers += 1;
-            let p = &ev["Properties"];
-            let types: Vec<&str> =
-                p["FunctionResponseTypes"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-            assert_eq!(types, ["ReportBatchItemFailures"], "{name}");
-            assert!(p["BatchSize"].as_u64().unwrap() <= 10, "{name}: FIFO batches are at most 10");
-            assert!(p["ScalingConfig"].get("MaximumConcurrency").is_some(), "{name}");
-            let queue = target(&p["Queue"]);
-            let vis = t["Resources"][queue.as_str()]["Properties"]["VisibilityTimeout"].as_u64().unwrap();
-            assert!(vis >= 6 * timeout, "{queue}: visibility {vis} s < 6 × {name}'s {timeout} s");
+            assert_ne!(ev["Type"].as_str(), Some("SQS"), "{name}: a SAM SQS event attaches a policy on every queue");
         }
     }
-    assert_eq!(consumers, 2, "dispatcher and worker consume SQS");
 }
 
 fn actions(f: &Value) -> BTreeSet<String> {
@@ -113,16 +118,27 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "secretsmanager:GetSecretValue",
             ]),
         ),
-        // sends jobs / parks; defers inbox messages by visibility; marks uninstalled; keep-alive
+        // its mapping (receive, delete, attributes on the inbox); sends jobs / parks; defers inbox messages by visibility; marks uninstalled; keep-alive
         // scans the token table.
         (
             "DispatcherFunction",
-            expect(&["sqs:SendMessage", "sqs:ChangeMessageVisibility", "dynamodb:UpdateItem", "dynamodb:Scan"]),
+            expect(&[
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:SendMessage",
+                "sqs:ChangeMessageVisibility",
+                "dynamodb:UpdateItem",
+                "dynamodb:Scan",
+            ]),
         ),
-        // defers by visibility, dead-letters; limiter, tokens, idempotency and snapshots.
+        // its mapping; defers by visibility, dead-letters; limiter, tokens, idempotency and snapshots.
         (
             "WorkerFunction",
             expect(&[
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
                 "sqs:ChangeMessageVisibility",
                 "sqs:SendMessage",
                 "dynamodb:GetItem",
@@ -318,4 +334,99 @@ fn high_throughput_fifo_is_one_switch_on_the_inbox_and_work_queues() {
             assert_eq!(args[1].as_str(), Some(on), "{q}.{prop}");
         }
     }
+}
+
+/// The template as CloudFormation deploys it (SAM transform applied offline by
+/// `scripts/sam-transform.py` with `aws-sam-translator` from the project's venv).
+fn transformed() -> serde_json::Value {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let out = std::process::Command::new(format!("{root}/.venv/bin/python"))
+        .arg(format!("{root}/scripts/sam-transform.py"))
+        .arg(format!("{root}/infra/template.yaml"))
+        .output()
+        .expect("the venv's python (make tools)");
+    assert!(out.status.success(), "SAM transform failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn as_list(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    match v {
+        serde_json::Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+#[test]
+fn deployed_roles_have_no_wildcard_on_any_data_plane_action() {
+    let t = transformed();
+    let mut roles = 0;
+    for (name, r) in t["Resources"].as_object().unwrap() {
+        if r["Type"] != "AWS::IAM::Role" {
+            continue;
+        }
+        roles += 1;
+        // Only the logging policy may be managed (it is logs:* on the function's own groups' account).
+        for arn in as_list(&r["Properties"]["ManagedPolicyArns"]).iter().filter(|a| !a.is_null()) {
+            assert!(
+                arn.as_str().unwrap().ends_with("/AWSLambdaBasicExecutionRole"),
+                "{name}: managed policy {arn} (AWSLambdaSQSQueueExecutionRole grants receive/delete on every queue)"
+            );
+        }
+        for policy in as_list(&r["Properties"]["Policies"]).iter().filter(|p| !p.is_null()) {
+            for st in as_list(&policy["PolicyDocument"]["Statement"]) {
+                let actions: Vec<String> =
+                    as_list(&st["Action"]).iter().map(|a| a.as_str().unwrap().to_owned()).collect();
+                let data_plane = actions
+                    .iter()
+                    .any(|a| ["sqs:", "dynamodb:", "secretsmanager:", "events:"].iter().any(|p| a.starts_with(p)));
+                if !data_plane {
+                    continue;
+                }
+                for res in as_list(&st["Resource"]) {
+                    let text = res.to_string();
+                    assert!(
+                        !(res.as_str() == Some("*") || text.contains(":*\"") || text == "\"*\""),
+                        "{name}: {actions:?} on {text}"
+                    );
+                }
+                assert!(actions.iter().all(|a| !a.contains('*')), "{name}: wildcard action {actions:?}");
+            }
+        }
+    }
+    assert!(roles >= 3, "a role per function");
+    let mappings =
+        t["Resources"].as_object().unwrap().values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping");
+    assert_eq!(mappings.count(), 2);
+}
+
+#[test]
+fn the_token_and_state_tables_survive_a_stack_deletion() {
+    let t = template();
+    for name in ["TokenTable", "StateTable"] {
+        let r = &t["Resources"][name];
+        assert_eq!(r["DeletionPolicy"].as_str(), Some("Retain"), "{name}");
+        assert_eq!(r["UpdateReplacePolicy"].as_str(), Some("Retain"), "{name}");
+        assert_eq!(r["Properties"]["DeletionProtectionEnabled"].as_bool(), Some(true), "{name}");
+    }
+}
+
+#[test]
+fn the_keep_alive_scan_may_read_keys_only() {
+    let t = template();
+    let policy = &t["Resources"]["DispatcherFunction"]["Properties"]["Policies"][0]["Statement"];
+    let scan = policy
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|st| st["Action"].as_sequence().unwrap().iter().any(|a| a.as_str() == Some("dynamodb:Scan")))
+        .unwrap();
+    assert_eq!(scan["Action"].as_sequence().unwrap().len(), 1, "Scan has its own statement");
+    let attrs: Vec<&str> = scan["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(!attrs.iter().any(|a| a.contains("token")), "{attrs:?}");
+    assert_eq!(scan["Condition"]["StringEqualsIfExists"]["dynamodb:Select"].as_str(), Some("SPECIFIC_ATTRIBUTES"));
 }

@@ -34,7 +34,7 @@
 //! | `OAUTH_STATE_SECRET` | with install | — | HMAC key for `state`, ≥ 32 characters |
 //! | `OAUTH_REDIRECT_URI` | with install | — | public URL of `/oauth/callback` registered with Cafe24 |
 //! | `OAUTH_SCOPES` | no | read scopes for orders, products, customers, webhook logs | |
-//! | `TOKEN_TABLE`, `RATE_LIMIT_TABLE` | with install | — | DynamoDB tables |
+//! | `TOKEN_TABLE` | with install | — | DynamoDB token table (no limiter table: no Admin API call here) |
 
 pub mod config;
 pub mod event;

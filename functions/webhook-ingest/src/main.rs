@@ -2,13 +2,12 @@
 //! All logic lives in the library (`webhook_ingest::handler`, `webhook_ingest::install`).
 
 use lambda_http::{service_fn, Error, Request};
-use relay_aws::limiter::{system_clock, DynamoLimiter};
+use relay_aws::limiter::system_clock;
 use relay_aws::once::DynamoOnceStore;
 use relay_aws::sqs::SqsQueue;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::{Cafe24, Cafe24Config};
-use relay_domain::ports::MessageQueue;
-use relay_domain::ratelimit::LimiterConfig;
+use relay_domain::ports::{MessageQueue, NoAdminCalls};
 use webhook_ingest::event::SafeAdapter;
 use webhook_ingest::install::{InstallConfig, InstallFlow, Installer};
 use webhook_ingest::{ConfigError, Ingest, IngestConfig};
@@ -42,13 +41,13 @@ async fn main() -> Result<(), Error> {
         return serve(ingest).await;
     }
     let required = |k: &'static str| env(k).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(k));
-    let (token_table, rate_table) = (required("TOKEN_TABLE")?, required("RATE_LIMIT_TABLE")?);
+    let token_table = required("TOKEN_TABLE")?;
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let clock = system_clock();
-    let limiter = DynamoLimiter::new(ddb.clone(), rate_table, LimiterConfig::default(), clock.clone());
+    // The install flow calls only the token endpoint: no Admin API call, so no limiter table.
     let cafe24 = Cafe24::new(
         Cafe24Config::from_lookup(env)?,
-        limiter,
+        NoAdminCalls,
         DynamoTokenStore::new(ddb.clone(), token_table.clone()),
         clock,
     )?;

@@ -89,6 +89,9 @@ impl DynamoTokenStore {
                 .scan()
                 .table_name(&self.table)
                 .filter_expression(filter)
+                // Only the key comes back: the listing never reads a mall's tokens (the
+                // template's IAM condition allows no other attribute).
+                .projection_expression("pk")
                 .expression_attribute_names("#st", "status")
                 .set_exclusive_start_key(start.take());
             for (k, v) in &values {

@@ -184,6 +184,27 @@ pub trait SnapshotStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// A rate gate for a component that makes no Admin API call (webhook-ingest's install flow
+/// only talks to the token endpoint): every `acquire` is refused with an error, so a call
+/// added there by mistake fails loudly instead of going around the mall's limiter; feedback
+/// is ignored. Needs no table and no grant.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoAdminCalls;
+
+#[derive(Debug, thiserror::Error)]
+#[error("this component makes no Cafe24 Admin API call (no rate gate wired)")]
+struct NoGateWired;
+
+impl RateGate for NoAdminCalls {
+    async fn acquire(&self, _: &str, _: crate::ratelimit::Class) -> Result<crate::ratelimit::Acquire, StoreError> {
+        Err(StoreError(Box::new(NoGateWired)))
+    }
+
+    async fn feedback(&self, _: &str, _: &crate::ratelimit::Feedback) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
 /// Visibility control for messages returned to their queue (deferral without sleeping).
 pub trait VisibilityControl: Send + Sync {
     /// Makes each (receipt handle, delay) visible again after its delay. Returns how many failed.
