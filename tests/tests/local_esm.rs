@@ -187,3 +187,76 @@ async fn concurrency_is_capped_like_maximum_concurrency() {
     assert!(p <= cap, "peak {p} exceeds the cap {cap}");
     assert!(p >= 2, "pollers never overlapped (peak {p}): the cap is not exercised");
 }
+
+#[tokio::test]
+async fn at_the_timeout_the_invocation_is_stopped_and_its_batch_fails() {
+    let (sqs, q) = queue("timeout", 2).await;
+    send(&sqs, &q.url, "mall-a", "slow").await;
+    let esm = LocalEsm::new(
+        sqs.clone(),
+        EsmConfig { timeout: Some(std::time::Duration::from_millis(600)), ..EsmConfig::new(&q.url, &q.arn) },
+    );
+    let after_the_deadline = AtomicUsize::new(0);
+    let lefts = Mutex::new(Vec::new());
+    let report = esm
+        .poll_once(&|_event: Value| async {
+            lefts.lock().unwrap().push(devstack::esm::time_left());
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            lefts.lock().unwrap().push(devstack::esm::time_left());
+            tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+            after_the_deadline.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(json!({"batchItemFailures": []}))
+        })
+        .await
+        .unwrap();
+    assert_eq!((report.timed_out, report.failed_batches, report.deleted, report.returned), (1, 1, 0, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(after_the_deadline.load(Ordering::SeqCst), 0, "nothing runs after the deadline");
+    let l = lefts.lock().unwrap().clone();
+    assert!(l[0] <= std::time::Duration::from_millis(600) && l[1] < l[0], "time_left is real: {l:?}");
+    assert!(l[1] <= std::time::Duration::from_millis(310), "{l:?}");
+    // The message comes back after its visibility timeout, one receive more.
+    let back = sqs
+        .receive_message()
+        .queue_url(&q.url)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let m = &back.messages()[0];
+    assert_eq!(m.body(), Some("slow"));
+    assert_eq!(m.attributes().unwrap()[&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount], "2");
+}
+
+#[tokio::test]
+async fn a_throttled_invocation_leaves_the_batch_in_flight_until_visibility_expires() {
+    let (sqs, q) = queue("throttle", 2).await;
+    send(&sqs, &q.url, "mall-a", "m1").await;
+    let pool = devstack::esm::ConcurrencyPool::new(1);
+    let busy = pool.try_invoke().unwrap(); // another function holds the only slot
+    let esm = LocalEsm::new(sqs.clone(), EsmConfig { pool: Some(pool.clone()), ..EsmConfig::new(&q.url, &q.arn) });
+    let invoked = AtomicUsize::new(0);
+    let h = |_event: Value| {
+        invoked.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, ()>(json!({"batchItemFailures": []})) }
+    };
+    let r = esm.poll_once(&h).await.unwrap();
+    assert_eq!((r.throttled, r.batches, r.deleted, r.returned), (1, 0, 0, 1));
+    assert_eq!(invoked.load(Ordering::SeqCst), 0);
+    assert_eq!(pool.throttled(), 1);
+    // In flight, not visible, until the visibility timeout (2 s).
+    let r = esm.poll_once(&h).await.unwrap();
+    assert_eq!(r.received, 0, "the throttled batch is still in flight");
+    drop(busy);
+    tokio::time::sleep(std::time::Duration::from_millis(2_200)).await;
+    let seen = Mutex::new(String::new());
+    let r = esm
+        .poll_once(&|event: Value| {
+            *seen.lock().unwrap() = event["Records"][0]["attributes"]["ApproximateReceiveCount"].to_string();
+            async { Ok::<_, ()>(json!({"batchItemFailures": []})) }
+        })
+        .await
+        .unwrap();
+    assert_eq!((r.batches, r.deleted), (1, 1));
+    assert_eq!(seen.lock().unwrap().as_str(), "\"2\"", "the throttled receive counted");
+}

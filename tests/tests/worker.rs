@@ -549,3 +549,59 @@ async fn a_snapshot_too_large_even_compressed_is_dead_lettered_after_one_call() 
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0]["error_class"], "snapshot_too_large");
 }
+
+/// One invocation of `w` on the work queue under the strict local ESM (`timeout`), the handler
+/// taking the real time left, as the binary does.
+async fn invoke_strict(fx: &Fx, w: &W, timeout: Duration) -> devstack::esm::EsmReport {
+    let esm = LocalEsm::new(
+        fx.env.sqs.clone(),
+        EsmConfig {
+            wait_time_seconds: 0,
+            timeout: Some(timeout),
+            ..EsmConfig::new(&fx.env.stack.work.url, &fx.env.stack.work.arn)
+        },
+    );
+    let h = |event: serde_json::Value| {
+        devstack::esm::invoke("worker", event, move |ev| w.handle_batch(ev, devstack::esm::time_left))
+    };
+    esm.poll_once(&h).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_never_starts_when_the_invocation_could_be_killed_before_storing_the_pair() {
+    use relay_domain::tokens::{TokenStatus, TokenStore};
+    let fx = Fx::new("wkill", 3).await;
+    let mall = fx.install("killshop").await;
+    let store = DynamoTokenStore::new(fx.env.ddb.clone(), fx.env.stack.token_table.clone());
+    let mut rec = store.get(&mall).await.unwrap().unwrap();
+    rec.pair.access_expires_ms = now_ms() - 1; // the next call needs a refresh
+    store.put_installed(&mall, &rec.pair, now_ms()).await.unwrap();
+    // Cafe24 issues at once and answers 8 s later (the pair is rotated before the client sees it).
+    fx.sim.lock().token_answer_delay_ms = 8_000;
+    let order = fx.orders("killshop")[0].clone();
+    fx.enqueue(&[job("j-kill", &mall, JobKind::SyncOrder { order_id: order }, now_ms() - 1_000)]).await;
+    let w = fx.worker();
+
+    // A 6 s invocation (past the worker's 5 s minimum for starting a record): killed in the
+    // middle of the refresh if one starts.
+    let r = invoke_strict(&fx, &w, Duration::from_secs(6)).await;
+    println!("short invocation: {r:?}, token requests {}", fx.sim.stats("killshop").token_requests);
+
+    // Later (past any lease), a client refreshes with whatever pair is stored.
+    fx.sim.lock().token_answer_delay_ms = 0;
+    let later: relay_cafe24::Clock = Arc::new(|| now_ms() + 3_600_000);
+    let client = Cafe24::new(
+        sim_cafe24_config(&fx.base),
+        relay_domain::ports::NoAdminCalls,
+        DynamoTokenStore::new(fx.env.ddb.clone(), fx.env.stack.token_table.clone()),
+        later,
+    )
+    .unwrap();
+    let refreshed = client.token(&mall, relay_cafe24::tokens::Need::Fresh).await;
+    let s = fx.sim.stats("killshop");
+    assert_eq!(s.invalid_grants, 0, "the stored refresh token was rotated away: {refreshed:?}");
+    assert!(refreshed.is_ok(), "{refreshed:?}");
+    assert_eq!(store.get(&mall).await.unwrap().unwrap().status, TokenStatus::Active, "no mall locked out");
+    assert_eq!(r.timed_out, 0, "the short invocation deferred instead of being killed mid-refresh");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "a deferral, not a failed attempt");
+}

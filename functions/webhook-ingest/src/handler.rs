@@ -284,7 +284,14 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
                 _ => None,
             })
             .unwrap_or_default();
-        self.route(req).instrument(invocation_span("webhook-ingest", &request_id)).await
+        // The install flow's code exchange must fit before the deadline (`relay_cafe24::deadline`).
+        let deadline =
+            req.lambda_context_ref().and_then(|c| c.deadline().duration_since(std::time::SystemTime::now()).ok());
+        let fut = self.route(req).instrument(invocation_span("webhook-ingest", &request_id));
+        match deadline {
+            Some(left) => relay_cafe24::deadline::within(Instant::now() + left, fut).await,
+            None => fut.await,
+        }
     }
 
     async fn route(&self, req: Request) -> Response<Body> {

@@ -98,21 +98,26 @@ where
     pub async fn handle_batch(&self, event: SqsEvent, time_left: impl Fn() -> Duration) -> SqsBatchResponse {
         let records = event.records;
         let tl = &time_left;
-        let plan = drive(
-            &records,
-            sqs::message_id,
-            sqs::group_id,
-            tl,
-            Duration::from_millis(self.cfg.min_time_left_ms),
-            |i, _| {
-                let m = records.get(i);
-                async move {
-                    match m {
-                        Some(m) => self.handle_record(m, tl().as_millis() as u64).instrument(record_span()).await,
-                        None => RecordResult::Failed,
+        // The token code reads the deadline (see `relay_cafe24::deadline`).
+        let deadline = std::time::Instant::now() + time_left();
+        let plan = relay_cafe24::deadline::within(
+            deadline,
+            drive(
+                &records,
+                sqs::message_id,
+                sqs::group_id,
+                tl,
+                Duration::from_millis(self.cfg.min_time_left_ms),
+                |i, _| {
+                    let m = records.get(i);
+                    async move {
+                        match m {
+                            Some(m) => self.handle_record(m, tl().as_millis() as u64).instrument(record_span()).await,
+                            None => RecordResult::Failed,
+                        }
                     }
-                }
-            },
+                },
+            ),
         )
         .await;
         sqs::apply_visibility(&plan, &records, &self.visibility).await;
@@ -317,6 +322,8 @@ where
                 self.defer_for(remain.max(1_000))
             }
             Cafe24Error::RefreshInProgress { wait_ms } => self.defer_for(wait_ms),
+            // No token request was made: a fresh invocation has the time for it.
+            Cafe24Error::OutOfTime => JobOutcome::Defer(1),
             Cafe24Error::NotFound => match job.kind.target() {
                 Some((kind, id)) => match self.state.upsert(mall, kind, &id, self.now(), None).await {
                     Ok(_) => {

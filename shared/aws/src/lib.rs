@@ -26,9 +26,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 /// Connect timeout for AWS API calls.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Upper bound of one AWS API call including the SDK's own retries.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Upper bound of one AWS API call including the SDK's own retries. Sized to the functions'
+/// deadlines: a DynamoDB or SQS call answers in milliseconds; one that takes seconds is
+/// failing, and a token pair must be stored well inside `relay_cafe24::deadline::PERSIST_BUDGET`.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
+/// Upper bound of one attempt.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 /// Loads the SDK configuration from the environment (default chain) with bounded timeouts.
 pub async fn load_sdk_config() -> SdkConfig {
@@ -36,7 +40,7 @@ pub async fn load_sdk_config() -> SdkConfig {
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
                 .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         )

@@ -76,6 +76,10 @@ pub enum Cafe24Error {
     /// Token issuance refused for now (Cafe24's issuance cap, or its token endpoint failing).
     #[error("token refresh failed transiently")]
     RefreshFailed,
+    /// Too little of the invocation is left to request a token pair *and* store it: nothing was
+    /// asked of Cafe24 (see `deadline`). Retry in a fresh invocation.
+    #[error("too little time left in this invocation for a token request")]
+    OutOfTime,
     /// A store (limiter, tokens) failed.
     #[error("store unavailable")]
     Store(#[from] StoreError),
@@ -101,6 +105,7 @@ impl Cafe24Error {
             Self::NotInstalled => "not_installed",
             Self::RefreshInProgress { .. } => "refresh_in_progress",
             Self::RefreshFailed => "refresh_failed",
+            Self::OutOfTime => "out_of_time",
             Self::Store(_) => "store",
         }
     }
@@ -116,6 +121,7 @@ impl Cafe24Error {
                 | Self::Transport(_)
                 | Self::RefreshInProgress { .. }
                 | Self::RefreshFailed
+                | Self::OutOfTime
                 | Self::Store(_)
         )
     }

@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod model;
 pub mod tokens;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use relay_domain::ports::RateGate;
+use relay_domain::ports::{RateGate, StoreError};
 use relay_domain::tokens::{
     parse_cafe24_token_time, LeaseOutcome, Secret, TokenPair, TokenRecord, TokenStatus, TokenStore,
 };
@@ -13,7 +13,13 @@ use relay_domain::MallId;
 use serde_json::Value;
 
 use crate::client::Cafe24;
+use crate::deadline;
 use crate::error::Cafe24Error;
+
+/// A store attempt that outlasted its share of `deadline::PERSIST_BUDGET`.
+#[derive(Debug, thiserror::Error)]
+#[error("storing the token pair took too long")]
+struct PersistTimeout;
 
 const ACCESS_TTL_MS: u64 = 2 * 3_600_000;
 const REFRESH_TTL_MS: u64 = 14 * 86_400_000;
@@ -79,6 +85,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         &self,
         mall: &MallId,
         form: &[(&str, &str)],
+        timeout: Duration,
     ) -> Result<TokenPair, TokenEndpointError> {
         let url = format!("{}/api/v2/oauth/token", self.cfg.base_url(mall));
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
@@ -91,6 +98,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             .http
             .post(url)
             .header("Authorization", format!("Basic {basic}"))
+            .timeout(timeout)
             .form(form)
             .send()
             .await
@@ -114,9 +122,16 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     /// Exchanges an authorization code (install flow) and stores the pair.
     pub async fn install(&self, mall: &MallId, code: &str, redirect_uri: &str) -> Result<TokenPair, Cafe24Error> {
         let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
-        match self.token_endpoint(mall, &form).await {
+        let timeout = deadline::token_request_timeout(self.cfg.request_timeout).ok_or(Cafe24Error::OutOfTime)?;
+        match self.token_endpoint(mall, &form, timeout).await {
             Ok(pair) => {
-                self.tokens.put_installed(mall, &pair, (self.clock)()).await?;
+                let stored = tokio::time::timeout(
+                    deadline::PERSIST_BUDGET,
+                    self.tokens.put_installed(mall, &pair, (self.clock)()),
+                )
+                .await
+                .map_err(|_| Cafe24Error::Timeout)?;
+                stored?;
                 tracing::info!(mall_id = %mall, outcome = "installed", "oauth");
                 Ok(pair)
             }
@@ -166,6 +181,12 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 continue;
             }
+            // Only a refresh whose answer can also be stored before the deadline may start: a
+            // pair issued and not stored is a mall locked out (its old refresh token is dead).
+            let Some(timeout) = deadline::token_request_timeout(self.cfg.request_timeout) else {
+                tracing::warn!(mall_id = %mall, outcome = "refresh_deferred", "oauth: too little time left to refresh");
+                return Err(Cafe24Error::OutOfTime);
+            };
             let until = now + self.cfg.lease_ms;
             let leased = match self.tokens.try_lease(mall, rec.version, &self.owner, now, until).await? {
                 LeaseOutcome::Acquired(r) => r,
@@ -174,7 +195,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                     continue;
                 }
             };
-            return self.refresh_holding_lease(mall, &leased, &rec).await;
+            return self.refresh_holding_lease(mall, &leased, &rec, timeout).await;
         }
     }
 
@@ -183,14 +204,25 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         mall: &MallId,
         leased: &TokenRecord,
         before: &TokenRecord,
+        timeout: Duration,
     ) -> Result<Secret, Cafe24Error> {
         let form = [("grant_type", "refresh_token"), ("refresh_token", leased.pair.refresh_token.expose())];
         self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
-        match self.token_endpoint(mall, &form).await {
+        match self.token_endpoint(mall, &form, timeout).await {
             Ok(pair) => {
-                // Persist before use: the old refresh token is already dead at Cafe24.
+                // Persist before anything else: the old refresh token is already dead at Cafe24.
+                // Attempts are bounded so that they fit in `deadline::PERSIST_BUDGET`.
+                let persist_until = Instant::now() + deadline::PERSIST_BUDGET;
                 for attempt in 0..4u64 {
-                    match self.tokens.complete_refresh(mall, &self.owner, leased.version, &pair, (self.clock)()).await {
+                    let left = persist_until.saturating_duration_since(Instant::now());
+                    let write = self.tokens.complete_refresh(mall, &self.owner, leased.version, &pair, (self.clock)());
+                    let result = match tokio::time::timeout(left.min(deadline::STORE_ATTEMPT), write).await {
+                        Ok(r) => r,
+                        Err(_) => Err(StoreError(Box::new(PersistTimeout))),
+                    };
+                    let last = attempt == 3
+                        || persist_until.saturating_duration_since(Instant::now()) < Duration::from_millis(300);
+                    match result {
                         Ok(true) => {
                             tracing::info!(mall_id = %mall, outcome = "refreshed", "oauth");
                             return Ok(pair.access_token);
@@ -199,7 +231,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                             tracing::error!(mall_id = %mall, outcome = "lease_lost", "oauth: refreshed pair not stored, lease lost");
                             return Err(Cafe24Error::RefreshFailed);
                         }
-                        Err(e) if attempt < 3 => {
+                        Err(e) if !last => {
                             tracing::warn!(mall_id = %mall, attempt, error = %e, "oauth: storing refreshed pair failed; retrying");
                             tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
                         }

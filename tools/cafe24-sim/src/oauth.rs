@@ -138,6 +138,20 @@ fn take_issuance(sim: &Sim, g: &mut Inner, mall: &str, now: u64) -> bool {
 /// `POST /{mall}/api/v2/oauth/token` (form body, Basic client auth).
 pub async fn token(
     State(sim): State<Arc<Sim>>,
+    path: Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let answer = token_now(sim.clone(), path, headers, form);
+    let delay = sim.lock().token_answer_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
+    answer
+}
+
+fn token_now(
+    sim: Arc<Sim>,
     Path(mall): Path<String>,
     headers: HeaderMap,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,

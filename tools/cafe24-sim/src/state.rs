@@ -332,6 +332,9 @@ pub struct Inner {
     pub calls: Vec<CallRecord>,
     /// Sequence for log ids.
     pub next_log: u64,
+    /// The token endpoint answers this much later, *after* issuing (a slow network on the way
+    /// back: Cafe24 has already rotated the refresh token when the client gets the answer).
+    pub token_answer_delay_ms: u64,
 }
 
 /// Most call records kept for timelines.

@@ -14,6 +14,16 @@
 //!
 //! Up to `max_concurrency` pollers run at once, like `ScalingConfig.MaximumConcurrency`.
 //! FIFO group locking is the queue's (moto's) job, as on AWS.
+//!
+//! As strict as Lambda where moto cannot be (set in [`EsmConfig`]):
+//! - **timeout**: the handler future is dropped at the function's deadline, as Lambda stops the
+//!   process — nothing after that point runs — and the batch counts as failed (its messages come
+//!   back after their visibility timeout). Inside the invocation, [`time_left`] is the real time
+//!   left, so handlers that take it get Lambda's `context.deadline`;
+//! - **throttling**: invocations draw from a [`ConcurrencyPool`] shared by the functions of one
+//!   "account" (or a function's reserved pool). A refused invocation leaves its received batch
+//!   in flight until the visibility timeout expires — another receive on each message, as
+//!   Lambda's SQS poller does when the function is throttled.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -38,6 +48,53 @@ pub struct EsmConfig {
     pub max_concurrency: usize,
     /// Long-poll wait, seconds.
     pub wait_time_seconds: i32,
+    /// The function's timeout: the handler is dropped at this deadline. `None`: no deadline
+    /// (and [`time_left`] answers [`NO_DEADLINE_LEFT`]).
+    pub timeout: Option<std::time::Duration>,
+    /// The concurrency the invocations draw from; `None`: unlimited.
+    pub pool: Option<ConcurrencyPool>,
+}
+
+/// A concurrency pool: the account's unreserved concurrency, or a function's reserved
+/// concurrency. Clones share the pool.
+#[derive(Clone, Debug)]
+pub struct ConcurrencyPool {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+    throttled: std::sync::Arc<AtomicUsize>,
+}
+
+impl ConcurrencyPool {
+    /// A pool of `n` concurrent invocations.
+    pub fn new(n: usize) -> Self {
+        Self { slots: std::sync::Arc::new(tokio::sync::Semaphore::new(n)), throttled: Default::default() }
+    }
+
+    /// One invocation's slot, or `None` (throttled, counted).
+    pub fn try_invoke(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let p = self.slots.clone().try_acquire_owned().ok();
+        if p.is_none() {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+        }
+        p
+    }
+
+    /// Invocations refused so far.
+    pub fn throttled(&self) -> usize {
+        self.throttled.load(Ordering::Relaxed)
+    }
+}
+
+/// What [`time_left`] answers outside an invocation with a deadline.
+pub const NO_DEADLINE_LEFT: std::time::Duration = std::time::Duration::from_secs(900);
+
+tokio::task_local! {
+    static DEADLINE: std::time::Instant;
+}
+
+/// The running invocation's time left (Lambda's `context.deadline` − now); [`NO_DEADLINE_LEFT`]
+/// when the mapping has no timeout or outside an invocation.
+pub fn time_left() -> std::time::Duration {
+    DEADLINE.try_with(|d| d.saturating_duration_since(std::time::Instant::now())).unwrap_or(NO_DEADLINE_LEFT)
 }
 
 impl EsmConfig {
@@ -50,6 +107,8 @@ impl EsmConfig {
             batch_size: 10,
             max_concurrency: 2,
             wait_time_seconds: 1,
+            timeout: None,
+            pool: None,
         }
     }
 }
@@ -67,6 +126,10 @@ pub struct EsmReport {
     pub returned: usize,
     /// Batches that failed as a whole.
     pub failed_batches: usize,
+    /// Invocations killed at the function's timeout (also counted in `failed_batches`).
+    pub timed_out: usize,
+    /// Batches received while the pool was full: not invoked, left in flight.
+    pub throttled: usize,
 }
 
 impl EsmReport {
@@ -76,6 +139,8 @@ impl EsmReport {
         self.deleted += o.deleted;
         self.returned += o.returned;
         self.failed_batches += o.failed_batches;
+        self.timed_out += o.timed_out;
+        self.throttled += o.throttled;
     }
 }
 
@@ -204,13 +269,42 @@ impl LocalEsm {
         if msgs.is_empty() {
             return Ok(EsmReport::default());
         }
+        // Throttled: the poller holds the batch (in flight) and Lambda never runs the function;
+        // the messages return after their visibility timeout, one more receive each.
+        let _slot = match &self.cfg.pool {
+            Some(pool) => match pool.try_invoke() {
+                Some(p) => Some(p),
+                None => {
+                    return Ok(EsmReport {
+                        received: msgs.len(),
+                        returned: msgs.len(),
+                        throttled: 1,
+                        ..Default::default()
+                    })
+                }
+            },
+            None => None,
+        };
         let event = json!({ "Records": msgs.iter().map(|m| record_json(m, &self.cfg)).collect::<Vec<_>>() });
         let ids: HashSet<String> = msgs.iter().filter_map(|m| m.message_id().map(str::to_owned)).collect();
         let mut report = EsmReport { batches: 1, received: msgs.len(), ..Default::default() };
 
-        let failed = match handler(event).await {
-            Ok(resp) => failed_ids(&resp, &ids),
-            Err(_) => None,
+        let outcome = match self.cfg.timeout {
+            None => Some(handler(event).await),
+            Some(t) => {
+                let deadline = std::time::Instant::now() + t;
+                // Dropping the future at the deadline is the process being stopped: no code of
+                // the invocation runs after it.
+                DEADLINE.scope(deadline, tokio::time::timeout(t, handler(event))).await.ok()
+            }
+        };
+        let failed = match outcome {
+            Some(Ok(resp)) => failed_ids(&resp, &ids),
+            Some(Err(_)) => None,
+            None => {
+                report.timed_out = 1;
+                None
+            }
         };
         let Some(failed) = failed else {
             report.failed_batches = 1;
