@@ -430,3 +430,24 @@ fn the_keep_alive_scan_may_read_keys_only() {
     assert!(!attrs.iter().any(|a| a.contains("token")), "{attrs:?}");
     assert_eq!(scan["Condition"]["StringEqualsIfExists"]["dynamodb:Select"].as_str(), Some("SPECIFIC_ATTRIBUTES"));
 }
+
+#[test]
+fn a_flood_on_ingest_cannot_take_the_concurrency_of_the_queue_consumers() {
+    let t = template();
+    let f = |n: &str| &t["Resources"][n]["Properties"];
+    // Ingest is capped (a template parameter), so a flood on the public URL gets 429s from
+    // Lambda, not the account's whole pool.
+    assert_eq!(target(&f("WebhookIngestFunction")["ReservedConcurrentExecutions"]), "IngestReservedConcurrency");
+    // The consumers are guaranteed at least what their mappings may use: never throttled.
+    for (mapping, function) in [("InboxMapping", "DispatcherFunction"), ("WorkMapping", "WorkerFunction")] {
+        let max = &t["Resources"][mapping]["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+        let reserved = &f(function)["ReservedConcurrentExecutions"];
+        match (max.as_u64(), reserved.as_u64()) {
+            (Some(m), Some(r)) => assert!(r >= m, "{function}: reserved {r} < maximum {m}"),
+            _ => assert_eq!(target(max), target(reserved), "{function}: reserved and maximum are one parameter"),
+        }
+    }
+    // And what throttling or deferrals cost in receives never dead-letters a webhook quickly.
+    let rp = &f("InboxQueue")["RedrivePolicy"];
+    assert!(rp["maxReceiveCount"].as_u64().unwrap() >= 1000, "{rp:?}");
+}

@@ -44,6 +44,7 @@ struct Run {
     secrets: Vec<String>,
     accepted: u64,
     rejected: u64,
+    unauthorized: u64,
     calls: u64,
     jobs_done: u64,
 }
@@ -79,7 +80,7 @@ async fn pipeline_run() -> Run {
             bodies.push(v.to_string().into_bytes());
         }
     }
-    let (mut traces, mut accepted, mut rejected) = (Vec::new(), 0, 0);
+    let (mut traces, mut accepted, mut rejected, mut unauthorized) = (Vec::new(), 0, 0, 0);
     for (i, body) in bodies.iter().enumerate() {
         let trace = format!("logtrace-{i:02}-{}", rand_suffix());
         let r = http
@@ -99,7 +100,8 @@ async fn pipeline_run() -> Run {
     assert_eq!(r.status(), 401);
     let r = http.post(format!("{url}/webhooks/cafe24")).header("X-API-Key", KEY).body("{\"event_no\":").send().await;
     assert_eq!(r.unwrap().status(), 400);
-    rejected += 2;
+    rejected += 1;
+    unauthorized += 1;
 
     let d = p.dispatcher();
     let wk = p.worker();
@@ -131,6 +133,7 @@ async fn pipeline_run() -> Run {
         secrets,
         accepted,
         rejected,
+        unauthorized,
         calls: p.sim.stats(MALL).calls,
         jobs_done: wk.stats.done.load(std::sync::atomic::Ordering::Relaxed),
     }
@@ -210,7 +213,8 @@ async fn metric_lines_follow_the_emf_specification_and_add_up() {
         docs.iter().filter(|d| d["function"] == function).filter_map(|d| d[metric].as_u64()).sum()
     };
     assert_eq!(sum("webhook-ingest", "WebhooksAccepted"), r.accepted);
-    assert_eq!(sum("webhook-ingest", "WebhooksRejected"), r.rejected);
+    assert_eq!(sum("webhook-ingest", "WebhooksRejected"), r.rejected, "400s and 413s");
+    assert_eq!(sum("webhook-ingest", "WebhooksUnauthorized"), r.unauthorized, "401s, counted apart");
     assert_eq!(sum("worker", "Cafe24Calls"), r.calls, "every Cafe24 call counted once");
     assert_eq!(sum("worker", "JobsDone"), r.jobs_done);
     assert_eq!(sum("worker", "Cafe24Status429"), 0);

@@ -123,6 +123,14 @@ fn record_ids(span: &tracing::Span, env: &InboxEnvelope) {
     }
 }
 
+/// The visibility delay after a transient failure: `base` × the message's receive count, at
+/// most 60 s — so a long outage costs few receives of the inbox's `maxReceiveCount` (1000 ≥ 16 h
+/// of retries; see the template).
+fn retry_delay_s(m: &SqsMessage, base: u32) -> u32 {
+    let receives = m.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
+    base.saturating_mul(receives.max(1)).min(60)
+}
+
 /// Most jobs one invocation sends in one go (ten `SendMessageBatch` calls).
 const BATCH_PATH_MAX_JOBS: usize = 100;
 
@@ -250,7 +258,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
                 } else {
                     // Not acknowledged: comes back; already accepted jobs are deduplicated by SQS
                     // (5 minutes) and by the worker's idempotency after that.
-                    (RecordResult::Deferred { delay_s: 2 }, "send_failed", n)
+                    (RecordResult::Deferred { delay_s: retry_delay_s(m, 2) }, "send_failed", n)
                 }
             }
             Dispatch::Uninstall(mall_id) => match self.tokens.mark_uninstalled(&mall_id, (self.clock)()).await {
@@ -260,7 +268,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "token store unavailable");
-                    (RecordResult::Deferred { delay_s: 5 }, "store_failed", 0)
+                    (RecordResult::Deferred { delay_s: retry_delay_s(m, 5) }, "store_failed", 0)
                 }
             },
             Dispatch::Ignore(reason) => {
@@ -393,5 +401,29 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
             "keepalive"
         );
         Ok((if ok { jobs.len() } else { 0 }, reauth.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with_receives(n: &str) -> SqsMessage {
+        serde_json::from_value(
+            serde_json::json!({"messageId": "m", "body": "{}", "attributes": {"ApproximateReceiveCount": n}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn transient_retries_back_off_so_a_long_outage_spends_few_receives() {
+        assert_eq!(retry_delay_s(&with_receives("1"), 2), 2);
+        assert_eq!(retry_delay_s(&with_receives("10"), 2), 20);
+        assert_eq!(retry_delay_s(&with_receives("999"), 2), 60);
+        assert_eq!(retry_delay_s(&with_receives("junk"), 5), 5);
+        // The inbox's maxReceiveCount (1000, infra/template.yaml) spent on deferrals alone:
+        let total_s: u64 = (1..=1000).map(|n| u64::from(retry_delay_s(&with_receives(&n.to_string()), 2))).sum();
+        assert!(total_s > 16 * 3600, "{total_s} s");
     }
 }

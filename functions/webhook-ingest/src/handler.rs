@@ -89,6 +89,38 @@ pub struct Ingest<Q, I = NoInstall> {
     inbox: Q,
     parking: Q,
     install: I,
+    unauthorized: UnauthorizedMeter,
+}
+
+/// Counts 401s without a metric document each: a flood of unauthenticated requests costs one
+/// counter increment per request and at most one document per [`UnauthorizedMeter::EVERY_MS`]
+/// per instance; other requests' documents carry the count accumulated since.
+#[derive(Debug, Default)]
+pub struct UnauthorizedMeter {
+    pending: std::sync::atomic::AtomicU64,
+    last_doc_ms: std::sync::atomic::AtomicU64,
+}
+
+impl UnauthorizedMeter {
+    /// Longest a 401 count waits for a document of its own.
+    pub const EVERY_MS: u64 = 60_000;
+
+    /// Records one 401 at `now_ms`; `Some(n)` when a document carrying `n` 401s is due.
+    pub fn record(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.pending.fetch_add(1, Relaxed);
+        let last = self.last_doc_ms.load(Relaxed);
+        if now_ms.saturating_sub(last) < Self::EVERY_MS {
+            return None;
+        }
+        // One caller wins the slot; the others keep counting.
+        self.last_doc_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).ok().map(|_| self.take())
+    }
+
+    /// The 401s not yet in a document (for the next document of any request).
+    pub fn take(&self) -> u64 {
+        self.pending.swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn now_ms() -> u64 {
@@ -98,7 +130,14 @@ fn now_ms() -> u64 {
 impl<Q: MessageQueue> Ingest<Q, NoInstall> {
     /// Wires the service from its configuration and queue adapters (no install flow).
     pub fn new(cfg: &IngestConfig, inbox: Q, parking: Q) -> Self {
-        Self { verifier: cfg.verifier.clone(), max_body_bytes: cfg.max_body_bytes, inbox, parking, install: NoInstall }
+        Self {
+            verifier: cfg.verifier.clone(),
+            max_body_bytes: cfg.max_body_bytes,
+            inbox,
+            parking,
+            install: NoInstall,
+            unauthorized: UnauthorizedMeter::default(),
+        }
     }
 
     /// Adds the OAuth install flow (`/install`, `/oauth/callback`).
@@ -109,6 +148,7 @@ impl<Q: MessageQueue> Ingest<Q, NoInstall> {
             inbox: self.inbox,
             parking: self.parking,
             install,
+            unauthorized: self.unauthorized,
         }
     }
 }
@@ -350,6 +390,15 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
             Outcome::QueueFailed(c) => Some(c),
             _ => None,
         };
+        if r.outcome == Outcome::Unauthorized {
+            // A caller without the key gets no document and no INFO line of its own (a flood
+            // must not cost what real traffic costs); the count reaches CloudWatch anyway.
+            if let Some(n) = self.unauthorized.record(now_ms()) {
+                metrics::emit("webhook-ingest", &[("WebhooksUnauthorized", Unit::Count, n)]);
+            }
+            tracing::debug!(outcome = r.outcome.as_str(), status = 401, latency_ms, "webhook");
+            return response;
+        }
         let accepted = matches!(r.outcome, Outcome::Enqueued | Outcome::Parked(_));
         let failed = matches!(r.outcome, Outcome::QueueFailed(_));
         metrics::emit(
@@ -359,6 +408,7 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
                 ("WebhooksParked", Unit::Count, matches!(r.outcome, Outcome::Parked(_)) as u64),
                 ("WebhooksRejected", Unit::Count, (!accepted && !failed) as u64),
                 ("WebhooksQueueFailed", Unit::Count, failed as u64),
+                ("WebhooksUnauthorized", Unit::Count, self.unauthorized.take()),
                 ("IngestLatencyMs", Unit::Milliseconds, latency_ms),
             ],
         );
@@ -486,5 +536,16 @@ mod tests {
         inbox.set_failing(true);
         let r = s.ingest(Some(b"cur"), None, ORDER, 0).await;
         assert_eq!(r.outcome, Outcome::QueueFailed("unavailable"));
+    }
+
+    #[test]
+    fn a_flood_of_401s_makes_at_most_one_metric_document_a_minute_and_loses_no_count() {
+        let m = UnauthorizedMeter::default();
+        let t0 = 1_000_000_000;
+        let docs: Vec<u64> = (0..10_000).filter_map(|i| m.record(t0 + i)).collect();
+        assert_eq!(docs, vec![1], "the first 401 opens the minute, the rest wait");
+        assert_eq!(m.take(), 9_999, "carried by the next document");
+        assert_eq!(m.record(t0 + 30_000), None);
+        assert_eq!(m.record(t0 + UnauthorizedMeter::EVERY_MS), Some(2));
     }
 }

@@ -39,7 +39,7 @@ pub const RETENTION_S: u32 = 1_209_600;
 impl FifoSpec {
     /// The inbox: consumed by the dispatcher (function timeout 30 s → visibility 180 s).
     pub fn inbox(prefix: &str) -> Self {
-        Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 10 }
+        Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 1000 }
     }
 
     /// The work queue: consumed by the worker (function timeout 60 s → visibility 360 s).
