@@ -9,7 +9,6 @@ use relay_aws::limiter::{system_clock, DynamoLimiter};
 use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::Cafe24;
 use relay_domain::ports::MessageQueue;
 use relay_domain::MallId;
 use serde_json::Value;
@@ -80,28 +79,15 @@ impl Pipeline {
 
     /// The worker (limiter scaled like the simulator).
     pub fn worker(&self) -> W {
-        let mut ccfg = sim_cafe24_config(&self.base);
-        ccfg.max_inline_wait_ms = (200.0 / SCALE) as u64;
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "LIMITER_RATE_PER_SEC" => Some((2.0 * SCALE).to_string()),
             "LIMITER_MIN_SPACING_MS" => Some(((125.0 / SCALE) as u64).to_string()),
+            "WORKER_MAX_SLEEP_MS" => Some(((200.0 / SCALE) as u64).to_string()),
             "DEFER_MIN_S" => Some("2".into()),
             _ => self.env_var(k),
         })
         .unwrap();
-        let ddb = self.env.ddb.clone();
-        let clock = system_clock();
-        let limiter =
-            DynamoLimiter::new(ddb.clone(), wcfg.rate_limit_table.clone(), wcfg.limiter.clone(), clock.clone());
-        let cafe24 =
-            Cafe24::new(ccfg, limiter, DynamoTokenStore::new(ddb.clone(), wcfg.token_table.clone()), clock).unwrap();
-        Worker::new(
-            cafe24,
-            DynamoState::new(ddb, wcfg.state_table.clone()),
-            SqsQueue::new(self.env.sqs.clone(), wcfg.dlq_url.clone()),
-            SqsVisibility::new(self.env.sqs.clone(), wcfg.work_queue_url.clone()),
-            wcfg,
-        )
+        Worker::on_aws(&self.env.sqs, &self.env.ddb, wcfg, sim_cafe24_config(&self.base), system_clock()).unwrap()
     }
 
     /// The token store.

@@ -59,30 +59,17 @@ impl Fx {
     }
 
     fn worker(&self) -> W {
-        let mut ccfg = sim_cafe24_config(&self.base);
-        ccfg.max_inline_wait_ms = (200.0 / self.scale) as u64;
         let env = self.env.stack.env();
         let s = self.scale;
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "LIMITER_RATE_PER_SEC" => Some((2.0 * s).to_string()),
             "LIMITER_MIN_SPACING_MS" => Some(((125.0 / s) as u64).to_string()),
+            "WORKER_MAX_SLEEP_MS" => Some(((200.0 / s) as u64).to_string()),
             "DEFER_MIN_S" => Some(self.defer_min_s.map_or(((5.0 / s).ceil() as u64).to_string(), |d| d.to_string())),
             _ => env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
         })
         .unwrap();
-        let ddb = self.env.ddb.clone();
-        let clock = system_clock();
-        let limiter =
-            DynamoLimiter::new(ddb.clone(), wcfg.rate_limit_table.clone(), wcfg.limiter.clone(), clock.clone());
-        let cafe24 =
-            Cafe24::new(ccfg, limiter, DynamoTokenStore::new(ddb.clone(), wcfg.token_table.clone()), clock).unwrap();
-        Worker::new(
-            cafe24,
-            DynamoState::new(ddb, wcfg.state_table.clone()),
-            SqsQueue::new(self.env.sqs.clone(), wcfg.dlq_url.clone()),
-            SqsVisibility::new(self.env.sqs.clone(), wcfg.work_queue_url.clone()),
-            wcfg,
-        )
+        Worker::on_aws(&self.env.sqs, &self.env.ddb, wcfg, sim_cafe24_config(&self.base), system_clock()).unwrap()
     }
 
     async fn install(&self, mall: &str) -> MallId {

@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     pub defer_min_s: u32,
     /// Return the rest of a batch when less than this is left of the invocation, ms.
     pub min_time_left_ms: u64,
+    /// Longest limiter wait slept inside an invocation, ms (`WORKER_MAX_SLEEP_MS`, 0..=5000);
+    /// longer waits defer the message instead of billing the sleep.
+    pub max_sleep_ms: u64,
     /// How long a completed job is remembered, ms.
     pub idempotency_ttl_ms: u64,
     /// Keep-alive: renew refresh tokens expiring within this many ms.
@@ -66,6 +69,7 @@ impl WorkerConfig {
             max_attempts: num("MAX_ATTEMPTS", 5, 1, 100)? as u32,
             defer_min_s: num("DEFER_MIN_S", 5, 0, 900)? as u32,
             min_time_left_ms: num("MIN_TIME_LEFT_MS", 5_000, 0, 600_000)?,
+            max_sleep_ms: num("WORKER_MAX_SLEEP_MS", 200, 0, 5_000)?,
             idempotency_ttl_ms: 24 * 3_600_000,
             keepalive_window_ms: num("KEEPALIVE_DAYS", 3, 1, 13)? * 86_400_000,
             limiter,
@@ -110,6 +114,8 @@ mod tests {
             ("LIMITER_RATE_PER_SEC", "0"),
             ("LIMITER_BURST", "0"),
             ("KEEPALIVE_DAYS", "30"),
+            ("WORKER_MAX_SLEEP_MS", "lots"),
+            ("WORKER_MAX_SLEEP_MS", "60000"),
         ] {
             let mut p: Vec<_> = OK.to_vec();
             p.push((k, v));

@@ -77,6 +77,45 @@ pub struct Worker<G, S, I, Q, V> {
     deltas: Deltas,
 }
 
+/// The worker as deployed: DynamoDB limiter, token store and state table, SQS DLQ and visibility.
+pub type AwsWorker = Worker<
+    relay_aws::limiter::DynamoLimiter,
+    relay_aws::tokens::DynamoTokenStore,
+    relay_aws::state::DynamoState,
+    relay_aws::sqs::SqsQueue,
+    relay_aws::sqs::SqsVisibility,
+>;
+
+impl AwsWorker {
+    /// The production wiring (the binary, the demo, the bench and the tests build through it):
+    /// every resource named by `cfg`, the Cafe24 client from `cafe24` with the worker's inline
+    /// sleep threshold, one clock for the limiter and the client.
+    pub fn on_aws(
+        sqs: &aws_sdk_sqs::Client,
+        ddb: &aws_sdk_dynamodb::Client,
+        cfg: WorkerConfig,
+        mut cafe24: relay_cafe24::Cafe24Config,
+        clock: relay_cafe24::Clock,
+    ) -> Result<Self, Cafe24Error> {
+        use relay_aws::sqs::{SqsQueue, SqsVisibility};
+        cafe24.max_inline_wait_ms = cfg.max_sleep_ms;
+        let limiter = relay_aws::limiter::DynamoLimiter::new(
+            ddb.clone(),
+            cfg.rate_limit_table.clone(),
+            cfg.limiter.clone(),
+            clock.clone(),
+        );
+        let tokens = relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), cfg.token_table.clone());
+        Ok(Self::new(
+            Cafe24::new(cafe24, limiter, tokens, clock)?,
+            relay_aws::state::DynamoState::new(ddb.clone(), cfg.state_table.clone()),
+            SqsQueue::new(sqs.clone(), cfg.dlq_url.clone()),
+            SqsVisibility::new(sqs.clone(), cfg.work_queue_url.clone()),
+            cfg,
+        ))
+    }
+}
+
 impl<G, S, I, Q, V> Worker<G, S, I, Q, V>
 where
     G: RateGate,

@@ -20,7 +20,7 @@ use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
 use relay_aws::limiter::{system_clock, DynamoLimiter};
 use relay_aws::once::DynamoOnceStore;
-use relay_aws::sqs::{SqsQueue, SqsVisibility};
+use relay_aws::sqs::SqsQueue;
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::{Cafe24, Cafe24Config};
@@ -155,16 +155,7 @@ async fn main() -> Result<()> {
 
     // Dispatcher and worker, driven by the local event source mapping.
     let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);
-    let wcfg = WorkerConfig::from_lookup(lookup)?;
-    let mut ccfg = cafe24_config(&sim_base)?;
-    ccfg.max_inline_wait_ms = 200;
-    let w = Worker::new(
-        Cafe24::new(ccfg, limiter(wcfg.limiter.clone()), tokens(), clock.clone())?,
-        DynamoState::new(ddb.clone(), wcfg.state_table.clone()),
-        SqsQueue::new(sqs.clone(), wcfg.dlq_url.clone()),
-        SqsVisibility::new(sqs.clone(), wcfg.work_queue_url.clone()),
-        wcfg,
-    );
+    let w = Worker::on_aws(&sqs, &ddb, WorkerConfig::from_lookup(lookup)?, cafe24_config(&sim_base)?, clock.clone())?;
     let esm = |url: &str, arn: &str| {
         LocalEsm::new(sqs.clone(), EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(url, arn) })
     };

@@ -22,11 +22,11 @@ use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_aws::limiter::{system_clock, DynamoLimiter};
-use relay_aws::sqs::{SqsQueue, SqsVisibility};
+use relay_aws::limiter::system_clock;
+use relay_aws::sqs::SqsQueue;
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_cafe24::Cafe24Config;
 use relay_demo::bridge::{serve, INGEST_BILLED_MS};
 use relay_domain::tokens::{Secret, TokenPair, TokenStore};
 use relay_domain::MallId;
@@ -272,30 +272,19 @@ async fn main() -> Result<()> {
         )
         .await?;
         let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);
-        let wcfg = WorkerConfig::from_lookup(lookup)?;
         let base = format!("{sim_base}/{{mall_id}}");
-        let mut ccfg = Cafe24Config::from_lookup(|k| match k {
+        let ccfg = Cafe24Config::from_lookup(|k| match k {
             "CAFE24_API_BASE_URL" => Some(base.clone()),
             "CAFE24_API_VERSION" => Some("2025-12-01".into()),
             "CAFE24_CLIENT_ID" => Some("relay-client".into()),
             "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
             _ => None,
         })?;
-        ccfg.max_inline_wait_ms = (200.0 / p.scale) as u64;
-        let clock = system_clock();
+        let sleep_ms = ((200.0 / p.scale) as u64).to_string();
+        let wcfg =
+            WorkerConfig::from_lookup(|k| if k == "WORKER_MAX_SLEEP_MS" { Some(sleep_ms.clone()) } else { lookup(k) })?;
         let state = DynamoState::new(ddb.clone(), wcfg.state_table.clone());
-        let w = Worker::new(
-            Cafe24::new(
-                ccfg,
-                DynamoLimiter::new(ddb.clone(), wcfg.rate_limit_table.clone(), wcfg.limiter.clone(), clock.clone()),
-                tokens(),
-                clock,
-            )?,
-            state.clone(),
-            SqsQueue::new(sqs.clone(), wcfg.dlq_url.clone()),
-            SqsVisibility::new(sqs.clone(), wcfg.work_queue_url.clone()),
-            wcfg,
-        );
+        let w = Worker::on_aws(&sqs, &ddb, wcfg, ccfg, system_clock())?;
         http.post(format!("{sim_base}/sim/webhooks/target"))
             .json(&json!({"url": format!("{ingest_url}/webhooks/cafe24"), "api_key": KEY}))
             .send()
