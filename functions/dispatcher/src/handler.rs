@@ -7,72 +7,16 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
 use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage, VisibilityControl};
-use relay_domain::ratelimit::{Class, KeyScope};
-use relay_domain::routing::{plan, Dispatch, RoutingTable};
+use relay_domain::ratelimit::Class;
+use relay_domain::routing::{plan, Dispatch};
+
+use crate::config::DispatcherConfig;
 use relay_domain::tokens::TokenStore;
 use relay_domain::DedupId;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
 use relay_lambda::telemetry::record_span;
 use tracing::Instrument;
-
-/// Configuration, read once per cold start.
-#[derive(Clone, Debug)]
-pub struct DispatcherConfig {
-    /// Work queue.
-    pub work_queue_url: String,
-    /// The inbox (this function's source queue: deferrals change its messages' visibility).
-    pub inbox_queue_url: String,
-    /// Parking place (the inbox DLQ).
-    pub parking_queue_url: String,
-    /// Token table.
-    pub token_table: String,
-    /// Routing table (defaults + overrides).
-    pub routing: RoutingTable,
-    /// Rate-limit key derivation (= work queue group id).
-    pub key_scope: KeyScope,
-    /// Keep-alive window, ms.
-    pub keepalive_window_ms: u64,
-    /// Return the rest of a batch under this much remaining time, ms.
-    pub min_time_left_ms: u64,
-}
-
-pub use relay_lambda::config::ConfigError;
-
-impl DispatcherConfig {
-    /// Reads the environment through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
-        let routing = RoutingTable::with_overrides(get("ROUTING_OVERRIDES").as_deref())
-            .map_err(|e| ConfigError::Invalid { var: "ROUTING_OVERRIDES", reason: e.to_string() })?;
-        let key_scope = match get("RATE_LIMIT_KEY") {
-            None => KeyScope::Mall,
-            Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
-                var: "RATE_LIMIT_KEY",
-                reason: "mall, app:<id> or global:<name>".into(),
-            })?,
-        };
-        let days = match get("KEEPALIVE_DAYS") {
-            None => 3,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|d| (1..=13).contains(d))
-                .ok_or(ConfigError::Invalid { var: "KEEPALIVE_DAYS", reason: "1..=13".into() })?,
-        };
-        Ok(Self {
-            work_queue_url: req("WORK_QUEUE_URL")?,
-            inbox_queue_url: req("INBOX_QUEUE_URL")?,
-            parking_queue_url: req("PARKING_QUEUE_URL")?,
-            token_table: req("TOKEN_TABLE")?,
-            routing,
-            key_scope,
-            keepalive_window_ms: days * 86_400_000,
-            min_time_left_ms: 3_000,
-        })
-    }
-}
 
 /// Counters.
 #[derive(Debug, Default)]

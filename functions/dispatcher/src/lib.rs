@@ -18,6 +18,8 @@
 //! `ROUTING_OVERRIDES` (JSON `{"event_no":"route"}`), `RATE_LIMIT_KEY` (`mall`),
 //! `KEEPALIVE_DAYS` (3), `MIN_TIME_LEFT_MS` (3000).
 
+pub mod config;
 pub mod handler;
 
-pub use handler::{Dispatcher, DispatcherConfig};
+pub use config::DispatcherConfig;
+pub use handler::Dispatcher;

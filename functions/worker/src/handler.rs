@@ -253,18 +253,18 @@ where
             }
             JobOutcome::Defer(d) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                let _ = self.state.release(&job.job_id).await;
+                self.release(&job.job_id).await;
                 RecordResult::Deferred { delay_s: *d }
             }
             JobOutcome::Retry(class) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 let attempts =
                     self.state.add_failure(&job.job_id, self.now() + self.cfg.idempotency_ttl_ms).await.unwrap_or(1);
-                let _ = self.state.release(&job.job_id).await;
+                self.release(&job.job_id).await;
                 if attempts >= self.cfg.max_attempts {
                     let dl = json!({"job": job, "reason": format!("gave up after {attempts} attempts"), "error_class": class, "attempts": attempts});
                     if self.dead_letter(&job.job_id, group, dl).await {
-                        let _ = self.state.complete(&job.job_id, "dead_lettered", self.now()).await;
+                        self.complete_dead_lettered(&job.job_id).await;
                         RecordResult::Done
                     } else {
                         RecordResult::Failed
@@ -276,10 +276,10 @@ where
             JobOutcome::DeadLetter { reason, class } => {
                 let dl = json!({"job": job, "reason": reason, "error_class": class, "attempts": 1});
                 if self.dead_letter(&job.job_id, group, dl).await {
-                    let _ = self.state.complete(&job.job_id, "dead_lettered", self.now()).await;
+                    self.complete_dead_lettered(&job.job_id).await;
                     RecordResult::Done
                 } else {
-                    let _ = self.state.release(&job.job_id).await;
+                    self.release(&job.job_id).await;
                     RecordResult::Failed
                 }
             }
@@ -292,6 +292,22 @@ where
         };
         tracing::info!(outcome = name, error_class = (!class.is_empty()).then_some(class), latency_ms, "job");
         result
+    }
+
+    /// Releases a claim so the job can run again; a failed release is logged (the claim then
+    /// expires with the invocation's time, and the job runs after that).
+    async fn release(&self, job_id: &str) {
+        if let Err(e) = self.state.release(job_id).await {
+            tracing::warn!(job_id, error = %e, "claim not released; it expires with this invocation");
+        }
+    }
+
+    /// Marks a dead-lettered job complete; if that fails, a redelivery dead-letters it again
+    /// (same DLQ dedup id within 5 minutes) — logged, never silent.
+    async fn complete_dead_lettered(&self, job_id: &str) {
+        if let Err(e) = self.state.complete(job_id, "dead_lettered", self.now()).await {
+            tracing::warn!(job_id, error = %e, "dead-lettered job not marked complete");
+        }
     }
 
     /// Defer long enough for the limiter to accrue a batch's worth of calls.
@@ -374,7 +390,10 @@ where
                 None => JobOutcome::DeadLetter { reason: "not found".into(), class: "not_found" },
             },
             Cafe24Error::AppDeleted | Cafe24Error::Uninstalled => {
-                let _ = self.cafe24.token_store().set_status(mall, TokenStatus::Uninstalled, self.now()).await;
+                if let Err(e) = self.cafe24.token_store().set_status(mall, TokenStatus::Uninstalled, self.now()).await {
+                    // Next job for the mall gets the same 403 and tries again.
+                    tracing::warn!(error = %e, "uninstalled status not recorded");
+                }
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("the app is uninstalled at Cafe24; dropping the mall's jobs");
                 JobOutcome::Completed("dropped_uninstalled")

@@ -1,0 +1,108 @@
+//! Dispatcher configuration, read once per cold start: a bad value fails the cold start.
+
+use relay_domain::ratelimit::KeyScope;
+use relay_domain::routing::RoutingTable;
+
+/// Configuration, read once per cold start.
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    /// Work queue.
+    pub work_queue_url: String,
+    /// The inbox (this function's source queue: deferrals change its messages' visibility).
+    pub inbox_queue_url: String,
+    /// Parking place (the inbox DLQ).
+    pub parking_queue_url: String,
+    /// Token table.
+    pub token_table: String,
+    /// Routing table (defaults + overrides).
+    pub routing: RoutingTable,
+    /// Rate-limit key derivation (= work queue group id).
+    pub key_scope: KeyScope,
+    /// Keep-alive window, ms.
+    pub keepalive_window_ms: u64,
+    /// Return the rest of a batch under this much remaining time, ms.
+    pub min_time_left_ms: u64,
+}
+
+pub use relay_lambda::config::ConfigError;
+
+impl DispatcherConfig {
+    /// Reads the environment through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+        let routing = RoutingTable::with_overrides(get("ROUTING_OVERRIDES").as_deref())
+            .map_err(|e| ConfigError::Invalid { var: "ROUTING_OVERRIDES", reason: e.to_string() })?;
+        let key_scope = match get("RATE_LIMIT_KEY") {
+            None => KeyScope::Mall,
+            Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
+                var: "RATE_LIMIT_KEY",
+                reason: "mall, app:<id> or global:<name>".into(),
+            })?,
+        };
+        let days = match get("KEEPALIVE_DAYS") {
+            None => 3,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|d| (1..=13).contains(d))
+                .ok_or(ConfigError::Invalid { var: "KEEPALIVE_DAYS", reason: "1..=13".into() })?,
+        };
+        Ok(Self {
+            work_queue_url: req("WORK_QUEUE_URL")?,
+            inbox_queue_url: req("INBOX_QUEUE_URL")?,
+            parking_queue_url: req("PARKING_QUEUE_URL")?,
+            token_table: req("TOKEN_TABLE")?,
+            routing,
+            key_scope,
+            keepalive_window_ms: days * 86_400_000,
+            min_time_left_ms: match get("MIN_TIME_LEFT_MS") {
+                None => 3_000,
+                Some(v) => v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|ms| *ms <= 600_000)
+                    .ok_or(ConfigError::Invalid { var: "MIN_TIME_LEFT_MS", reason: "0..=600000".into() })?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const OK: &[(&str, &str)] = &[
+        ("WORK_QUEUE_URL", "http://x/work.fifo"),
+        ("INBOX_QUEUE_URL", "http://x/inbox.fifo"),
+        ("PARKING_QUEUE_URL", "http://x/inbox-dlq.fifo"),
+        ("TOKEN_TABLE", "tokens"),
+    ];
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<DispatcherConfig, ConfigError> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        DispatcherConfig::from_lookup(move |k| owned.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_missing_and_malformed_values() {
+        let c = cfg(OK).unwrap();
+        assert_eq!(c.keepalive_window_ms, 3 * 86_400_000);
+        for k in ["WORK_QUEUE_URL", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL", "TOKEN_TABLE"] {
+            let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
+            assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
+        }
+        for (k, v) in [
+            ("KEEPALIVE_DAYS", "0"),
+            ("KEEPALIVE_DAYS", "x"),
+            ("RATE_LIMIT_KEY", "shop"),
+            ("ROUTING_OVERRIDES", "{"),
+            ("MIN_TIME_LEFT_MS", "soon"),
+        ] {
+            let mut p = OK.to_vec();
+            p.push((k, v));
+            assert!(matches!(cfg(&p), Err(ConfigError::Invalid { .. })), "{k}={v}");
+        }
+    }
+}
