@@ -592,3 +592,26 @@ async fn a_refresh_never_starts_when_the_invocation_could_be_killed_before_stori
     assert_eq!(r.timed_out, 0, "the short invocation deferred instead of being killed mid-refresh");
     assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "a deferral, not a failed attempt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_dynamodb_down_a_job_is_returned_not_lost_and_cafe24_is_not_called() {
+    let mut moto = devstack::moto::PrivateMoto::start().await.unwrap();
+    let fx = Fx { env: TestEnv::on(&moto.url, "wddbdown").await.unwrap(), ..Fx::new("wddbdown", 3).await };
+    let mall = fx.install("ddbdown").await;
+    let order = fx.orders("ddbdown")[0].clone();
+    let j = job("j-ddb", &mall, JobKind::SyncOrder { order_id: order }, now_ms() - 1_000);
+    let w = fx.worker();
+    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [{
+        "messageId": "m-ddb", "receiptHandle": "rh-ddb", "body": serde_json::to_string(&j).unwrap(),
+        "attributes": {"MessageGroupId": "ddbdown", "ApproximateReceiveCount": "1"},
+        "messageAttributes": {}, "eventSource": "aws:sqs"
+    }]}))
+    .unwrap();
+    moto.stop().await.unwrap(); // DynamoDB (and SQS) gone
+    let resp = w.handle_batch(event, || Duration::from_secs(60)).await;
+    let returned: Vec<&str> = resp.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(returned, ["m-ddb"], "returned to the queue, not acknowledged");
+    assert_eq!(fx.sim.stats("ddbdown").calls, 0, "no Cafe24 call without a claim");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "a deferral, not an attempt");
+    assert_eq!(w.stats.dead_lettered.load(Ordering::Relaxed), 0);
+}
