@@ -17,7 +17,7 @@
 //! | other path / method | 404 / 405 | nothing |
 //!
 //! The dedup id comes from `X-Trace-ID` when usable, else from the SHA-256 of the body (see
-//! `ARCHITECTURE.md` for the trade-off). One JSON log line per request, with ids and outcome,
+//! `docs/decisions/webhook-ingest.md` for the trade-off). One JSON log line per request, with ids and outcome,
 //! never the payload or the key.
 //!
 //! ## Environment
