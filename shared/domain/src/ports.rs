@@ -270,4 +270,341 @@ pub mod memory {
             Ok(())
         }
     }
+
+    /// Shared "store down" switch of the fakes below.
+    #[derive(Debug, thiserror::Error)]
+    #[error("memory store is set to fail")]
+    struct Down;
+
+    fn down() -> StoreError {
+        StoreError(Box::new(Down))
+    }
+
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[derive(Clone, Debug)]
+    struct IdemRecord {
+        completed: Option<String>,
+        in_progress_until_ms: u64,
+        expires_ms: u64,
+    }
+
+    #[derive(Default)]
+    struct StateInner {
+        idem: std::collections::HashMap<String, IdemRecord>,
+        attempts: std::collections::HashMap<String, u32>,
+        snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>)>,
+        failing: bool,
+    }
+
+    /// Idempotency records, attempt counters and snapshots in memory, with the DynamoDB
+    /// adapter's semantics (claim rules, versioned upsert); can be switched to fail.
+    #[derive(Clone, Default)]
+    pub struct MemoryState {
+        inner: Arc<Mutex<StateInner>>,
+    }
+
+    impl MemoryState {
+        /// From now on every call fails (or succeeds again).
+        pub fn set_failing(&self, failing: bool) {
+            lock(&self.inner).failing = failing;
+        }
+
+        /// The stored snapshot: (fetched_at, data; `None` = tombstone).
+        pub fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Option<(u64, Option<serde_json::Value>)> {
+            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).cloned()
+        }
+
+        /// The completion outcome recorded for a job.
+        pub fn outcome(&self, job_id: &str) -> Option<String> {
+            lock(&self.inner).idem.get(job_id).and_then(|r| r.completed.clone())
+        }
+
+        /// Whether a claim (completed or in progress) exists for a job.
+        pub fn claimed(&self, job_id: &str) -> bool {
+            lock(&self.inner).idem.contains_key(job_id)
+        }
+    }
+
+    impl IdempotencyStore for MemoryState {
+        async fn claim(&self, job_id: &str, now_ms: u64, until_ms: u64, expires_ms: u64) -> Result<Claim, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            if let Some(r) = g.idem.get(job_id).filter(|r| r.expires_ms >= now_ms) {
+                match &r.completed {
+                    Some(o) => return Ok(Claim::Completed(o.clone())),
+                    None if r.in_progress_until_ms >= now_ms => {
+                        return Ok(Claim::InProgress { until_ms: r.in_progress_until_ms })
+                    }
+                    None => {}
+                }
+            }
+            g.idem
+                .insert(job_id.to_owned(), IdemRecord { completed: None, in_progress_until_ms: until_ms, expires_ms });
+            Ok(Claim::Claimed)
+        }
+
+        async fn complete(&self, job_id: &str, outcome: &str, _now_ms: u64) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            if let Some(r) = g.idem.get_mut(job_id) {
+                r.completed = Some(outcome.to_owned());
+            }
+            Ok(())
+        }
+
+        async fn release(&self, job_id: &str) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            g.idem.remove(job_id);
+            Ok(())
+        }
+
+        async fn add_failure(&self, job_id: &str, _expires_ms: u64) -> Result<u32, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            let n = g.attempts.entry(job_id.to_owned()).or_insert(0);
+            *n += 1;
+            Ok(*n)
+        }
+    }
+
+    impl SnapshotStore for MemoryState {
+        async fn fetched_at(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+            let g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            Ok(g.snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| s.0))
+        }
+
+        async fn upsert(
+            &self,
+            mall: &MallId,
+            kind: &str,
+            id: &str,
+            fetched_at_ms: u64,
+            data: Option<&serde_json::Value>,
+        ) -> Result<bool, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            let key = format!("{}#{kind}#{id}", mall.as_str());
+            if g.snapshots.get(&key).is_some_and(|s| s.0 >= fetched_at_ms) {
+                return Ok(false);
+            }
+            g.snapshots.insert(key, (fetched_at_ms, data.cloned()));
+            Ok(true)
+        }
+    }
+
+    #[derive(Default)]
+    struct GateInner {
+        script: std::collections::VecDeque<crate::ratelimit::Acquire>,
+        feedback: Vec<crate::ratelimit::Feedback>,
+        failing: bool,
+    }
+
+    /// A rate gate that admits everything, or answers a scripted sequence first; records
+    /// feedback; can be switched to fail.
+    #[derive(Clone, Default)]
+    pub struct MemoryGate {
+        inner: Arc<Mutex<GateInner>>,
+    }
+
+    impl MemoryGate {
+        /// The next answers to `acquire`, before it admits everything again.
+        pub fn script(&self, answers: impl IntoIterator<Item = crate::ratelimit::Acquire>) {
+            lock(&self.inner).script.extend(answers);
+        }
+
+        /// From now on every call fails (or succeeds again).
+        pub fn set_failing(&self, failing: bool) {
+            lock(&self.inner).failing = failing;
+        }
+
+        /// Feedback received so far.
+        pub fn feedback_seen(&self) -> usize {
+            lock(&self.inner).feedback.len()
+        }
+    }
+
+    impl RateGate for MemoryGate {
+        async fn acquire(&self, _: &str, _: crate::ratelimit::Class) -> Result<crate::ratelimit::Acquire, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            Ok(g.script.pop_front().unwrap_or(crate::ratelimit::Acquire::Admitted))
+        }
+
+        async fn feedback(&self, _: &str, fb: &crate::ratelimit::Feedback) -> Result<(), StoreError> {
+            lock(&self.inner).feedback.push(*fb);
+            Ok(())
+        }
+    }
+
+    /// Records visibility changes.
+    #[derive(Clone, Default)]
+    pub struct MemoryVisibility {
+        inner: Arc<Mutex<Vec<(String, u32)>>>,
+    }
+
+    impl MemoryVisibility {
+        /// Every (receipt handle, delay) asked for.
+        pub fn changes(&self) -> Vec<(String, u32)> {
+            lock(&self.inner).clone()
+        }
+    }
+
+    impl VisibilityControl for MemoryVisibility {
+        async fn defer(&self, items: &[(String, u32)]) -> Result<usize, StoreError> {
+            lock(&self.inner).extend(items.iter().cloned());
+            Ok(0)
+        }
+    }
+
+    /// Token records in memory with the adapter's lease semantics; can be switched to fail.
+    #[derive(Clone, Default)]
+    pub struct MemoryTokens {
+        inner: Arc<Mutex<(std::collections::HashMap<String, crate::tokens::TokenRecord>, bool)>>,
+    }
+
+    impl MemoryTokens {
+        /// From now on every call fails (or succeeds again).
+        pub fn set_failing(&self, failing: bool) {
+            lock(&self.inner).1 = failing;
+        }
+    }
+
+    impl crate::tokens::TokenStore for MemoryTokens {
+        async fn get(&self, mall: &MallId) -> Result<Option<crate::tokens::TokenRecord>, StoreError> {
+            let g = lock(&self.inner);
+            if g.1 {
+                return Err(down());
+            }
+            Ok(g.0.get(mall.as_str()).cloned())
+        }
+
+        async fn put_installed(
+            &self,
+            mall: &MallId,
+            pair: &crate::tokens::TokenPair,
+            now_ms: u64,
+        ) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.1 {
+                return Err(down());
+            }
+            let version = g.0.get(mall.as_str()).map_or(1, |r| r.version + 1);
+            g.0.insert(
+                mall.as_str().to_owned(),
+                crate::tokens::TokenRecord {
+                    mall_id: mall.clone(),
+                    pair: pair.clone(),
+                    status: crate::tokens::TokenStatus::Active,
+                    version,
+                    lease_until_ms: 0,
+                    lease_owner: String::new(),
+                    updated_ms: now_ms,
+                },
+            );
+            Ok(())
+        }
+
+        async fn try_lease(
+            &self,
+            mall: &MallId,
+            seen_version: u64,
+            owner: &str,
+            now_ms: u64,
+            until_ms: u64,
+        ) -> Result<crate::tokens::LeaseOutcome, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.1 {
+                return Err(down());
+            }
+            match g.0.get_mut(mall.as_str()) {
+                Some(r) if r.version == seen_version && r.lease_until_ms <= now_ms => {
+                    r.version += 1;
+                    r.lease_until_ms = until_ms;
+                    r.lease_owner = owner.to_owned();
+                    Ok(crate::tokens::LeaseOutcome::Acquired(r.clone()))
+                }
+                other => Ok(crate::tokens::LeaseOutcome::Lost(other.map(|r| r.clone()))),
+            }
+        }
+
+        async fn complete_refresh(
+            &self,
+            mall: &MallId,
+            owner: &str,
+            lease_version: u64,
+            pair: &crate::tokens::TokenPair,
+            now_ms: u64,
+        ) -> Result<bool, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.1 {
+                return Err(down());
+            }
+            match g.0.get_mut(mall.as_str()) {
+                Some(r) if r.version == lease_version && r.lease_owner == owner => {
+                    r.pair = pair.clone();
+                    r.version += 1;
+                    r.lease_until_ms = 0;
+                    r.lease_owner.clear();
+                    r.updated_ms = now_ms;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        }
+
+        async fn set_status(
+            &self,
+            mall: &MallId,
+            status: crate::tokens::TokenStatus,
+            now_ms: u64,
+        ) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.1 {
+                return Err(down());
+            }
+            if let Some(r) = g.0.get_mut(mall.as_str()) {
+                r.status = status;
+                r.version += 1;
+                r.updated_ms = now_ms;
+            }
+            Ok(())
+        }
+
+        async fn mark_uninstalled(&self, mall: &MallId, now_ms: u64) -> Result<(), StoreError> {
+            self.set_status(mall, crate::tokens::TokenStatus::Uninstalled, now_ms).await
+        }
+
+        async fn expiring_before(&self, before_ms: u64) -> Result<Vec<MallId>, StoreError> {
+            let g = lock(&self.inner);
+            Ok(g.0.values().filter(|r| r.pair.refresh_expires_ms < before_ms).map(|r| r.mall_id.clone()).collect())
+        }
+
+        async fn needing_reauth(&self) -> Result<Vec<MallId>, StoreError> {
+            let g = lock(&self.inner);
+            Ok(g.0
+                .values()
+                .filter(|r| r.status == crate::tokens::TokenStatus::NeedsReauth)
+                .map(|r| r.mall_id.clone())
+                .collect())
+        }
+    }
 }

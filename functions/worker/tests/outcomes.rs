@@ -1,0 +1,289 @@
+//! The worker's outcome table without moto: the ports are the in-memory fakes of
+//! `relay-domain` (`test-util`), Cafe24 is the simulator in-process. One test per row: what a
+//! Cafe24 answer or a store state becomes (done, deferred, retried, dead-lettered) and what it
+//! leaves behind. Runs in well under a second.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
+use cafe24_sim::{Clock, Sim, SimConfig};
+use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_domain::jobs::{Job, JobKind};
+use relay_domain::ports::memory::{MemoryGate, MemoryQueue, MemoryState, MemoryTokens, MemoryVisibility};
+use relay_domain::ratelimit::{Acquire, Class};
+use relay_domain::tokens::{Secret, TokenPair, TokenStatus, TokenStore};
+use relay_domain::MallId;
+use worker::{Worker, WorkerConfig};
+
+type W = Worker<MemoryGate, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility>;
+
+struct Fx {
+    sim: Arc<Sim>,
+    base: String,
+    gate: MemoryGate,
+    tokens: MemoryTokens,
+    state: MemoryState,
+    dlq: MemoryQueue,
+    vis: MemoryVisibility,
+    mall: MallId,
+}
+
+impl Fx {
+    async fn new() -> Self {
+        let app = AppConfig {
+            client_id: "relay-client".into(),
+            client_secret: "relay-secret".into(),
+            scopes: ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect(),
+        };
+        let sim =
+            Arc::new(Sim::new(SimConfig { apps: vec![app], orders_per_mall: 3, ..SimConfig::default() }, Clock::Real));
+        let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let tokens = MemoryTokens::default();
+        let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
+        let (a, r) = sim.seed_tokens("shop", "relay-client", scopes.clone());
+        let now = sim.clock.now_ms();
+        let mall = MallId::parse("shop").unwrap();
+        let pair = TokenPair {
+            access_token: Secret::new(a),
+            access_expires_ms: now + 2 * HOUR_MS,
+            refresh_token: Secret::new(r),
+            refresh_expires_ms: now + 14 * DAY_MS,
+            scopes,
+        };
+        tokens.put_installed(&mall, &pair, now).await.unwrap();
+        Self {
+            sim,
+            base: format!("http://{addr}"),
+            gate: MemoryGate::default(),
+            tokens,
+            state: MemoryState::default(),
+            dlq: MemoryQueue::default(),
+            vis: MemoryVisibility::default(),
+            mall,
+        }
+    }
+
+    fn worker(&self) -> W {
+        let base = format!("{}/{{mall_id}}", self.base);
+        let mut ccfg = Cafe24Config::from_lookup(|k| match k {
+            "CAFE24_API_BASE_URL" => Some(base.clone()),
+            "CAFE24_API_VERSION" => Some("2025-12-01".into()),
+            "CAFE24_CLIENT_ID" => Some("relay-client".into()),
+            "CAFE24_CLIENT_SECRET" => Some("relay-secret".into()),
+            _ => None,
+        })
+        .unwrap();
+        ccfg.max_inline_wait_ms = 200;
+        let wcfg = WorkerConfig::from_lookup(|k| match k {
+            "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
+            "WORKER_DLQ_URL" => Some("https://sqs.example/1/work-dlq.fifo".into()),
+            "STATE_TABLE" | "TOKEN_TABLE" | "RATE_LIMIT_TABLE" => Some("t".into()),
+            "DEFER_MIN_S" => Some("5".into()),
+            _ => None,
+        })
+        .unwrap();
+        let clock: relay_cafe24::Clock =
+            Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
+        let cafe24 = Cafe24::new(ccfg, self.gate.clone(), self.tokens.clone(), clock).unwrap();
+        Worker::new(cafe24, self.state.clone(), self.dlq.clone(), self.vis.clone(), wcfg)
+    }
+
+    fn fault(&self, endpoint: &str, kind: FaultKind) {
+        self.sim.lock().faults.push(Fault {
+            mall: Some("shop".into()),
+            endpoint: Some(endpoint.into()),
+            kind,
+            remaining: Some(1),
+        });
+    }
+
+    fn order(&self) -> String {
+        let mut g = self.sim.lock();
+        self.sim.mall(&mut g, "shop").data.orders.keys().next().cloned().unwrap()
+    }
+
+    fn job(&self, id: &str, kind: JobKind) -> Job {
+        Job {
+            v: 1,
+            job_id: id.into(),
+            mall_id: self.mall.clone(),
+            kind,
+            class: Class::Live,
+            trace_id: format!("t-{id}"),
+            event_received_ms: 1_000,
+        }
+    }
+
+    fn calls(&self) -> u64 {
+        self.sim.stats("shop").calls
+    }
+}
+
+/// One SQS record with `body`, through the worker's batch handler.
+async fn run(w: &W, body: &str) -> SqsBatchResponse {
+    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [{
+        "messageId": "m1", "receiptHandle": "rh1", "body": body,
+        "attributes": {"MessageGroupId": "shop", "ApproximateReceiveCount": "1"},
+        "messageAttributes": {}, "eventSource": "aws:sqs"
+    }]}))
+    .unwrap();
+    w.handle_batch(event, || Duration::from_secs(60)).await
+}
+
+fn returned(r: &SqsBatchResponse) -> bool {
+    r.batch_item_failures.iter().any(|f| f.item_identifier == "m1")
+}
+
+fn dlq_class(q: &MemoryQueue) -> Vec<String> {
+    q.messages()
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<serde_json::Value>(&m.body).unwrap()["error_class"].as_str().unwrap_or("").to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn ok_syncs_the_snapshot_and_completes() {
+    let fx = Fx::new().await;
+    let (w, order) = (fx.worker(), fx.order());
+    let r =
+        run(&w, &serde_json::to_string(&fx.job("j1", JobKind::SyncOrder { order_id: order.clone() })).unwrap()).await;
+    assert!(!returned(&r));
+    assert!(fx.state.snapshot(&fx.mall, "order", &order).unwrap().1.is_some());
+    assert_eq!(fx.state.outcome("j1").as_deref(), Some("synced"));
+    assert_eq!(fx.gate.feedback_seen(), 1, "Cafe24's headers fed back");
+}
+
+#[tokio::test]
+async fn a_long_limiter_wait_defers_by_visibility_without_calling_or_counting_an_attempt() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.gate.script([Acquire::Wait(12_000)]);
+    let r = run(&w, &serde_json::to_string(&fx.job("j2", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(returned(&r));
+    assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 12)]);
+    assert_eq!((fx.calls(), w.stats.failures.load(Ordering::Relaxed)), (0, 0));
+    assert!(!fx.state.claimed("j2"), "the claim is released for the next delivery");
+}
+
+#[tokio::test]
+async fn a_429_defers_and_is_not_an_attempt() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.fault("orders", FaultKind::RateLimit);
+    let r = run(&w, &serde_json::to_string(&fx.job("j3", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(returned(&r));
+    assert_eq!(w.stats.deferred.load(Ordering::Relaxed), 1);
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0);
+    assert!(fx.dlq.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_404_writes_a_tombstone() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    let r = run(
+        &w,
+        &serde_json::to_string(&fx.job("j4", JobKind::SyncOrder { order_id: "20990101-0000001".into() })).unwrap(),
+    )
+    .await;
+    assert!(!returned(&r));
+    assert_eq!(fx.state.snapshot(&fx.mall, "order", "20990101-0000001").unwrap().1, None, "tombstone");
+    assert_eq!(fx.state.outcome("j4").as_deref(), Some("tombstoned"));
+}
+
+#[tokio::test]
+async fn a_422_is_dead_lettered_after_one_call() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.fault("orders", FaultKind::Status { status: 422 });
+    let r = run(&w, &serde_json::to_string(&fx.job("j5", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(!returned(&r), "handled: the DLQ holds it");
+    assert_eq!(dlq_class(&fx.dlq), ["invalid_request"]);
+    assert_eq!(fx.calls(), 1);
+    assert_eq!(fx.state.outcome("j5").as_deref(), Some("dead_lettered"));
+}
+
+#[tokio::test]
+async fn a_5xx_is_a_real_attempt_retried_with_backoff() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.fault("orders", FaultKind::Status { status: 503 });
+    let r = run(&w, &serde_json::to_string(&fx.job("j6", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(returned(&r));
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 2)], "backoff after the first attempt");
+}
+
+#[tokio::test]
+async fn an_uninstalled_app_drops_the_job_and_marks_the_mall() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    // Cafe24 answers 403 "app deleted" to a token it still accepts.
+    {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").uninstalled.push("relay-client".into());
+    }
+    let r = run(&w, &serde_json::to_string(&fx.job("j7", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(!returned(&r));
+    assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.tokens.get(&fx.mall).await.unwrap().unwrap().status, TokenStatus::Uninstalled);
+    assert!(fx.dlq.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_mall_needing_reauth_is_dead_lettered_without_a_call() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.tokens.set_status(&fx.mall, TokenStatus::NeedsReauth, 1).await.unwrap();
+    let r = run(&w, &serde_json::to_string(&fx.job("j8", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(!returned(&r));
+    assert_eq!(dlq_class(&fx.dlq), ["needs_reauth"]);
+    assert_eq!(fx.calls(), 0);
+}
+
+#[tokio::test]
+async fn with_the_state_store_down_the_job_is_returned_and_cafe24_not_called() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.state.set_failing(true);
+    let r = run(&w, &serde_json::to_string(&fx.job("j9", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(returned(&r));
+    assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 5)]);
+    assert_eq!((fx.calls(), w.stats.failures.load(Ordering::Relaxed)), (0, 0));
+}
+
+#[tokio::test]
+async fn a_completed_job_is_not_run_again_and_a_newer_snapshot_coalesces() {
+    let fx = Fx::new().await;
+    let (w, order) = (fx.worker(), fx.order());
+    let body = serde_json::to_string(&fx.job("j10", JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+    run(&w, &body).await;
+    run(&w, &body).await;
+    assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 1);
+    // Another job for the same order, for an event received before the stored fetch: no call.
+    run(&w, &serde_json::to_string(&fx.job("j11", JobKind::SyncOrder { order_id: order })).unwrap()).await;
+    assert_eq!(w.stats.coalesced.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_a_job_is_dead_lettered_as_malformed() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    for (i, body) in
+        ["{", "[]", r#"{"v":1,"job_id":"x","mall_id":"shop","kind":"sync_order","order_id":".."}"#].iter().enumerate()
+    {
+        let r = run(&w, body).await;
+        assert!(!returned(&r), "{body}");
+        assert_eq!(dlq_class(&fx.dlq).len(), i + 1);
+    }
+    assert!(dlq_class(&fx.dlq).iter().all(|c| c == "malformed"));
+    assert_eq!(fx.calls(), 0);
+}
