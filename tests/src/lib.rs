@@ -84,12 +84,7 @@ impl TestEnv {
 
     /// The ingest service wired to this env's queues through the real SQS adapter.
     pub fn ingest(&self) -> Ingest<SqsQueue> {
-        let cfg = self.ingest_config();
-        Ingest::new(
-            &cfg,
-            SqsQueue::new(self.sqs.clone(), cfg.inbox_queue_url.clone()),
-            SqsQueue::new(self.sqs.clone(), cfg.parking_queue_url.clone()),
-        )
+        Ingest::on_aws(&self.sqs, &self.ingest_config())
     }
 
     /// Receives everything visible on `url` (with system attributes), without deleting.

@@ -8,15 +8,11 @@ use std::time::Duration;
 
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
-use relay_aws::limiter::DynamoLimiter;
-use relay_aws::once::DynamoOnceStore;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::Cafe24;
-use relay_domain::ratelimit::LimiterConfig;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use relay_tests::*;
-use webhook_ingest::install::{InstallConfig, Installer};
+use webhook_ingest::install::{AwsInstaller, InstallConfig};
 
 const T0: u64 = 1_795_305_600_000;
 const REDIRECT: &str = "https://relay.example/oauth/callback";
@@ -28,8 +24,7 @@ struct Fx {
     http: reqwest::Client,
 }
 
-type Handler =
-    webhook_ingest::Ingest<relay_aws::sqs::SqsQueue, Installer<DynamoLimiter, DynamoTokenStore, DynamoOnceStore>>;
+type Handler = webhook_ingest::Ingest<relay_aws::sqs::SqsQueue, AwsInstaller>;
 
 impl Fx {
     async fn new(tag: &str) -> Self {
@@ -45,27 +40,23 @@ impl Fx {
     }
 
     fn handler(&self) -> Handler {
-        let cfg = sim_cafe24_config(&self.base);
         let c = self.sim.clock.clone();
         let clock: relay_cafe24::Clock = Arc::new(move || c.now_ms());
-        let ddb = self.env.ddb.clone();
-        let limiter = DynamoLimiter::new(
-            ddb.clone(),
-            self.env.stack.rate_limit_table.clone(),
-            LimiterConfig::default(),
-            clock.clone(),
-        );
-        let cafe24 =
-            Cafe24::new(cfg, limiter, DynamoTokenStore::new(ddb.clone(), self.env.stack.token_table.clone()), clock)
-                .unwrap();
         let install = InstallConfig {
             state_secret: Secret::new("0123456789abcdef0123456789abcdef-test"),
             redirect_uri: REDIRECT.into(),
             scopes: "mall.read_order,mall.read_product".into(),
             state_ttl_ms: 10 * 60_000,
         };
-        let once = DynamoOnceStore::new(ddb, self.env.stack.token_table.clone());
-        self.env.ingest().with_install(Installer::new(cafe24, once, install))
+        let installer = AwsInstaller::on_aws(
+            &self.env.ddb,
+            &self.env.stack.token_table,
+            sim_cafe24_config(&self.base),
+            install,
+            clock,
+        )
+        .unwrap();
+        self.env.ingest().with_install(installer)
     }
 
     async fn get(&self, h: &Handler, path_and_query: &str) -> lambda_http::Response<lambda_http::Body> {

@@ -127,6 +127,19 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+impl Ingest<relay_aws::sqs::SqsQueue, NoInstall> {
+    /// The production wiring of the webhook path: the inbox and parking queues named by `cfg`
+    /// (add the install flow with [`Ingest::with_install`] and `install::AwsInstaller::on_aws`).
+    pub fn on_aws(sqs: &aws_sdk_sqs::Client, cfg: &IngestConfig) -> Self {
+        use relay_aws::sqs::SqsQueue;
+        Self::new(
+            cfg,
+            SqsQueue::new(sqs.clone(), cfg.inbox_queue_url.clone()),
+            SqsQueue::new(sqs.clone(), cfg.parking_queue_url.clone()),
+        )
+    }
+}
+
 impl<Q: MessageQueue> Ingest<Q, NoInstall> {
     /// Wires the service from its configuration and queue adapters (no install flow).
     pub fn new(cfg: &IngestConfig, inbox: Q, parking: Q) -> Self {

@@ -152,6 +152,26 @@ pub struct Installer<G, S, O> {
     cfg: InstallConfig,
 }
 
+/// The install flow as deployed: no limiter (the flow makes no Admin API call), the token table
+/// for tokens and single-use items.
+pub type AwsInstaller =
+    Installer<relay_domain::ports::NoAdminCalls, relay_aws::tokens::DynamoTokenStore, relay_aws::once::DynamoOnceStore>;
+
+impl AwsInstaller {
+    /// The production wiring (the binary, the demo and the tests build through it).
+    pub fn on_aws(
+        ddb: &aws_sdk_dynamodb::Client,
+        token_table: &str,
+        cafe24: relay_cafe24::Cafe24Config,
+        cfg: InstallConfig,
+        clock: relay_cafe24::Clock,
+    ) -> Result<Self, Cafe24Error> {
+        let tokens = relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), token_table.to_owned());
+        let client = Cafe24::new(cafe24, relay_domain::ports::NoAdminCalls, tokens, clock)?;
+        Ok(Self::new(client, relay_aws::once::DynamoOnceStore::new(ddb.clone(), token_table.to_owned()), cfg))
+    }
+}
+
 impl<G: RateGate, S: TokenStore, O: OnceStore> Installer<G, S, O> {
     /// Wires the flow.
     pub fn new(cafe24: Cafe24<G, S>, once: O, cfg: InstallConfig) -> Self {

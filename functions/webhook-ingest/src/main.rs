@@ -3,13 +3,10 @@
 
 use lambda_http::{service_fn, Error, Request};
 use relay_aws::limiter::system_clock;
-use relay_aws::once::DynamoOnceStore;
-use relay_aws::sqs::SqsQueue;
-use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::{Cafe24, Cafe24Config};
-use relay_domain::ports::{MessageQueue, NoAdminCalls};
+use relay_cafe24::Cafe24Config;
+use relay_domain::ports::MessageQueue;
 use webhook_ingest::event::SafeAdapter;
-use webhook_ingest::install::{InstallConfig, InstallFlow, Installer};
+use webhook_ingest::install::{AwsInstaller, InstallConfig, InstallFlow};
 use webhook_ingest::{ConfigError, Ingest, IngestConfig};
 
 async fn serve<Q: MessageQueue, I: InstallFlow>(ingest: Ingest<Q, I>) -> Result<(), Error> {
@@ -31,26 +28,17 @@ async fn main() -> Result<(), Error> {
     let env = &env;
     // A bad configuration fails the cold start, loudly, not the 1,000th request.
     let cfg = IngestConfig::from_lookup(env)?;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let ingest = Ingest::new(
-        &cfg,
-        SqsQueue::new(sqs.clone(), cfg.inbox_queue_url.clone()),
-        SqsQueue::new(sqs, cfg.parking_queue_url.clone()),
-    );
+    let ingest = Ingest::on_aws(&aws_sdk_sqs::Client::new(&sdk), &cfg);
     if env("CAFE24_CLIENT_ID").is_none() {
         return serve(ingest).await;
     }
-    let required = |k: &'static str| env(k).filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing(k));
-    let token_table = required("TOKEN_TABLE")?;
-    let ddb = aws_sdk_dynamodb::Client::new(&sdk);
-    let clock = system_clock();
-    // The install flow calls only the token endpoint: no Admin API call, so no limiter table.
-    let cafe24 = Cafe24::new(
+    let token_table = env("TOKEN_TABLE").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing("TOKEN_TABLE"))?;
+    let installer = AwsInstaller::on_aws(
+        &aws_sdk_dynamodb::Client::new(&sdk),
+        &token_table,
         Cafe24Config::from_lookup(env)?,
-        NoAdminCalls,
-        DynamoTokenStore::new(ddb.clone(), token_table.clone()),
-        clock,
+        InstallConfig::from_lookup(env)?,
+        system_clock(),
     )?;
-    let installer = Installer::new(cafe24, DynamoOnceStore::new(ddb, token_table), InstallConfig::from_lookup(env)?);
     serve(ingest.with_install(installer)).await
 }

@@ -18,17 +18,15 @@ use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_aws::limiter::{system_clock, DynamoLimiter};
-use relay_aws::once::DynamoOnceStore;
-use relay_aws::sqs::SqsQueue;
+use relay_aws::limiter::system_clock;
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_cafe24::Cafe24Config;
 use relay_demo::bridge::serve;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use serde_json::{json, Value};
-use webhook_ingest::install::{InstallConfig, Installer};
+use webhook_ingest::install::{AwsInstaller, InstallConfig};
 use webhook_ingest::{Ingest, IngestConfig};
 use worker::{Worker, WorkerConfig};
 
@@ -91,11 +89,7 @@ async fn main() -> Result<()> {
 
     // webhook-ingest with the install flow, served over HTTP.
     let clock = system_clock();
-    let limiter = |c| DynamoLimiter::new(ddb.clone(), stack.rate_limit_table.clone(), c, clock.clone());
-    let tokens = || DynamoTokenStore::new(ddb.clone(), stack.token_table.clone());
     let icfg = IngestConfig::from_lookup(lookup)?;
-    let installer_client =
-        Cafe24::new(cafe24_config(&sim_base)?, limiter(Default::default()), tokens(), clock.clone())?;
     // Bind first: the OAuth redirect URI is this server's own address.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ingest_url = format!("http://{}", listener.local_addr()?);
@@ -105,18 +99,9 @@ async fn main() -> Result<()> {
         scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into(),
         state_ttl_ms: 600_000,
     };
-    let ingest = Arc::new(
-        Ingest::new(
-            &icfg,
-            SqsQueue::new(sqs.clone(), icfg.inbox_queue_url.clone()),
-            SqsQueue::new(sqs.clone(), icfg.parking_queue_url.clone()),
-        )
-        .with_install(Installer::new(
-            installer_client,
-            DynamoOnceStore::new(ddb.clone(), stack.token_table.clone()),
-            install_cfg,
-        )),
-    );
+    let installer =
+        AwsInstaller::on_aws(&ddb, &stack.token_table, cafe24_config(&sim_base)?, install_cfg, clock.clone())?;
+    let ingest = Arc::new(Ingest::on_aws(&sqs, &icfg).with_install(installer));
     serve(ingest, listener).await.context("serving ingest")?;
     let mut stack_env = format!(
         "# written by make demo: the local stack for `relay --local`\nAWS_ENDPOINT_URL={endpoint}\nINGEST_URL={ingest_url}\n\
@@ -306,7 +291,11 @@ async fn main() -> Result<()> {
             .map(|l| l.request_body.clone())
             .collect();
         let mall = MallId::parse(m)?;
-        let status = tokens().get(&mall).await?.map(|r| r.status).unwrap_or(TokenStatus::NeedsReauth);
+        let status = DynamoTokenStore::new(ddb.clone(), stack.token_table.clone())
+            .get(&mall)
+            .await?
+            .map(|r| r.status)
+            .unwrap_or(TokenStatus::NeedsReauth);
         let order_ids: Vec<String> = {
             let mut g = sim.lock();
             sim.mall(&mut g, m).data.orders.iter().filter(|(_, o)| o.updated_ms > 0).map(|(k, _)| k.clone()).collect()

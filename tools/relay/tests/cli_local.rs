@@ -13,16 +13,12 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName as Sys;
 use devstack::esm::new_request_id;
-use relay_aws::limiter::DynamoLimiter;
-use relay_aws::once::DynamoOnceStore;
-use relay_cafe24::Cafe24;
 use relay_domain::jobs::{Job, JobKind};
-use relay_domain::ratelimit::LimiterConfig;
 use relay_domain::tokens::Secret;
 use relay_tests::pipeline::Pipeline;
 use relay_tests::{sim_cafe24_config, KEY};
 use serde_json::json;
-use webhook_ingest::install::{InstallConfig, Installer};
+use webhook_ingest::install::{AwsInstaller, InstallConfig};
 
 const MALL: &str = "clishop";
 
@@ -54,26 +50,21 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     // webhook-ingest with the install flow, on its own address (the OAuth redirect URI).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let ingest_url = format!("http://{}", listener.local_addr().unwrap());
-    let ddb = p.env.ddb.clone();
-    let clock = relay_aws::limiter::system_clock();
-    let installer_client = Cafe24::new(
-        sim_cafe24_config(&p.base),
-        DynamoLimiter::new(ddb.clone(), p.env.stack.rate_limit_table.clone(), LimiterConfig::default(), clock.clone()),
-        p.tokens(),
-        clock,
-    )
-    .unwrap();
     let install = InstallConfig {
         state_secret: Secret::new("cli-test-state-secret-0123456789abcdef"),
         redirect_uri: format!("{ingest_url}/oauth/callback"),
         scopes: "mall.read_order,mall.read_product".into(),
         state_ttl_ms: 600_000,
     };
-    let ingest = p.env.ingest().with_install(Installer::new(
-        installer_client,
-        DynamoOnceStore::new(ddb, p.env.stack.token_table.clone()),
+    let installer = AwsInstaller::on_aws(
+        &p.env.ddb,
+        &p.env.stack.token_table,
+        sim_cafe24_config(&p.base),
         install,
-    ));
+        relay_aws::limiter::system_clock(),
+    )
+    .unwrap();
+    let ingest = p.env.ingest().with_install(installer);
     relay_demo::bridge::serve(Arc::new(ingest), listener).await.unwrap();
 
     let stack = dir.join("stack.env");
