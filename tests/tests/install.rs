@@ -224,3 +224,25 @@ async fn code_exchanges_are_bounded_per_mall() {
         "the token endpoint saw only the bounded exchanges"
     );
 }
+
+#[tokio::test]
+async fn a_callback_too_close_to_the_deadline_exchanges_nothing_and_can_be_retried() {
+    let fx = Fx::new("install-deadline").await;
+    let h = fx.handler();
+    let query = fx.authorize(&h, "lateshop").await;
+    let ev = http_event(Shape::FunctionUrl, "GET", &format!("/oauth/callback?{query}"), &[], b"", false);
+    // The invocation has 5 s left: not enough for the token request and storing its answer.
+    let mut ctx = lambda_http::Context::default();
+    ctx.deadline = (std::time::SystemTime::now() + Duration::from_secs(5))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let req = webhook_ingest::event::request_from_json(ev, Some(ctx)).unwrap();
+    let r = h.handle(req).await;
+    assert_eq!(r.status(), 503, "{}", body(&r));
+    assert_eq!(fx.sim.stats("lateshop").token_requests, 0, "no code exchange started");
+    // The merchant reloads the page: the same state still works.
+    let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 200, "{}", body(&r));
+    assert_eq!(fx.sim.stats("lateshop").token_issuances, 1);
+}

@@ -231,6 +231,11 @@ impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O
         let code = code.filter(|s| !s.is_empty()).ok_or(InstallError::Missing("code"))?;
         let v = oauth_state::verify(self.cfg.state_secret.expose().as_bytes(), state, self.now())
             .map_err(InstallError::State)?;
+        // Before the nonce is spent: a callback that could be cut off between Cafe24 issuing the
+        // pair and storing it answers "try again" with its state still usable.
+        if relay_cafe24::deadline::token_request_timeout(self.cafe24.config().request_timeout).is_none() {
+            return Err(InstallError::Unavailable);
+        }
         match self.once.consume(&v.nonce, v.expires_ms).await {
             Ok(true) => {}
             Ok(false) => return Err(InstallError::Replayed),
