@@ -287,3 +287,23 @@ async fn a_body_that_is_not_a_job_is_dead_lettered_as_malformed() {
     assert!(dlq_class(&fx.dlq).iter().all(|c| c == "malformed"));
     assert_eq!(fx.calls(), 0);
 }
+
+#[tokio::test]
+async fn a_store_failure_after_the_call_is_an_attempt_retried_and_the_redelivery_stores_once() {
+    let fx = Fx::new().await;
+    let (w, order) = (fx.worker(), fx.order());
+    let body = serde_json::to_string(&fx.job("j12", JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+    fx.state.set_failing_upserts(true);
+    let r = run(&w, &body).await;
+    assert!(returned(&r), "returned, not acknowledged: the snapshot is not stored");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 1, "a real attempt");
+    assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 2)]);
+    assert!(!fx.state.claimed("j12"), "released for the redelivery");
+    fx.state.set_failing_upserts(false);
+    let r = run(&w, &body).await; // the redelivery
+    assert!(!returned(&r));
+    assert!(fx.state.snapshot(&fx.mall, "order", &order).unwrap().1.is_some());
+    assert_eq!(fx.state.outcome("j12").as_deref(), Some("synced"));
+    assert_eq!(fx.calls(), 2, "the call is repeated (the first answer was not kept), the effect stored once");
+    assert!(fx.dlq.messages().is_empty());
+}

@@ -297,6 +297,7 @@ pub mod memory {
         attempts: std::collections::HashMap<String, u32>,
         snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>)>,
         failing: bool,
+        failing_upserts: bool,
     }
 
     /// Idempotency records, attempt counters and snapshots in memory, with the DynamoDB
@@ -310,6 +311,11 @@ pub mod memory {
         /// From now on every call fails (or succeeds again).
         pub fn set_failing(&self, failing: bool) {
             lock(&self.inner).failing = failing;
+        }
+
+        /// From now on only snapshot writes fail (a store failing after the Cafe24 call).
+        pub fn set_failing_upserts(&self, failing: bool) {
+            lock(&self.inner).failing_upserts = failing;
         }
 
         /// The stored snapshot: (fetched_at, data; `None` = tombstone).
@@ -397,7 +403,7 @@ pub mod memory {
             data: Option<&serde_json::Value>,
         ) -> Result<bool, StoreError> {
             let mut g = lock(&self.inner);
-            if g.failing {
+            if g.failing || g.failing_upserts {
                 return Err(down());
             }
             let key = format!("{}#{kind}#{id}", mall.as_str());
