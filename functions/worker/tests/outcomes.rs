@@ -84,6 +84,8 @@ impl Fx {
             "WORKER_DLQ_URL" => Some("https://sqs.example/1/work-dlq.fifo".into()),
             "STATE_TABLE" | "TOKEN_TABLE" | "RATE_LIMIT_TABLE" => Some("t".into()),
             "DEFER_MIN_S" => Some("5".into()),
+            // The kill test runs 1 s invocations (claims then last 1 s).
+            "MIN_TIME_LEFT_MS" => Some("0".into()),
             _ => None,
         })
         .unwrap();
@@ -306,4 +308,55 @@ async fn a_store_failure_after_the_call_is_an_attempt_retried_and_the_redelivery
     assert_eq!(fx.state.outcome("j12").as_deref(), Some("synced"));
     assert_eq!(fx.calls(), 2, "the call is repeated (the first answer was not kept), the effect stored once");
     assert!(fx.dlq.messages().is_empty());
+}
+
+#[tokio::test]
+async fn an_invocation_killed_at_any_point_of_a_job_loses_nothing_and_duplicates_no_effect() {
+    // Cafe24 takes 300 ms; the invocation is stopped (its future dropped, as Lambda stops the
+    // process) at points before, during and after the call, then the message is redelivered
+    // once the claim has expired (the claim lasts the invocation's time left: 1 s here).
+    for kill_ms in [0u64, 20, 150, 290, 320, 400] {
+        let fx = Fx::new().await;
+        let (w, order) = (fx.worker(), fx.order());
+        fx.sim.lock().faults.push(Fault {
+            mall: Some("shop".into()),
+            endpoint: Some("orders".into()),
+            kind: FaultKind::Latency { ms: 300 },
+            remaining: None,
+        });
+        let body = serde_json::to_string(&fx.job("jk", JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+        let event = |b: &str| -> SqsEvent {
+            serde_json::from_value(serde_json::json!({"Records": [{
+                "messageId": "m1", "receiptHandle": "rh1", "body": b,
+                "attributes": {"MessageGroupId": "shop", "ApproximateReceiveCount": "1"},
+                "messageAttributes": {}, "eventSource": "aws:sqs"
+            }]}))
+            .unwrap()
+        };
+        let killed = tokio::time::timeout(
+            Duration::from_millis(kill_ms),
+            w.handle_batch(event(&body), || Duration::from_secs(1)),
+        )
+        .await
+        .is_err();
+        // Redeliveries until the job is acknowledged (the first may find the claim in progress).
+        let mut acknowledged = !killed;
+        for _ in 0..5 {
+            if acknowledged {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            acknowledged = !returned(&w.handle_batch(event(&body), || Duration::from_secs(1)).await);
+        }
+        println!("kill {kill_ms}: killed {killed}, synced {} coalesced {} dup {} failures {} deferred {} calls {} outcome {:?}", w.stats.synced.load(Ordering::Relaxed), w.stats.coalesced.load(Ordering::Relaxed), w.stats.duplicates.load(Ordering::Relaxed), w.stats.failures.load(Ordering::Relaxed), w.stats.deferred.load(Ordering::Relaxed), fx.calls(), fx.state.outcome("jk"));
+        assert!(acknowledged, "kill at {kill_ms} ms: never completed");
+        let snap = fx.state.snapshot(&fx.mall, "order", &order);
+        assert!(snap.is_some_and(|s| s.1.is_some()), "kill at {kill_ms} ms: the effect is stored");
+        assert!(fx.dlq.messages().is_empty(), "kill at {kill_ms} ms: nothing dead-lettered");
+        assert!(fx.calls() <= 2, "kill at {kill_ms} ms: {} calls", fx.calls());
+        let synced = w.stats.synced.load(Ordering::Relaxed)
+            + w.stats.coalesced.load(Ordering::Relaxed)
+            + w.stats.duplicates.load(Ordering::Relaxed);
+        assert!(synced >= 1, "kill at {kill_ms} ms");
+    }
 }
