@@ -152,3 +152,80 @@ fn the_template_parser_sees_every_function() {
     }
     assert!(read_by_main(r#"let a = env("ABC_D"); required("X1");"#).contains("ABC_D"));
 }
+
+/// Variable names in the README's `## Configuration (<function>)` table (first column, each
+/// backticked name; rows may name several).
+fn readme_vars(function: &str) -> BTreeSet<String> {
+    let readme = include_str!("../../README.md");
+    let heading = format!("## Configuration ({function})");
+    let section = readme.split(&heading).nth(1).unwrap_or_else(|| panic!("no {heading}"));
+    let section = section.split("\n## ").next().unwrap();
+    let mut out = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split(" | ").next().unwrap();
+        for part in first.split('`').skip(1).step_by(2) {
+            if part.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+                out.insert(part.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Everything a function reads, secrets and platform variables included (what a reader of the
+/// README needs to know).
+fn all_read(main_rs: &str, loaders: BTreeSet<String>) -> BTreeSet<String> {
+    let mut all = loaders;
+    all.extend(read_by_main(main_rs));
+    if main_rs.contains("secrets::lookup(") {
+        all.insert("SECRET_ID".to_owned());
+    }
+    all
+}
+
+#[test]
+fn the_readme_documents_exactly_what_each_function_reads() {
+    let cases = [
+        (
+            "webhook-ingest",
+            all_read(
+                include_str!("../../functions/webhook-ingest/src/main.rs"),
+                recorded(|l| {
+                    let _ = webhook_ingest::IngestConfig::from_lookup(|k| l(k));
+                    let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
+                    let _ = webhook_ingest::install::InstallConfig::from_lookup(|k| l(k));
+                }),
+            ),
+        ),
+        (
+            "dispatcher",
+            all_read(
+                include_str!("../../functions/dispatcher/src/main.rs"),
+                recorded(|l| {
+                    let _ = dispatcher::DispatcherConfig::from_lookup(|k| l(k));
+                }),
+            ),
+        ),
+        (
+            "worker",
+            all_read(
+                include_str!("../../functions/worker/src/main.rs"),
+                recorded(|l| {
+                    let _ = worker::WorkerConfig::from_lookup(|k| l(k));
+                    let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
+                }),
+            ),
+        ),
+    ];
+    for (function, read) in cases {
+        let documented = readme_vars(function);
+        let undocumented: Vec<_> =
+            read.iter().filter(|k| !documented.contains(*k) && !PLATFORM.contains(&k.as_str())).collect();
+        let stale: Vec<_> =
+            documented.iter().filter(|k| !read.contains(*k) && !PLATFORM.contains(&k.as_str())).collect();
+        assert!(
+            undocumented.is_empty() && stale.is_empty(),
+            "README, {function}: read but not documented {undocumented:?}; documented but never read {stale:?}"
+        );
+    }
+}
