@@ -38,8 +38,8 @@ lint: ## clippy over every target, warnings are errors (no unwrap/expect/panic o
 test-unit: ## unit tests only (no moto needed)
 	$(CARGO) test --workspace --lib --bins --locked
 
-lint-infra: tools ## validate infra/template.yaml offline with cfn-lint, informational rules included
-	.venv/bin/cfn-lint -c I -- infra/template.yaml
+lint-infra: tools ## validate infra/template.yaml and the example consumer's template offline with cfn-lint, informational rules included
+	.venv/bin/cfn-lint -c I -- infra/template.yaml examples/orders-consumer/template.yaml
 
 build: tools ## cargo lambda build --release for the three functions (target/lambda/<name>/bootstrap)
 	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked -p webhook-ingest -p dispatcher -p worker

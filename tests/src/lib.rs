@@ -52,6 +52,10 @@ pub struct TestEnv {
     pub sqs: aws_sdk_sqs::Client,
     /// DynamoDB client for moto.
     pub ddb: aws_sdk_dynamodb::Client,
+    /// EventBridge client for moto.
+    pub events: aws_sdk_eventbridge::Client,
+    /// All three, as the functions' composition roots take them.
+    pub clients: relay_aws::Clients,
     /// The created resources.
     pub stack: Stack,
 }
@@ -66,9 +70,10 @@ impl TestEnv {
     /// Creates fresh resources on a given endpoint.
     pub async fn on(endpoint: &str, tag: &str) -> Result<Self> {
         let conf = devstack::sdk_config(endpoint).await;
-        let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
-        let stack = Stack::create(&sqs, &ddb, &devstack::unique_prefix(tag)).await?;
-        Ok(Self { endpoint: endpoint.to_owned(), sqs, ddb, stack })
+        let clients = relay_aws::Clients::new(&conf);
+        let stack = Stack::create(&clients, &devstack::unique_prefix(tag)).await?;
+        let (sqs, ddb, events) = (clients.sqs.clone(), clients.ddb.clone(), clients.events.clone());
+        Ok(Self { endpoint: endpoint.to_owned(), sqs, ddb, events, clients, stack })
     }
 
     /// The ingest configuration for this env (current + previous key).

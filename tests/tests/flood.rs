@@ -79,7 +79,7 @@ async fn a_flood_on_ingest_dead_letters_no_webhook_and_every_one_is_processed() 
         SqsQueue::new(fx.env.sqs.clone(), inbox.url.clone()),
         SqsQueue::new(fx.env.sqs.clone(), inbox.dlq_url.clone()),
     );
-    let d = Dispatcher::on_aws(&fx.env.sqs, &fx.env.ddb, DispatcherConfig::from_lookup(lookup).unwrap());
+    let d = Dispatcher::on_aws(&fx.env.clients, DispatcherConfig::from_lookup(lookup).unwrap());
     let w = fx.worker();
     let esm = |url: &str, arn: &str, pool: &ConcurrencyPool| {
         LocalEsm::new(

@@ -118,8 +118,9 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "secretsmanager:GetSecretValue",
             ]),
         ),
-        // its mapping (receive, delete, attributes on the inbox); sends jobs / parks; defers inbox messages by visibility; marks uninstalled; keep-alive
-        // scans the token table.
+        // its mapping (receive, delete, attributes on the inbox); sends jobs / parks; defers inbox
+        // messages by visibility; marks uninstalled; keep-alive scans the token table; publishes
+        // webhook.received.
         (
             "DispatcherFunction",
             expect(&[
@@ -130,9 +131,11 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "sqs:ChangeMessageVisibility",
                 "dynamodb:UpdateItem",
                 "dynamodb:Scan",
+                "events:PutEvents",
             ]),
         ),
-        // its mapping; defers by visibility, dead-letters; limiter, tokens, idempotency and snapshots.
+        // its mapping; defers by visibility, dead-letters; limiter, tokens, idempotency and
+        // snapshots; publishes synced versions.
         (
             "WorkerFunction",
             expect(&[
@@ -145,6 +148,7 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
+                "events:PutEvents",
                 "secretsmanager:GetSecretValue",
             ]),
         ),
@@ -450,4 +454,40 @@ fn a_flood_on_ingest_cannot_take_the_concurrency_of_the_queue_consumers() {
     // And what throttling or deferrals cost in receives never dead-letters a webhook quickly.
     let rp = &f("InboxQueue")["RedrivePolicy"];
     assert!(rp["maxReceiveCount"].as_u64().unwrap() >= 1000, "{rp:?}");
+}
+
+#[test]
+fn events_go_only_to_the_relay_bus_and_every_publisher_is_told_which() {
+    let t = template();
+    for name in ["DispatcherFunction", "WorkerFunction"] {
+        let f = &t["Resources"][name];
+        let env = &f["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"];
+        let env = format!("{env:?}");
+        assert!(
+            env.contains("CreateEventBus") && env.contains("RelayEventBus") && env.contains("EventBusArn"),
+            "{name}: {env}"
+        );
+        let mut grants = Vec::new();
+        for policy in f["Properties"]["Policies"].as_sequence().unwrap() {
+            for st in policy["Statement"].as_sequence().unwrap() {
+                if format!("{:?}", st["Action"]).contains("events:PutEvents") {
+                    grants.push(format!("{:?}", st["Resource"]));
+                }
+            }
+        }
+        assert_eq!(grants.len(), 1, "{name}");
+        assert!(grants[0].contains("RelayEventBus.Arn") && grants[0].contains("EventBusArn"), "{name}: {}", grants[0]);
+        assert!(!grants[0].contains("\"*\""), "{name}: no wildcard bus");
+    }
+    let bus = &t["Resources"]["RelayEventBus"];
+    assert_eq!(bus["Type"].as_str(), Some("AWS::Events::EventBus"));
+    assert_eq!(bus["Condition"].as_str(), Some("CreateEventBus"));
+    assert!(format!("{:?}", bus["Properties"]["Name"]).contains("${AWS::StackName}"), "one bus per stack");
+    assert!(t["Outputs"].get("EventBusName").is_some(), "subscribers need the bus name");
+    let alarms: Vec<String> = of_type(&t, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"].as_str() == Some("EventsPublishFailed"))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(alarms.len(), 2, "a refused publication alarms for each publisher: {alarms:?}");
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use devstack::esm::new_request_id;
+use relay_domain::ports::SnapshotStore as _;
 use relay_lambda::telemetry::invocation_span;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use relay_domain::MallId;
 use relay_tests::{install_seeded, sim_cafe24_config, TestEnv};
 use worker::{Worker, WorkerConfig};
 
-type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility>;
+type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility, relay_aws::bus::EventBridgeBus>;
 
 fn scale() -> f64 {
     std::env::var("RELAY_E2E_SCALE").ok().and_then(|v| v.parse().ok()).filter(|s: &f64| *s >= 1.0).unwrap_or(4.0)
@@ -69,7 +70,7 @@ impl Fx {
             _ => env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
         })
         .unwrap();
-        Worker::on_aws(&self.env.sqs, &self.env.ddb, wcfg, sim_cafe24_config(&self.base), system_clock()).unwrap()
+        Worker::on_aws(&self.env.clients, wcfg, sim_cafe24_config(&self.base), system_clock()).unwrap()
     }
 
     async fn install(&self, mall: &str) -> MallId {

@@ -14,6 +14,8 @@ pub struct DispatcherConfig {
     pub parking_queue_url: String,
     /// Token table.
     pub token_table: String,
+    /// The event bus the app subscribes to (name or ARN).
+    pub event_bus: String,
     /// Routing table (defaults + overrides).
     pub routing: RoutingTable,
     /// Rate-limit key derivation (= work queue group id).
@@ -53,6 +55,7 @@ impl DispatcherConfig {
             inbox_queue_url: req("INBOX_QUEUE_URL")?,
             parking_queue_url: req("PARKING_QUEUE_URL")?,
             token_table: req("TOKEN_TABLE")?,
+            event_bus: req("EVENT_BUS_NAME")?,
             routing,
             key_scope,
             keepalive_window_ms: days * 86_400_000,
@@ -78,6 +81,7 @@ mod tests {
         ("INBOX_QUEUE_URL", "http://x/inbox.fifo"),
         ("PARKING_QUEUE_URL", "http://x/inbox-dlq.fifo"),
         ("TOKEN_TABLE", "tokens"),
+        ("EVENT_BUS_NAME", "relay-events"),
     ];
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<DispatcherConfig, ConfigError> {
@@ -89,7 +93,7 @@ mod tests {
     fn defaults_missing_and_malformed_values() {
         let c = cfg(OK).unwrap();
         assert_eq!(c.keepalive_window_ms, 3 * 86_400_000);
-        for k in ["WORK_QUEUE_URL", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL", "TOKEN_TABLE"] {
+        for k in ["WORK_QUEUE_URL", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL", "TOKEN_TABLE", "EVENT_BUS_NAME"] {
             let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
         }
@@ -98,6 +102,7 @@ mod tests {
             ("KEEPALIVE_DAYS", "x"),
             ("RATE_LIMIT_KEY", "shop"),
             ("ROUTING_OVERRIDES", "{"),
+            ("ROUTING_OVERRIDES", r#"{"90157":"publish"}"#),
             ("MIN_TIME_LEFT_MS", "soon"),
         ] {
             let mut p = OK.to_vec();

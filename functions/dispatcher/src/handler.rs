@@ -4,15 +4,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use relay_domain::delivery::{mall_event, webhook_received, BusEvent, MallStatusEvent};
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
-use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage, VisibilityControl};
+use relay_domain::ports::{EventBus, GroupId, MessageQueue, OutboundMessage, VisibilityControl};
 use relay_domain::ratelimit::Class;
 use relay_domain::routing::{plan, Dispatch};
 
 use crate::config::DispatcherConfig;
 use relay_domain::tokens::TokenStore;
 use relay_domain::DedupId;
+use relay_lambda::fifo::sqs::retry_delay_s;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
 use relay_lambda::telemetry::record_span;
@@ -25,8 +27,14 @@ pub struct DispatchStats {
     pub routed: AtomicU64,
     /// Jobs accepted by the work queue.
     pub jobs: AtomicU64,
-    /// Envelopes ignored (unknown or ignored event numbers).
+    /// Envelopes ignored (event numbers routed `ignore`: not even published).
     pub ignored: AtomicU64,
+    /// Envelopes only forwarded to the app (no sync route: billing, expiry, unknown numbers).
+    pub forwarded: AtomicU64,
+    /// Events the bus accepted.
+    pub published: AtomicU64,
+    /// Events the bus refused or could not take (their inbox message comes back).
+    pub publish_failed: AtomicU64,
     /// Envelopes parked.
     pub parked: AtomicU64,
     /// Malls uninstalled.
@@ -38,12 +46,13 @@ pub struct DispatchStats {
 }
 
 /// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store, `V` the
-/// inbox's visibility control).
-pub struct Dispatcher<Q, S, P = Q, V = relay_aws::sqs::SqsVisibility> {
+/// inbox's visibility control, `B` the event bus).
+pub struct Dispatcher<Q, S, P = Q, V = relay_aws::sqs::SqsVisibility, B = relay_aws::bus::EventBridgeBus> {
     work: Q,
     parking: P,
     tokens: S,
     inbox: V,
+    bus: B,
     cfg: DispatcherConfig,
     clock: fn() -> u64,
     /// Counters.
@@ -67,14 +76,6 @@ fn record_ids(span: &tracing::Span, env: &InboxEnvelope) {
     }
 }
 
-/// The visibility delay after a transient failure: `base` × the message's receive count, at
-/// most 60 s — so a long outage costs few receives of the inbox's `maxReceiveCount` (1000 ≥ 16 h
-/// of retries; see the template).
-fn retry_delay_s(m: &SqsMessage, base: u32) -> u32 {
-    let receives = m.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
-    base.saturating_mul(receives.max(1)).min(60)
-}
-
 /// Most jobs one invocation sends in one go (ten `SendMessageBatch` calls).
 const BATCH_PATH_MAX_JOBS: usize = 100;
 
@@ -83,26 +84,35 @@ const SEND_ROUNDS: usize = 3;
 
 impl Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore> {
     /// The production wiring: the work and parking queues and the token table named by `cfg`.
-    pub fn on_aws(sqs: &aws_sdk_sqs::Client, ddb: &aws_sdk_dynamodb::Client, cfg: DispatcherConfig) -> Self {
+    pub fn on_aws(aws: &relay_aws::Clients, cfg: DispatcherConfig) -> Self {
         use relay_aws::sqs::{SqsQueue, SqsVisibility};
         Self::new(
-            SqsQueue::new(sqs.clone(), cfg.work_queue_url.clone()),
-            SqsQueue::new(sqs.clone(), cfg.parking_queue_url.clone()),
-            relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), cfg.token_table.clone()),
-            SqsVisibility::new(sqs.clone(), cfg.inbox_queue_url.clone()),
+            SqsQueue::new(aws.sqs.clone(), cfg.work_queue_url.clone()),
+            SqsQueue::new(aws.sqs.clone(), cfg.parking_queue_url.clone()),
+            relay_aws::tokens::DynamoTokenStore::new(aws.ddb.clone(), cfg.token_table.clone()),
+            SqsVisibility::new(aws.sqs.clone(), cfg.inbox_queue_url.clone()),
+            relay_aws::bus::EventBridgeBus::new(aws.events.clone(), cfg.event_bus.clone()),
             cfg,
         )
     }
 }
 
-impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Dispatcher<Q, S, P, V> {
+impl<Q, S, P, V, B> Dispatcher<Q, S, P, V, B>
+where
+    Q: MessageQueue,
+    S: TokenStore,
+    P: MessageQueue,
+    V: VisibilityControl,
+    B: EventBus,
+{
     /// Wires the dispatcher.
-    pub fn new(work: Q, parking: P, tokens: S, inbox: V, cfg: DispatcherConfig) -> Self {
+    pub fn new(work: Q, parking: P, tokens: S, inbox: V, bus: B, cfg: DispatcherConfig) -> Self {
         Self {
             work,
             parking,
             tokens,
             inbox,
+            bus,
             cfg,
             clock: system_now,
             stats: DispatchStats::default(),
@@ -148,6 +158,24 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
         })
     }
 
+    /// Publishes `events`; `true` when the bus accepted every one (a refusal is counted and
+    /// logged by event id, never with the detail).
+    async fn publish(&self, events: &[BusEvent]) -> bool {
+        if events.is_empty() {
+            return true;
+        }
+        let failed = match self.bus.publish(events).await {
+            Ok(failed) => failed.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "event bus unavailable");
+                events.len()
+            }
+        };
+        self.stats.published.fetch_add((events.len() - failed) as u64, Ordering::Relaxed);
+        self.stats.publish_failed.fetch_add(failed as u64, Ordering::Relaxed);
+        failed == 0
+    }
+
     /// Parks the inbox message unchanged (the reason goes in the group id, see
     /// [`GroupId::parked_for`]): whatever the inbox held fits the parking queue.
     async fn park(&self, body: &str, reason: &str, dedup_seed: &str) -> (RecordResult, &'static str) {
@@ -188,7 +216,7 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
             return result;
         }
         let d = plan(&self.cfg.routing, &env);
-        let (result, outcome, jobs) = match d {
+        let (result, outcome, jobs) = match d.clone() {
             Dispatch::Jobs(jobs) => {
                 let n = jobs.len();
                 let msgs: Vec<OutboundMessage> = jobs.iter().filter_map(|j| self.job_message(j)).collect();
@@ -215,6 +243,10 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
                     (RecordResult::Deferred { delay_s: retry_delay_s(m, 5) }, "store_failed", 0)
                 }
             },
+            Dispatch::Forward(reason) => {
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+                (RecordResult::Done, reason, 0)
+            }
             Dispatch::Ignore(reason) => {
                 self.stats.ignored.fetch_add(1, Ordering::Relaxed);
                 (RecordResult::Done, reason, 0)
@@ -223,6 +255,23 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
                 let (result, outcome) = self.park(body, reason, env.dedup_id.as_str()).await;
                 (result, outcome, 0)
             }
+        };
+        // Delivery: every authentic, identified webhook that was not parked or ignored reaches
+        // the bus before the inbox message is acknowledged; a refusal returns the message (its
+        // jobs are deduplicated on the way back, the events carry the same ids).
+        let (result, outcome) = match (&result, outcome) {
+            (RecordResult::Done, "routed" | "uninstalled" | "forwarded" | "unknown_event_no") => {
+                let mut events: Vec<BusEvent> = webhook_received(&env).into_iter().collect();
+                if let (Dispatch::Uninstall(mall), "uninstalled") = (&d, outcome) {
+                    events.push(mall_event(mall, MallStatusEvent::Uninstalled, env.received_at_ms));
+                }
+                if self.publish(&events).await {
+                    (result, outcome)
+                } else {
+                    (RecordResult::Deferred { delay_s: retry_delay_s(m, 2) }, "publish_failed")
+                }
+            }
+            _ => (result, outcome),
         };
         tracing::info!(outcome, jobs, "dispatch");
         result
@@ -252,6 +301,11 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
         let all: Vec<OutboundMessage> = planned.iter().flat_map(|(_, _, msgs)| msgs.iter().cloned()).collect();
         // Large bulk events take the per-record path, which checks the time left between records.
         if all.len() > BATCH_PATH_MAX_JOBS || !self.send_all(all).await {
+            return false;
+        }
+        let events: Vec<BusEvent> = planned.iter().filter_map(|(_, env, _)| webhook_received(env)).collect();
+        if !self.publish(&events).await {
+            // Per record from here: what the bus took is published again with the same ids.
             return false;
         }
         for (m, env, msgs) in &planned {
@@ -303,6 +357,9 @@ impl<Q: MessageQueue, S: TokenStore, P: MessageQueue, V: VisibilityControl> Disp
             ("WebhooksRouted", Unit::Count, n(&s.routed)),
             ("JobsEnqueued", Unit::Count, n(&s.jobs)),
             ("WebhooksIgnored", Unit::Count, n(&s.ignored)),
+            ("WebhooksForwarded", Unit::Count, n(&s.forwarded)),
+            ("EventsPublished", Unit::Count, n(&s.published)),
+            ("EventsPublishFailed", Unit::Count, n(&s.publish_failed)),
             ("WebhooksParked", Unit::Count, n(&s.parked)),
             ("MallsUninstalled", Unit::Count, n(&s.uninstalled)),
             ("JobSendRetries", Unit::Count, n(&s.retried_entries)),

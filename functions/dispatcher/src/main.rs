@@ -11,8 +11,7 @@ async fn main() -> Result<(), Error> {
     relay_lambda::telemetry::init("dispatcher");
     let cfg = DispatcherConfig::from_lookup(|k| std::env::var(k).ok())?;
     let sdk = relay_aws::load_sdk_config().await;
-    let (sqs, ddb) = (aws_sdk_sqs::Client::new(&sdk), aws_sdk_dynamodb::Client::new(&sdk));
-    let d = Dispatcher::on_aws(&sqs, &ddb, cfg);
+    let d = Dispatcher::on_aws(&relay_aws::Clients::new(&sdk), cfg);
     let d = &d;
     run(service_fn(move |ev: LambdaEvent<Value>| {
         let span = invocation_span("dispatcher", &ev.context.request_id);
@@ -21,11 +20,12 @@ async fn main() -> Result<(), Error> {
     .await
 }
 
-async fn handle<Q, S, V>(d: &Dispatcher<Q, S, Q, V>, ev: LambdaEvent<Value>) -> Result<Value, Error>
+async fn handle<Q, S, V, B>(d: &Dispatcher<Q, S, Q, V, B>, ev: LambdaEvent<Value>) -> Result<Value, Error>
 where
     Q: relay_domain::ports::MessageQueue,
     S: relay_domain::tokens::TokenStore,
     V: relay_domain::ports::VisibilityControl,
+    B: relay_domain::ports::EventBus,
 {
     if ev.payload.get("Records").is_some() {
         let sqs: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(ev.payload)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_domain::ports::memory::{MemoryQueue, MemoryTokens, MemoryVisibility};
+use relay_domain::ports::memory::{MemoryBus, MemoryQueue, MemoryTokens, MemoryVisibility};
 
 #[tokio::test]
 async fn unreadable_inbox_messages_are_parked_unchanged_and_acknowledged() {
@@ -16,11 +16,19 @@ async fn unreadable_inbox_messages_are_parked_unchanged_and_acknowledged() {
         "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
         "PARKING_QUEUE_URL" => Some("https://sqs.example/1/inbox-dlq.fifo".into()),
         "TOKEN_TABLE" => Some("t".into()),
+        "EVENT_BUS_NAME" => Some("bus".into()),
         _ => None,
     })
     .unwrap();
     let (work, parking) = (MemoryQueue::default(), MemoryQueue::default());
-    let d = Dispatcher::new(work.clone(), parking.clone(), MemoryTokens::default(), MemoryVisibility::default(), cfg);
+    let d = Dispatcher::new(
+        work.clone(),
+        parking.clone(),
+        MemoryTokens::default(),
+        MemoryVisibility::default(),
+        MemoryBus::default(),
+        cfg,
+    );
     let bodies = ["not json", "{\"v\":99,\"x\":1}", "[]", ""];
     let records: Vec<serde_json::Value> = bodies
         .iter()

@@ -15,6 +15,8 @@ pub struct WorkerConfig {
     pub token_table: String,
     /// Rate-limit table.
     pub rate_limit_table: String,
+    /// The event bus the app subscribes to (name or ARN).
+    pub event_bus: String,
     /// Real failed attempts before a job goes to the DLQ.
     pub max_attempts: u32,
     /// Shortest deferral, seconds: long enough for the limiter to accrue a batch's worth of
@@ -37,7 +39,7 @@ pub use relay_lambda::config::ConfigError;
 
 impl WorkerConfig {
     /// Reads `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`,
-    /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
+    /// `EVENT_BUS_NAME`, `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
     /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -66,6 +68,7 @@ impl WorkerConfig {
             state_table: req("STATE_TABLE")?,
             token_table: req("TOKEN_TABLE")?,
             rate_limit_table: req("RATE_LIMIT_TABLE")?,
+            event_bus: req("EVENT_BUS_NAME")?,
             max_attempts: num("MAX_ATTEMPTS", 5, 1, 100)? as u32,
             defer_min_s: num("DEFER_MIN_S", 5, 0, 900)? as u32,
             min_time_left_ms: num("MIN_TIME_LEFT_MS", 5_000, 0, 600_000)?,
@@ -87,6 +90,7 @@ mod tests {
         ("STATE_TABLE", "state"),
         ("TOKEN_TABLE", "tokens"),
         ("RATE_LIMIT_TABLE", "rl"),
+        ("EVENT_BUS_NAME", "bus"),
     ];
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
@@ -98,7 +102,9 @@ mod tests {
     fn defaults_and_missing_variables() {
         let c = cfg(OK).unwrap();
         assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst), (5, 5, 40));
-        for k in ["WORK_QUEUE_URL", "WORKER_DLQ_URL", "STATE_TABLE", "TOKEN_TABLE", "RATE_LIMIT_TABLE"] {
+        for k in
+            ["WORK_QUEUE_URL", "WORKER_DLQ_URL", "STATE_TABLE", "TOKEN_TABLE", "RATE_LIMIT_TABLE", "EVENT_BUS_NAME"]
+        {
             let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
         }

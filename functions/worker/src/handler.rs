@@ -9,9 +9,11 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_cafe24::tokens::Need;
 use relay_cafe24::{Cafe24, Cafe24Error};
+use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
-    Claim, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, SnapshotStore, VisibilityControl,
+    Claim, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, SnapshotStore,
+    VisibilityControl,
 };
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::DedupId;
@@ -32,6 +34,9 @@ pub enum JobOutcome {
     Defer(u32),
     /// A real attempt failed transiently (error class).
     Retry(&'static str),
+    /// The effect is stored but its event is not on the bus yet: come back (not an attempt;
+    /// the redelivery publishes the stored version without calling Cafe24 again).
+    PublishPending,
     /// Give up: to the DLQ with the reason.
     DeadLetter {
         /// Why.
@@ -54,6 +59,11 @@ pub struct WorkerStats {
     pub failures: AtomicU64,
     /// Jobs dead-lettered.
     pub dead_lettered: AtomicU64,
+    /// Events the bus accepted (synced and deleted versions, mall status changes).
+    pub published: AtomicU64,
+    /// Publications the bus refused or could not take (the version stays marked unpublished
+    /// and its job comes back).
+    pub publish_failed: AtomicU64,
     /// Duplicate deliveries of completed jobs.
     pub duplicates: AtomicU64,
     /// Jobs dropped because the app was uninstalled.
@@ -65,10 +75,11 @@ pub struct WorkerStats {
 }
 
 /// The worker, built once per cold start.
-pub struct Worker<G, S, I, Q, V> {
+pub struct Worker<G, S, I, Q, V, B> {
     /// Cafe24 client (rate gate + token store inside).
     pub cafe24: Cafe24<G, S>,
     state: I,
+    bus: B,
     dlq: Q,
     visibility: V,
     cfg: WorkerConfig,
@@ -84,6 +95,7 @@ pub type AwsWorker = Worker<
     relay_aws::state::DynamoState,
     relay_aws::sqs::SqsQueue,
     relay_aws::sqs::SqsVisibility,
+    relay_aws::bus::EventBridgeBus,
 >;
 
 impl AwsWorker {
@@ -91,13 +103,13 @@ impl AwsWorker {
     /// every resource named by `cfg`, the Cafe24 client from `cafe24` with the worker's inline
     /// sleep threshold, one clock for the limiter and the client.
     pub fn on_aws(
-        sqs: &aws_sdk_sqs::Client,
-        ddb: &aws_sdk_dynamodb::Client,
+        aws: &relay_aws::Clients,
         cfg: WorkerConfig,
         mut cafe24: relay_cafe24::Cafe24Config,
         clock: relay_cafe24::Clock,
     ) -> Result<Self, Cafe24Error> {
         use relay_aws::sqs::{SqsQueue, SqsVisibility};
+        let (sqs, ddb) = (&aws.sqs, &aws.ddb);
         cafe24.max_inline_wait_ms = cfg.max_sleep_ms;
         let limiter = relay_aws::limiter::DynamoLimiter::new(
             ddb.clone(),
@@ -109,6 +121,7 @@ impl AwsWorker {
         Ok(Self::new(
             Cafe24::new(cafe24, limiter, tokens, clock)?,
             relay_aws::state::DynamoState::new(ddb.clone(), cfg.state_table.clone()),
+            relay_aws::bus::EventBridgeBus::new(aws.events.clone(), cfg.event_bus.clone()),
             SqsQueue::new(sqs.clone(), cfg.dlq_url.clone()),
             SqsVisibility::new(sqs.clone(), cfg.work_queue_url.clone()),
             cfg,
@@ -116,17 +129,18 @@ impl AwsWorker {
     }
 }
 
-impl<G, S, I, Q, V> Worker<G, S, I, Q, V>
+impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
 where
     G: RateGate,
     S: TokenStore,
     I: IdempotencyStore + SnapshotStore,
     Q: MessageQueue,
     V: VisibilityControl,
+    B: EventBus,
 {
     /// Wires the worker.
-    pub fn new(cafe24: Cafe24<G, S>, state: I, dlq: Q, visibility: V, cfg: WorkerConfig) -> Self {
-        Self { cafe24, state, dlq, visibility, cfg, stats: WorkerStats::default(), deltas: Deltas::default() }
+    pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, visibility: V, cfg: WorkerConfig) -> Self {
+        Self { cafe24, state, bus, dlq, visibility, cfg, stats: WorkerStats::default(), deltas: Deltas::default() }
     }
 
     fn now(&self) -> u64 {
@@ -174,6 +188,8 @@ where
             ("JobsDeferred", Unit::Count, n(&w.deferred)),
             ("JobsFailedAttempts", Unit::Count, n(&w.failures)),
             ("JobsDeadLettered", Unit::Count, n(&w.dead_lettered)),
+            ("EventsPublished", Unit::Count, n(&w.published)),
+            ("EventsPublishFailed", Unit::Count, n(&w.publish_failed)),
             ("JobsDuplicate", Unit::Count, n(&w.duplicates)),
             ("JobsDroppedUninstalled", Unit::Count, n(&w.dropped)),
             ("Cafe24Calls", Unit::Count, n(&c.calls)),
@@ -256,6 +272,11 @@ where
                 self.release(&job.job_id).await;
                 RecordResult::Deferred { delay_s: *d }
             }
+            JobOutcome::PublishPending => {
+                self.stats.deferred.fetch_add(1, Ordering::Relaxed);
+                self.release(&job.job_id).await;
+                RecordResult::Deferred { delay_s: sqs::retry_delay_s(m, self.cfg.defer_min_s.max(1)) }
+            }
             JobOutcome::Retry(class) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 let attempts =
@@ -287,6 +308,7 @@ where
         let (name, class) = match &outcome {
             JobOutcome::Completed(n) => (*n, ""),
             JobOutcome::Defer(_) => ("deferred", ""),
+            JobOutcome::PublishPending => ("publish_pending", "publish"),
             JobOutcome::Retry(c) => ("retry", *c),
             JobOutcome::DeadLetter { class, .. } => ("dead_lettered", *class),
         };
@@ -319,8 +341,13 @@ where
     pub async fn run(&self, job: &Job) -> JobOutcome {
         let mall = &job.mall_id;
         if let Some((kind, id)) = job.kind.target() {
-            if let Ok(Some(fetched)) = self.state.fetched_at(mall, kind, &id).await {
-                if fetched > job.event_received_ms {
+            if let Ok(Some(head)) = self.state.head(mall, kind, &id).await {
+                if head.fetched_at_ms > job.event_received_ms {
+                    // The stored version already reflects the event. If its event never reached
+                    // the bus (this job's own earlier run, cut off after the store), publish it now.
+                    if head.unpublished && !self.publish_stored(job, kind, &id).await {
+                        return JobOutcome::PublishPending;
+                    }
                     self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                     return JobOutcome::Completed("coalesced");
                 }
@@ -352,19 +379,66 @@ where
         match result {
             Ok(data) => {
                 if let Some((kind, id)) = job.kind.target() {
-                    if let Err(e) = self.state.upsert(mall, kind, &id, fetched_at, data.as_ref()).await {
-                        if let Some(big) = e.too_large() {
-                            // No retry can store it: one billed call, then the DLQ with the sizes.
-                            return JobOutcome::DeadLetter { reason: big.to_string(), class: "snapshot_too_large" };
+                    match self.state.upsert(mall, kind, &id, fetched_at, data.as_ref()).await {
+                        Ok(true) => {
+                            if !self.publish(job, kind, &id, fetched_at, data.as_ref()).await {
+                                return JobOutcome::PublishPending;
+                            }
                         }
-                        tracing::warn!(job_id = %job.job_id, error = %e, "snapshot not stored");
-                        return JobOutcome::Retry("store");
+                        // A newer version is stored: its own job publishes it.
+                        Ok(false) => {}
+                        Err(e) => {
+                            if let Some(big) = e.too_large() {
+                                // No retry can store it: one billed call, then the DLQ with the sizes.
+                                return JobOutcome::DeadLetter { reason: big.to_string(), class: "snapshot_too_large" };
+                            }
+                            tracing::warn!(job_id = %job.job_id, error = %e, "snapshot not stored");
+                            return JobOutcome::Retry("store");
+                        }
                     }
                 }
                 self.stats.synced.fetch_add(1, Ordering::Relaxed);
                 JobOutcome::Completed("synced")
             }
             Err(e) => self.map_error(job, e).await,
+        }
+    }
+
+    /// Publishes the event of a version just stored and clears its outbox flag. `false` = the
+    /// bus did not take it (the flag stays; the job comes back and [`Self::publish_stored`]
+    /// retries without calling Cafe24).
+    async fn publish(&self, job: &Job, kind: &str, id: &str, version: u64, data: Option<&serde_json::Value>) -> bool {
+        let event = snapshot_event(&job.mall_id, kind, id, version, &job.trace_id, data);
+        let accepted = match self.bus.publish(std::slice::from_ref(&event)).await {
+            Ok(failed) => failed.is_empty(),
+            Err(e) => {
+                tracing::warn!(error = %e, "event bus unavailable");
+                false
+            }
+        };
+        if !accepted {
+            self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
+            return false;
+        }
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.state.mark_published(&job.mall_id, kind, id, version).await {
+            // The event is out; the flag only makes a later run of this entity publish it again
+            // (a duplicate with the same event id, which consumers drop).
+            tracing::warn!(error = %e, event_id = %event.event_id, "published, flag not cleared");
+        }
+        true
+    }
+
+    /// Publishes the stored version (marked unpublished) of the job's target.
+    async fn publish_stored(&self, job: &Job, kind: &str, id: &str) -> bool {
+        match self.state.snapshot(&job.mall_id, kind, id).await {
+            Ok(Some((version, data))) => self.publish(job, kind, id, version, data.as_ref()).await,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored snapshot not readable for publishing");
+                false
+            }
         }
     }
 
@@ -380,13 +454,19 @@ where
             // No token request was made: a fresh invocation has the time for it.
             Cafe24Error::OutOfTime => JobOutcome::Defer(1),
             Cafe24Error::NotFound => match job.kind.target() {
-                Some((kind, id)) => match self.state.upsert(mall, kind, &id, self.now(), None).await {
-                    Ok(_) => {
-                        self.stats.tombstoned.fetch_add(1, Ordering::Relaxed);
-                        JobOutcome::Completed("tombstoned")
+                Some((kind, id)) => {
+                    let at = self.now();
+                    match self.state.upsert(mall, kind, &id, at, None).await {
+                        Ok(stored) => {
+                            if stored && !self.publish(job, kind, &id, at, None).await {
+                                return JobOutcome::PublishPending;
+                            }
+                            self.stats.tombstoned.fetch_add(1, Ordering::Relaxed);
+                            JobOutcome::Completed("tombstoned")
+                        }
+                        Err(_) => JobOutcome::Retry("store"),
                     }
-                    Err(_) => JobOutcome::Retry("store"),
-                },
+                }
                 None => JobOutcome::DeadLetter { reason: "not found".into(), class: "not_found" },
             },
             Cafe24Error::AppDeleted | Cafe24Error::Uninstalled => {

@@ -16,8 +16,7 @@ async fn main() -> Result<(), Error> {
     let env = &env;
     let cfg = WorkerConfig::from_lookup(env)?;
     let cafe24_cfg = Cafe24Config::from_lookup(env)?;
-    let (ddb, sqs) = (aws_sdk_dynamodb::Client::new(&sdk), aws_sdk_sqs::Client::new(&sdk));
-    let worker = Worker::on_aws(&sqs, &ddb, cfg, cafe24_cfg, system_clock())?;
+    let worker = Worker::on_aws(&relay_aws::Clients::new(&sdk), cfg, cafe24_cfg, system_clock())?;
     let worker = &worker;
     run(service_fn(move |ev: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
         let deadline = ev.context.deadline();

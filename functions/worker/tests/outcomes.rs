@@ -13,14 +13,15 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_domain::delivery::snapshot_event_id;
 use relay_domain::jobs::{Job, JobKind};
-use relay_domain::ports::memory::{MemoryGate, MemoryQueue, MemoryState, MemoryTokens, MemoryVisibility};
+use relay_domain::ports::memory::{MemoryBus, MemoryGate, MemoryQueue, MemoryState, MemoryTokens, MemoryVisibility};
 use relay_domain::ratelimit::{Acquire, Class};
 use relay_domain::tokens::{Secret, TokenPair, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use worker::{Worker, WorkerConfig};
 
-type W = Worker<MemoryGate, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility>;
+type W = Worker<MemoryGate, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus>;
 
 struct Fx {
     sim: Arc<Sim>,
@@ -30,6 +31,7 @@ struct Fx {
     state: MemoryState,
     dlq: MemoryQueue,
     vis: MemoryVisibility,
+    bus: MemoryBus,
     mall: MallId,
 }
 
@@ -64,6 +66,7 @@ impl Fx {
             state: MemoryState::default(),
             dlq: MemoryQueue::default(),
             vis: MemoryVisibility::default(),
+            bus: MemoryBus::default(),
             mall,
         }
     }
@@ -82,7 +85,7 @@ impl Fx {
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
             "WORKER_DLQ_URL" => Some("https://sqs.example/1/work-dlq.fifo".into()),
-            "STATE_TABLE" | "TOKEN_TABLE" | "RATE_LIMIT_TABLE" => Some("t".into()),
+            "STATE_TABLE" | "TOKEN_TABLE" | "RATE_LIMIT_TABLE" | "EVENT_BUS_NAME" => Some("t".into()),
             "DEFER_MIN_S" => Some("5".into()),
             // The kill test runs 1 s invocations (claims then last 1 s).
             "MIN_TIME_LEFT_MS" => Some("0".into()),
@@ -92,7 +95,7 @@ impl Fx {
         let clock: relay_cafe24::Clock =
             Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
         let cafe24 = Cafe24::new(ccfg, self.gate.clone(), self.tokens.clone(), clock).unwrap();
-        Worker::new(cafe24, self.state.clone(), self.dlq.clone(), self.vis.clone(), wcfg)
+        Worker::new(cafe24, self.state.clone(), self.bus.clone(), self.dlq.clone(), self.vis.clone(), wcfg)
     }
 
     fn fault(&self, endpoint: &str, kind: FaultKind) {
@@ -157,9 +160,57 @@ async fn ok_syncs_the_snapshot_and_completes() {
     let r =
         run(&w, &serde_json::to_string(&fx.job("j1", JobKind::SyncOrder { order_id: order.clone() })).unwrap()).await;
     assert!(!returned(&r));
-    assert!(fx.state.snapshot(&fx.mall, "order", &order).unwrap().1.is_some());
+    assert!(fx.state.stored(&fx.mall, "order", &order).unwrap().1.is_some());
     assert_eq!(fx.state.outcome("j1").as_deref(), Some("synced"));
     assert_eq!(fx.gate.feedback_seen(), 1, "Cafe24's headers fed back");
+    // Delivered: one order.synced for the stored version, carrying the data; outbox flag cleared.
+    let (version, data) = fx.state.stored(&fx.mall, "order", &order).unwrap();
+    let events = fx.bus.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].detail_type, "order.synced");
+    assert_eq!(events[0].event_id, snapshot_event_id(&fx.mall, "order", &order, version));
+    let detail: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
+    assert_eq!((detail["version"].as_u64(), Some(&detail["data"])), (Some(version), data.as_ref()));
+    assert!(!fx.state.unpublished(&fx.mall, "order", &order));
+}
+
+#[tokio::test]
+async fn a_bus_refusal_keeps_the_version_in_the_outbox_and_the_redelivery_publishes_it_without_a_second_call() {
+    let fx = Fx::new().await;
+    let (w, order) = (fx.worker(), fx.order());
+    let body = serde_json::to_string(&fx.job("jp", JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+    fx.bus.refuse_next(1);
+    let r = run(&w, &body).await;
+    assert!(returned(&r), "not acknowledged while the event is not on the bus");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "not an attempt");
+    assert_eq!(w.stats.publish_failed.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 5)], "comes back after DEFER_MIN_S × receives");
+    assert!(fx.state.unpublished(&fx.mall, "order", &order), "stored, marked unpublished");
+    assert!(fx.bus.events().is_empty());
+    let r = run(&w, &body).await; // the redelivery, bus healthy again
+    assert!(!returned(&r));
+    assert_eq!(fx.calls(), 1, "published from the store, Cafe24 not called again");
+    let version = fx.state.stored(&fx.mall, "order", &order).unwrap().0;
+    let ids: Vec<String> = fx.bus.events().into_iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, [snapshot_event_id(&fx.mall, "order", &order, version)]);
+    assert!(!fx.state.unpublished(&fx.mall, "order", &order));
+    assert_eq!(fx.state.outcome("jp").as_deref(), Some("coalesced"));
+}
+
+#[tokio::test]
+async fn with_the_bus_down_jobs_wait_and_nothing_is_lost() {
+    let fx = Fx::new().await;
+    let (w, order) = (fx.worker(), fx.order());
+    let body = serde_json::to_string(&fx.job("jd", JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+    fx.bus.set_failing(true);
+    for _ in 0..3 {
+        assert!(returned(&run(&w, &body).await));
+    }
+    assert_eq!((fx.calls(), w.stats.failures.load(Ordering::Relaxed)), (1, 0));
+    assert!(fx.dlq.messages().is_empty());
+    fx.bus.set_failing(false);
+    assert!(!returned(&run(&w, &body).await));
+    assert_eq!(fx.bus.events().len(), 1);
 }
 
 #[tokio::test]
@@ -196,8 +247,10 @@ async fn a_404_writes_a_tombstone() {
     )
     .await;
     assert!(!returned(&r));
-    assert_eq!(fx.state.snapshot(&fx.mall, "order", "20990101-0000001").unwrap().1, None, "tombstone");
+    assert_eq!(fx.state.stored(&fx.mall, "order", "20990101-0000001").unwrap().1, None, "tombstone");
     assert_eq!(fx.state.outcome("j4").as_deref(), Some("tombstoned"));
+    let types: Vec<String> = fx.bus.events().into_iter().map(|e| e.detail_type).collect();
+    assert_eq!(types, ["order.deleted"]);
 }
 
 #[tokio::test]
@@ -273,6 +326,7 @@ async fn a_completed_job_is_not_run_again_and_a_newer_snapshot_coalesces() {
     run(&w, &serde_json::to_string(&fx.job("j11", JobKind::SyncOrder { order_id: order })).unwrap()).await;
     assert_eq!(w.stats.coalesced.load(Ordering::Relaxed), 1);
     assert_eq!(fx.calls(), 1);
+    assert_eq!(fx.bus.events().len(), 1, "neither a duplicate delivery nor a coalesced job publishes again");
 }
 
 #[tokio::test]
@@ -304,7 +358,7 @@ async fn a_store_failure_after_the_call_is_an_attempt_retried_and_the_redelivery
     fx.state.set_failing_upserts(false);
     let r = run(&w, &body).await; // the redelivery
     assert!(!returned(&r));
-    assert!(fx.state.snapshot(&fx.mall, "order", &order).unwrap().1.is_some());
+    assert!(fx.state.stored(&fx.mall, "order", &order).unwrap().1.is_some());
     assert_eq!(fx.state.outcome("j12").as_deref(), Some("synced"));
     assert_eq!(fx.calls(), 2, "the call is repeated (the first answer was not kept), the effect stored once");
     assert!(fx.dlq.messages().is_empty());
@@ -350,8 +404,17 @@ async fn an_invocation_killed_at_any_point_of_a_job_loses_nothing_and_duplicates
         }
         println!("kill {kill_ms}: killed {killed}, synced {} coalesced {} dup {} failures {} deferred {} calls {} outcome {:?}", w.stats.synced.load(Ordering::Relaxed), w.stats.coalesced.load(Ordering::Relaxed), w.stats.duplicates.load(Ordering::Relaxed), w.stats.failures.load(Ordering::Relaxed), w.stats.deferred.load(Ordering::Relaxed), fx.calls(), fx.state.outcome("jk"));
         assert!(acknowledged, "kill at {kill_ms} ms: never completed");
-        let snap = fx.state.snapshot(&fx.mall, "order", &order);
-        assert!(snap.is_some_and(|s| s.1.is_some()), "kill at {kill_ms} ms: the effect is stored");
+        let snap = fx.state.stored(&fx.mall, "order", &order);
+        assert!(snap.as_ref().is_some_and(|s| s.1.is_some()), "kill at {kill_ms} ms: the effect is stored");
+        // Delivered: the stored version's event, at least once, no other.
+        let version = snap.map(|s| s.0).unwrap_or(0);
+        let ids: std::collections::BTreeSet<String> = fx.bus.events().into_iter().map(|e| e.event_id).collect();
+        assert_eq!(
+            ids.into_iter().collect::<Vec<_>>(),
+            [snapshot_event_id(&fx.mall, "order", &order, version)],
+            "kill at {kill_ms} ms: the stored version is published"
+        );
+        assert!(!fx.state.unpublished(&fx.mall, "order", &order), "kill at {kill_ms} ms");
         assert!(fx.dlq.messages().is_empty(), "kill at {kill_ms} ms: nothing dead-lettered");
         assert!(fx.calls() <= 2, "kill at {kill_ms} ms: {} calls", fx.calls());
         let synced = w.stats.synced.load(Ordering::Relaxed)

@@ -4,6 +4,7 @@
 //!   always with an explicit `MessageGroupId` and `MessageDeduplicationId`.
 //! - [`limiter::DynamoLimiter`]: the per-mall GCRA rate limiter on DynamoDB (one conditional
 //!   write per admitted call).
+//! - [`bus::EventBridgeBus`] implements [`relay_domain::ports::EventBus`] (delivery to the app).
 //! - [`secrets::lookup`]: configuration variables from the Secrets Manager secret named by
 //!   `SECRET_ID`, read once per cold start, over the process environment.
 //! - [`load_sdk_config`] builds the shared SDK configuration once per cold start: region and
@@ -13,6 +14,7 @@
 //! Adapters keep the SDK error as the `#[source]` of the domain error; nothing here flattens
 //! an error into a string, and nothing here logs message bodies.
 
+pub mod bus;
 pub mod limiter;
 pub mod once;
 pub mod secrets;
@@ -33,6 +35,28 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(4);
 /// Upper bound of one attempt.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_millis(1_500);
+
+/// The AWS clients the functions use, built once per cold start from one SDK configuration.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    /// SQS.
+    pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB.
+    pub ddb: aws_sdk_dynamodb::Client,
+    /// EventBridge (delivery to the app).
+    pub events: aws_sdk_eventbridge::Client,
+}
+
+impl Clients {
+    /// All clients from one configuration.
+    pub fn new(conf: &SdkConfig) -> Self {
+        Self {
+            sqs: aws_sdk_sqs::Client::new(conf),
+            ddb: aws_sdk_dynamodb::Client::new(conf),
+            events: aws_sdk_eventbridge::Client::new(conf),
+        }
+    }
+}
 
 /// Loads the SDK configuration from the environment (default chain) with bounded timeouts.
 pub async fn load_sdk_config() -> SdkConfig {

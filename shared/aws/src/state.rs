@@ -6,14 +6,17 @@
 //! - `att#<job id>`: real attempts (`ADD attempts 1`), separate so a release never loses the count.
 //! - `snap#<mall>#<kind>#<id>`: snapshot (`data` as JSON text, or `data_z` zlib-compressed
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
-//!   what is stored.
+//!   what is stored. `unpub` (= `fetched_at`) is the outbox flag: set by every upsert, removed
+//!   once the bus accepted the version's event (`mark_published`, conditional on the version).
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use relay_domain::ports::{Claim, IdempotencyStore, SnapshotStore, SnapshotTooLarge, StoreError};
+use relay_domain::ports::{
+    Claim, IdempotencyStore, SnapshotHead, SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot,
+};
 use relay_domain::MallId;
 
 /// Snapshots whose JSON is longer than this are stored deflated (zlib) in the Binary attribute
@@ -78,37 +81,6 @@ impl DynamoState {
 
     fn snap_key(mall: &MallId, kind: &str, id: &str) -> String {
         format!("snap#{}#{kind}#{id}", mall.as_str())
-    }
-
-    /// The stored snapshot (for tests, demos and the ops CLI): (fetched_at, data or None if tombstone).
-    pub async fn snapshot(
-        &self,
-        mall: &MallId,
-        kind: &str,
-        id: &str,
-    ) -> Result<Option<(u64, Option<serde_json::Value>)>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::snap_key(mall, kind, id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err)?;
-        Ok(out.item().map(|i| {
-            let f = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
-            let deleted = i.get("deleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
-            let data = if deleted {
-                None
-            } else {
-                match i.get("data_z").and_then(|v| v.as_b().ok()) {
-                    Some(z) => inflate(z.as_ref()).and_then(|t| serde_json::from_slice(&t).ok()),
-                    None => i.get("data").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()),
-                }
-            };
-            (f, data)
-        }))
     }
 }
 
@@ -216,18 +188,21 @@ impl IdempotencyStore for DynamoState {
 }
 
 impl SnapshotStore for DynamoState {
-    async fn fetched_at(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+    async fn head(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
             .key("pk", s(&Self::snap_key(mall, kind, id)))
-            .projection_expression("fetched_at")
+            .projection_expression("fetched_at, unpub")
             .consistent_read(true)
             .send()
             .await
             .map_err(err)?;
-        Ok(out.item().and_then(|i| i.get("fetched_at")).and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()))
+        Ok(out.item().and_then(|i| {
+            let fetched_at_ms = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok())?;
+            Some(SnapshotHead { fetched_at_ms, unpublished: i.contains_key("unpub") })
+        }))
     }
 
     async fn upsert(
@@ -249,11 +224,11 @@ impl SnapshotStore for DynamoState {
                 })));
             }
             (
-                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m REMOVE #data",
+                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, unpub = :f REMOVE #data",
                 AttributeValue::B(Blob::new(z)),
             )
         } else {
-            ("SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m REMOVE data_z", s(&body))
+            ("SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, unpub = :f REMOVE data_z", s(&body))
         };
         self.count_write();
         let r = self
@@ -278,6 +253,55 @@ impl SnapshotStore for DynamoState {
                 Ok(false)
             }
             Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item().map(|i| {
+            let f = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
+            let deleted = i.get("deleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
+            let data = if deleted {
+                None
+            } else {
+                match i.get("data_z").and_then(|v| v.as_b().ok()) {
+                    Some(z) => inflate(z.as_ref()).and_then(|t| serde_json::from_slice(&t).ok()),
+                    None => i.get("data").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()),
+                }
+            };
+            (f, data)
+        }))
+    }
+
+    async fn mark_published(&self, mall: &MallId, kind: &str, id: &str, fetched_at_ms: u64) -> Result<(), StoreError> {
+        self.count_write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .update_expression("REMOVE unpub")
+            .condition_expression("unpub = :f")
+            .expression_attribute_values(":f", n(fetched_at_ms))
+            .send()
+            .await;
+        match r {
+            // Another version is stored by now (it has its own flag), or this one was unmarked.
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+            Ok(_) => Ok(()),
         }
     }
 }

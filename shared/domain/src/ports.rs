@@ -163,17 +163,31 @@ pub trait IdempotencyStore: Send + Sync {
     fn add_failure(&self, job_id: &str, expires_ms: u64) -> impl Future<Output = Result<u32, StoreError>> + Send;
 }
 
-/// The up-to-date copy of each mall's orders, products and customers.
+/// What the worker needs to know about a stored snapshot before a job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotHead {
+    /// When the stored version was fetched (epoch ms): its version.
+    pub fetched_at_ms: u64,
+    /// Stored but not yet accepted by the event bus (the outbox flag).
+    pub unpublished: bool,
+}
+
+/// A stored snapshot: (version = fetched at, epoch ms; data, `None` for a tombstone).
+pub type StoredSnapshot = (u64, Option<serde_json::Value>);
+
+/// The up-to-date copy of each mall's orders, products and customers, and the outbox of their
+/// events: a version is stored marked unpublished and unmarked once the bus accepted its event.
 pub trait SnapshotStore: Send + Sync {
-    /// When the stored snapshot was fetched (epoch ms), if there is one.
-    fn fetched_at(
+    /// The stored version and its outbox flag, if there is a snapshot.
+    fn head(
         &self,
         mall: &MallId,
         kind: &str,
         id: &str,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
-    /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms`, unless a snapshot
-    /// fetched later is already stored. `Ok(false)` = a newer one was kept.
+    ) -> impl Future<Output = Result<Option<SnapshotHead>, StoreError>> + Send;
+    /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms`, marked
+    /// unpublished, unless a snapshot fetched later is already stored. `Ok(false)` = a newer
+    /// one was kept.
     fn upsert(
         &self,
         mall: &MallId,
@@ -182,6 +196,33 @@ pub trait SnapshotStore: Send + Sync {
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The stored snapshot, if there is one.
+    fn snapshot(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
+    /// Clears the outbox flag of version `fetched_at_ms` (no effect when another version is
+    /// stored by then: that one has its own flag).
+    fn mark_published(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+        fetched_at_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The event bus the user's application subscribes to.
+pub trait EventBus: Send + Sync {
+    /// Publishes the events (any number; the adapter splits them into requests). `Ok(failed)`
+    /// lists the indices the bus refused (the others are accepted); `Err` = nothing known
+    /// accepted.
+    fn publish(
+        &self,
+        events: &[crate::delivery::BusEvent],
+    ) -> impl Future<Output = Result<Vec<usize>, StoreError>> + Send;
 }
 
 /// A rate gate for a component that makes no Admin API call (webhook-ingest's install flow
@@ -295,7 +336,7 @@ pub mod memory {
     struct StateInner {
         idem: std::collections::HashMap<String, IdemRecord>,
         attempts: std::collections::HashMap<String, u32>,
-        snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>)>,
+        snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, bool)>,
         failing: bool,
         failing_upserts: bool,
     }
@@ -319,8 +360,13 @@ pub mod memory {
         }
 
         /// The stored snapshot: (fetched_at, data; `None` = tombstone).
-        pub fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Option<(u64, Option<serde_json::Value>)> {
-            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).cloned()
+        pub fn stored(&self, mall: &MallId, kind: &str, id: &str) -> Option<StoredSnapshot> {
+            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| (s.0, s.1.clone()))
+        }
+
+        /// Whether the stored version is still marked unpublished.
+        pub fn unpublished(&self, mall: &MallId, kind: &str, id: &str) -> bool {
+            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).is_some_and(|s| s.2)
         }
 
         /// The completion outcome recorded for a job.
@@ -386,12 +432,14 @@ pub mod memory {
     }
 
     impl SnapshotStore for MemoryState {
-        async fn fetched_at(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<u64>, StoreError> {
+        async fn head(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
             let g = lock(&self.inner);
             if g.failing {
                 return Err(down());
             }
-            Ok(g.snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| s.0))
+            Ok(g.snapshots
+                .get(&format!("{}#{kind}#{id}", mall.as_str()))
+                .map(|s| SnapshotHead { fetched_at_ms: s.0, unpublished: s.2 }))
         }
 
         async fn upsert(
@@ -410,8 +458,78 @@ pub mod memory {
             if g.snapshots.get(&key).is_some_and(|s| s.0 >= fetched_at_ms) {
                 return Ok(false);
             }
-            g.snapshots.insert(key, (fetched_at_ms, data.cloned()));
+            g.snapshots.insert(key, (fetched_at_ms, data.cloned(), true));
             Ok(true)
+        }
+
+        async fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+            let g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            Ok(g.snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| (s.0, s.1.clone())))
+        }
+
+        async fn mark_published(
+            &self,
+            mall: &MallId,
+            kind: &str,
+            id: &str,
+            fetched_at_ms: u64,
+        ) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            if let Some(s) = g.snapshots.get_mut(&format!("{}#{kind}#{id}", mall.as_str())) {
+                if s.0 == fetched_at_ms {
+                    s.2 = false;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Events the bus accepted, in order; can refuse everything (`set_failing`) or the next
+    /// `n` events (`refuse_next`).
+    #[derive(Clone, Default)]
+    pub struct MemoryBus {
+        inner: Arc<Mutex<(Vec<crate::delivery::BusEvent>, bool, usize)>>,
+    }
+
+    impl MemoryBus {
+        /// Every accepted event.
+        pub fn events(&self) -> Vec<crate::delivery::BusEvent> {
+            lock(&self.inner).0.clone()
+        }
+
+        /// From now on every call fails (or succeeds again).
+        pub fn set_failing(&self, failing: bool) {
+            lock(&self.inner).1 = failing;
+        }
+
+        /// The next `n` events offered are refused entry by entry.
+        pub fn refuse_next(&self, n: usize) {
+            lock(&self.inner).2 = n;
+        }
+    }
+
+    impl EventBus for MemoryBus {
+        async fn publish(&self, events: &[crate::delivery::BusEvent]) -> Result<Vec<usize>, StoreError> {
+            let mut g = lock(&self.inner);
+            if g.1 {
+                return Err(down());
+            }
+            let mut failed = Vec::new();
+            for (i, e) in events.iter().enumerate() {
+                if g.2 > 0 {
+                    g.2 -= 1;
+                    failed.push(i);
+                } else {
+                    g.0.push(e.clone());
+                }
+            }
+            Ok(failed)
         }
     }
 

@@ -24,12 +24,15 @@ pub enum Route {
     SyncCustomer,
     /// The app was deleted from the mall: mark it uninstalled, drop its tokens and later work.
     Uninstall,
-    /// Accepted and counted, nothing to do.
+    /// No Cafe24 call: only delivered to the app as `webhook.received` (the default for every
+    /// event number without a sync route).
+    Forward,
+    /// Accepted and counted, not even delivered (an explicit opt-out; no default uses it).
     Ignore,
 }
 
 /// The routing table: defaults below, overridable without recompiling (`ROUTING_OVERRIDES`,
-/// a JSON object such as `{"90150":"ignore","90999":"sync_order"}`).
+/// a JSON object such as `{"90157":"forward","90150":"ignore","90999":"sync_order"}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutingTable {
     routes: BTreeMap<u32, Route>,
@@ -64,9 +67,9 @@ pub const DEFAULT_ROUTES: &[(u32, Route)] = &[
     // Customers: signed up, info changed.
     (90032, Route::SyncCustomer),
     (90080, Route::SyncCustomer),
-    // App deleted; app expired is reported but the mall keeps its tokens until deletion.
+    // App deleted; app expired is forwarded (the mall keeps its tokens until deletion).
     (90077, Route::Uninstall),
-    (90078, Route::Ignore),
+    (90078, Route::Forward),
 ];
 
 impl Default for RoutingTable {
@@ -94,7 +97,7 @@ impl RoutingTable {
         Ok(t)
     }
 
-    /// The route of an event number (`None` = unknown: ignored and counted).
+    /// The route of an event number (`None` = unknown: forwarded).
     pub fn route(&self, event_no: u32) -> Option<Route> {
         self.routes.get(&event_no).copied()
     }
@@ -107,7 +110,9 @@ pub enum Dispatch {
     Jobs(Vec<Job>),
     /// Mark the mall uninstalled.
     Uninstall(MallId),
-    /// Nothing to do (reason for logs/metrics).
+    /// No job: deliver the webhook to the app only (reason for logs/metrics).
+    Forward(&'static str),
+    /// Nothing to do, not delivered (reason for logs/metrics).
     Ignore(&'static str),
     /// Cannot be routed: park it (reason).
     Park(&'static str),
@@ -148,7 +153,7 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
     let (Some(event_no), Some(mall)) = (env.event_no, env.mall_id.clone()) else {
         return Dispatch::Park("missing_event_or_mall");
     };
-    let Some(route) = table.route(event_no.0) else { return Dispatch::Ignore("unknown_event_no") };
+    let Some(route) = table.route(event_no.0) else { return Dispatch::Forward("unknown_event_no") };
     let payload: Value = match serde_json::from_str(env.payload.get()) {
         Ok(v) => v,
         Err(_) => return Dispatch::Park("payload_not_json"),
@@ -164,6 +169,7 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
         event_received_ms: env.received_at_ms,
     };
     let jobs: Vec<Job> = match route {
+        Route::Forward => return Dispatch::Forward("forwarded"),
         Route::Ignore => return Dispatch::Ignore("ignored_event_no"),
         Route::Uninstall => return Dispatch::Uninstall(mall),
         Route::SyncOrder => split_ids(resource.get("order_id"))
@@ -298,7 +304,7 @@ mod tests {
         let t = RoutingTable::default();
         assert_eq!(
             plan(&t, &envelope(r#"{"event_no":12345,"resource":{"mall_id":"m"}}"#, "t")),
-            Dispatch::Ignore("unknown_event_no")
+            Dispatch::Forward("unknown_event_no")
         );
         assert_eq!(
             plan(&t, &envelope(r#"{"event_no":90023,"resource":{"mall_id":"m"}}"#, "t")),
@@ -310,16 +316,27 @@ mod tests {
         );
         assert_eq!(
             plan(&t, &envelope(r#"{"event_no":90078,"resource":{"mall_id":"m"}}"#, "t")),
-            Dispatch::Ignore("ignored_event_no")
+            Dispatch::Forward("forwarded")
         );
     }
 
     #[test]
     fn overrides_change_routes_without_recompiling() {
-        let t = RoutingTable::with_overrides(Some(r#"{"90023":"ignore","99999":"sync_order"}"#)).unwrap();
+        let t =
+            RoutingTable::with_overrides(Some(r#"{"90023":"ignore","99999":"sync_order","90001":"forward"}"#)).unwrap();
         assert_eq!(t.route(90023), Some(Route::Ignore));
+        assert_eq!(t.route(90001), Some(Route::Forward));
+        assert_eq!(
+            plan(&t, &envelope(r#"{"event_no":90001,"resource":{"mall_id":"m","product_no":1}}"#, "t")),
+            Dispatch::Forward("forwarded"),
+            "a forwarded sync event makes no job"
+        );
+        assert_eq!(
+            plan(&t, &envelope(r#"{"event_no":90023,"resource":{"mall_id":"m","order_id":"o"}}"#, "t")),
+            Dispatch::Ignore("ignored_event_no")
+        );
         assert_eq!(t.route(99999), Some(Route::SyncOrder));
-        assert_eq!(t.route(90001), Some(Route::SyncProduct));
+        assert_eq!(t.route(90002), Some(Route::SyncProduct));
         for bad in [r#"{"x":"ignore"}"#, r#"{"90023":"launch"}"#, "[1]", "{"] {
             assert!(RoutingTable::with_overrides(Some(bad)).is_err(), "{bad}");
         }

@@ -143,6 +143,14 @@ pub mod sqs {
         m.message_id.as_deref().unwrap_or("")
     }
 
+    /// The visibility delay after a transient failure: `base` × the message's receive count,
+    /// at most 60 s — so a long outage costs few of the queue's `maxReceiveCount` receives
+    /// (1000 receives ≥ 16 h of retries; see the template).
+    pub fn retry_delay_s(m: &SqsMessage, base: u32) -> u32 {
+        let receives = m.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse::<u32>().ok()).unwrap_or(1);
+        base.saturating_mul(receives.max(1)).min(60)
+    }
+
     /// A record's FIFO message group.
     pub fn group_id(m: &SqsMessage) -> &str {
         m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("")

@@ -7,6 +7,7 @@
 //! resends; an uninstall), live progress is printed every second, and a report ends it.
 //! Exit status 0 only if every event was processed exactly once with zero 429s.
 
+use relay_domain::ports::SnapshotStore as _;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,8 +66,9 @@ async fn main() -> Result<()> {
     relay_lambda::telemetry::init_with_writer("info", std::sync::Mutex::new(std::fs::File::create(&log_path)?));
     let endpoint = devstack::moto::endpoint().await?;
     let conf = devstack::sdk_config(&endpoint).await;
-    let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
-    let stack = Stack::create(&sqs, &ddb, &devstack::unique_prefix("demo")).await?;
+    let aws = relay_aws::Clients::new(&conf);
+    let (sqs, ddb) = (aws.sqs.clone(), aws.ddb.clone());
+    let stack = Stack::create(&aws, &devstack::unique_prefix("demo")).await?;
     let env: Vec<(&str, String)> = stack.env();
     let lookup = |k: &str| match k {
         "WEBHOOK_API_KEY" => Some(KEY.to_owned()),
@@ -138,9 +140,16 @@ async fn main() -> Result<()> {
         MALLS.len()
     );
 
+    // The app's side: a rule on the relay's bus → a queue, read by the example consumer
+    // (examples/orders-consumer) into its own orders table once the burst is done.
+    let app_queue =
+        devstack::resources::subscribe_queue(&aws, &stack.event_bus, &format!("{}-app", stack.event_bus)).await?;
+    let app_orders = format!("{}-app-orders", stack.event_bus);
+    devstack::resources::create_pk_table(&ddb, &app_orders).await?;
+
     // Dispatcher and worker, driven by the local event source mapping.
-    let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);
-    let w = Worker::on_aws(&sqs, &ddb, WorkerConfig::from_lookup(lookup)?, cafe24_config(&sim_base)?, clock.clone())?;
+    let d = Dispatcher::on_aws(&aws, DispatcherConfig::from_lookup(lookup)?);
+    let w = Worker::on_aws(&aws, WorkerConfig::from_lookup(lookup)?, cafe24_config(&sim_base)?, clock.clone())?;
     let esm = |url: &str, arn: &str| {
         LocalEsm::new(sqs.clone(), EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(url, arn) })
     };
@@ -281,6 +290,7 @@ async fn main() -> Result<()> {
     println!("\n| mall | webhook events delivered | Cafe24 calls | 429s | max bucket | max calls in 1 s | order snapshots current | status |");
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     let mut ok = true;
+    let mut synced_orders = Vec::new();
     for (m, _) in MALLS {
         let s = sim.stats(m);
         let logs: Vec<_> = sim
@@ -321,6 +331,9 @@ async fn main() -> Result<()> {
             }
         }
         let expect_all = status == TokenStatus::Active;
+        if expect_all {
+            synced_orders.extend(touched.iter().filter(|i| order_ids.contains(i)).map(|i| (mall.clone(), i.clone())));
+        }
         if m == "byeshop" && status != TokenStatus::Uninstalled {
             ok = false;
         }
@@ -366,6 +379,43 @@ async fn main() -> Result<()> {
         dlq,
         started.elapsed().as_secs_f64()
     );
+    // What the app received, and the example consumer's table against the relay's snapshots.
+    let consumer = orders_consumer::Orders::new(ddb.clone(), &app_orders);
+    let mut by_type = std::collections::BTreeMap::<String, usize>::new();
+    for body in drain(&sqs, &app_queue).await {
+        let event: Value = serde_json::from_str(&body)?;
+        *by_type.entry(event.get("detail-type").and_then(Value::as_str).unwrap_or("?").to_owned()).or_default() += 1;
+        if let Err(e) = consumer.apply(&event).await {
+            bail!("the example consumer refused an event: {e}");
+        }
+    }
+    let mut equal = 0;
+    for (mall, id) in &synced_orders {
+        let theirs = ddb
+            .get_item()
+            .table_name(&app_orders)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("{}#{id}", mall.as_str())))
+            .send()
+            .await?;
+        let theirs = theirs.item().and_then(|i| i.get("data")).and_then(|d| d.as_s().ok());
+        let ours = state.snapshot(mall, "order", id).await?.and_then(|(_, d)| d);
+        if theirs.and_then(|t| serde_json::from_str::<Value>(t).ok()) == ours && ours.is_some() {
+            equal += 1;
+        }
+    }
+    let received: Vec<String> = by_type.iter().map(|(t, n)| format!("{n} {t}")).collect();
+    println!(
+        "
+your app received: {}",
+        received.join(", ")
+    );
+    println!(
+        "the example consumer's orders table (examples/orders-consumer) equals the relay's snapshots for {equal}/{} orders",
+        synced_orders.len()
+    );
+    if equal != synced_orders.len() {
+        ok = false;
+    }
     if !ok || dup > 0 || dlq > 0 {
         bail!("demo FAILED: see the table above");
     }

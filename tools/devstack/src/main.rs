@@ -124,8 +124,7 @@ async fn main() -> Result<()> {
         "up" => {
             let endpoint = devstack::moto::endpoint().await?;
             let conf = devstack::sdk_config(&endpoint).await;
-            let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
-            let stack = devstack::resources::Stack::create(&sqs, &ddb, f.get("prefix").map_or("", String::as_str)).await?;
+            let stack = devstack::resources::Stack::create(&relay_aws::Clients::new(&conf), f.get("prefix").map_or("", String::as_str)).await?;
             println!("AWS_ENDPOINT_URL={endpoint}");
             for (k, v) in stack.env() {
                 println!("{k}={v}");

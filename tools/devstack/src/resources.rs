@@ -128,11 +128,16 @@ pub struct Stack {
     pub work: FifoPair,
     /// The worker's state: idempotency records, attempts, snapshots.
     pub state_table: String,
+    /// The event bus the relay delivers to (a custom bus, as the template creates).
+    pub event_bus: String,
 }
 
 impl Stack {
     /// Creates the stack's resources under `prefix`.
-    pub async fn create(sqs: &aws_sdk_sqs::Client, ddb: &aws_sdk_dynamodb::Client, prefix: &str) -> Result<Self> {
+    pub async fn create(clients: &relay_aws::Clients, prefix: &str) -> Result<Self> {
+        let (sqs, ddb) = (&clients.sqs, &clients.ddb);
+        let event_bus = format!("{prefix}events");
+        clients.events.create_event_bus().name(&event_bus).send().await.context("create event bus")?;
         let rate_limit_table = format!("{prefix}rate-limits");
         create_pk_table(ddb, &rate_limit_table).await?;
         let token_table = format!("{prefix}tokens");
@@ -145,6 +150,7 @@ impl Stack {
             token_table,
             work: create_fifo_pair(sqs, &FifoSpec::work(prefix)).await?,
             state_table,
+            event_bus,
         })
     }
 
@@ -158,6 +164,38 @@ impl Stack {
             ("WORK_QUEUE_URL", self.work.url.clone()),
             ("WORKER_DLQ_URL", self.work.dlq_url.clone()),
             ("STATE_TABLE", self.state_table.clone()),
+            ("EVENT_BUS_NAME", self.event_bus.clone()),
         ]
     }
+}
+
+/// An application's subscription to the relay's bus, as a user sets one up: a standard SQS
+/// queue and a rule on `bus` matching `source` = cafe24-relay that targets it. (moto needs no
+/// queue policy; on AWS the queue must let `events.amazonaws.com` send, see
+/// `examples/orders-consumer/template.yaml`.) Returns the queue URL.
+pub async fn subscribe_queue(clients: &relay_aws::Clients, bus: &str, queue: &str) -> Result<String> {
+    let url = clients
+        .sqs
+        .create_queue()
+        .queue_name(queue)
+        .send()
+        .await
+        .context("create subscriber queue")?
+        .queue_url()
+        .unwrap_or_default()
+        .to_owned();
+    let arn = queue_arn(&clients.sqs, &url).await?;
+    let rule = format!("{queue}-rule");
+    clients
+        .events
+        .put_rule()
+        .name(&rule)
+        .event_bus_name(bus)
+        .event_pattern(format!(r#"{{"source":["{}"]}}"#, relay_domain::delivery::EVENT_SOURCE))
+        .send()
+        .await
+        .context("put rule")?;
+    let target = aws_sdk_eventbridge::types::Target::builder().id("app-queue").arn(arn).build().context("target")?;
+    clients.events.put_targets().rule(&rule).event_bus_name(bus).targets(target).send().await.context("put targets")?;
+    Ok(url)
 }

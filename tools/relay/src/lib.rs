@@ -6,6 +6,7 @@
 //! relay [...] dlq redrive [--stage work|inbox] [--group G] [--max N] [--dry-run]
 //! relay [...] mall status <mall>
 //! relay [...] mall reauth-url <mall>
+//! relay [...] snapshot get --mall <mall> order|product|customer <id>
 //! ```
 //!
 //! It reaches AWS with the default credential chain and the resource names in `.relay/aws.env`
@@ -13,9 +14,11 @@
 //! (`target/relay-local/stack.env`, written by `make demo`: moto's endpoint, the demo's queues
 //! and tables, and the file the demo's functions log to). See [`target`] for every key.
 //!
-//! Nothing here prints a token, a webhook key or a webhook's payload.
+//! Nothing here prints a token, a webhook key or a webhook's payload; only `snapshot get` prints
+//! synced data, which is what it is asked for.
 
 pub mod dlq;
 pub mod mall;
+pub mod snapshot;
 pub mod target;
 pub mod trace;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use relay::dlq::{self, Stage};
 use relay::target::Target;
-use relay::{mall, trace};
+use relay::{mall, snapshot, trace};
 
 /// Operate cafe24-relay: follow a webhook, inspect and redrive dead letters, check a mall.
 #[derive(Parser, Debug)]
@@ -46,6 +46,26 @@ enum Command {
     Mall {
         #[command(subcommand)]
         command: MallCommand,
+    },
+    /// Synced data in the state table.
+    Snapshot {
+        #[command(subcommand)]
+        command: SnapshotCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// The stored version of one order, product or customer (its data, fetch time = version).
+    Get {
+        /// The mall id.
+        #[arg(long)]
+        mall: String,
+        /// order, product or customer.
+        #[arg(value_parser = ["order", "product", "customer"])]
+        kind: String,
+        /// order_id, product_no or member_id.
+        id: String,
     },
 }
 
@@ -210,6 +230,12 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", mall::reauth_url(target.require("INGEST_URL")?, &m)?);
             }
         },
+        Command::Snapshot { command: SnapshotCommand::Get { mall, kind, id } } => {
+            let m = mall::parse_mall(&mall)?;
+            let ddb = aws_sdk_dynamodb::Client::new(&target.sdk_config().await);
+            let state = relay_aws::state::DynamoState::new(ddb, target.require("STATE_TABLE")?);
+            println!("{:#}", snapshot::get(&state, &m, &kind, &id).await?);
+        }
     }
     Ok(())
 }

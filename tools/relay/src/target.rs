@@ -119,6 +119,8 @@ pub const KNOWN: &[&str] = &[
     "WORK_DLQ_URL",
     "RATE_LIMIT_TABLE",
     "TOKEN_TABLE",
+    "STATE_TABLE",
+    "EVENT_BUS_NAME",
     "RATE_LIMIT_KEY",
     "INGEST_URL",
     "LOG_GROUPS",

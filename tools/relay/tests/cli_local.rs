@@ -73,7 +73,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
         &stack,
         format!(
             "# written by the test\nAWS_ENDPOINT_URL={}\nINBOX_QUEUE_URL={}\nINBOX_DLQ_URL={}\nWORK_QUEUE_URL={}\nWORK_DLQ_URL={}\n\
-             RATE_LIMIT_TABLE={}\nTOKEN_TABLE={}\nINGEST_URL={ingest_url}\nRELAY_LOG_FILE={}\n",
+             RATE_LIMIT_TABLE={}\nTOKEN_TABLE={}\nSTATE_TABLE={}\nINGEST_URL={ingest_url}\nRELAY_LOG_FILE={}\n",
             p.env.endpoint,
             s.inbox.url,
             s.inbox.dlq_url,
@@ -81,6 +81,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
             s.work.dlq_url,
             s.rate_limit_table,
             s.token_table,
+            s.state_table,
             log_file.display()
         ),
     )
@@ -170,6 +171,18 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 0);
     let out = ok(&relay(&stack, &["dlq", "redrive"]));
     assert!(out.contains("moved 0"), "{out}");
+
+    // The synced order, read back as a consumer of a `data_omitted` event would.
+    let out = ok(&relay(&stack, &["snapshot", "get", "--mall", MALL, "order", &orders[0]]));
+    let snap: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (snap["kind"].as_str(), snap["id"].as_str(), snap["deleted"].as_bool()),
+        (Some("order"), Some(orders[0].as_str()), Some(false))
+    );
+    assert_eq!(snap["data"]["order_id"].as_str(), Some(orders[0].as_str()));
+    assert!(snap["version"].as_u64().unwrap() > 0);
+    let missing = relay(&stack, &["snapshot", "get", "--mall", MALL, "order", "20000101-0000000"]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no snapshot"));
 
     // One webhook's whole story.
     let out = ok(&relay(&stack, &["trace", "cli-trace-1"]));

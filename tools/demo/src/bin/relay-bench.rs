@@ -11,6 +11,7 @@
 //! Each design gets its own malls on the same simulator. Output: a markdown table and a PNG
 //! chart in `docs/benchmarks/`. `--quick` scales limits ×10 and shrinks the burst (a smoke run).
 
+use relay_domain::ports::SnapshotStore as _;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -212,7 +213,8 @@ async fn main() -> Result<()> {
     }
     let endpoint = devstack::moto::endpoint().await?;
     let conf = devstack::sdk_config(&endpoint).await;
-    let (sqs, ddb) = (aws_sdk_sqs::Client::new(&conf), aws_sdk_dynamodb::Client::new(&conf));
+    let aws = relay_aws::Clients::new(&conf);
+    let (sqs, ddb) = (aws.sqs.clone(), aws.ddb.clone());
     let app = AppConfig {
         client_id: "relay-client".into(),
         client_secret: "relay-secret".into(),
@@ -237,7 +239,7 @@ async fn main() -> Result<()> {
     // ---------------------------------------------------------------- relay
     {
         let malls: Vec<String> = (0..p.malls).map(|i| format!("relay-m{i}")).collect();
-        let stack = Stack::create(&sqs, &ddb, &devstack::unique_prefix("bench")).await?;
+        let stack = Stack::create(&aws, &devstack::unique_prefix("bench")).await?;
         let env = stack.env();
         let lookup = |k: &str| match k {
             "WEBHOOK_API_KEY" => Some(KEY.to_owned()),
@@ -271,7 +273,7 @@ async fn main() -> Result<()> {
             listener,
         )
         .await?;
-        let d = Dispatcher::on_aws(&sqs, &ddb, DispatcherConfig::from_lookup(lookup)?);
+        let d = Dispatcher::on_aws(&aws, DispatcherConfig::from_lookup(lookup)?);
         let base = format!("{sim_base}/{{mall_id}}");
         let ccfg = Cafe24Config::from_lookup(|k| match k {
             "CAFE24_API_BASE_URL" => Some(base.clone()),
@@ -284,7 +286,7 @@ async fn main() -> Result<()> {
         let wcfg =
             WorkerConfig::from_lookup(|k| if k == "WORKER_MAX_SLEEP_MS" { Some(sleep_ms.clone()) } else { lookup(k) })?;
         let state = DynamoState::new(ddb.clone(), wcfg.state_table.clone());
-        let w = Worker::on_aws(&sqs, &ddb, wcfg, ccfg, system_clock())?;
+        let w = Worker::on_aws(&aws, wcfg, ccfg, system_clock())?;
         http.post(format!("{sim_base}/sim/webhooks/target"))
             .json(&json!({"url": format!("{ingest_url}/webhooks/cafe24"), "api_key": KEY}))
             .send()

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Validates delivered events against docs/events/*.schema.json.
+
+Reads JSON lines on stdin, each an EventBridge event as a subscriber receives it
+({"detail-type": ..., "source": ..., "detail": {...}}). Prints one line per invalid event and
+exits 1 if any; prints the count per detail-type otherwise. Uses the jsonschema package that
+cfn-lint brings into the project's venv.
+"""
+import json
+import pathlib
+import sys
+
+from jsonschema import Draft202012Validator
+
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs" / "events"
+FAMILY = {
+    "webhook.received": "webhook.received",
+    "order.synced": "synced", "product.synced": "synced", "customer.synced": "synced",
+    "order.deleted": "deleted", "product.deleted": "deleted", "customer.deleted": "deleted",
+    "mall.installed": "mall", "mall.uninstalled": "mall", "mall.needs_reauth": "mall",
+}
+
+
+def main() -> int:
+    validators = {}
+    counts, bad = {}, 0
+    for n, line in enumerate(sys.stdin, 1):
+        if not line.strip():
+            continue
+        event = json.loads(line)
+        kind = event.get("detail-type")
+        family = FAMILY.get(kind)
+        if family is None or event.get("source") != "cafe24-relay":
+            print(f"line {n}: unknown detail-type {kind!r} or source {event.get('source')!r}")
+            bad += 1
+            continue
+        if family not in validators:
+            schema = json.loads((DOCS / f"{family}.schema.json").read_text())
+            Draft202012Validator.check_schema(schema)
+            validators[family] = Draft202012Validator(schema)
+        errors = list(validators[family].iter_errors(event.get("detail")))
+        for e in errors:
+            print(f"line {n} ({kind}): {e.json_path}: {e.message[:200]}")
+        if kind.endswith(".synced") or kind.endswith(".deleted"):
+            if kind.split(".")[0] != event["detail"].get("kind"):
+                print(f"line {n}: detail-type {kind} but kind {event['detail'].get('kind')!r}")
+                errors.append(kind)
+        bad += bool(errors)
+        counts[kind] = counts.get(kind, 0) + 1
+    print(json.dumps(counts, sort_keys=True))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
