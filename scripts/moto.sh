@@ -41,7 +41,8 @@ case "${1:-}" in
     "$ROOT/scripts/ensure-tools.sh"
     port="$(free_port)"
     # setsid: not killed with the shell that started it; `stop` ends it.
-    setsid "$ROOT/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 < /dev/null &
+    # scripts/moto_server.py: moto_server with DynamoDB requests made atomic, as on AWS.
+    setsid "$ROOT/.venv/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 < /dev/null &
     echo $! > "$PIDF"
     echo "http://127.0.0.1:$port" > "$URLF"
     wait_ready "$(cat "$URLF")"

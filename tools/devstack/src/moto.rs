@@ -54,7 +54,9 @@ impl PrivateMoto {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             l.local_addr()?.port()
         };
-        let child = Command::new(root.join(".venv/bin/moto_server"))
+        // moto_server with DynamoDB requests made atomic, as on AWS (see the script).
+        let child = Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("scripts/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
