@@ -1,6 +1,6 @@
 //! # relay-tests — black-box tests of cafe24-relay over the real wire protocols
 //!
-//! Helpers shared by the test binaries in `tests/tests/`: a fresh, uniquely named set of
+//! Helpers shared by the test binaries in `tests/tests/` (`it/` and `logs.rs`): a fresh, uniquely named set of
 //! resources on moto per test, fixture loading, the two HTTP event shapes Lambda delivers to
 //! webhook-ingest (Function URL and API Gateway HTTP API v2), and queue inspection.
 //! Nothing here is shipped.

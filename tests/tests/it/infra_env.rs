@@ -111,7 +111,7 @@ fn code_vars(main_rs: &str, loaders: BTreeSet<String>) -> BTreeSet<String> {
 fn template_sets_exactly_what_each_function_reads() {
     let t = template_vars();
     let ingest = code_vars(
-        include_str!("../../functions/webhook-ingest/src/main.rs"),
+        include_str!("../../../functions/webhook-ingest/src/main.rs"),
         recorded(|l| {
             let _ = webhook_ingest::IngestConfig::from_lookup(|k| l(k));
             let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
@@ -119,13 +119,13 @@ fn template_sets_exactly_what_each_function_reads() {
         }),
     );
     let dispatcher = code_vars(
-        include_str!("../../functions/dispatcher/src/main.rs"),
+        include_str!("../../../functions/dispatcher/src/main.rs"),
         recorded(|l| {
             let _ = dispatcher::DispatcherConfig::from_lookup(|k| l(k));
         }),
     );
     let worker = code_vars(
-        include_str!("../../functions/worker/src/main.rs"),
+        include_str!("../../../functions/worker/src/main.rs"),
         recorded(|l| {
             let _ = worker::WorkerConfig::from_lookup(|k| l(k));
             let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
@@ -156,7 +156,7 @@ fn the_template_parser_sees_every_function() {
 /// Variable names in the README's `## Configuration (<function>)` table (first column, each
 /// backticked name; rows may name several).
 fn readme_vars(function: &str) -> BTreeSet<String> {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../../README.md");
     let heading = format!("## Configuration ({function})");
     let section = readme.split(&heading).nth(1).unwrap_or_else(|| panic!("no {heading}"));
     let section = section.split("\n## ").next().unwrap();
@@ -189,7 +189,7 @@ fn the_readme_documents_exactly_what_each_function_reads() {
         (
             "webhook-ingest",
             all_read(
-                include_str!("../../functions/webhook-ingest/src/main.rs"),
+                include_str!("../../../functions/webhook-ingest/src/main.rs"),
                 recorded(|l| {
                     let _ = webhook_ingest::IngestConfig::from_lookup(|k| l(k));
                     let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
@@ -200,7 +200,7 @@ fn the_readme_documents_exactly_what_each_function_reads() {
         (
             "dispatcher",
             all_read(
-                include_str!("../../functions/dispatcher/src/main.rs"),
+                include_str!("../../../functions/dispatcher/src/main.rs"),
                 recorded(|l| {
                     let _ = dispatcher::DispatcherConfig::from_lookup(|k| l(k));
                 }),
@@ -209,7 +209,7 @@ fn the_readme_documents_exactly_what_each_function_reads() {
         (
             "worker",
             all_read(
-                include_str!("../../functions/worker/src/main.rs"),
+                include_str!("../../../functions/worker/src/main.rs"),
                 recorded(|l| {
                     let _ = worker::WorkerConfig::from_lookup(|k| l(k));
                     let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
