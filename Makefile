@@ -54,9 +54,11 @@ relay: ## build the relay ops CLI (target/release/relay; `relay --help`)
 	$(CARGO) build --release --locked -p relay
 	@echo "target/release/relay --help"
 
+# One build for everything (tests and the demo's binaries): building relay-demo alone would
+# resolve features for it alone and compile many dependencies a second time.
 test: tools check-purity fmt-check lint lint-infra ## everything CI runs: purity, format, lint, all tests, and quick demo + bench smoke runs
+	$(CARGO) build --workspace --all-targets --locked
 	scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked
-	$(CARGO) build --locked -p relay-demo
 	scripts/with-moto.sh target/debug/relay-demo --quick
 	scripts/with-moto.sh target/debug/relay-bench --quick
 

@@ -14,6 +14,9 @@
 #                      read IngestUrl from .relay/aws.env and deploy again with <IngestUrl>oauth/callback
 #   SECRET_NAME        default cafe24-relay/secrets (must exist: see README, first deployment)
 #   CAFE24_API_VERSION optional, default in the template
+#   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
+#   ALARM_TOPIC_ARN    optional: an existing SNS topic for every alarm instead (AlarmTopicArn)
+#   EVENT_BUS_ARN      optional: deliver to an existing EventBridge bus (EventBusArn)
 #   AWS credentials and region as usual (AWS_PROFILE, AWS_REGION, …).
 # The SAM CLI is installed on demand into .venv-deploy (kept apart from the test tools' venv).
 set -euo pipefail
@@ -63,6 +66,9 @@ if [[ $DRY == 0 && ! -x "$SAM" ]]; then
 fi
 overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "OAuthRedirectUri=$OAUTH_REDIRECT_URI" "SecretName=$SECRET_NAME")
 if [[ -n "${CAFE24_API_VERSION:-}" ]]; then overrides+=("Cafe24ApiVersion=$CAFE24_API_VERSION"); fi
+if [[ -n "${ALARM_EMAIL:-}" ]]; then overrides+=("AlarmEmail=$ALARM_EMAIL"); fi
+if [[ -n "${ALARM_TOPIC_ARN:-}" ]]; then overrides+=("AlarmTopicArn=$ALARM_TOPIC_ARN"); fi
+if [[ -n "${EVENT_BUS_ARN:-}" ]]; then overrides+=("EventBusArn=$EVENT_BUS_ARN"); fi
 run "$SAM" deploy --template-file infra/template.yaml --stack-name "$STACK_NAME" \
   --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
   --parameter-overrides "${overrides[@]}"

@@ -47,6 +47,7 @@ struct Run {
     unauthorized: u64,
     calls: u64,
     jobs_done: u64,
+    needs_reauth: u64,
 }
 
 static RUN: OnceCell<Run> = OnceCell::const_new();
@@ -108,6 +109,14 @@ async fn pipeline_run() -> Run {
     p.run_until_drained(&d, &wk, Duration::from_secs(300)).await;
 
     let rec = p.tokens().get(&mall).await.unwrap().unwrap();
+    // The scheduled keep-alive, with the mall needing re-authorization: a gauge of such malls.
+    p.tokens().set_status(&mall, relay_domain::tokens::TokenStatus::NeedsReauth, 1).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let (_, needs_reauth) = {
+        use tracing::Instrument as _;
+        let span = relay_lambda::telemetry::invocation_span("dispatcher", &new_request_id());
+        d.keep_alive(now).instrument(span).await.unwrap()
+    };
     let secrets = vec![
         rec.pair.access_token.expose().to_owned(),
         rec.pair.refresh_token.expose().to_owned(),
@@ -136,6 +145,7 @@ async fn pipeline_run() -> Run {
         unauthorized,
         calls: p.sim.stats(MALL).calls,
         jobs_done: wk.stats.done.load(std::sync::atomic::Ordering::Relaxed),
+        needs_reauth: needs_reauth as u64,
     }
 }
 
@@ -219,4 +229,6 @@ async fn metric_lines_follow_the_emf_specification_and_add_up() {
     assert_eq!(sum("worker", "JobsDone"), r.jobs_done);
     assert_eq!(sum("worker", "Cafe24Status429"), 0);
     assert!(sum("dispatcher", "JobsEnqueued") >= r.jobs_done);
+    assert_eq!(r.needs_reauth, 1);
+    assert_eq!(sum("dispatcher", "MallsNeedingReauth"), 1, "the keep-alive reports the malls needing re-authorization");
 }

@@ -395,6 +395,9 @@ where
             self.stats.keepalive_jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
         }
         metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
+        // A gauge, not a counter: how many malls need re-authorization now (the
+        // MallsNeedReauth alarm watches its maximum over the schedule's 12 h).
+        metrics::emit("dispatcher", &[("MallsNeedingReauth", Unit::Count, reauth.len() as u64)]);
         tracing::info!(
             jobs = jobs.len(),
             needs_reauth = reauth.len(),

@@ -5,12 +5,15 @@
 //!
 //! ```text
 //! {"_aws":{"Timestamp":1763776468123,"CloudWatchMetrics":[{"Namespace":"Cafe24Relay",
-//!   "Dimensions":[["function"]],"Metrics":[{"Name":"Cafe24Calls","Unit":"Count"},…]}]},
-//!  "function":"worker","Cafe24Calls":7,…, "request_id":"…", "message":"metrics", …}
+//!   "Dimensions":[["stack","function"]],"Metrics":[{"Name":"Cafe24Calls","Unit":"Count"},…]}]},
+//!  "stack":"prod","function":"worker","Cafe24Calls":7,…, "request_id":"…", "message":"metrics", …}
 //! ```
 //!
-//! The only dimension is `function`: every distinct dimension set is a billed custom metric, so a
-//! mall id is never a dimension (it is a plain log field, queryable in Logs Insights). The line
+//! The dimensions are `stack` and `function`: `stack` keeps two stacks in one account (staging and
+//! prod) on separate metrics, so one's alarms never fire on the other's traffic. It is the
+//! deployed function's name less `-<function>` (the template names functions
+//! `<stack>-<function>`), `local` off Lambda. Every distinct dimension set is a billed custom
+//! metric, so a mall id is never a dimension (it is a plain log field, queryable in Logs Insights). The line
 //! goes through the log writer ([`crate::telemetry`]) on a target that no level filter drops, so
 //! it also carries the invocation's `request_id`.
 //!
@@ -51,17 +54,36 @@ impl Unit {
 /// One metric value.
 pub type Sample = (&'static str, Unit, u64);
 
-/// The EMF document for `function`'s samples at `timestamp_ms`.
-pub fn document(function: &str, timestamp_ms: u64, samples: &[Sample]) -> Value {
+/// The stack a function belongs to, from its deployed name (`<stack>-<function>`, as the
+/// template names them); the whole name when it does not end so; `local` without one.
+pub fn stack_of(deployed_name: Option<&str>, function: &str) -> String {
+    match deployed_name.map(str::trim).filter(|n| !n.is_empty()) {
+        None => "local".to_owned(),
+        Some(n) => {
+            n.strip_suffix(function).and_then(|s| s.strip_suffix('-')).filter(|s| !s.is_empty()).unwrap_or(n).to_owned()
+        }
+    }
+}
+
+static STACK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// This process's stack (read once from `AWS_LAMBDA_FUNCTION_NAME`, which Lambda sets).
+fn stack(function: &str) -> &'static str {
+    STACK.get_or_init(|| stack_of(std::env::var("AWS_LAMBDA_FUNCTION_NAME").ok().as_deref(), function))
+}
+
+/// The EMF document for `function`'s samples at `timestamp_ms`, in `stack`.
+pub fn document(stack: &str, function: &str, timestamp_ms: u64, samples: &[Sample]) -> Value {
     let defs: Vec<Value> = samples.iter().map(|(n, u, _)| json!({"Name": n, "Unit": u.as_str()})).collect();
     let mut root = Map::new();
     root.insert(
         "_aws".into(),
         json!({
             "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["function"]], "Metrics": defs}],
+            "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["stack", "function"]], "Metrics": defs}],
         }),
     );
+    root.insert("stack".into(), Value::String(stack.to_owned()));
     root.insert("function".into(), Value::String(function.to_owned()));
     for (n, _, v) in samples {
         root.insert((*n).to_owned(), Value::from(*v));
@@ -75,7 +97,7 @@ pub fn emit(function: &str, samples: &[Sample]) {
         return;
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let doc = document(function, now, samples);
+    let doc = document(stack(function), function, now, samples);
     tracing::info!(target: METRICS_TARGET, emf = %doc, "metrics");
 }
 
@@ -108,8 +130,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_document_names_every_sample_as_a_metric_with_only_the_function_dimension() {
+    fn the_document_names_every_sample_as_a_metric_with_only_the_stack_and_function_dimensions() {
         let d = document(
+            "staging",
             "worker",
             1_763_776_468_123,
             &[("Cafe24Calls", Unit::Count, 7), ("WaitMs", Unit::Milliseconds, 5)],
@@ -117,10 +140,21 @@ mod tests {
         assert_eq!(d["_aws"]["Timestamp"], 1_763_776_468_123u64);
         let dir = &d["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(dir["Namespace"], NAMESPACE);
-        assert_eq!(dir["Dimensions"], json!([["function"]]));
+        assert_eq!(dir["Dimensions"], json!([["stack", "function"]]));
+        assert_eq!(d["stack"], "staging");
         assert_eq!(dir["Metrics"][1], json!({"Name": "WaitMs", "Unit": "Milliseconds"}));
         assert_eq!(d["function"], "worker");
         assert_eq!(d["Cafe24Calls"], 7);
+    }
+
+    #[test]
+    fn the_stack_comes_from_the_deployed_function_name() {
+        assert_eq!(stack_of(Some("prod-relay-worker"), "worker"), "prod-relay");
+        assert_eq!(stack_of(Some("staging-webhook-ingest"), "webhook-ingest"), "staging");
+        assert_eq!(stack_of(Some("renamed"), "worker"), "renamed", "not <stack>-<function>: the whole name");
+        assert_eq!(stack_of(Some("-worker"), "worker"), "-worker");
+        assert_eq!(stack_of(Some(" "), "worker"), "local");
+        assert_eq!(stack_of(None, "dispatcher"), "local");
     }
 
     #[test]

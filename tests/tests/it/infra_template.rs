@@ -212,7 +212,7 @@ fn the_alarms_cover_dlqs_backlog_age_errors_and_429s() {
     let alarms: Vec<(String, String, String)> = of_type(&t, "AWS::CloudWatch::Alarm")
         .into_iter()
         .map(|(n, a)| {
-            let p = &a["Properties"];
+            let p = metric_of(&a["Properties"]);
             let dim = p["Dimensions"][0]["Value"].clone();
             let on = match &dim {
                 Value::Tagged(_) => target(&dim),
@@ -231,23 +231,75 @@ fn the_alarms_cover_dlqs_backlog_age_errors_and_429s() {
             && has("Errors", "WebhookIngestFunction")
     );
     assert!(has("Cafe24Status429", "worker"), "429s from the worker's EMF metric");
+    // The quiet failures.
+    assert!(has("WebhooksUnauthorized", "webhook-ingest"), "401 spike (key rotation)");
+    assert!(has("WebhooksQueueFailed", "webhook-ingest"), "503 at ingest");
+    assert!(has("WebhooksAccepted", "webhook-ingest"), "reception stopped");
+    assert!(has("MallsNeedingReauth", "dispatcher"), "a mall needs re-authorization");
+}
+
+/// An alarm's metric: its own properties, or the `MetricStat` of a metric-math alarm.
+fn metric_of(p: &Value) -> &Value {
+    match p.get("Metrics") {
+        Some(ms) => ms
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find_map(|m| m.get("MetricStat").map(|s| &s["Metric"]))
+            .expect("a metric-math alarm reads a metric"),
+        None => p,
+    }
 }
 
 #[test]
-fn the_saved_queries_are_all_there() {
+fn every_alarm_notifies_on_alarm_and_on_ok_and_watches_a_metric_the_code_emits() {
     let t = template();
+    let code = [
+        include_str!("../../../functions/webhook-ingest/src/handler.rs"),
+        include_str!("../../../functions/dispatcher/src/handler.rs"),
+        include_str!("../../../functions/worker/src/handler.rs"),
+    ]
+    .concat();
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 15, "{}", alarms.len());
+    for (name, a) in alarms {
+        let p = &a["Properties"];
+        for key in ["AlarmActions", "OKActions"] {
+            let actions = format!("{:?}", p[key]);
+            assert!(actions.contains("AlarmTopic") && actions.contains("AlarmTopicArn"), "{name}: {key} = {actions}");
+        }
+        let m = metric_of(p);
+        if m["Namespace"].as_str() == Some("Cafe24Relay") {
+            let metric = m["MetricName"].as_str().unwrap();
+            assert!(code.contains(&format!("\"{metric}\"")), "{name}: no function emits {metric}");
+            // Several stacks per account: an alarm watches its own stack's metric only.
+            let dims = format!("{:?}", m["Dimensions"]);
+            assert!(dims.contains("stack") && dims.contains("AWS::StackName"), "{name}: {dims}");
+        }
+    }
+    assert_eq!(t["Resources"]["AlarmTopic"]["Condition"].as_str(), Some("CreateAlarmTopic"));
+    assert_eq!(t["Resources"]["AlarmEmailSubscription"]["Properties"]["Protocol"].as_str(), Some("email"));
+}
+
+#[test]
+fn the_saved_queries_are_all_there_named_after_the_stack() {
+    let t = template();
+    // `!Sub ${AWS::StackName}/<name>`: staging and prod in one account list their own queries.
     let names: BTreeSet<String> = of_type(&t, "AWS::Logs::QueryDefinition")
         .into_iter()
-        .map(|(_, q)| q["Properties"]["Name"].as_str().unwrap().to_owned())
+        .map(|(_, q)| match &q["Properties"]["Name"] {
+            Value::Tagged(tag) if tag.tag == "!Sub" => tag.value.as_str().unwrap().to_owned(),
+            other => panic!("a query name not derived from the stack: {other:?}"),
+        })
         .collect();
     for want in [
-        "cafe24-relay/follow-one-webhook",
-        "cafe24-relay/deferrals-and-429s-per-mall",
-        "cafe24-relay/dead-lettered-by-class",
-        "cafe24-relay/slowest-jobs",
-        "cafe24-relay/errors-by-class",
+        "follow-one-webhook",
+        "deferrals-and-429s-per-mall",
+        "dead-lettered-by-class",
+        "slowest-jobs",
+        "errors-by-class",
     ] {
-        assert!(names.contains(want), "{want}");
+        assert!(names.contains(&format!("${{AWS::StackName}}/{want}")), "{want}: {names:?}");
     }
 }
 

@@ -1,7 +1,7 @@
 //! `relay trace <trace-id>`: every log line of one webhook, across the three functions, in time
 //! order.
 //!
-//! On AWS it runs the saved Logs Insights query `cafe24-relay/follow-one-webhook` (the same text,
+//! On AWS it runs the saved Logs Insights query `<stack>/follow-one-webhook` (the same text,
 //! [`TRACE_QUERY`], is in `infra/template.yaml`; a test keeps them equal) over the three log
 //! groups. On the local stack it reads the log file `make demo` writes, which holds the same JSON
 //! lines the functions print in Lambda.
