@@ -7,30 +7,18 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_domain::ports::memory::{MemoryBus, MemoryQueue, MemoryTokens, MemoryVisibility};
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use relay_domain::ports::memory::{MemoryBus, MemoryQueue, MemoryVisibility};
 use relay_domain::{classify, DedupId, InboxEnvelope, TraceId};
 use serde_json::Value;
 
-type D = Dispatcher<MemoryQueue, MemoryTokens, MemoryQueue, MemoryVisibility, MemoryBus>;
+use common::D;
+
+mod common;
 
 fn dispatcher(overrides: &str) -> (D, MemoryQueue, MemoryBus, MemoryVisibility) {
-    let overrides = overrides.to_owned();
-    let cfg = DispatcherConfig::from_lookup(move |k| match k {
-        "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
-        "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
-        "PARKING_QUEUE_URL" => Some("https://sqs.example/1/inbox-dlq.fifo".into()),
-        "TOKEN_TABLE" => Some("t".into()),
-        "EVENT_BUS_NAME" => Some("bus".into()),
-        "ROUTING_OVERRIDES" => Some(overrides.clone()),
-        _ => None,
-    })
-    .unwrap();
-    let (work, bus, vis) = (MemoryQueue::default(), MemoryBus::default(), MemoryVisibility::default());
-    let d =
-        Dispatcher::new(work.clone(), MemoryQueue::default(), MemoryTokens::default(), vis.clone(), bus.clone(), cfg);
-    (d, work, bus, vis)
+    let (d, p) = common::dispatcher(overrides);
+    (d, p.work, p.bus, p.visibility)
 }
 
 fn envelope(body: &str, trace: &str) -> String {
@@ -47,17 +35,7 @@ fn envelope(body: &str, trace: &str) -> String {
 }
 
 async fn run(d: &D, bodies: &[String]) -> SqsBatchResponse {
-    let records: Vec<Value> = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            serde_json::json!({"messageId": format!("m{i}"), "receiptHandle": format!("rh{i}"), "body": b,
-                "attributes": {"MessageGroupId": "shop", "ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                "eventSource": "aws:sqs"})
-        })
-        .collect();
-    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": records})).unwrap();
-    d.handle_batch(event, || Duration::from_secs(30)).await
+    d.handle_batch(common::batch(bodies), || Duration::from_secs(30)).await
 }
 
 fn details(bus: &MemoryBus) -> Vec<(String, Value)> {

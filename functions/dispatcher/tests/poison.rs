@@ -6,40 +6,15 @@
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_domain::ports::memory::{MemoryBus, MemoryQueue, MemoryTokens, MemoryVisibility};
+
+mod common;
 
 #[tokio::test]
 async fn unreadable_inbox_messages_are_parked_unchanged_and_acknowledged() {
-    let cfg = DispatcherConfig::from_lookup(|k| match k {
-        "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
-        "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
-        "PARKING_QUEUE_URL" => Some("https://sqs.example/1/inbox-dlq.fifo".into()),
-        "TOKEN_TABLE" => Some("t".into()),
-        "EVENT_BUS_NAME" => Some("bus".into()),
-        _ => None,
-    })
-    .unwrap();
-    let (work, parking) = (MemoryQueue::default(), MemoryQueue::default());
-    let d = Dispatcher::new(
-        work.clone(),
-        parking.clone(),
-        MemoryTokens::default(),
-        MemoryVisibility::default(),
-        MemoryBus::default(),
-        cfg,
-    );
+    let (d, p) = common::dispatcher("");
+    let (work, parking) = (p.work, p.parking);
     let bodies = ["not json", "{\"v\":99,\"x\":1}", "[]", ""];
-    let records: Vec<serde_json::Value> = bodies
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            serde_json::json!({"messageId": format!("m{i}"), "receiptHandle": format!("rh{i}"), "body": b,
-                "attributes": {"MessageGroupId": "shop", "ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                "eventSource": "aws:sqs"})
-        })
-        .collect();
-    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": records})).unwrap();
+    let event = common::batch(&bodies);
     let resp = d.handle_batch(event, || Duration::from_secs(30)).await;
     assert!(resp.batch_item_failures.is_empty(), "all acknowledged once parked");
     let parked = parking.messages();

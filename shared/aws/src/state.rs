@@ -82,6 +82,27 @@ impl DynamoState {
     fn snap_key(mall: &MallId, kind: &str, id: &str) -> String {
         format!("snap#{}#{kind}#{id}", mall.as_str())
     }
+
+    /// The snapshot item (consistent read), only `projection`'s attributes when given.
+    async fn snap_item(
+        &self,
+        mall: &MallId,
+        kind: &str,
+        id: &str,
+        projection: Option<&str>,
+    ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .set_projection_expression(projection.map(str::to_owned))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item)
+    }
 }
 
 impl IdempotencyStore for DynamoState {
@@ -189,17 +210,8 @@ impl IdempotencyStore for DynamoState {
 
 impl SnapshotStore for DynamoState {
     async fn head(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::snap_key(mall, kind, id)))
-            .projection_expression("fetched_at, unpub")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err)?;
-        Ok(out.item().and_then(|i| {
+        let item = self.snap_item(mall, kind, id, Some("fetched_at, unpub")).await?;
+        Ok(item.as_ref().and_then(|i| {
             let fetched_at_ms = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok())?;
             Some(SnapshotHead { fetched_at_ms, unpublished: i.contains_key("unpub") })
         }))
@@ -257,16 +269,8 @@ impl SnapshotStore for DynamoState {
     }
 
     async fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::snap_key(mall, kind, id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(err)?;
-        Ok(out.item().map(|i| {
+        let item = self.snap_item(mall, kind, id, None).await?;
+        Ok(item.as_ref().map(|i| {
             let f = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
             let deleted = i.get("deleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
             let data = if deleted {
