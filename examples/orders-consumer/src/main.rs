@@ -7,7 +7,13 @@ use orders_consumer::Orders;
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().json().with_target(false).without_time().init();
     let table = std::env::var("ORDERS_TABLE").map_err(|_| "ORDERS_TABLE is not set")?;
-    let sdk = aws_config::load_from_env().await;
+    // The workspace builds the AWS SDK without its default HTTP client (one TLS stack, ring):
+    // name one. A copy of this example with default SDK features can use `load_from_env()`.
+    let http = {
+        use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+        aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+    };
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await;
     let orders = Orders::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let orders = &orders;
     run(service_fn(move |ev: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {

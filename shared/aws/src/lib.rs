@@ -58,9 +58,18 @@ impl Clients {
     }
 }
 
+/// The HTTP client of every AWS SDK client here: hyper 1 with rustls on ring, the same TLS
+/// stack reqwest uses for Cafe24 (the SDK's default features would add aws-lc and a legacy
+/// hyper 0.14 + rustls 0.21 stack; see the workspace Cargo.toml). Trust roots: the system's.
+pub fn http_client() -> aws_sdk_sqs::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// Loads the SDK configuration from the environment (default chain) with bounded timeouts.
 pub async fn load_sdk_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)

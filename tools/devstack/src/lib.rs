@@ -22,6 +22,7 @@ pub const LOCAL_REGION: &str = "us-east-1";
 /// SDK configuration for a local endpoint with dummy credentials.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(relay_aws::http_client())
         .region(aws_config::Region::new(LOCAL_REGION))
         .endpoint_url(endpoint)
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack"))

@@ -89,7 +89,8 @@ impl Target {
     /// The AWS SDK configuration: the default chain, plus the endpoint override when the stack
     /// file names one (moto takes any credentials; dummy ones are supplied if none are set).
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(relay_aws::http_client());
         if let Some(endpoint) = self.get("AWS_ENDPOINT_URL") {
             loader = loader.endpoint_url(endpoint);
             if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
