@@ -39,18 +39,24 @@ pub struct Pipeline {
 impl Pipeline {
     /// Starts a simulator and creates resources named after `tag`.
     pub async fn new(tag: &str) -> Self {
+        Self::new_with(tag, |_| {}).await
+    }
+
+    /// As [`Pipeline::new`], with the simulator's configuration adjusted by `tweak`.
+    pub async fn new_with(tag: &str, tweak: impl FnOnce(&mut SimConfig)) -> Self {
         let app = AppConfig {
             client_id: "relay-client".into(),
             client_secret: "relay-secret".into(),
             scopes: ALL_READ_SCOPES.iter().map(|x| x.to_string()).collect(),
         };
-        let config = SimConfig {
+        let mut config = SimConfig {
             apps: vec![app],
             leak_per_sec: 2.0 * SCALE,
             abnormal_per_sec: (10.0 * SCALE) as u32,
             webhook_retry_delay_ms: 20,
             ..SimConfig::default()
         };
+        tweak(&mut config);
         let sim = Arc::new(Sim::new(config, Clock::Real));
         let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         Self { sim, base: format!("http://{addr}"), env: TestEnv::new(tag).await.unwrap() }
@@ -86,6 +92,8 @@ impl Pipeline {
             "LIMITER_MIN_SPACING_MS" => Some(((125.0 / SCALE) as u64).to_string()),
             "WORKER_MAX_SLEEP_MS" => Some(((200.0 / SCALE) as u64).to_string()),
             "DEFER_MIN_S" => Some("2".into()),
+            // Reconciliation treats every log as settled (the tests send, then reconcile).
+            "RECONCILE_SETTLE_S" => Some("0".into()),
             _ => self.env_var(k),
         })
         .unwrap();
@@ -115,6 +123,17 @@ impl Pipeline {
             false,
         );
         assert_eq!(h.handle(to_request(&ev)).await.status(), 200);
+    }
+
+    /// Serves the real ingest handler over HTTP and points the simulator's webhook sender at it.
+    pub async fn send_webhooks_to_ingest(&self) {
+        let url = crate::serve_ingest(Arc::new(self.env.ingest())).await;
+        reqwest::Client::new()
+            .post(format!("{}/sim/webhooks/target", self.base))
+            .json(&serde_json::json!({"url": format!("{url}/webhooks/cafe24"), "api_key": KEY}))
+            .send()
+            .await
+            .unwrap();
     }
 
     /// The simulator's order ids of `mall`.

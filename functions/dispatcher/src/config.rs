@@ -24,6 +24,9 @@ pub struct DispatcherConfig {
     pub keepalive_window_ms: u64,
     /// Return the rest of a batch under this much remaining time, ms.
     pub min_time_left_ms: u64,
+    /// The reconciliation schedule's period, ms (`RECONCILE_MINUTES`): one reconcile job per
+    /// mall and period, whatever number of times the schedule fires in it.
+    pub reconcile_interval_ms: u64,
 }
 
 pub use relay_lambda::config::ConfigError;
@@ -50,7 +53,16 @@ impl DispatcherConfig {
                 .filter(|d| (1..=13).contains(d))
                 .ok_or(ConfigError::Invalid { var: "KEEPALIVE_DAYS", reason: "1..=13".into() })?,
         };
+        let reconcile_minutes = match get("RECONCILE_MINUTES") {
+            None => 10,
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|m| (1..=1440).contains(m))
+                .ok_or(ConfigError::Invalid { var: "RECONCILE_MINUTES", reason: "1..=1440".into() })?,
+        };
         Ok(Self {
+            reconcile_interval_ms: reconcile_minutes * 60_000,
             work_queue_url: req("WORK_QUEUE_URL")?,
             inbox_queue_url: req("INBOX_QUEUE_URL")?,
             parking_queue_url: req("PARKING_QUEUE_URL")?,
@@ -92,7 +104,7 @@ mod tests {
     #[test]
     fn defaults_missing_and_malformed_values() {
         let c = cfg(OK).unwrap();
-        assert_eq!(c.keepalive_window_ms, 3 * 86_400_000);
+        assert_eq!((c.keepalive_window_ms, c.reconcile_interval_ms), (3 * 86_400_000, 600_000));
         for k in ["WORK_QUEUE_URL", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL", "TOKEN_TABLE", "EVENT_BUS_NAME"] {
             let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
@@ -104,6 +116,8 @@ mod tests {
             ("ROUTING_OVERRIDES", "{"),
             ("ROUTING_OVERRIDES", r#"{"90157":"publish"}"#),
             ("MIN_TIME_LEFT_MS", "soon"),
+            ("RECONCILE_MINUTES", "0"),
+            ("RECONCILE_MINUTES", "every"),
         ] {
             let mut p = OK.to_vec();
             p.push((k, v));

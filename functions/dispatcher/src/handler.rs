@@ -13,7 +13,7 @@ use relay_domain::routing::{plan, Dispatch};
 
 use crate::config::DispatcherConfig;
 use relay_domain::tokens::TokenStore;
-use relay_domain::DedupId;
+use relay_domain::{DedupId, MallId};
 use relay_lambda::fifo::sqs::retry_delay_s;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
@@ -43,6 +43,8 @@ pub struct DispatchStats {
     pub retried_entries: AtomicU64,
     /// Keep-alive jobs enqueued.
     pub keepalive_jobs: AtomicU64,
+    /// Reconcile jobs enqueued.
+    pub reconcile_jobs: AtomicU64,
 }
 
 /// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store, `V` the
@@ -149,8 +151,16 @@ where
         false
     }
 
+    /// A job's work-queue message. Live jobs share the mall's group (its rate-limit key), bulk
+    /// jobs (keep-alive, reconciliation) go in `<key>.bulk`: a FIFO group runs in order, so bulk
+    /// work waiting for credit never holds a live webhook behind it, while both groups still
+    /// draw on the one limiter key (whose live reserve keeps live calls flowing).
     fn job_message(&self, job: &Job) -> Option<OutboundMessage> {
-        let group = self.cfg.key_scope.key(&job.mall_id);
+        let key = self.cfg.key_scope.key(&job.mall_id);
+        let group = match job.class {
+            Class::Live => key,
+            Class::Bulk => format!("{key}.bulk"),
+        };
         Some(OutboundMessage {
             group_id: GroupId::for_key(&group)?,
             dedup_id: DedupId::parse(&job.job_id)?,
@@ -364,7 +374,51 @@ where
             ("MallsUninstalled", Unit::Count, n(&s.uninstalled)),
             ("JobSendRetries", Unit::Count, n(&s.retried_entries)),
             ("KeepAliveJobs", Unit::Count, n(&s.keepalive_jobs)),
+            ("ReconcileJobs", Unit::Count, n(&s.reconcile_jobs)),
         ]
+    }
+
+    /// One bulk job of `kind` per mall for a scheduled run, its id per (mall, `slot`), and their
+    /// messages (a job whose message cannot be built is left out of the second list).
+    fn scheduled(
+        &self,
+        malls: &[MallId],
+        kind: JobKind,
+        name: &str,
+        slot: u64,
+        now_ms: u64,
+    ) -> (Vec<Job>, Vec<OutboundMessage>) {
+        let slot = slot.to_string();
+        let jobs: Vec<Job> = malls
+            .iter()
+            .map(|m| Job {
+                v: JOB_VERSION,
+                job_id: DedupId::derive(name, &[m.as_str().as_bytes(), slot.as_bytes()]).as_str().to_owned(),
+                mall_id: m.clone(),
+                kind: kind.clone(),
+                class: Class::Bulk,
+                trace_id: format!("{name}-{slot}"),
+                event_received_ms: now_ms,
+            })
+            .collect();
+        let msgs = jobs.iter().filter_map(|j| self.job_message(j)).collect();
+        (jobs, msgs)
+    }
+
+    /// Scheduled reconciliation: one `Reconcile` job (bulk class) per active mall, its id per
+    /// mall and period of `RECONCILE_MINUTES`, so extra firings in one period add nothing.
+    /// Returns the jobs enqueued.
+    pub async fn reconcile_all(&self, now_ms: u64) -> Result<usize, relay_domain::ports::StoreError> {
+        let malls = self.tokens.expiring_before(u64::MAX).await?;
+        let slot = now_ms / self.cfg.reconcile_interval_ms.max(1);
+        let (jobs, msgs) = self.scheduled(&malls, JobKind::Reconcile, "reconcile", slot, now_ms);
+        let ok = msgs.len() == jobs.len() && self.send_all(msgs).await;
+        if ok {
+            self.stats.reconcile_jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        }
+        metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
+        tracing::info!(jobs = jobs.len(), outcome = if ok { "enqueued" } else { "send_failed" }, "reconcile");
+        Ok(if ok { jobs.len() } else { 0 })
     }
 
     /// Scheduled keep-alive: one `RefreshToken` job per mall whose refresh token expires within
@@ -372,20 +426,7 @@ where
     /// (jobs enqueued, malls needing re-authorization).
     pub async fn keep_alive(&self, now_ms: u64) -> Result<(usize, usize), relay_domain::ports::StoreError> {
         let malls = self.tokens.expiring_before(now_ms + self.cfg.keepalive_window_ms).await?;
-        let day = (now_ms / 86_400_000).to_string();
-        let jobs: Vec<Job> = malls
-            .iter()
-            .map(|m| Job {
-                v: JOB_VERSION,
-                job_id: DedupId::derive("keepalive", &[m.as_str().as_bytes(), day.as_bytes()]).as_str().to_owned(),
-                mall_id: m.clone(),
-                kind: JobKind::RefreshToken,
-                class: Class::Bulk,
-                trace_id: format!("keepalive-{day}"),
-                event_received_ms: now_ms,
-            })
-            .collect();
-        let msgs: Vec<OutboundMessage> = jobs.iter().filter_map(|j| self.job_message(j)).collect();
+        let (jobs, msgs) = self.scheduled(&malls, JobKind::RefreshToken, "keepalive", now_ms / 86_400_000, now_ms);
         let ok = self.send_all(msgs).await;
         let reauth = self.tokens.needing_reauth().await?;
         for m in &reauth {

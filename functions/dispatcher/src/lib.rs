@@ -23,3 +23,7 @@ pub mod handler;
 
 pub use config::DispatcherConfig;
 pub use handler::Dispatcher;
+
+/// `source` of the scheduled event that starts reconciliation (the template's `Reconcile`
+/// schedule); any other scheduled event runs the keep-alive.
+pub const RECONCILE_SOURCE: &str = "cafe24-relay.reconcile";

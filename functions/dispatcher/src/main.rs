@@ -1,4 +1,5 @@
-//! dispatcher binary: SQS batches from the inbox, or the EventBridge schedule (keep-alive).
+//! dispatcher binary: SQS batches from the inbox, or an EventBridge schedule (keep-alive, or
+//! reconciliation when the event's `source` is `cafe24-relay.reconcile`).
 
 use dispatcher::{Dispatcher, DispatcherConfig};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
@@ -33,11 +34,15 @@ where
         let left = move || deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
         Ok::<Value, Error>(serde_json::to_value(d.handle_batch(sqs, left).await)?)
     } else {
-        // EventBridge scheduled event (or a manual invoke): the keep-alive.
+        // An EventBridge schedule (or a manual invoke): reconciliation or the keep-alive.
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|x| x.as_millis() as u64)
             .unwrap_or(0);
+        if ev.payload.get("source").and_then(Value::as_str) == Some(dispatcher::RECONCILE_SOURCE) {
+            let jobs = d.reconcile_all(now).await?;
+            return Ok(serde_json::json!({"reconcile_jobs": jobs}));
+        }
         let (jobs, reauth) = d.keep_alive(now).await?;
         Ok(serde_json::json!({"keepalive_jobs": jobs, "needs_reauth": reauth}))
     }

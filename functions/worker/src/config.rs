@@ -7,6 +7,13 @@ use relay_domain::ratelimit::LimiterConfig;
 pub struct WorkerConfig {
     /// The work queue (for visibility changes).
     pub work_queue_url: String,
+    /// The inbox, where reconciliation re-injects webhooks Cafe24 failed to deliver.
+    pub inbox_queue_url: String,
+    /// Reconciliation leaves webhook logs younger than this for the next run (Cafe24 may
+    /// still be retrying them), ms.
+    pub reconcile_settle_ms: u64,
+    /// How far back a mall's first reconciliation reads the webhook logs, ms.
+    pub reconcile_lookback_ms: u64,
     /// The worker's FIFO DLQ.
     pub dlq_url: String,
     /// State table (idempotency, attempts, snapshots).
@@ -39,7 +46,8 @@ pub use relay_lambda::config::ConfigError;
 
 impl WorkerConfig {
     /// Reads `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`,
-    /// `EVENT_BUS_NAME`, `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
+    /// `EVENT_BUS_NAME`, `INBOX_QUEUE_URL`, `RECONCILE_SETTLE_S` (300), `RECONCILE_LOOKBACK_HOURS` (24),
+    /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
     /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
@@ -64,6 +72,9 @@ impl WorkerConfig {
         limiter.validate().map_err(|e| ConfigError::Invalid { var: "LIMITER_*", reason: e.to_string() })?;
         Ok(Self {
             work_queue_url: req("WORK_QUEUE_URL")?,
+            inbox_queue_url: req("INBOX_QUEUE_URL")?,
+            reconcile_settle_ms: num("RECONCILE_SETTLE_S", 300, 0, 86_400)? * 1_000,
+            reconcile_lookback_ms: num("RECONCILE_LOOKBACK_HOURS", 24, 1, 24 * 90)? * 3_600_000,
             dlq_url: req("WORKER_DLQ_URL")?,
             state_table: req("STATE_TABLE")?,
             token_table: req("TOKEN_TABLE")?,
@@ -91,6 +102,7 @@ mod tests {
         ("TOKEN_TABLE", "tokens"),
         ("RATE_LIMIT_TABLE", "rl"),
         ("EVENT_BUS_NAME", "bus"),
+        ("INBOX_QUEUE_URL", "http://x/inbox.fifo"),
     ];
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<WorkerConfig, ConfigError> {
@@ -102,9 +114,16 @@ mod tests {
     fn defaults_and_missing_variables() {
         let c = cfg(OK).unwrap();
         assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst), (5, 5, 40));
-        for k in
-            ["WORK_QUEUE_URL", "WORKER_DLQ_URL", "STATE_TABLE", "TOKEN_TABLE", "RATE_LIMIT_TABLE", "EVENT_BUS_NAME"]
-        {
+        assert_eq!((c.reconcile_settle_ms, c.reconcile_lookback_ms), (300_000, 86_400_000));
+        for k in [
+            "WORK_QUEUE_URL",
+            "WORKER_DLQ_URL",
+            "STATE_TABLE",
+            "TOKEN_TABLE",
+            "RATE_LIMIT_TABLE",
+            "EVENT_BUS_NAME",
+            "INBOX_QUEUE_URL",
+        ] {
             let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
         }
@@ -114,6 +133,9 @@ mod tests {
     fn malformed_values_are_refused_by_name() {
         for (k, v) in [
             ("MAX_ATTEMPTS", "0"),
+            ("RECONCILE_SETTLE_S", "soon"),
+            ("RECONCILE_LOOKBACK_HOURS", "0"),
+            ("RECONCILE_LOOKBACK_HOURS", "99999"),
             ("MAX_ATTEMPTS", "many"),
             ("DEFER_MIN_S", "-1"),
             ("LIMITER_RATE_PER_SEC", "fast"),

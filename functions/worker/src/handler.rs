@@ -12,9 +12,10 @@ use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
-    Claim, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, SnapshotStore,
+    Claim, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, ReconcileStore, SnapshotStore,
     VisibilityControl,
 };
+use relay_domain::ratelimit::Class;
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::DedupId;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
@@ -72,6 +73,12 @@ pub struct WorkerStats {
     pub done: AtomicU64,
     /// Tombstones written.
     pub tombstoned: AtomicU64,
+    /// Webhooks re-injected into the inbox by reconciliation.
+    pub reinjected: AtomicU64,
+    /// Failed deliveries reconciliation found in Cafe24's webhook logs.
+    pub failed_deliveries: AtomicU64,
+    /// Reconcile runs that found the mall's webhook reception switched off.
+    pub reception_off: AtomicU64,
 }
 
 /// The worker, built once per cold start.
@@ -81,6 +88,7 @@ pub struct Worker<G, S, I, Q, V, B> {
     state: I,
     bus: B,
     dlq: Q,
+    inbox: Q,
     visibility: V,
     cfg: WorkerConfig,
     /// Counters.
@@ -123,6 +131,7 @@ impl AwsWorker {
             relay_aws::state::DynamoState::new(ddb.clone(), cfg.state_table.clone()),
             relay_aws::bus::EventBridgeBus::new(aws.events.clone(), cfg.event_bus.clone()),
             SqsQueue::new(sqs.clone(), cfg.dlq_url.clone()),
+            SqsQueue::new(sqs.clone(), cfg.inbox_queue_url.clone()),
             SqsVisibility::new(sqs.clone(), cfg.work_queue_url.clone()),
             cfg,
         ))
@@ -133,14 +142,15 @@ impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
 where
     G: RateGate,
     S: TokenStore,
-    I: IdempotencyStore + SnapshotStore,
+    I: IdempotencyStore + SnapshotStore + ReconcileStore,
     Q: MessageQueue,
     V: VisibilityControl,
     B: EventBus,
 {
-    /// Wires the worker.
-    pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, visibility: V, cfg: WorkerConfig) -> Self {
-        Self { cafe24, state, bus, dlq, visibility, cfg, stats: WorkerStats::default(), deltas: Deltas::default() }
+    /// Wires the worker. `inbox` is where reconciliation re-injects webhooks.
+    pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, inbox: Q, visibility: V, cfg: WorkerConfig) -> Self {
+        let (stats, deltas) = (WorkerStats::default(), Deltas::default());
+        Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas }
     }
 
     fn now(&self) -> u64 {
@@ -197,6 +207,9 @@ where
             ("LimiterWaits", Unit::Count, n(&c.inline_sleeps) + n(&c.throttled)),
             ("LimiterWaitMs", Unit::Milliseconds, n(&c.inline_sleep_ms)),
             ("TokenRefreshes", Unit::Count, n(&c.refreshes)),
+            ("WebhooksReinjected", Unit::Count, n(&w.reinjected)),
+            ("WebhookDeliveriesFailed", Unit::Count, n(&w.failed_deliveries)),
+            ("ReceptionOff", Unit::Count, n(&w.reception_off)),
         ]
     }
 
@@ -365,6 +378,7 @@ where
                 Ok(list) => list.into_iter().next().map(|c| Some(c.raw)).ok_or(Cafe24Error::NotFound),
                 Err(e) => Err(e),
             },
+            JobKind::Reconcile => return self.reconcile(job).await,
             JobKind::RefreshToken => {
                 return match self
                     .cafe24
@@ -402,6 +416,82 @@ where
             }
             Err(e) => self.map_error(job, e).await,
         }
+    }
+
+    /// A reconcile job: the mall's reception status, then its webhook logs page by page from
+    /// the checkpoint (every call bulk class, through the limiter), re-injecting what the relay
+    /// never accepted ([`relay_domain::reconcile::plan_page`]). The checkpoint advances only
+    /// after a page's re-injections are stored, so a job cut off anywhere resumes without a
+    /// gap; a page read twice re-sends the same deduplication ids (SQS drops them within
+    /// 5 minutes, the worker's idempotency records after that).
+    async fn reconcile(&self, job: &Job) -> JobOutcome {
+        use relay_domain::reconcile::{has_next_page, logs_query, page_entries, plan_page, reception_on};
+        const MAX_PAGES: usize = 20;
+        let mall = &job.mall_id;
+        let mut st = match self.state.reconcile_state(mall).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile state not readable");
+                return JobOutcome::Retry("store");
+            }
+        };
+        match self.cafe24.get_json(mall, "webhooks/setting", Class::Bulk).await {
+            Ok(body) => st.reception_on = reception_on(&body),
+            Err(e) => return self.map_error(job, e).await,
+        }
+        let (mut failed, mut reinjected) = (0u64, 0u64);
+        for _ in 0..MAX_PAGES {
+            let now = self.now();
+            let query = logs_query(st.since_log_id.as_deref(), now, self.cfg.reconcile_lookback_ms);
+            let body = match self.cafe24.get_json(mall, &format!("webhooks/logs?{query}"), Class::Bulk).await {
+                Ok(b) => b,
+                Err(e) => return self.map_error(job, e).await,
+            };
+            let Some(logs) = page_entries(&body) else {
+                return JobOutcome::DeadLetter { reason: "webhook logs without a `logs` list".into(), class: "decode" };
+            };
+            let plan = plan_page(mall, &logs, now, self.cfg.reconcile_settle_ms);
+            for chunk in plan.reinject.chunks(10) {
+                match self.inbox.send_batch(chunk).await {
+                    Ok(refused) if refused.is_empty() => {}
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(outcome = "reinject_failed", "inbox refused re-injected webhooks");
+                        return JobOutcome::Retry("inbox");
+                    }
+                }
+            }
+            for (log_id, why) in &plan.skipped {
+                tracing::warn!(log_id = %log_id, reason = ?why, "failed webhook delivery not re-injectable");
+            }
+            failed += plan.failed_logs as u64;
+            reinjected += plan.reinject.len() as u64;
+            self.stats.reinjected.fetch_add(plan.reinject.len() as u64, Ordering::Relaxed);
+            let advanced = plan.checkpoint.is_some();
+            if let Some(cp) = plan.checkpoint {
+                st.since_log_id = Some(cp);
+                st.reinjected_total += plan.reinject.len() as u64;
+                if let Err(e) = self.state.save_reconcile_state(mall, &st).await {
+                    tracing::warn!(error = %e, "reconcile checkpoint not stored");
+                    return JobOutcome::Retry("store");
+                }
+            }
+            if !advanced || plan.unsettled > 0 || !has_next_page(&body) {
+                break;
+            }
+        }
+        st.failed_logs = failed;
+        st.last_run_ms = self.now();
+        if let Err(e) = self.state.save_reconcile_state(mall, &st).await {
+            // The checkpoint itself is stored page by page; only the run's summary is lost.
+            tracing::warn!(error = %e, "reconcile summary not stored");
+        }
+        if st.reception_on == Some(false) {
+            self.stats.reception_off.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(outcome = "reception_off", "Cafe24 has switched this mall's webhook reception off");
+        }
+        self.stats.failed_deliveries.fetch_add(failed, Ordering::Relaxed);
+        tracing::info!(reinjected, failed_logs = failed, reception_on = ?st.reception_on, "reconcile");
+        JobOutcome::Completed("reconciled")
     }
 
     /// Publishes the event of a version just stored and clears its outbox flag. `false` = the

@@ -30,6 +30,7 @@ struct Fx {
     tokens: MemoryTokens,
     state: MemoryState,
     dlq: MemoryQueue,
+    inbox: MemoryQueue,
     vis: MemoryVisibility,
     bus: MemoryBus,
     mall: MallId,
@@ -65,6 +66,7 @@ impl Fx {
             tokens,
             state: MemoryState::default(),
             dlq: MemoryQueue::default(),
+            inbox: MemoryQueue::default(),
             vis: MemoryVisibility::default(),
             bus: MemoryBus::default(),
             mall,
@@ -85,8 +87,11 @@ impl Fx {
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
             "WORKER_DLQ_URL" => Some("https://sqs.example/1/work-dlq.fifo".into()),
+            "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
             "STATE_TABLE" | "TOKEN_TABLE" | "RATE_LIMIT_TABLE" | "EVENT_BUS_NAME" => Some("t".into()),
             "DEFER_MIN_S" => Some("5".into()),
+            // Logs written by the tests are settled at once.
+            "RECONCILE_SETTLE_S" => Some("0".into()),
             // The kill test runs 1 s invocations (claims then last 1 s).
             "MIN_TIME_LEFT_MS" => Some("0".into()),
             _ => None,
@@ -95,7 +100,15 @@ impl Fx {
         let clock: relay_cafe24::Clock =
             Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
         let cafe24 = Cafe24::new(ccfg, self.gate.clone(), self.tokens.clone(), clock).unwrap();
-        Worker::new(cafe24, self.state.clone(), self.bus.clone(), self.dlq.clone(), self.vis.clone(), wcfg)
+        Worker::new(
+            cafe24,
+            self.state.clone(),
+            self.bus.clone(),
+            self.dlq.clone(),
+            self.inbox.clone(),
+            self.vis.clone(),
+            wcfg,
+        )
     }
 
     fn fault(&self, endpoint: &str, kind: FaultKind) {
@@ -127,6 +140,111 @@ impl Fx {
     fn calls(&self) -> u64 {
         self.sim.stats("shop").calls
     }
+
+    /// Writes a webhook log entry as Cafe24's sender would (the log id is assigned in order).
+    fn log(&self, trace: &str, log_type: &str, success: bool, order_id: &str) -> String {
+        let body = cafe24_sim::webhooks::event_body("shop", 90023, &serde_json::json!({"order_id": order_id}));
+        let now = self.sim.clock.now_ms() - 1_000;
+        let mut g = self.sim.lock();
+        g.next_log += 1;
+        let log_id = format!("L{:012}", g.next_log);
+        g.logs.push(cafe24_sim::webhooks::WebhookLog {
+            log_id: log_id.clone(),
+            log_type: log_type.into(),
+            event_no: 90023,
+            mall_id: "shop".into(),
+            trace_id: trace.into(),
+            requested_time: cafe24_sim::kst::iso_kst(now),
+            requested_ms: now,
+            request_endpoint: "https://relay.example/webhooks/cafe24".into(),
+            request_body: body.to_string(),
+            success: if success { "T" } else { "F" }.into(),
+            response_http_code: None,
+            response_body: None,
+        });
+        log_id
+    }
+
+    fn endpoint_calls(&self, endpoint: &str) -> u64 {
+        self.sim.stats("shop").endpoints.get(endpoint).map_or(0, |e| e.calls)
+    }
+}
+
+fn reconcile_job(fx: &Fx, id: &str) -> String {
+    serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, JobKind::Reconcile) }).unwrap()
+}
+
+fn dedup_ids(q: &MemoryQueue) -> Vec<String> {
+    q.messages().iter().map(|m| m.dedup_id.as_str().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn reconcile_reinjects_only_deliveries_that_never_succeeded_with_the_live_dedup_id() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.log("tr-retried", "G", false, "20261201-0000001");
+    fx.log("tr-retried", "G", true, "20261201-0000001"); // Cafe24's retry got through
+    fx.log("tr-lost", "G", false, "20261201-0000002");
+    fx.log("tr-ok", "G", true, "20261201-0000003");
+    let last = fx.log("tr-test", "T", false, "20261201-0000004"); // a test delivery
+    let r = run(&w, &reconcile_job(&fx, "rc1")).await;
+    assert!(!returned(&r));
+    assert_eq!(fx.state.outcome("rc1").as_deref(), Some("reconciled"));
+    let body = cafe24_sim::webhooks::event_body("shop", 90023, &serde_json::json!({"order_id": "20261201-0000002"}));
+    let live = relay_domain::DedupId::for_webhook(Some("tr-lost"), body.to_string().as_bytes());
+    assert_eq!(
+        dedup_ids(&fx.inbox),
+        vec![live.as_str().to_owned()],
+        "the lost delivery, as ingest would have queued it"
+    );
+    assert_eq!(fx.inbox.messages()[0].group_id.as_str(), "shop");
+    let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
+    assert_eq!((st.since_log_id.as_deref(), st.reception_on, st.failed_logs), (Some(last.as_str()), Some(true), 2));
+    assert_eq!((fx.endpoint_calls("webhooks/setting"), fx.endpoint_calls("webhooks/logs")), (1, 1));
+    assert_eq!(fx.gate.feedback_seen(), 2, "both calls went through the limiter");
+
+    // The next period reads from the checkpoint and finds nothing new.
+    let r = run(&w, &reconcile_job(&fx, "rc2")).await;
+    assert!(!returned(&r));
+    assert_eq!(fx.inbox.messages().len(), 1, "nothing re-injected twice");
+    assert_eq!(w.stats.reinjected.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn reconcile_pages_through_the_logs_and_a_refused_inbox_keeps_the_checkpoint() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    for i in 0..1_005 {
+        fx.log(&format!("tr-{i:05}"), "G", false, &format!("20261201-{:07}", i + 1));
+    }
+    fx.inbox.set_failing(true);
+    let r = run(&w, &reconcile_job(&fx, "rc-p")).await;
+    assert!(returned(&r), "not done while the inbox refuses");
+    let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
+    assert_eq!(st.since_log_id, None, "the checkpoint did not move past unsent re-injections");
+    fx.inbox.set_failing(false);
+    let r = run(&w, &reconcile_job(&fx, "rc-p")).await;
+    assert!(!returned(&r));
+    let ids = dedup_ids(&fx.inbox);
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (1_005, 1_005), "every lost delivery once");
+    assert_eq!(fx.endpoint_calls("webhooks/logs"), 3, "one refused page, then two pages of 1,000");
+}
+
+#[tokio::test]
+async fn a_mall_with_reception_switched_off_is_recorded_and_counted() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").reception_off = true;
+    }
+    let r = run(&w, &reconcile_job(&fx, "rc-off")).await;
+    assert!(!returned(&r));
+    let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
+    assert_eq!(st.reception_on, Some(false));
+    assert_eq!(w.stats.reception_off.load(Ordering::Relaxed), 1);
+    assert!(w.samples().iter().any(|(name, _, v)| *name == "ReceptionOff" && *v == 1));
 }
 
 /// One SQS record with `body`, through the worker's batch handler.

@@ -8,6 +8,9 @@
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
 //!   what is stored. `unpub` (= `fetched_at`) is the outbox flag: set by every upsert, removed
 //!   once the bus accepted the version's event (`mark_published`, conditional on the version).
+//! - `recon#<mall>`: reconciliation checkpoint (`since_log_id`, `reception` T/F, `failed_logs`,
+//!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
+//!   work-queue group serializes them).
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -15,7 +18,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use relay_domain::ports::{
-    Claim, IdempotencyStore, SnapshotHead, SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot,
+    Claim, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead, SnapshotStore, SnapshotTooLarge, StoreError,
+    StoredSnapshot,
 };
 use relay_domain::MallId;
 
@@ -205,6 +209,53 @@ impl IdempotencyStore for DynamoState {
             .and_then(|v| v.as_n().ok())
             .and_then(|x| x.parse().ok())
             .unwrap_or(1))
+    }
+}
+
+impl ReconcileStore for DynamoState {
+    async fn reconcile_state(&self, mall: &MallId) -> Result<ReconcileState, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("recon#{}", mall.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        let Some(i) = out.item else { return Ok(ReconcileState::default()) };
+        let num = |k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
+        Ok(ReconcileState {
+            since_log_id: i.get("since_log_id").and_then(|v| v.as_s().ok()).cloned(),
+            reception_on: i.get("reception").and_then(|v| v.as_s().ok()).map(|v| v == "T"),
+            failed_logs: num("failed_logs"),
+            reinjected_total: num("reinjected"),
+            last_run_ms: num("last_run"),
+        })
+    }
+
+    async fn save_reconcile_state(&self, mall: &MallId, st: &ReconcileState) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(
+                [
+                    Some(("pk".to_owned(), s(&format!("recon#{}", mall.as_str())))),
+                    st.since_log_id.as_deref().map(|v| ("since_log_id".to_owned(), s(v))),
+                    st.reception_on.map(|on| ("reception".to_owned(), s(if on { "T" } else { "F" }))),
+                    Some(("failed_logs".to_owned(), n(st.failed_logs))),
+                    Some(("reinjected".to_owned(), n(st.reinjected_total))),
+                    Some(("last_run".to_owned(), n(st.last_run_ms))),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            ))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 }
 

@@ -30,6 +30,9 @@ pub enum JobKind {
     },
     /// Keep the mall's refresh token alive (scheduled).
     RefreshToken,
+    /// Read the mall's webhook logs since its checkpoint and re-inject every delivery the
+    /// relay never accepted; record the mall's reception status (scheduled, bulk class).
+    Reconcile,
 }
 
 impl JobKind {
@@ -39,7 +42,7 @@ impl JobKind {
             Self::SyncOrder { order_id } => Some(("order", order_id.clone())),
             Self::SyncProduct { product_no } => Some(("product", product_no.to_string())),
             Self::SyncCustomer { member_id } => Some(("customer", member_id.clone())),
-            Self::RefreshToken => None,
+            Self::RefreshToken | Self::Reconcile => None,
         }
     }
 
@@ -50,6 +53,7 @@ impl JobKind {
             Self::SyncProduct { .. } => "sync_product",
             Self::SyncCustomer { .. } => "sync_customer",
             Self::RefreshToken => "refresh_token",
+            Self::Reconcile => "reconcile",
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod oauth_state;
 pub mod ports;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod routing;
 pub mod tokens;
 pub mod webhook;

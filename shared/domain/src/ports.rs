@@ -214,6 +214,34 @@ pub trait SnapshotStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Per-mall reconciliation state: how far the webhook logs were read, and what the last run
+/// saw of the mall's webhook reception.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileState {
+    /// `since_log_id` of the next read (`None`: never read; start at the look-back window).
+    pub since_log_id: Option<String>,
+    /// Cafe24's `reception_status` at the last run (`None`: not read yet).
+    pub reception_on: Option<bool>,
+    /// Failed deliveries the last run found in the logs.
+    pub failed_logs: u64,
+    /// Webhooks re-injected into the inbox, all runs.
+    pub reinjected_total: u64,
+    /// When the last run finished, epoch ms.
+    pub last_run_ms: u64,
+}
+
+/// Where reconciliation keeps each mall's checkpoint.
+pub trait ReconcileStore: Send + Sync {
+    /// The mall's state (default when there is none).
+    fn reconcile_state(&self, mall: &MallId) -> impl Future<Output = Result<ReconcileState, StoreError>> + Send;
+    /// Replaces the mall's state.
+    fn save_reconcile_state(
+        &self,
+        mall: &MallId,
+        state: &ReconcileState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// The event bus the user's application subscribes to.
 pub trait EventBus: Send + Sync {
     /// Publishes the events (any number; the adapter splits them into requests). `Ok(failed)`
@@ -337,6 +365,7 @@ pub mod memory {
         idem: std::collections::HashMap<String, IdemRecord>,
         attempts: std::collections::HashMap<String, u32>,
         snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, bool)>,
+        reconcile: std::collections::HashMap<String, ReconcileState>,
         failing: bool,
         failing_upserts: bool,
     }
@@ -428,6 +457,25 @@ pub mod memory {
             let n = g.attempts.entry(job_id.to_owned()).or_insert(0);
             *n += 1;
             Ok(*n)
+        }
+    }
+
+    impl ReconcileStore for MemoryState {
+        async fn reconcile_state(&self, mall: &MallId) -> Result<ReconcileState, StoreError> {
+            let g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            Ok(g.reconcile.get(mall.as_str()).cloned().unwrap_or_default())
+        }
+
+        async fn save_reconcile_state(&self, mall: &MallId, state: &ReconcileState) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            g.reconcile.insert(mall.as_str().to_owned(), state.clone());
+            Ok(())
         }
     }
 

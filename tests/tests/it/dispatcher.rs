@@ -6,7 +6,6 @@
 use relay_domain::ports::SnapshotStore as _;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cafe24_sim::state::DAY_MS;
@@ -277,14 +276,8 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
     for m in malls {
         fx.install(m).await;
     }
-    let ingest = Arc::new(fx.env.ingest());
-    let url = serve_ingest(ingest).await;
+    fx.send_webhooks_to_ingest().await;
     let http = reqwest::Client::new();
-    http.post(format!("{}/sim/webhooks/target", fx.base))
-        .json(&json!({"url": format!("{url}/webhooks/cafe24"), "api_key": KEY}))
-        .send()
-        .await
-        .unwrap();
 
     // Per mall (100 events): 74 orders placed, 20 payments on earlier orders (5 of them also resent by Cafe24),
     // 5 shipping changes, and one bulk cancellation over 3 orders.

@@ -27,6 +27,8 @@ fn sample(k: &str) -> Option<String> {
         k if k.ends_with("_MS")
             || k.ends_with("_S")
             || k.ends_with("_DAYS")
+            || k.ends_with("_HOURS")
+            || k.ends_with("_MINUTES")
             || k.starts_with("LIMITER_")
             || k == "MAX_ATTEMPTS" =>
         {

@@ -13,5 +13,6 @@ mod install;
 mod limiter_moto;
 mod limiter_sim;
 mod local_esm;
+mod reconcile;
 mod secrets;
 mod worker;

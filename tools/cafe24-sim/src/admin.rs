@@ -27,6 +27,7 @@ pub fn endpoint_name(rest: &str) -> String {
         ["orders", _] => "orders/{id}".into(),
         ["products", _] => "products/{id}".into(),
         ["webhooks", "logs"] => "webhooks/logs".into(),
+        ["webhooks", "setting"] => "webhooks/setting".into(),
         [one] => (*one).to_owned(),
         _ => rest.to_owned(),
     }
@@ -277,7 +278,9 @@ fn order_window(q: &HashMap<String, String>) -> Result<(u64, u64, String), Strin
 fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, String>, now: u64) -> (u16, Value) {
     let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let logs_snapshot = if parts.as_slice() == ["webhooks", "logs"] { Some(g.logs.clone()) } else { None };
-    let data = &sim.mall(g, mall).data;
+    let state = sim.mall(g, mall);
+    let reception = if state.reception_off { "F" } else { "T" };
+    let data = &state.data;
     let fail = |status: u16, m: &str| (status, error_body(status, m));
     match parts.as_slice() {
         ["orders", "count"] => match order_window(q) {
@@ -341,6 +344,7 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
                 ids.split(',').filter_map(|id| data.customers.get(id.trim())).map(|c| c.to_json()).collect();
             (200, json!({"customers": found}))
         }
+        ["webhooks", "setting"] => (200, json!({"webhook": {"shop_no": 1, "reception_status": reception}})),
         ["webhooks", "logs"] => crate::webhooks::query_logs(mall, q, logs_snapshot.as_deref().unwrap_or_default(), now),
         _ => fail(404, "No such resource."),
     }

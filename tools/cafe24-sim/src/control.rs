@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/sim/malls/{mall}/revoke", post(revoke))
         .route("/sim/malls/{mall}/launch", get(crate::oauth::launch))
         .route("/sim/malls/{mall}/uninstall", post(uninstall))
+        .route("/sim/malls/{mall}/reception", post(set_reception))
         .route("/sim/malls/{mall}/orders", post(create_order).get(list_orders))
         .route("/sim/malls/{mall}/orders/{id}/change", post(change_order))
         .route("/sim/malls/{mall}/products/{no}/change", post(change_product))
@@ -290,6 +291,18 @@ async fn clear_faults(State(sim): State<Arc<Sim>>) -> StatusCode {
 struct Target {
     url: String,
     api_key: String,
+}
+
+#[derive(Deserialize)]
+struct Reception {
+    on: bool,
+}
+
+/// Switches a mall's webhook reception on or off (Cafe24 switches it off after repeated failures).
+async fn set_reception(State(sim): State<Arc<Sim>>, Path(mall): Path<String>, Json(r): Json<Reception>) -> StatusCode {
+    let mut g = sim.lock();
+    sim.mall(&mut g, &mall).reception_off = !r.on;
+    StatusCode::NO_CONTENT
 }
 
 async fn set_target(State(sim): State<Arc<Sim>>, Json(t): Json<Target>) -> StatusCode {

@@ -77,6 +77,9 @@ pub struct SimConfig {
     pub webhook_timeout_ms: u64,
     /// Whether an automatic retry keeps the delivery's trace id. [unknown at Cafe24]
     pub retry_keeps_trace_id: bool,
+    /// Share of events (0..=1) lost on Cafe24's side: logged as failed, never delivered (the
+    /// intermittent loss Cafe24 announced; reconciliation must recover them).
+    pub webhook_drop_rate: f64,
 }
 
 /// Every read scope the simulator knows.
@@ -113,6 +116,7 @@ impl Default for SimConfig {
             webhook_retry_delay_ms: 200,
             webhook_timeout_ms: 3_000,
             retry_keeps_trace_id: true,
+            webhook_drop_rate: 0.0,
         }
     }
 }
@@ -307,6 +311,9 @@ pub struct MallState {
     pub stats: MallStats,
     /// Arrival window for the abnormal-rate detector.
     pub window: RateWindow,
+    /// Webhook reception switched off (as Cafe24 does after repeated failures): nothing is
+    /// delivered, every event is logged as failed, `/webhooks/setting` says `F`.
+    pub reception_off: bool,
 }
 
 /// Everything mutable.

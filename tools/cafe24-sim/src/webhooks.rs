@@ -3,7 +3,9 @@
 //! A delivery POSTs `{"event_no":…, "resource":{…}}` to the configured target with
 //! `X-API-Key` and `X-Trace-ID`, retries on non-2xx and timeouts, and logs every attempt.
 //! On request it also resends the delivery (log type `R`, same trace id) or drops it (logged as
-//! failed, never sent) — the duplicates and losses the relay must survive.
+//! failed, never sent) — the duplicates and losses the relay must survive. A configured share of
+//! events is lost the same way (`SimConfig::webhook_drop_rate`), and a mall whose reception is
+//! switched off gets nothing (every event logged as failed).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -125,8 +127,15 @@ pub async fn send(
         response_http_code: None,
         response_body: None,
     };
-    if opts.drop {
-        report.log_ids.push(log(sim, template("G", &trace)));
+    let reception_off = {
+        let mut g = sim.lock();
+        sim.mall(&mut g, mall).reception_off
+    };
+    let lost = sim.config.webhook_drop_rate > 0.0 && rand::random::<f64>() < sim.config.webhook_drop_rate;
+    if opts.drop || lost || reception_off {
+        let mut entry = template("G", &trace);
+        entry.response_body = Some(if reception_off { "reception off" } else { "not delivered" }.into());
+        report.log_ids.push(log(sim, entry));
         return Ok(report);
     }
     let mut rounds = vec![("G", trace.clone())];

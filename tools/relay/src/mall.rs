@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use relay_aws::tokens::DynamoTokenStore;
+use relay_domain::ports::{ReconcileState, ReconcileStore};
 use relay_domain::ratelimit::{KeyScope, LimiterConfig, LimiterState};
 use relay_domain::tokens::{TokenRecord, TokenStore};
 use relay_domain::MallId;
@@ -47,6 +48,8 @@ pub struct Status {
     pub limiter: (String, Option<LimiterState>),
     /// (queue name, visible, in flight).
     pub queues: Vec<(&'static str, u64, u64)>,
+    /// What the last reconcile run saw (`None` without a `STATE_TABLE` in the target).
+    pub reconcile: Option<ReconcileState>,
 }
 
 fn now_ms() -> u64 {
@@ -67,6 +70,15 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
         None => KeyScope::default(),
     };
     let key = scope.key(mall);
+    let reconcile = match target.get("STATE_TABLE") {
+        Some(t) => Some(
+            relay_aws::state::DynamoState::new(ddb.clone(), t)
+                .reconcile_state(mall)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the state table: {e}"))?,
+        ),
+        None => None,
+    };
     let limiter = relay_aws::limiter::DynamoLimiter::new(
         ddb,
         target.require("RATE_LIMIT_TABLE")?,
@@ -86,7 +98,7 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
             queues.push((name, v, f));
         }
     }
-    Ok(Status { mall: mall.clone(), token, limiter: (key, state), queues })
+    Ok(Status { mall: mall.clone(), token, limiter: (key, state), queues, reconcile })
 }
 
 fn when(ms: u64, now: u64) -> String {
@@ -145,6 +157,24 @@ pub fn render(s: &Status, now: u64) -> String {
             }
         }
     }
+    match &s.reconcile {
+        None => {}
+        Some(r) if r.last_run_ms == 0 => out.push_str("  webhooks: not reconciled yet\n"),
+        Some(r) => {
+            let reception = match r.reception_on {
+                Some(true) => "on",
+                Some(false) => "OFF at Cafe24 — no webhooks are sent; reconciliation recovers them from the logs",
+                None => "unknown",
+            };
+            out.push_str(&format!("  webhooks: reception {reception}\n"));
+            out.push_str(&format!(
+                "    last reconciled  {} ({} failed deliveries in the logs, {} re-injected in all)\n",
+                when(r.last_run_ms, now),
+                r.failed_logs,
+                r.reinjected_total
+            ));
+        }
+    }
     out.push_str("  queues (all malls; SQS cannot count one group):\n");
     for (name, v, f) in &s.queues {
         out.push_str(&format!("    {name:<10} {v:>6} waiting {f:>6} in flight\n"));
@@ -198,8 +228,16 @@ mod tests {
                 Some(LimiterState { tat_ms: now + 5_000, not_before_ms: now + 2_000, last_ms: now - 100 }),
             ),
             queues: vec![("work", 3, 1)],
+            reconcile: Some(ReconcileState {
+                since_log_id: Some("L1".into()),
+                reception_on: Some(false),
+                failed_logs: 4,
+                reinjected_total: 9,
+                last_run_ms: now - 120_000,
+            }),
         };
         let text = render(&s, now);
+        assert!(text.contains("reception OFF at Cafe24") && text.contains("4 failed deliveries"), "{text}");
         assert!(text.contains("active") && text.contains("in 1h 0m") && text.contains("in 14d 0h"), "{text}");
         assert!(text.contains("≈10.0 calls") && text.contains("blocked until"), "{text}");
         assert!(!text.contains("ACCESS-VALUE") && !text.contains("REFRESH-VALUE"));
