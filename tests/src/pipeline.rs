@@ -136,6 +136,20 @@ impl Pipeline {
             .unwrap();
     }
 
+    /// Places an order at the simulator (`opts` as `POST /sim/malls/{mall}/orders` takes them,
+    /// e.g. `{"emit_webhook": true}`) and returns its answer.
+    pub async fn place_order(&self, mall: &str, opts: serde_json::Value) -> Value {
+        reqwest::Client::new()
+            .post(format!("{}/sim/malls/{mall}/orders", self.base))
+            .json(&opts)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The simulator's order ids of `mall`.
     pub fn orders(&self, mall: &str) -> Vec<String> {
         let mut g = self.sim.lock();
@@ -158,6 +172,51 @@ impl Pipeline {
         limit: std::time::Duration,
     ) {
         self.run(d, w, limit, true).await;
+    }
+
+    /// As [`Pipeline::run_until_drained`], with the pollers Lambda runs: the inbox and two
+    /// work-queue pollers each on its own, so one long invocation (a backfill's slice) does not
+    /// stop the other groups' messages from being received, as on AWS (FIFO groups stay locked
+    /// while in flight, so two pollers never run one group at once).
+    pub async fn run_concurrently_until_drained(
+        &self,
+        d: &Dispatcher<SqsQueue, DynamoTokenStore>,
+        w: &W,
+        limit: std::time::Duration,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+
+        let esm = |u: &str, a: &str| {
+            LocalEsm::new(
+                self.env.sqs.clone(),
+                EsmConfig { max_concurrency: 1, wait_time_seconds: 0, ..EsmConfig::new(u, a) },
+            )
+        };
+        let s = &self.env.stack;
+        let (inbox, work) = (esm(&s.inbox.url, &s.inbox.arn), esm(&s.work.url, &s.work.arn));
+        let dh = |event: Value| invoke("dispatcher", event, move |ev| d.handle_batch(ev, || Duration::from_secs(30)));
+        let wh = |event: Value| invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)));
+        let stop = AtomicBool::new(false);
+        let t0 = Instant::now();
+        let watch = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let left = self.env.depth(&s.inbox.url).await.unwrap() + self.env.depth(&s.work.url).await.unwrap();
+                if left == 0 || t0.elapsed() >= limit {
+                    stop.store(true, Ordering::Relaxed);
+                    assert_eq!(left, 0, "the pipeline did not drain in {limit:?}");
+                    return;
+                }
+            }
+        };
+        futures::future::join4(
+            poll_loop(&inbox, &dh, &stop),
+            poll_loop(&work, &wh, &stop),
+            poll_loop(&work, &wh, &stop),
+            watch,
+        )
+        .await;
     }
 
     /// Polls both queues until `limit` (then panics when `until_drained`) or until drained.
@@ -196,6 +255,19 @@ impl Pipeline {
                 assert!(!until_drained, "the pipeline did not drain in {limit:?}");
                 return;
             }
+        }
+    }
+}
+
+/// Polls `esm` with `handler` until `stop` is set, pausing briefly when the queue is empty.
+async fn poll_loop<H, F, E>(esm: &LocalEsm, handler: &H, stop: &std::sync::atomic::AtomicBool)
+where
+    H: Fn(Value) -> F,
+    F: std::future::Future<Output = Result<Value, E>>,
+{
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if esm.poll_once(handler).await.unwrap().received == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
 }

@@ -9,13 +9,15 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_cafe24::tokens::Need;
 use relay_cafe24::{Cafe24, Cafe24Error};
+use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource};
 use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
-    Claim, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, ReconcileStore, SnapshotStore,
-    VisibilityControl,
+    BackfillStore, Claim, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, ReconcileStore,
+    SnapshotStore, VisibilityControl,
 };
 use relay_domain::ratelimit::Class;
+use relay_domain::reconcile::has_next_page;
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::DedupId;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
@@ -79,6 +81,8 @@ pub struct WorkerStats {
     pub failed_deliveries: AtomicU64,
     /// Reconcile runs that found the mall's webhook reception switched off.
     pub reception_off: AtomicU64,
+    /// Snapshots stored by backfill jobs straight from list pages.
+    pub backfilled: AtomicU64,
 }
 
 /// The worker, built once per cold start.
@@ -142,7 +146,7 @@ impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
 where
     G: RateGate,
     S: TokenStore,
-    I: IdempotencyStore + SnapshotStore + ReconcileStore,
+    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore,
     Q: MessageQueue,
     V: VisibilityControl,
     B: EventBus,
@@ -210,6 +214,7 @@ where
             ("WebhooksReinjected", Unit::Count, n(&w.reinjected)),
             ("WebhookDeliveriesFailed", Unit::Count, n(&w.failed_deliveries)),
             ("ReceptionOff", Unit::Count, n(&w.reception_off)),
+            ("SnapshotsBackfilled", Unit::Count, n(&w.backfilled)),
         ]
     }
 
@@ -269,7 +274,9 @@ where
             }
         }
         let started = std::time::Instant::now();
-        let outcome = self.run(&job).await;
+        // Half the invocation's time for a job that paces itself (a backfill's pages); the rest
+        // is the margin for finishing the page in hand and acknowledging.
+        let outcome = self.run_within(&job, Duration::from_millis(time_left_ms / 2)).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = match &outcome {
             JobOutcome::Completed(name) => {
@@ -350,8 +357,14 @@ where
         JobOutcome::Defer((wait_ms.div_ceil(1000) as u32).max(self.cfg.defer_min_s).max(1))
     }
 
-    /// Performs one claimed job.
+    /// Performs one claimed job, with no time limit of its own.
     pub async fn run(&self, job: &Job) -> JobOutcome {
+        self.run_within(job, Duration::from_secs(3_600)).await
+    }
+
+    /// Performs one claimed job; a job made of many calls (a backfill) starts no new call after
+    /// `budget` and comes back for the rest.
+    pub async fn run_within(&self, job: &Job, budget: Duration) -> JobOutcome {
         let mall = &job.mall_id;
         if let Some((kind, id)) = job.kind.target() {
             if let Ok(Some(head)) = self.state.head(mall, kind, &id).await {
@@ -379,6 +392,9 @@ where
                 Err(e) => Err(e),
             },
             JobKind::Reconcile => return self.reconcile(job).await,
+            JobKind::Backfill { resource, since_ms, until_ms } => {
+                return self.backfill(job, *resource, (*since_ms, *until_ms), budget).await
+            }
             JobKind::RefreshToken => {
                 return match self
                     .cafe24
@@ -425,7 +441,7 @@ where
     /// gap; a page read twice re-sends the same deduplication ids (SQS drops them within
     /// 5 minutes, the worker's idempotency records after that).
     async fn reconcile(&self, job: &Job) -> JobOutcome {
-        use relay_domain::reconcile::{has_next_page, logs_query, page_entries, plan_page, reception_on};
+        use relay_domain::reconcile::{logs_query, page_entries, plan_page, reception_on};
         const MAX_PAGES: usize = 20;
         let mall = &job.mall_id;
         let mut st = match self.state.reconcile_state(mall).await {
@@ -494,24 +510,132 @@ where
         JobOutcome::Completed("reconciled")
     }
 
-    /// Publishes the event of a version just stored and clears its outbox flag. `false` = the
-    /// bus did not take it (the flag stays; the job comes back and [`Self::publish_stored`]
-    /// retries without calling Cafe24).
-    async fn publish(&self, job: &Job, kind: &str, id: &str, version: u64, data: Option<&serde_json::Value>) -> bool {
-        let event = snapshot_event(&job.mall_id, kind, id, version, &job.trace_id, data);
-        let accepted = match self.bus.publish(std::slice::from_ref(&event)).await {
+    /// A backfill job: list pages (bulk class, through the limiter) from the stored progress,
+    /// every item stored as a snapshot straight from the page (versioned: a newer stored version
+    /// is kept) and published like a live version; the progress is saved after each page, so a
+    /// job cut off anywhere resumes at the next unread page. A slice of pages per invocation
+    /// (at most 5 s of them), then the job returns (not an attempt) and the next delivery
+    /// continues.
+    async fn backfill(&self, job: &Job, resource: Resource, period: (u64, u64), budget: Duration) -> JobOutcome {
+        use futures::stream::{self, StreamExt as _};
+        const PAGES_PER_RUN: usize = 20;
+        /// A slice's length: records of other groups that arrived in the same batch (the
+        /// mall's live webhooks among them) are acknowledged or deferred only when the
+        /// invocation returns, so a backfill keeps its invocations short.
+        const SLICE: Duration = Duration::from_secs(5);
+        let budget = budget.min(SLICE);
+        /// Snapshot writes in flight at once (a page holds up to 1,000 items).
+        const WRITES_IN_FLIGHT: usize = 16;
+        let (since_ms, until_ms) = period;
+        let started = std::time::Instant::now();
+        let mall = &job.mall_id;
+        let kind = resource.snapshot_kind();
+        let mut p = match self.state.backfill_progress(mall, resource).await {
+            Ok(Some(p)) if p.job_id == job.job_id => p,
+            Ok(_) => Progress::new(&job.job_id, resource, since_ms, until_ms),
+            Err(e) => {
+                tracing::warn!(error = %e, "backfill progress not readable");
+                return JobOutcome::Retry("store");
+            }
+        };
+        for _ in 0..PAGES_PER_RUN {
+            if started.elapsed() >= budget {
+                break;
+            }
+            let Some(path) = p.next_path() else { break };
+            let fetched_at = self.now();
+            let body = match self.cafe24.get_json(mall, &path, Class::Bulk).await {
+                Ok(b) => b,
+                Err(e) => return self.map_error(job, e).await,
+            };
+            let Some(items) = page_items(resource, &body) else {
+                return JobOutcome::DeadLetter {
+                    reason: format!("{} page without a list", resource.as_str()),
+                    class: "decode",
+                };
+            };
+            let (mut events, mut stored) = (Vec::new(), Vec::new());
+            let upserts: Vec<_> =
+                stream::iter(&items)
+                    .map(|(id, item)| async move {
+                        (id, item, self.state.upsert(mall, kind, id, fetched_at, Some(item)).await)
+                    })
+                    .buffered(WRITES_IN_FLIGHT)
+                    .collect()
+                    .await;
+            for (id, item, result) in upserts {
+                match result {
+                    Ok(true) => {
+                        events.push(snapshot_event(mall, kind, id, fetched_at, &job.trace_id, Some(item)));
+                        stored.push(id);
+                    }
+                    Ok(false) => {}
+                    Err(e) if e.too_large().is_some() => {
+                        tracing::warn!(id = %id, error = %e, "backfilled item too large to store; skipped");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "backfilled snapshot not stored");
+                        return JobOutcome::Retry("store");
+                    }
+                }
+            }
+            if !events.is_empty() {
+                if !self.publish_all(&events).await {
+                    // The page is read again on the way back (its versions stay flagged until then).
+                    return JobOutcome::PublishPending;
+                }
+                let marks: Vec<_> = stream::iter(&stored)
+                    .map(|id| self.state.mark_published(mall, kind, id, fetched_at))
+                    .buffer_unordered(WRITES_IN_FLIGHT)
+                    .collect()
+                    .await;
+                for e in marks.into_iter().filter_map(Result::err) {
+                    tracing::warn!(error = %e, "published, flag not cleared");
+                }
+            }
+            p.stored += events.len() as u64;
+            self.stats.backfilled.fetch_add(events.len() as u64, Ordering::Relaxed);
+            let last_product_no = items.iter().filter_map(|(id, _)| id.parse::<u64>().ok()).max();
+            p.advance(PageOutcome { items: items.len() as u64, has_next: has_next_page(&body), last_product_no });
+            if let Err(e) = self.state.save_backfill_progress(mall, &p).await {
+                tracing::warn!(error = %e, "backfill progress not stored");
+                return JobOutcome::Retry("store");
+            }
+        }
+        tracing::info!(pages = p.pages, stored = p.stored, done = p.done, "backfill");
+        if p.done {
+            JobOutcome::Completed("backfilled")
+        } else {
+            JobOutcome::Defer(1)
+        }
+    }
+
+    /// Publishes `events`, counted; `true` only when the bus accepted every one.
+    async fn publish_all(&self, events: &[relay_domain::delivery::BusEvent]) -> bool {
+        let accepted = match self.bus.publish(events).await {
             Ok(failed) => failed.is_empty(),
             Err(e) => {
                 tracing::warn!(error = %e, "event bus unavailable");
                 false
             }
         };
-        if !accepted {
+        if accepted {
+            self.stats.published.fetch_add(events.len() as u64, Ordering::Relaxed);
+        } else {
             self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        accepted
+    }
+
+    /// Publishes the event of a version just stored and clears its outbox flag. `false` = the
+    /// bus did not take it (the flag stays; the job comes back and [`Self::publish_stored`]
+    /// retries without calling Cafe24).
+    async fn publish(&self, job: &Job, kind: &str, id: &str, version: u64, data: Option<&serde_json::Value>) -> bool {
+        let event = snapshot_event(&job.mall_id, kind, id, version, &job.trace_id, data);
+        if !self.publish_all(std::slice::from_ref(&event)).await {
             tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
             return false;
         }
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.state.mark_published(&job.mall_id, kind, id, version).await {
             // The event is out; the flag only makes a later run of this entity publish it again
             // (a duplicate with the same event id, which consumers drop).

@@ -38,13 +38,18 @@ struct Fx {
 
 impl Fx {
     async fn new() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    async fn with(tweak: impl FnOnce(&mut SimConfig)) -> Self {
         let app = AppConfig {
             client_id: "relay-client".into(),
             client_secret: "relay-secret".into(),
             scopes: ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect(),
         };
-        let sim =
-            Arc::new(Sim::new(SimConfig { apps: vec![app], orders_per_mall: 3, ..SimConfig::default() }, Clock::Real));
+        let mut config = SimConfig { apps: vec![app], orders_per_mall: 3, ..SimConfig::default() };
+        tweak(&mut config);
+        let sim = Arc::new(Sim::new(config, Clock::Real));
         let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let tokens = MemoryTokens::default();
         let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
@@ -540,4 +545,56 @@ async fn an_invocation_killed_at_any_point_of_a_job_loses_nothing_and_duplicates
             + w.stats.duplicates.load(Ordering::Relaxed);
         assert!(synced >= 1, "kill at {kill_ms} ms");
     }
+}
+
+fn backfill_job(fx: &Fx, id: &str, since_ms: u64, until_ms: u64) -> String {
+    let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Orders, since_ms, until_ms };
+    serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
+}
+
+async fn progress(fx: &Fx) -> relay_domain::backfill::Progress {
+    relay_domain::ports::BackfillStore::backfill_progress(&fx.state, &fx.mall, relay_domain::backfill::Resource::Orders)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it_was_cut_off() {
+    let fx = Fx::with(|c| {
+        c.orders_per_mall = 2_500;
+        c.order_history_days = 365;
+    })
+    .await;
+    let w = fx.worker();
+    let orders: Vec<String> = {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.orders.keys().cloned().collect()
+    };
+    let now = fx.sim.clock.now_ms();
+    let body = backfill_job(&fx, "bf1", now - 366 * DAY_MS, now);
+    // The limiter says "wait 10 s" at the third page: the job is cut off there.
+    fx.gate.script([Acquire::Admitted, Acquire::Admitted, Acquire::Wait(10_000)]);
+    let r = run(&w, &body).await;
+    assert!(returned(&r), "cut off: comes back");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "a limiter wait is not an attempt");
+    let cut = progress(&fx).await;
+    assert_eq!((cut.pages, cut.done), (2, false));
+    let r = run(&w, &body).await;
+    assert!(!returned(&r));
+    let p = progress(&fx).await;
+    assert!(p.done, "{p:?}");
+    for id in &orders {
+        let (_, data) = fx.state.stored(&fx.mall, "order", id).unwrap_or_else(|| panic!("order {id} not stored"));
+        assert!(data.unwrap()["items"].as_array().is_some_and(|i| !i.is_empty()), "stored with its items");
+    }
+    let needed = (orders.len() as u64).div_ceil(1_000);
+    let calls = fx.endpoint_calls("orders");
+    assert_eq!((calls, p.pages, p.pages_reread), (p.pages, p.pages, 0), "no page read twice across the cut");
+    // At most one partial page per 90-day window beyond ⌈orders / 1000⌉ (a year = 5 windows).
+    assert!(calls <= needed + 5, "{calls} calls for {needed} pages' worth");
+    assert_eq!((p.stored, p.seen), (orders.len() as u64, orders.len() as u64));
+    assert_eq!(fx.bus.events().len(), orders.len(), "each stored version delivered once");
+    assert!(orders.iter().all(|id| !fx.state.unpublished(&fx.mall, "order", id)), "outbox flags cleared");
+    assert_eq!(fx.state.outcome("bf1").as_deref(), Some("backfilled"));
 }

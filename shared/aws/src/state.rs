@@ -8,6 +8,7 @@
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
 //!   what is stored. `unpub` (= `fetched_at`) is the outbox flag: set by every upsert, removed
 //!   once the bus accepted the version's event (`mark_published`, conditional on the version).
+//! - `bf#<mall>#<resource>`: a backfill's progress (`progress`, JSON), saved after every page.
 //! - `recon#<mall>`: reconciliation checkpoint (`since_log_id`, `reception` T/F, `failed_logs`,
 //!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
 //!   work-queue group serializes them).
@@ -18,8 +19,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use relay_domain::ports::{
-    Claim, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead, SnapshotStore, SnapshotTooLarge, StoreError,
-    StoredSnapshot,
+    BackfillStore, Claim, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead, SnapshotStore,
+    SnapshotTooLarge, StoreError, StoredSnapshot,
 };
 use relay_domain::MallId;
 
@@ -209,6 +210,46 @@ impl IdempotencyStore for DynamoState {
             .and_then(|v| v.as_n().ok())
             .and_then(|x| x.parse().ok())
             .unwrap_or(1))
+    }
+}
+
+impl BackfillStore for DynamoState {
+    async fn backfill_progress(
+        &self,
+        mall: &MallId,
+        resource: relay_domain::backfill::Resource,
+    ) -> Result<Option<relay_domain::backfill::Progress>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("bf#{}#{}", mall.as_str(), resource.as_str())))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        let Some(text) = out.item.as_ref().and_then(|i| i.get("progress")).and_then(|v| v.as_s().ok()) else {
+            return Ok(None);
+        };
+        serde_json::from_str(text).map(Some).map_err(err)
+    }
+
+    async fn save_backfill_progress(
+        &self,
+        mall: &MallId,
+        progress: &relay_domain::backfill::Progress,
+    ) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let text = serde_json::to_string(progress).map_err(err)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&format!("bf#{}#{}", mall.as_str(), progress.resource.as_str())))
+            .item("progress", s(&text))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 }
 

@@ -30,6 +30,16 @@ pub enum JobKind {
     },
     /// Keep the mall's refresh token alive (scheduled).
     RefreshToken,
+    /// Resync: read a list endpoint page by page (bulk class) and store every item as a
+    /// snapshot straight from the page, resuming from the stored progress.
+    Backfill {
+        /// `orders` or `products`.
+        resource: crate::backfill::Resource,
+        /// Orders placed from, epoch ms (products: ignored).
+        since_ms: u64,
+        /// Orders placed until, epoch ms (inclusive).
+        until_ms: u64,
+    },
     /// Read the mall's webhook logs since its checkpoint and re-inject every delivery the
     /// relay never accepted; record the mall's reception status (scheduled, bulk class).
     Reconcile,
@@ -42,7 +52,7 @@ impl JobKind {
             Self::SyncOrder { order_id } => Some(("order", order_id.clone())),
             Self::SyncProduct { product_no } => Some(("product", product_no.to_string())),
             Self::SyncCustomer { member_id } => Some(("customer", member_id.clone())),
-            Self::RefreshToken | Self::Reconcile => None,
+            Self::RefreshToken | Self::Reconcile | Self::Backfill { .. } => None,
         }
     }
 
@@ -54,6 +64,7 @@ impl JobKind {
             Self::SyncCustomer { .. } => "sync_customer",
             Self::RefreshToken => "refresh_token",
             Self::Reconcile => "reconcile",
+            Self::Backfill { .. } => "backfill",
         }
     }
 }
@@ -116,6 +127,7 @@ impl Job {
             JobKind::SyncCustomer { member_id } if !crate::ids::is_resource_id(member_id) => {
                 Err(JobError::Invalid("member_id"))
             }
+            JobKind::Backfill { since_ms, until_ms, .. } if since_ms > until_ms => Err(JobError::Invalid("period")),
             _ => Ok(j),
         }
     }
@@ -157,6 +169,9 @@ mod tests {
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_customer","member_id":"."}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_customer","member_id":"a/../b"}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_product","product_no":-1}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"carts","since_ms":1,"until_ms":2}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"orders","since_ms":3,"until_ms":2}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"orders"}"#,
         ] {
             assert!(Job::parse(bad).is_err(), "{bad}");
         }

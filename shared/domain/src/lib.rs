@@ -17,6 +17,7 @@
 
 pub mod app_launch;
 pub mod auth;
+pub mod backfill;
 pub mod config;
 pub mod delivery;
 pub mod envelope;

@@ -242,6 +242,22 @@ pub trait ReconcileStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Where a backfill keeps its progress (one per mall and resource).
+pub trait BackfillStore: Send + Sync {
+    /// The stored progress, if any.
+    fn backfill_progress(
+        &self,
+        mall: &MallId,
+        resource: crate::backfill::Resource,
+    ) -> impl Future<Output = Result<Option<crate::backfill::Progress>, StoreError>> + Send;
+    /// Replaces the progress.
+    fn save_backfill_progress(
+        &self,
+        mall: &MallId,
+        progress: &crate::backfill::Progress,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// The event bus the user's application subscribes to.
 pub trait EventBus: Send + Sync {
     /// Publishes the events (any number; the adapter splits them into requests). `Ok(failed)`
@@ -366,6 +382,7 @@ pub mod memory {
         attempts: std::collections::HashMap<String, u32>,
         snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, bool)>,
         reconcile: std::collections::HashMap<String, ReconcileState>,
+        backfill: std::collections::HashMap<String, crate::backfill::Progress>,
         failing: bool,
         failing_upserts: bool,
     }
@@ -475,6 +492,33 @@ pub mod memory {
                 return Err(down());
             }
             g.reconcile.insert(mall.as_str().to_owned(), state.clone());
+            Ok(())
+        }
+    }
+
+    impl BackfillStore for MemoryState {
+        async fn backfill_progress(
+            &self,
+            mall: &MallId,
+            resource: crate::backfill::Resource,
+        ) -> Result<Option<crate::backfill::Progress>, StoreError> {
+            let g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            Ok(g.backfill.get(&format!("{}#{}", mall.as_str(), resource.as_str())).cloned())
+        }
+
+        async fn save_backfill_progress(
+            &self,
+            mall: &MallId,
+            progress: &crate::backfill::Progress,
+        ) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            g.backfill.insert(format!("{}#{}", mall.as_str(), progress.resource.as_str()), progress.clone());
             Ok(())
         }
     }

@@ -151,7 +151,8 @@ pub fn reception_on(body: &serde_json::Value) -> Option<bool> {
     }
 }
 
-fn encode_query_value(v: &str) -> String {
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub fn encode_query_value(v: &str) -> String {
     v.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

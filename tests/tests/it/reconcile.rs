@@ -13,7 +13,7 @@ use relay_aws::state::DynamoState;
 use relay_domain::ports::{ReconcileStore as _, SnapshotStore as _};
 use relay_domain::MallId;
 use relay_tests::pipeline::Pipeline;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const MALLS: [&str; 3] = ["recon-a", "recon-b", "recon-c"];
 const ORDERS_PER_MALL: usize = 40;
@@ -30,19 +30,10 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
         fx.install(m).await;
     }
     fx.send_webhooks_to_ingest().await;
-    let http = reqwest::Client::new();
     let mut lost = 0;
     for m in MALLS {
         for i in 0..ORDERS_PER_MALL {
-            let r: Value = http
-                .post(format!("{}/sim/malls/{m}/orders", fx.base))
-                .json(&json!({"emit_webhook": true, "drop": i % 20 == 7}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let r = fx.place_order(m, json!({"emit_webhook": true, "drop": i % 20 == 7})).await;
             if r["delivered"] == 0 {
                 lost += 1;
             }

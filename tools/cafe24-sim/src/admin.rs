@@ -259,6 +259,8 @@ fn order_window(q: &HashMap<String, String>) -> Result<(u64, u64, String), Strin
     let mut end = kst::parse(end_s).ok_or("end_date is invalid.")?;
     if end_s.trim().len() == 10 {
         end += 86_400_000 - 1; // a date-only end is inclusive
+    } else {
+        end += 999; // so is the end's second (Cafe24's timestamps have no fraction)
     }
     if end < start {
         return Err("end_date must not be before start_date.".into());

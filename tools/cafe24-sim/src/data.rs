@@ -202,14 +202,17 @@ pub struct DataSizes {
     pub products: u32,
     /// Customers per mall.
     pub customers: u32,
+    /// Orders are spread over this many days before the mall's first touch.
+    pub history_days: u32,
 }
 
 impl MallData {
-    /// Generates a mall's data. Orders are spread over the 120 days before `now_ms`.
+    /// Generates a mall's data. Orders are spread over the `history_days` before `now_ms`.
     pub fn generate(seed: u64, mall: &str, sizes: DataSizes, now_ms: u64) -> Self {
         let mut rng = Rng::new(seed, mall);
         let day = 86_400_000u64;
-        let start = now_ms.saturating_sub(120 * day);
+        let span = u64::from(sizes.history_days.max(1)) * day;
+        let start = now_ms.saturating_sub(span);
         let mut d = Self::default();
         for no in 1..=u64::from(sizes.products) {
             let created = start.saturating_sub(rng.below(365) * day);
@@ -238,7 +241,7 @@ impl MallData {
                 },
             );
         }
-        let mut times: Vec<u64> = (0..sizes.orders).map(|_| start + rng.below(120 * day)).collect();
+        let mut times: Vec<u64> = (0..sizes.orders).map(|_| start + rng.below(span)).collect();
         times.sort_unstable();
         for t in times {
             let items = (0..1 + rng.below(3))
@@ -280,7 +283,7 @@ impl MallData {
 mod tests {
     use super::*;
 
-    const SIZES: DataSizes = DataSizes { orders: 20, products: 10, customers: 5 };
+    const SIZES: DataSizes = DataSizes { orders: 20, products: 10, customers: 5, history_days: 120 };
 
     #[test]
     fn same_seed_and_mall_give_the_same_data() {

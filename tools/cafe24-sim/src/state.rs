@@ -63,6 +63,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Orders per mall.
     pub orders_per_mall: u32,
+    /// Generated orders are spread over this many days (a backfill's history).
+    pub order_history_days: u32,
     /// Products per mall.
     pub products_per_mall: u32,
     /// Customers per mall.
@@ -105,6 +107,7 @@ impl Default for SimConfig {
             issuance_window_ms: 2 * HOUR_MS,
             seed: 24,
             orders_per_mall: 60,
+            order_history_days: 120,
             products_per_mall: 40,
             customers_per_mall: 20,
             apps: vec![AppConfig {
@@ -394,6 +397,7 @@ impl Sim {
             orders: self.config.orders_per_mall,
             products: self.config.products_per_mall,
             customers: self.config.customers_per_mall,
+            history_days: self.config.order_history_days,
         };
         inner.malls.entry(mall.to_owned()).or_insert_with(|| MallState {
             data: MallData::generate(self.config.seed, mall, sizes, now),

@@ -19,6 +19,7 @@
 
 pub mod dlq;
 pub mod mall;
+pub mod resync;
 pub mod snapshot;
 pub mod target;
 pub mod trace;

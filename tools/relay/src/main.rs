@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use relay::dlq::{self, Stage};
 use relay::target::Target;
-use relay::{mall, snapshot, trace};
+use relay::{mall, resync, snapshot, trace};
+use relay_domain::ports::MessageQueue as _;
 
 /// Operate cafe24-relay: follow a webhook, inspect and redrive dead letters, check a mall.
 #[derive(Parser, Debug)]
@@ -51,6 +52,44 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+    /// Backfill a mall's orders or products from Cafe24's list endpoints (a bulk job the worker
+    /// runs through the mall's limiter, beside its live webhooks), and follow its progress.
+    #[command(args_conflicts_with_subcommands = true)]
+    Resync {
+        #[command(subcommand)]
+        command: Option<ResyncCommand>,
+        #[command(flatten)]
+        start: Option<ResyncArgs>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ResyncArgs {
+    /// The mall id.
+    #[arg(long)]
+    mall: String,
+    /// Orders placed from this day (YYYY-MM-DD, KST) or timestamp.
+    #[arg(long, required = true)]
+    since: String,
+    /// Until this day (inclusive) or timestamp; default now.
+    #[arg(long)]
+    until: Option<String>,
+    /// What to backfill.
+    #[arg(long, value_parser = ["orders", "products"], default_value = "orders")]
+    kind: String,
+    /// Queue the job and return without following its progress.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ResyncCommand {
+    /// The stored progress of the mall's backfills.
+    Status {
+        /// The mall id.
+        #[arg(long)]
+        mall: String,
     },
 }
 
@@ -230,6 +269,63 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}", mall::reauth_url(target.require("INGEST_URL")?, &m)?);
             }
         },
+        Command::Resync { command: Some(ResyncCommand::Status { mall }), .. } => {
+            let m = mall::parse_mall(&mall)?;
+            let ddb = aws_sdk_dynamodb::Client::new(&target.sdk_config().await);
+            let state = relay_aws::state::DynamoState::new(ddb, target.require("STATE_TABLE")?);
+            let all = resync::status(&state, &m).await?;
+            if all.is_empty() {
+                println!("mall {}: no backfill yet", m.as_str());
+            }
+            for p in &all {
+                println!("{}", resync::render(p));
+            }
+        }
+        Command::Resync { command: None, start: None } => bail!("relay resync: give --mall and --since, or `status`"),
+        Command::Resync { command: None, start: Some(a) } => {
+            let m = mall::parse_mall(&a.mall)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+            let since = resync::parse_time(&a.since)?;
+            let until = a.until.as_deref().map(resync::parse_time).transpose()?.unwrap_or(now);
+            let resource = relay_domain::backfill::Resource::parse(&a.kind)
+                .ok_or_else(|| anyhow::anyhow!("--kind must be orders or products"))?;
+            let scope = match target.get("RATE_LIMIT_KEY") {
+                Some(v) => relay_domain::ratelimit::KeyScope::parse(v)
+                    .ok_or_else(|| anyhow::anyhow!("RATE_LIMIT_KEY {v:?} is not mall, app:<id> or global:<name>"))?,
+                None => relay_domain::ratelimit::KeyScope::default(),
+            };
+            let (job, msg) = resync::job(&m, resource, since, until, now, &scope)?;
+            let sdk = target.sdk_config().await;
+            relay_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), target.require("WORK_QUEUE_URL")?)
+                .send(&msg)
+                .await
+                .map_err(|e| anyhow::anyhow!("queueing the backfill job: {e}"))?;
+            println!("queued backfill job {} for mall {} ({})", job.job_id, m.as_str(), a.kind);
+            if !a.no_wait {
+                let state = relay_aws::state::DynamoState::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    target.require("STATE_TABLE")?,
+                );
+                let pb = ProgressBar::new(1000);
+                pb.set_style(
+                    ProgressStyle::with_template("{bar:40} {percent}% {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                loop {
+                    let p = resync::status(&state, &m).await?.into_iter().find(|p| p.job_id == job.job_id);
+                    if let Some(p) = &p {
+                        pb.set_position(resync::permille(p));
+                        pb.set_message(format!("{} pages, {} snapshots stored", p.pages, p.stored));
+                        if p.done {
+                            pb.finish_and_clear();
+                            println!("{}", resync::render(p));
+                            break;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
         Command::Snapshot { command: SnapshotCommand::Get { mall, kind, id } } => {
             let m = mall::parse_mall(&mall)?;
             let ddb = aws_sdk_dynamodb::Client::new(&target.sdk_config().await);

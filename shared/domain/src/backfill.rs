@@ -1,0 +1,292 @@
+//! Resync and backfill from Cafe24's list endpoints: which page to read next, and how the stored
+//! progress moves after each page, so a run cut off anywhere resumes at the next unread page.
+//!
+//! Orders are read in windows of [`ORDER_WINDOW_MS`] (Cafe24 refuses a period over 3 months),
+//! pages of [`ORDER_PAGE_LIMIT`] with `embed=items` (a list item then carries what a single
+//! `GET /orders/{id}?embed=items` would, so each is stored as a snapshot straight from the page).
+//! A window whose orders do not fit under Cafe24's offset cap ([`ORDER_OFFSET_MAX`]) is halved
+//! and read again from its start — the only case where a page is read twice, and it is counted.
+//! Products are read after `since_product_no` (no offset cap), pages of [`PRODUCT_PAGE_LIMIT`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::reconcile::{encode_query_value, kst_iso};
+
+/// Orders per page (Cafe24's maximum).
+pub const ORDER_PAGE_LIMIT: u64 = 1_000;
+/// Largest `offset` Cafe24 accepts on `GET /orders`.
+pub const ORDER_OFFSET_MAX: u64 = 15_000;
+/// One order window: 90 days (its last second included), never more than 3 calendar months.
+/// Windows are whole seconds, as Cafe24's timestamps are: a window ends at second `s`
+/// inclusive and the next one starts at `s + 1`, so no order falls between them.
+pub const ORDER_WINDOW_MS: u64 = 90 * 86_400_000;
+/// Products per page (Cafe24's maximum).
+pub const PRODUCT_PAGE_LIMIT: u64 = 100;
+
+/// What a resync reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// `GET /orders` by order date, with items.
+    Orders,
+    /// `GET /products` by product number (dates do not apply).
+    Products,
+}
+
+impl Resource {
+    /// The snapshot kind its items are stored under.
+    pub fn snapshot_kind(self) -> &'static str {
+        match self {
+            Self::Orders => "order",
+            Self::Products => "product",
+        }
+    }
+
+    /// Parses `orders` / `products`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "orders" => Some(Self::Orders),
+            "products" => Some(Self::Products),
+            _ => None,
+        }
+    }
+
+    /// `orders` / `products`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Orders => "orders",
+            Self::Products => "products",
+        }
+    }
+}
+
+/// A backfill's stored progress (one per mall and resource).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The job that owns it (a new resync request starts a new progress).
+    pub job_id: String,
+    /// What is read.
+    pub resource: Resource,
+    /// Orders placed from (epoch ms).
+    pub since_ms: u64,
+    /// Orders placed until (epoch ms, inclusive).
+    pub until_ms: u64,
+    /// Orders: start of the current window.
+    pub window_start_ms: u64,
+    /// Orders: length of the windows (halved when one overflows the offset cap).
+    pub window_len_ms: u64,
+    /// Orders: offset of the next page in the current window.
+    pub offset: u64,
+    /// Products: the next page starts after this product number.
+    pub since_product_no: u64,
+    /// Pages read.
+    pub pages: u64,
+    /// Pages read again after a window was halved.
+    pub pages_reread: u64,
+    /// Items stored as snapshots (a newer stored version counts as kept, not stored).
+    pub stored: u64,
+    /// Items seen on the pages.
+    pub seen: u64,
+    /// Finished.
+    pub done: bool,
+}
+
+/// What a page told the progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageOutcome {
+    /// Items on the page.
+    pub items: u64,
+    /// The answer links a next page.
+    pub has_next: bool,
+    /// Products: the largest product number on the page.
+    pub last_product_no: Option<u64>,
+}
+
+impl Progress {
+    /// A fresh progress for `job_id`.
+    pub fn new(job_id: &str, resource: Resource, since_ms: u64, until_ms: u64) -> Self {
+        let since_ms = since_ms / 1_000 * 1_000;
+        Self {
+            job_id: job_id.to_owned(),
+            resource,
+            since_ms,
+            until_ms: (until_ms / 1_000 * 1_000).max(since_ms),
+            window_start_ms: since_ms,
+            window_len_ms: ORDER_WINDOW_MS,
+            offset: 0,
+            since_product_no: 0,
+            pages: 0,
+            pages_reread: 0,
+            stored: 0,
+            seen: 0,
+            done: false,
+        }
+    }
+
+    /// The last second of the current order window (inclusive).
+    pub fn window_end_ms(&self) -> u64 {
+        let len = (self.window_len_ms / 1_000).max(1) * 1_000;
+        self.window_start_ms.saturating_add(len - 1_000).min(self.until_ms)
+    }
+
+    /// The next page's path and query under `/api/v2/admin/`, or `None` when done.
+    pub fn next_path(&self) -> Option<String> {
+        if self.done {
+            return None;
+        }
+        Some(match self.resource {
+            Resource::Orders => format!(
+                "orders?start_date={}&end_date={}&date_type=order_date&embed=items&limit={ORDER_PAGE_LIMIT}&offset={}",
+                encode_query_value(&kst_iso(self.window_start_ms)),
+                encode_query_value(&kst_iso(self.window_end_ms())),
+                self.offset
+            ),
+            Resource::Products => {
+                format!("products?since_product_no={}&limit={PRODUCT_PAGE_LIMIT}", self.since_product_no)
+            }
+        })
+    }
+
+    /// Moves past a page whose items are stored.
+    pub fn advance(&mut self, page: PageOutcome) {
+        self.pages += 1;
+        self.seen += page.items;
+        match self.resource {
+            Resource::Orders => {
+                if page.has_next && self.offset + ORDER_PAGE_LIMIT > ORDER_OFFSET_MAX {
+                    // More orders in this window than the offset cap reaches: read it again in
+                    // halves (the pages read so far are counted as read twice from here on).
+                    self.pages_reread += self.offset / ORDER_PAGE_LIMIT + 1;
+                    self.window_len_ms = (self.window_len_ms / 2).max(1_000);
+                    self.offset = 0;
+                } else if page.has_next {
+                    self.offset += ORDER_PAGE_LIMIT;
+                } else {
+                    let end = self.window_end_ms();
+                    self.offset = 0;
+                    if end >= self.until_ms {
+                        self.done = true;
+                    } else {
+                        self.window_start_ms = end + 1_000;
+                    }
+                }
+            }
+            Resource::Products => match page.last_product_no {
+                Some(n) if page.has_next && n > self.since_product_no => self.since_product_no = n,
+                _ => self.done = true,
+            },
+        }
+    }
+}
+
+/// The items of a list page with their ids: `orders` by `order_id`, `products` by `product_no`.
+/// `None` when the body has no such list; items without a usable id are left out.
+pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<Vec<(String, serde_json::Value)>> {
+    let (list, key) = match resource {
+        Resource::Orders => ("orders", "order_id"),
+        Resource::Products => ("products", "product_no"),
+    };
+    let items = body.get(list)?.as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|it| {
+                let id = match it.get(key)? {
+                    serde_json::Value::String(s) if crate::ids::is_resource_id(s) => s.clone(),
+                    serde_json::Value::Number(n) if n.as_u64().is_some() => n.to_string(),
+                    _ => return None,
+                };
+                Some((id, it.clone()))
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use crate::tokens::parse_cafe24_token_time;
+    use serde_json::json;
+
+    const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_735_657_200_000; // 2025-01-01T00:00:00+09:00
+
+    fn page(items: u64, has_next: bool) -> PageOutcome {
+        PageOutcome { items, has_next, last_product_no: None }
+    }
+
+    fn query(path: &str, k: &str) -> String {
+        let q = path.split_once('?').unwrap().1;
+        let v = q.split('&').find_map(|kv| kv.strip_prefix(&format!("{k}="))).unwrap();
+        v.replace("%3A", ":").replace("%2B", "+")
+    }
+
+    #[test]
+    fn a_year_of_orders_is_read_in_windows_of_at_most_three_months_without_gaps() {
+        let mut p = Progress::new("j", Resource::Orders, T0, T0 + 365 * DAY - 1);
+        let mut windows = Vec::new();
+        let mut guard = 0;
+        while let Some(path) = p.next_path() {
+            let (s, e) = (
+                parse_cafe24_token_time(&query(&path, "start_date")).unwrap(),
+                parse_cafe24_token_time(&query(&path, "end_date")).unwrap(),
+            );
+            assert!(e - s < 90 * DAY, "{path}");
+            assert!(path.contains("embed=items") && path.contains("limit=1000"), "{path}");
+            // Two pages a window: a full one, then the rest.
+            let full = query(&path, "offset") == "0";
+            if windows.last() != Some(&(s, e)) {
+                windows.push((s, e));
+            }
+            p.advance(page(if full { 1000 } else { 10 }, full));
+            guard += 1;
+            assert!(guard < 100);
+        }
+        assert_eq!(windows.first().unwrap().0, T0);
+        assert_eq!(windows.last().unwrap().1, T0 + 365 * DAY - 1_000, "up to the last second");
+        for w in windows.windows(2) {
+            assert_eq!(w[1].0, w[0].1 + 1_000, "contiguous windows (whole seconds): {windows:?}");
+        }
+        assert_eq!((windows.len(), p.pages, p.pages_reread), (5, 10, 0));
+    }
+
+    #[test]
+    fn a_window_over_the_offset_cap_is_halved_and_read_again() {
+        let mut p = Progress::new("j", Resource::Orders, T0, T0 + 80 * DAY);
+        for _ in 0..16 {
+            p.advance(page(1000, true)); // offsets 0..=15000 all full, more to come
+        }
+        assert_eq!((p.offset, p.pages, p.pages_reread, p.window_start_ms), (0, 16, 16, T0));
+        assert_eq!(p.window_len_ms, ORDER_WINDOW_MS / 2);
+        p.advance(page(10, false));
+        assert_eq!(p.window_start_ms, T0 + ORDER_WINDOW_MS / 2, "the second half follows");
+        assert_eq!(p.window_end_ms(), T0 + 80 * DAY);
+        assert!(!p.done);
+        p.advance(page(10, false));
+        assert!(p.done && p.next_path().is_none());
+    }
+
+    #[test]
+    fn products_page_by_product_number_until_no_next_page() {
+        let mut p = Progress::new("j", Resource::Products, 0, 0);
+        assert_eq!(p.next_path().unwrap(), "products?since_product_no=0&limit=100");
+        p.advance(PageOutcome { items: 100, has_next: true, last_product_no: Some(140) });
+        assert_eq!(p.next_path().unwrap(), "products?since_product_no=140&limit=100");
+        // A page that does not move the cursor ends the run instead of looping.
+        p.advance(PageOutcome { items: 100, has_next: true, last_product_no: Some(140) });
+        assert!(p.done);
+    }
+
+    #[test]
+    fn page_items_take_ids_defensively() {
+        let body = json!({"orders": [{"order_id": "20250101-0000001"}, {"order_id": "../x"}, {"order_id": 5}, {}]});
+        let ids: Vec<String> = page_items(Resource::Orders, &body).unwrap().into_iter().map(|x| x.0).collect();
+        assert_eq!(ids, vec!["20250101-0000001".to_owned(), "5".to_owned()]);
+        let body = json!({"products": [{"product_no": 12}, {"product_no": -1}, {"product_no": "13"}]});
+        assert_eq!(page_items(Resource::Products, &body).unwrap().len(), 2);
+        assert!(page_items(Resource::Orders, &json!({"orders": {}})).is_none());
+        assert!(page_items(Resource::Products, &json!(null)).is_none());
+        assert_eq!((Resource::parse("orders"), Resource::parse("carts")), (Some(Resource::Orders), None));
+    }
+}

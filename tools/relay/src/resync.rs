@@ -1,0 +1,144 @@
+//! `relay resync`: start a backfill of a mall's orders or products (a `backfill` job on the work
+//! queue, bulk group, run by the worker through the mall's limiter) and follow its stored
+//! progress; `relay resync status` shows the progress of each resource.
+
+use anyhow::{bail, Result};
+use relay_domain::backfill::{Progress, Resource};
+use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
+use relay_domain::ports::{BackfillStore, GroupId, OutboundMessage};
+use relay_domain::ratelimit::{Class, KeyScope};
+use relay_domain::tokens::parse_cafe24_token_time;
+use relay_domain::{DedupId, MallId};
+
+/// Parses `YYYY-MM-DD` (the start of that day in KST) or a full Cafe24 timestamp.
+pub fn parse_time(raw: &str) -> Result<u64> {
+    let s = raw.trim();
+    let full = if s.len() == 10 { format!("{s}T00:00:00+09:00") } else { s.to_owned() };
+    match parse_cafe24_token_time(&full) {
+        Some(ms) => Ok(ms),
+        None => bail!("{raw:?} is not a date (YYYY-MM-DD) or a timestamp (2025-01-31T09:00:00+09:00)"),
+    }
+}
+
+/// The backfill job for a request made at `now_ms`, and its work-queue message (the mall's bulk
+/// group, so it never holds the mall's live webhooks). A request repeated within a minute is
+/// the same job.
+pub fn job(
+    mall: &MallId,
+    resource: Resource,
+    since_ms: u64,
+    until_ms: u64,
+    now_ms: u64,
+    scope: &KeyScope,
+) -> Result<(Job, OutboundMessage)> {
+    if since_ms > until_ms {
+        bail!("--since is after --until");
+    }
+    let minute = (now_ms / 60_000).to_string();
+    let id = DedupId::derive(
+        "backfill",
+        &[
+            mall.as_str().as_bytes(),
+            resource.as_str().as_bytes(),
+            since_ms.to_string().as_bytes(),
+            until_ms.to_string().as_bytes(),
+            minute.as_bytes(),
+        ],
+    );
+    let job = Job {
+        v: JOB_VERSION,
+        job_id: id.as_str().to_owned(),
+        mall_id: mall.clone(),
+        kind: JobKind::Backfill { resource, since_ms, until_ms },
+        class: Class::Bulk,
+        trace_id: format!("resync-{minute}"),
+        event_received_ms: now_ms,
+    };
+    let Some(group_id) = GroupId::for_key(&format!("{}.bulk", scope.key(mall))) else {
+        bail!("the mall's rate-limit key does not make a queue group");
+    };
+    let body = serde_json::to_string(&job)?;
+    Ok((job, OutboundMessage { group_id, dedup_id: id, body }))
+}
+
+/// Share of the work done, 0..=1000 (orders by the window reached; products done or not).
+pub fn permille(p: &Progress) -> u64 {
+    if p.done {
+        return 1000;
+    }
+    match p.resource {
+        Resource::Orders => {
+            let span = (p.until_ms - p.since_ms).max(1);
+            (p.window_start_ms.saturating_sub(p.since_ms) * 1000 / span).min(999)
+        }
+        Resource::Products => 0,
+    }
+}
+
+/// One line per resource for `relay resync status`.
+pub fn render(p: &Progress) -> String {
+    let state = if p.done { "done".to_owned() } else { format!("{:.1}%", permille(p) as f64 / 10.0) };
+    let reread = if p.pages_reread > 0 {
+        format!(", {} pages read twice (window halved)", p.pages_reread)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:<9} {state:<7} {} pages, {} items seen, {} snapshots stored{reread} (job {})",
+        p.resource.as_str(),
+        p.pages,
+        p.seen,
+        p.stored,
+        p.job_id
+    )
+}
+
+/// The stored progress of each resource of `mall`.
+pub async fn status(state: &impl BackfillStore, mall: &MallId) -> Result<Vec<Progress>> {
+    let mut out = Vec::new();
+    for r in [Resource::Orders, Resource::Products] {
+        if let Some(p) = state.backfill_progress(mall, r).await.map_err(|e| anyhow::anyhow!("reading progress: {e}"))? {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_as_kst_and_garbage_is_refused() {
+        assert_eq!(parse_time("2025-01-01").unwrap(), 1_735_657_200_000);
+        assert_eq!(parse_time("2025-01-01T09:00:00+09:00").unwrap(), 1_735_689_600_000);
+        for bad in ["", "yesterday", "2025-13-01", "2025/01/01"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_job_goes_to_the_bulk_group_and_a_repeat_within_a_minute_is_the_same_job() {
+        let m = MallId::parse("bigshop").unwrap();
+        let (j, msg) = job(&m, Resource::Orders, 1, 2, 60_000, &KeyScope::Mall).unwrap();
+        assert_eq!(msg.group_id.as_str(), "bigshop.bulk");
+        assert_eq!(msg.dedup_id.as_str(), j.job_id);
+        assert_eq!(Job::parse(&msg.body).unwrap(), j);
+        let (again, _) = job(&m, Resource::Orders, 1, 2, 119_999, &KeyScope::Mall).unwrap();
+        assert_eq!(again.job_id, j.job_id);
+        let (later, _) = job(&m, Resource::Orders, 1, 2, 120_000, &KeyScope::Mall).unwrap();
+        assert_ne!(later.job_id, j.job_id);
+        assert!(job(&m, Resource::Orders, 3, 2, 0, &KeyScope::Mall).is_err());
+    }
+
+    #[test]
+    fn progress_renders_a_share_and_never_claims_done_early() {
+        let mut p = Progress::new("j", Resource::Orders, 0, 1000);
+        p.window_start_ms = 500;
+        assert_eq!(permille(&p), 500);
+        p.window_start_ms = 5_000;
+        assert_eq!(permille(&p), 999);
+        p.done = true;
+        assert!(render(&p).contains("done"));
+    }
+}
