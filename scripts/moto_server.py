@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
-"""moto_server with DynamoDB's per-request atomicity.
+"""moto_server with DynamoDB's per-request atomicity and SQS FIFO's group lock.
 
-moto's threaded server runs DynamoDB requests concurrently without a lock: two conditional
-writes on the same item can both read the old item, both pass their condition and both write.
-DynamoDB never does that (a condition and its write are one atomic step per item), and the rate
-limiter's safety rests on it. Under CPU load the race shows up as admissions over the GCRA bound
-in tests/tests/limiter_moto.rs. This wrapper serializes moto's DynamoDB operations with one lock
-(reads included, so a read never sees half a transaction) and then runs moto_server unchanged.
+moto's threaded server runs requests concurrently without a lock:
+- DynamoDB: two conditional writes on the same item can both read the old item, both pass their
+  condition and both write. DynamoDB never does that (a condition and its write are one atomic
+  step per item), and the rate limiter's safety rests on it. Under CPU load the race showed up as
+  admissions over the GCRA bound in tests/tests/it/limiter_moto.rs.
+- SQS: a FIFO receive snapshots the groups in flight, then takes messages; two concurrent receives
+  can both take messages of one group, so two consumers run one mall's jobs at the same time and
+  out of order (seen under CPU load in worker::a_throttled_mall_does_not_block_another...). SQS
+  never hands out a group that has messages in flight. Sends (deduplication check, then store)
+  and deletes race the same way.
+This wrapper serializes moto's DynamoDB operations with one lock and its SQS message operations
+with another (reads included), then runs moto_server unchanged. A long poll waits outside the
+lock: it is retried as short receives until its wait time is over.
 """
 import functools
 import sys
 import threading
+import time
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.sqs.models import SQSBackend
 
 _LOCK = threading.RLock()
+_SQS_LOCK = threading.RLock()
 _OPS = (
     "put_item", "update_item", "delete_item", "get_item", "batch_write_item", "batch_get_item",
     "transact_write_items", "transact_get_items", "query", "scan",
@@ -33,6 +43,42 @@ def _atomic(fn):
 for _name in _OPS:
     if hasattr(DynamoDBBackend, _name):
         setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+_SQS_OPS = (
+    "send_message", "send_message_batch", "delete_message", "delete_message_batch",
+    "change_message_visibility", "change_message_visibility_batch", "purge_queue",
+    "get_queue_attributes",
+)
+
+
+def _sqs_atomic(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with _SQS_LOCK:
+            return fn(*args, **kwargs)
+
+    return run
+
+
+for _name in _SQS_OPS:
+    if hasattr(SQSBackend, _name):
+        setattr(SQSBackend, _name, _sqs_atomic(getattr(SQSBackend, _name)))
+
+_receive = SQSBackend.receive_message
+
+
+@functools.wraps(_receive)
+def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs):
+    deadline = time.monotonic() + (wait_seconds_timeout or 0)
+    while True:
+        with _SQS_LOCK:
+            got = _receive(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+        if got or time.monotonic() >= deadline:
+            return got
+        time.sleep(0.02)
+
+
+SQSBackend.receive_message = _receive_atomic
 
 from moto.server import main  # noqa: E402  (after the patch)
 

@@ -13,8 +13,9 @@ use std::future::Future;
 
 use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::app_launch::{self, LaunchError};
+use relay_domain::delivery::{mall_event, MallStatusEvent};
 use relay_domain::oauth_state::{self, StateError};
-use relay_domain::ports::{OnceStore, RateGate};
+use relay_domain::ports::{EventBus, OnceStore, RateGate};
 use relay_domain::tokens::{Secret, TokenStore};
 use relay_domain::MallId;
 
@@ -31,6 +32,8 @@ pub struct InstallConfig {
     pub scopes: String,
     /// How long an install link stays valid, ms.
     pub state_ttl_ms: u64,
+    /// The event bus `mall.installed` goes to (name or ARN, `EVENT_BUS_NAME`).
+    pub event_bus: String,
 }
 
 /// Oldest Cafe24 launch `/install` accepts (its `timestamp`), ms.
@@ -42,7 +45,7 @@ pub const MAX_EXCHANGES_PER_WINDOW: u32 = 5;
 pub const EXCHANGE_WINDOW_MS: u64 = 10 * 60_000;
 
 impl InstallConfig {
-    /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`.
+    /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`, `EVENT_BUS_NAME`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let secret = get("OAUTH_STATE_SECRET").ok_or(ConfigError::Missing("OAUTH_STATE_SECRET"))?;
@@ -58,7 +61,8 @@ impl InstallConfig {
         }
         let scopes = get("OAUTH_SCOPES")
             .unwrap_or_else(|| "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into());
-        Ok(Self { state_secret: Secret::new(secret), redirect_uri, scopes, state_ttl_ms: 10 * 60_000 })
+        let event_bus = get("EVENT_BUS_NAME").ok_or(ConfigError::Missing("EVENT_BUS_NAME"))?;
+        Ok(Self { state_secret: Secret::new(secret), redirect_uri, scopes, state_ttl_ms: 10 * 60_000, event_bus })
     }
 }
 
@@ -145,37 +149,46 @@ impl InstallFlow for NoInstall {
     }
 }
 
-/// The real flow: Cafe24 client (code exchange, token store) + a one-time store for nonces.
-pub struct Installer<G, S, O> {
+/// The real flow: Cafe24 client (code exchange, token store) + a one-time store for nonces +
+/// the event bus that hears of each install.
+pub struct Installer<G, S, O, B> {
     cafe24: Cafe24<G, S>,
     once: O,
+    bus: B,
     cfg: InstallConfig,
 }
 
 /// The install flow as deployed: no limiter (the flow makes no Admin API call), the token table
 /// for tokens and single-use items.
-pub type AwsInstaller =
-    Installer<relay_domain::ports::NoAdminCalls, relay_aws::tokens::DynamoTokenStore, relay_aws::once::DynamoOnceStore>;
+pub type AwsInstaller = Installer<
+    relay_domain::ports::NoAdminCalls,
+    relay_aws::tokens::DynamoTokenStore,
+    relay_aws::once::DynamoOnceStore,
+    relay_aws::bus::EventBridgeBus,
+>;
 
 impl AwsInstaller {
     /// The production wiring (the binary, the demo and the tests build through it).
     pub fn on_aws(
-        ddb: &aws_sdk_dynamodb::Client,
+        aws: &relay_aws::Clients,
         token_table: &str,
         cafe24: relay_cafe24::Cafe24Config,
         cfg: InstallConfig,
         clock: relay_cafe24::Clock,
     ) -> Result<Self, Cafe24Error> {
+        let ddb = &aws.ddb;
         let tokens = relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), token_table.to_owned());
         let client = Cafe24::new(cafe24, relay_domain::ports::NoAdminCalls, tokens, clock)?;
-        Ok(Self::new(client, relay_aws::once::DynamoOnceStore::new(ddb.clone(), token_table.to_owned()), cfg))
+        let once = relay_aws::once::DynamoOnceStore::new(ddb.clone(), token_table.to_owned());
+        let bus = relay_aws::bus::EventBridgeBus::new(aws.events.clone(), cfg.event_bus.clone());
+        Ok(Self::new(client, once, bus, cfg))
     }
 }
 
-impl<G: RateGate, S: TokenStore, O: OnceStore> Installer<G, S, O> {
+impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> Installer<G, S, O, B> {
     /// Wires the flow.
-    pub fn new(cafe24: Cafe24<G, S>, once: O, cfg: InstallConfig) -> Self {
-        Self { cafe24, once, cfg }
+    pub fn new(cafe24: Cafe24<G, S>, once: O, bus: B, cfg: InstallConfig) -> Self {
+        Self { cafe24, once, bus, cfg }
     }
 
     fn now(&self) -> u64 {
@@ -203,7 +216,7 @@ fn enc(s: &str) -> String {
     relay_cafe24::encode_path(s)
 }
 
-impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O> {
+impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Installer<G, S, O, B> {
     fn start(&self, raw_query: Option<&str>) -> Result<(String, MallId), InstallError> {
         let secret = self.cafe24.config().client_secret.expose().as_bytes();
         let mall = app_launch::verify(secret, raw_query.unwrap_or(""), self.now(), LAUNCH_MAX_AGE_MS)
@@ -243,7 +256,19 @@ impl<G: RateGate, S: TokenStore, O: OnceStore> InstallFlow for Installer<G, S, O
         }
         self.take_exchange_slot(&v.mall_id).await?;
         match self.cafe24.install(&v.mall_id, code, &self.cfg.redirect_uri).await {
-            Ok(_) => Ok(v.mall_id),
+            Ok(_) => {
+                // The app hears of the install before the merchant is told it worked: if the bus
+                // refuses, the merchant is asked to try again (opening the app from the Cafe24
+                // admin once more stores a new pair and publishes again).
+                let event = mall_event(&v.mall_id, MallStatusEvent::Installed, self.now());
+                match self.bus.publish(std::slice::from_ref(&event)).await {
+                    Ok(refused) if refused.is_empty() => Ok(v.mall_id),
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(mall_id = %v.mall_id, event_id = %event.event_id, outcome = "publish_failed", "install");
+                        Err(InstallError::Unavailable)
+                    }
+                }
+            }
             Err(Cafe24Error::InvalidRequest { code, message, .. })
                 if code == "invalid_grant" && message.contains("expired") =>
             {

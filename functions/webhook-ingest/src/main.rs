@@ -34,7 +34,7 @@ async fn main() -> Result<(), Error> {
     }
     let token_table = env("TOKEN_TABLE").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing("TOKEN_TABLE"))?;
     let installer = AwsInstaller::on_aws(
-        &aws_sdk_dynamodb::Client::new(&sdk),
+        &relay_aws::Clients::new(&sdk),
         &token_table,
         Cafe24Config::from_lookup(env)?,
         InstallConfig::from_lookup(env)?,

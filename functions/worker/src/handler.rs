@@ -610,6 +610,42 @@ where
         }
     }
 
+    /// Tells the app that a mall needs re-authorization (`mall.needs_reauth`) once per
+    /// transition: the event's version is the time the token record took that status, and an
+    /// idempotency record keyed by the event id keeps the mall's other jobs from publishing it
+    /// again. `false` = not published yet (the job comes back and tries again before it is
+    /// dead-lettered, so the app is told before the DLQ fills).
+    async fn announce_needs_reauth(&self, mall: &relay_domain::MallId) -> bool {
+        use relay_domain::delivery::{mall_event, MallStatusEvent};
+        let since = match self.cafe24.token_store().get(mall).await {
+            Ok(Some(r)) if r.status == TokenStatus::NeedsReauth => r.updated_ms,
+            // Not (or no longer) needing re-authorization: nothing to announce.
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "token store unavailable; needs_reauth not announced yet");
+                return false;
+            }
+        };
+        let event = mall_event(mall, MallStatusEvent::NeedsReauth, since);
+        let key = format!("announce#{}", event.event_id);
+        let now = self.now();
+        match self.state.claim(&key, now, now + 30_000, now + self.cfg.idempotency_ttl_ms).await {
+            Ok(Claim::Claimed) => {}
+            Ok(Claim::Completed(_)) => return true,
+            Ok(Claim::InProgress { .. }) | Err(_) => return false,
+        }
+        if !self.publish_all(std::slice::from_ref(&event)).await {
+            self.release(&key).await;
+            return false;
+        }
+        if let Err(e) = self.state.complete(&key, "published", now).await {
+            // Published; another job of the mall may publish the same event id once more.
+            tracing::warn!(error = %e, "needs_reauth announcement not recorded");
+        }
+        tracing::warn!(event_id = %event.event_id, outcome = "needs_reauth_published", "delivery");
+        true
+    }
+
     /// Publishes `events`, counted; `true` only when the bus accepted every one.
     async fn publish_all(&self, events: &[relay_domain::delivery::BusEvent]) -> bool {
         let accepted = match self.bus.publish(events).await {
@@ -693,6 +729,9 @@ where
                 JobOutcome::Completed("dropped_uninstalled")
             }
             Cafe24Error::NeedsReauth => {
+                if !self.announce_needs_reauth(mall).await {
+                    return JobOutcome::PublishPending;
+                }
                 JobOutcome::DeadLetter { reason: "mall needs re-authorization".into(), class: "needs_reauth" }
             }
             Cafe24Error::NotInstalled => {

@@ -420,10 +420,24 @@ async fn a_mall_needing_reauth_is_dead_lettered_without_a_call() {
     let fx = Fx::new().await;
     let w = fx.worker();
     fx.tokens.set_status(&fx.mall, TokenStatus::NeedsReauth, 1).await.unwrap();
-    let r = run(&w, &serde_json::to_string(&fx.job("j8", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    // The bus refuses first: the app must hear of it before the job is dead-lettered.
+    fx.bus.refuse_next(1);
+    let body = serde_json::to_string(&fx.job("j8", JobKind::SyncOrder { order_id: fx.order() })).unwrap();
+    let r = run(&w, &body).await;
+    assert!(returned(&r), "comes back while mall.needs_reauth is not published");
+    assert!(fx.dlq.messages().is_empty());
+    let r = run(&w, &body).await;
     assert!(!returned(&r));
     assert_eq!(dlq_class(&fx.dlq), ["needs_reauth"]);
     assert_eq!(fx.calls(), 0);
+    // A second job of the mall is dead-lettered too, without announcing the same transition again.
+    let r = run(&w, &serde_json::to_string(&fx.job("j8b", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert!(!returned(&r));
+    assert_eq!(dlq_class(&fx.dlq), ["needs_reauth", "needs_reauth"]);
+    let events = fx.bus.events();
+    assert_eq!(events.iter().map(|e| e.detail_type.as_str()).collect::<Vec<_>>(), ["mall.needs_reauth"]);
+    let detail: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
+    assert_eq!((detail["mall_id"].as_str(), detail["version"].as_u64()), (Some("shop"), Some(1)));
 }
 
 #[tokio::test]

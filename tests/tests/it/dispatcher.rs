@@ -271,7 +271,11 @@ async fn scheduled_keep_alive_enqueues_refreshes_and_reports_reauth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_webhooks_across_five_malls_end_to_end() {
-    let fx = Fx::new("d-e2e").await;
+    // Its own moto process: this test alone saturates one (it is the pace-setter of the suite),
+    // and on the shared one every other test would wait behind it.
+    let moto = devstack::moto::PrivateMoto::start().await.unwrap();
+    let mut fx = Fx::new("d-e2e").await;
+    fx.env = TestEnv::on(&moto.url, "d-e2e").await.unwrap();
     let malls = ["alpha", "bravo", "charlie", "delta", "echo"];
     for m in malls {
         fx.install(m).await;

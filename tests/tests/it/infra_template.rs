@@ -106,8 +106,8 @@ fn each_function_has_exactly_the_actions_it_uses() {
     let t = template();
     let expect = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     let cases = [
-        // sends to the inbox / parks; install flow: token + limiter items, one-time state nonces;
-        // its secret at cold start.
+        // sends to the inbox / parks; install flow: token + limiter items, one-time state nonces,
+        // publishes mall.installed; its secret at cold start.
         (
             "WebhookIngestFunction",
             expect(&[
@@ -115,6 +115,7 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
                 "dynamodb:UpdateItem",
+                "events:PutEvents",
                 "secretsmanager:GetSecretValue",
             ]),
         ),
@@ -511,7 +512,7 @@ fn a_flood_on_ingest_cannot_take_the_concurrency_of_the_queue_consumers() {
 #[test]
 fn events_go_only_to_the_relay_bus_and_every_publisher_is_told_which() {
     let t = template();
-    for name in ["DispatcherFunction", "WorkerFunction"] {
+    for name in ["WebhookIngestFunction", "DispatcherFunction", "WorkerFunction"] {
         let f = &t["Resources"][name];
         let env = &f["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"];
         let env = format!("{env:?}");

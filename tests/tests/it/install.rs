@@ -47,9 +47,10 @@ impl Fx {
             redirect_uri: REDIRECT.into(),
             scopes: "mall.read_order,mall.read_product".into(),
             state_ttl_ms: 10 * 60_000,
+            event_bus: self.env.stack.event_bus.clone(),
         };
         let installer = AwsInstaller::on_aws(
-            &self.env.ddb,
+            &self.env.clients,
             &self.env.stack.token_table,
             sim_cafe24_config(&self.base),
             install,
@@ -98,6 +99,13 @@ fn body(r: &lambda_http::Response<lambda_http::Body>) -> String {
 #[tokio::test]
 async fn install_end_to_end_stores_tokens_and_refuses_a_replay() {
     let fx = Fx::new("install").await;
+    let app = devstack::resources::subscribe_queue(
+        &fx.env.clients,
+        &fx.env.stack.event_bus,
+        &format!("{}-app", fx.env.stack.event_bus),
+    )
+    .await
+    .unwrap();
     let h = fx.handler();
     let query = fx.authorize(&h, "newshop").await;
     let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
@@ -117,6 +125,29 @@ async fn install_end_to_end_stores_tokens_and_refuses_a_replay() {
     assert_eq!(replay.status(), 400);
     assert!(body(&replay).contains("already used"), "{}", body(&replay));
     assert_eq!(fx.sim.stats("newshop").token_issuances, 1, "a replay never reaches Cafe24");
+
+    // The app heard of the install once: one mall.installed (the replay published nothing).
+    let events: Vec<serde_json::Value> = fx
+        .env
+        .drain_all(&app)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["detail-type"], "mall.installed");
+    assert_eq!(events[0]["detail"]["mall_id"], "newshop");
+}
+
+#[tokio::test]
+async fn an_install_the_bus_refuses_asks_the_merchant_to_try_again() {
+    let fx = Fx::new("install-nobus").await;
+    fx.env.events.delete_event_bus().name(&fx.env.stack.event_bus).send().await.unwrap();
+    let h = fx.handler();
+    let query = fx.authorize(&h, "quietshop").await;
+    let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 503, "not confirmed while the app was not told: {}", body(&r));
 }
 
 #[tokio::test]

@@ -260,3 +260,58 @@ async fn a_throttled_invocation_leaves_the_batch_in_flight_until_visibility_expi
     assert_eq!((r.batches, r.deleted), (1, 1));
     assert_eq!(seen.lock().unwrap().as_str(), "\"2\"", "the throttled receive counted");
 }
+
+/// The stand-in must hold a FIFO group while one of its messages is in flight, as SQS does, even
+/// when two pollers receive at once: moto's receive reads the groups in flight, then walks the
+/// queue copying messages, without a lock, so a concurrent receive can take later messages of a
+/// group the first one is still taking (seen as one mall's jobs run out of order in
+/// `worker::a_throttled_mall_does_not_block_another…`). scripts/moto_server.py serializes
+/// SQS message operations; this test checks the rule with two pollers and batches of ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_receives_never_hand_out_one_fifo_group_twice() {
+    let env = relay_tests::TestEnv::new("fifolock").await.unwrap();
+    let q = env.stack.work.url.clone();
+    let mut doubled = 0;
+    for round in 0..20 {
+        for chunk in 0..4 {
+            let entries: Vec<_> = (0..10)
+                .map(|i| {
+                    let n = chunk * 10 + i;
+                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                        .id(format!("e{i}"))
+                        .message_group_id(format!("r{round}-g{}", n % 2))
+                        .message_deduplication_id(format!("r{round}-m{n}"))
+                        .message_body(format!("m{n}"))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            env.sqs.send_message_batch().queue_url(&q).set_entries(Some(entries)).send().await.unwrap();
+        }
+        let receives = (0..2).map(|_| {
+            let (sqs, q) = (env.sqs.clone(), q.clone());
+            tokio::spawn(async move {
+                let out = sqs
+                    .receive_message()
+                    .queue_url(q)
+                    .max_number_of_messages(10)
+                    .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    .send()
+                    .await
+                    .unwrap();
+                out.messages()
+                    .iter()
+                    .filter_map(|m| {
+                        m.attributes()?.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId).cloned()
+                    })
+                    .collect::<std::collections::BTreeSet<String>>()
+            })
+        });
+        let got: Vec<_> = futures::future::join_all(receives).await.into_iter().map(|r| r.unwrap()).collect();
+        if got[0].intersection(&got[1]).next().is_some() {
+            doubled += 1;
+        }
+        env.sqs.purge_queue().queue_url(&q).send().await.unwrap();
+    }
+    assert_eq!(doubled, 0, "in {doubled} of 20 rounds, both pollers held messages of one group at once");
+}

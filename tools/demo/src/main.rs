@@ -100,9 +100,10 @@ async fn main() -> Result<()> {
         redirect_uri: format!("{ingest_url}/oauth/callback"),
         scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into(),
         state_ttl_ms: 600_000,
+        event_bus: stack.event_bus.clone(),
     };
     let installer =
-        AwsInstaller::on_aws(&ddb, &stack.token_table, cafe24_config(&sim_base)?, install_cfg, clock.clone())?;
+        AwsInstaller::on_aws(&aws, &stack.token_table, cafe24_config(&sim_base)?, install_cfg, clock.clone())?;
     let ingest = Arc::new(Ingest::on_aws(&sqs, &icfg).with_install(installer));
     serve(ingest, listener).await.context("serving ingest")?;
     let mut stack_env = format!(
@@ -119,6 +120,12 @@ async fn main() -> Result<()> {
     }
     std::fs::write(local_dir.join("stack.env"), stack_env)?;
     println!("==> webhook-ingest at {ingest_url} (POST /webhooks/cafe24, GET /install, GET /oauth/callback)");
+
+    // The app's side: a rule on the relay's bus → a queue, read by the example consumer
+    // (examples/orders-consumer) into its own orders table once the burst is done;
+    // subscribed before the installs, so it hears `mall.installed` too.
+    let app_queue =
+        devstack::resources::subscribe_queue(&aws, &stack.event_bus, &format!("{}-app", stack.event_bus)).await?;
 
     // Install into each mall through the real OAuth flow (browser redirects followed).
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5)).build()?;
@@ -140,10 +147,6 @@ async fn main() -> Result<()> {
         MALLS.len()
     );
 
-    // The app's side: a rule on the relay's bus → a queue, read by the example consumer
-    // (examples/orders-consumer) into its own orders table once the burst is done.
-    let app_queue =
-        devstack::resources::subscribe_queue(&aws, &stack.event_bus, &format!("{}-app", stack.event_bus)).await?;
     let app_orders = format!("{}-app-orders", stack.event_bus);
     devstack::resources::create_pk_table(&ddb, &app_orders).await?;
 

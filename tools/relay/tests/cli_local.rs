@@ -55,9 +55,10 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
         redirect_uri: format!("{ingest_url}/oauth/callback"),
         scopes: "mall.read_order,mall.read_product".into(),
         state_ttl_ms: 600_000,
+        event_bus: p.env.stack.event_bus.clone(),
     };
     let installer = AwsInstaller::on_aws(
-        &p.env.ddb,
+        &p.env.clients,
         &p.env.stack.token_table,
         sim_cafe24_config(&p.base),
         install,
