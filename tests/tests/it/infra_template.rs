@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml::Value;
 
@@ -543,4 +543,60 @@ fn events_go_only_to_the_relay_bus_and_every_publisher_is_told_which() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(alarms.len(), 2, "a refused publication alarms for each publisher: {alarms:?}");
+}
+
+/// `("Name", Unit::…` in a function's handler: the metrics it emits.
+fn emitted(src: &str) -> BTreeSet<String> {
+    src.split("(\"")
+        .skip(1)
+        .filter_map(|part| {
+            let (name, rest) = part.split_once('"')?;
+            (rest.starts_with(", Unit::") && name.chars().all(|c| c.is_ascii_alphanumeric())).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_shows_exactly_the_metrics_each_function_emits_for_its_own_stack() {
+    let t = template();
+    let d = &t["Resources"]["Dashboard"]["Properties"];
+    assert!(format!("{:?}", d["DashboardName"]).contains("${AWS::StackName}"), "one dashboard per stack");
+    let body = match &d["DashboardBody"] {
+        Value::Tagged(tag) if tag.tag == "!Sub" => tag.value.as_str().unwrap().to_owned(),
+        other => panic!("DashboardBody is not a !Sub string: {other:?}"),
+    };
+    let body: serde_json::Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let mut shown: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut aws = BTreeSet::new();
+    for w in body["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            let m = m.as_array().unwrap();
+            let s = |i: usize| m[i].as_str().unwrap_or("").to_owned();
+            if s(0) == "Cafe24Relay" {
+                assert_eq!(
+                    (s(2), s(4), s(5)),
+                    ("function".into(), "stack".into(), "${AWS::StackName}".into()),
+                    "{m:?}"
+                );
+                shown.entry(s(3)).or_default().insert(s(1));
+            } else {
+                aws.insert(format!("{}/{}", s(0), s(1)));
+            }
+        }
+    }
+    for (function, src) in [
+        ("webhook-ingest", include_str!("../../../functions/webhook-ingest/src/handler.rs")),
+        ("dispatcher", include_str!("../../../functions/dispatcher/src/handler.rs")),
+        ("worker", include_str!("../../../functions/worker/src/handler.rs")),
+    ] {
+        assert_eq!(shown.get(function).cloned().unwrap_or_default(), emitted(src), "{function}");
+    }
+    for want in [
+        "AWS/SQS/ApproximateAgeOfOldestMessage",
+        "AWS/SQS/ApproximateNumberOfMessagesVisible",
+        "AWS/Lambda/Errors",
+        "AWS/Lambda/Duration",
+    ] {
+        assert!(aws.contains(want), "{want} missing: {aws:?}");
+    }
 }
