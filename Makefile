@@ -41,14 +41,18 @@ test-unit: ## unit tests only (no moto needed)
 lint-infra: tools ## validate infra/template.yaml and the example consumer's template offline with cfn-lint, informational rules included
 	.venv/bin/cfn-lint -c I -- infra/template.yaml examples/orders-consumer/template.yaml
 
-build: tools ## cargo lambda build --release for the three functions (target/lambda/<name>/bootstrap)
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked -p webhook-ingest -p dispatcher -p worker
+ARCH ?= arm64
 
-deploy: build ## deploy the stack to AWS with SAM (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI), then write .relay/aws.env
-	scripts/deploy.sh
+build: tools ## cargo lambda build --release for the three functions, ARCH=arm64 (default) or x86_64 (target/lambda/<name>/bootstrap)
+	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64" >&2; exit 2 ;; esac
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) -p webhook-ingest -p dispatcher -p worker
+	@for f in webhook-ingest dispatcher worker; do ls -l target/lambda/$$f/bootstrap | awk -v f=$$f -v a=$(ARCH) '{printf "%-15s %s %10d bytes (%.1f MiB)\n", f, a, $$5, $$5/1048576}'; done
 
-deploy-code: build ## update only the three functions' code with cargo lambda deploy
-	scripts/deploy.sh --code-only
+deploy: build ## deploy the stack to AWS with SAM (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI, ARCH), then write .relay/aws.env
+	ARCH=$(ARCH) scripts/deploy.sh
+
+deploy-code: build ## update only the three functions' code with cargo lambda deploy (ARCH as deployed)
+	ARCH=$(ARCH) scripts/deploy.sh --code-only
 
 relay: ## build the relay ops CLI (target/release/relay; `relay --help`)
 	$(CARGO) build --release --locked -p relay

@@ -17,6 +17,8 @@
 #   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
 #   ALARM_TOPIC_ARN    optional: an existing SNS topic for every alarm instead (AlarmTopicArn)
 #   EVENT_BUS_ARN      optional: deliver to an existing EventBridge bus (EventBusArn)
+#   ARCH               arm64 (default, Graviton) or x86_64: the template's Architecture and
+#                      what `make build` built; a binary of the other architecture is refused
 #   AWS credentials and region as usual (AWS_PROFILE, AWS_REGION, …).
 # The SAM CLI is installed on demand into .venv-deploy (kept apart from the test tools' venv).
 set -euo pipefail
@@ -32,17 +34,33 @@ for a in "$@"; do
   esac
 done
 STACK_NAME="${STACK_NAME:-cafe24-relay}"
+ARCH="${ARCH:-arm64}"
+case "$ARCH" in
+  arm64) ELF_MACHINE=183 ;;  # EM_AARCH64
+  x86_64) ELF_MACHINE=62 ;;  # EM_X86_64
+  *) echo "deploy.sh: ARCH must be arm64 or x86_64, not $ARCH" >&2; exit 2 ;;
+esac
 SECRET_NAME="${SECRET_NAME:-cafe24-relay/secrets}"
 FUNCTIONS=(webhook-ingest dispatcher worker)
+LAMBDA_DIR="${LAMBDA_DIR:-target/lambda}" # where `make build` leaves <fn>/bootstrap
 
 run() {
   if [[ $DRY == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
 for f in "${FUNCTIONS[@]}"; do
-  if [[ $DRY == 0 && ! -f "target/lambda/$f/bootstrap" ]]; then
-    echo "deploy.sh: target/lambda/$f/bootstrap is missing — run make build first" >&2
+  if [[ $DRY == 0 && ! -f "$LAMBDA_DIR/$f/bootstrap" ]]; then
+    echo "deploy.sh: $LAMBDA_DIR/$f/bootstrap is missing — run make build first" >&2
     exit 1
+  fi
+  # The ELF header's e_machine (2 bytes at offset 18): a binary Lambda cannot run fails every
+  # invocation with Runtime.InvalidEntrypoint, so it never leaves this machine.
+  if [[ $DRY == 0 ]]; then
+    machine="$(od -An -tu2 -j18 -N2 "$LAMBDA_DIR/$f/bootstrap" | tr -d ' ')"
+    if [[ "$machine" != "$ELF_MACHINE" ]]; then
+      echo "deploy.sh: $LAMBDA_DIR/$f/bootstrap is not an $ARCH binary (ELF machine $machine): run make build ARCH=$ARCH" >&2
+      exit 1
+    fi
   fi
 done
 
@@ -51,8 +69,11 @@ if [[ $MODE == code ]]; then
   # would replace the function's variables), no --iam-role (the function exists).
   export PATH="$ROOT/.venv/bin:$PATH" # cargo-lambda from `make tools`
   for f in "${FUNCTIONS[@]}"; do
-    run cargo lambda deploy --binary-name "$f" "$STACK_NAME-$f"
+    run cargo lambda deploy --binary-name "$f" "$STACK_NAME-$f" --lambda-dir "$LAMBDA_DIR"
+    # cargo lambda zips beside the binary; a later `sam deploy` must package the binary only.
+    run rm -f "$LAMBDA_DIR/$f/bootstrap.zip"
   done
+  echo "deploy.sh: code updated outside CloudFormation (the stack shows drift until the next make deploy)" >&2
   exit 0
 fi
 
@@ -64,7 +85,7 @@ if [[ $DRY == 0 && ! -x "$SAM" ]]; then
   python3 -m venv "$ROOT/.venv-deploy"
   "$ROOT/.venv-deploy/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli
 fi
-overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "OAuthRedirectUri=$OAUTH_REDIRECT_URI" "SecretName=$SECRET_NAME")
+overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "OAuthRedirectUri=$OAUTH_REDIRECT_URI" "SecretName=$SECRET_NAME" "Architecture=$ARCH")
 if [[ -n "${CAFE24_API_VERSION:-}" ]]; then overrides+=("Cafe24ApiVersion=$CAFE24_API_VERSION"); fi
 if [[ -n "${ALARM_EMAIL:-}" ]]; then overrides+=("AlarmEmail=$ALARM_EMAIL"); fi
 if [[ -n "${ALARM_TOPIC_ARN:-}" ]]; then overrides+=("AlarmTopicArn=$ALARM_TOPIC_ARN"); fi

@@ -355,6 +355,8 @@ fn make_deploy_passes_every_parameter_the_template_requires() {
     let text = String::from_utf8_lossy(&out.stdout);
     for f in ["webhook-ingest", "dispatcher", "worker"] {
         assert!(text.contains(&format!("cargo lambda deploy --binary-name {f} relay-test-{f}")), "{text}");
+        // The zip cargo lambda leaves beside the binary would be packaged by the next sam deploy.
+        assert!(text.contains(&format!("rm -f target/lambda/{f}/bootstrap.zip")), "{text}");
         let name = t["Resources"]
             .as_mapping()
             .unwrap()
@@ -599,4 +601,44 @@ fn the_dashboard_shows_exactly_the_metrics_each_function_emits_for_its_own_stack
     ] {
         assert!(aws.contains(want), "{want} missing: {aws:?}");
     }
+}
+
+#[test]
+fn a_binary_of_the_other_architecture_is_refused_before_anything_is_deployed() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    // This machine's own executables stand in for `make build`'s output (x86_64 here).
+    let dir = std::env::temp_dir().join(format!("relay-arch-{}", std::process::id()));
+    for f in ["webhook-ingest", "dispatcher", "worker"] {
+        std::fs::create_dir_all(dir.join(f)).unwrap();
+        std::fs::copy(std::env::current_exe().unwrap(), dir.join(f).join("bootstrap")).unwrap();
+    }
+    let native = if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" };
+    let other = if native == "arm64" { "x86_64" } else { "arm64" };
+    let run = |arch: &str, mode: &str| {
+        std::process::Command::new("bash")
+            .arg(format!("{root}/scripts/deploy.sh"))
+            .arg(mode)
+            .env("LAMBDA_DIR", &dir)
+            .env("ARCH", arch)
+            .env_remove("CAFE24_CLIENT_ID")
+            .output()
+            .unwrap()
+    };
+    let out = run(other, "--code-only");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("not an {other} binary")), "{err}");
+    // The right architecture passes the check; the stack deploy then stops at its first
+    // missing variable, before any AWS call.
+    let out = std::process::Command::new("bash")
+        .arg(format!("{root}/scripts/deploy.sh"))
+        .env("LAMBDA_DIR", &dir)
+        .env("ARCH", native)
+        .env_remove("CAFE24_CLIENT_ID")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAFE24_CLIENT_ID") && !err.contains("binary"), "{err}");
+    let out = run("sparc", "--code-only");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ARCH must be arm64 or x86_64"));
+    std::fs::remove_dir_all(&dir).ok();
 }
