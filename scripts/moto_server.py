@@ -31,18 +31,19 @@ _OPS = (
 )
 
 
-def _atomic(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        with _LOCK:
-            return fn(*args, **kwargs)
+def _under(lock):
+    """Wraps a backend method so that it runs holding `lock`."""
 
-    return run
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            with lock:
+                return fn(*args, **kwargs)
 
+        return run
 
-for _name in _OPS:
-    if hasattr(DynamoDBBackend, _name):
-        setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+    return wrap
+
 
 _SQS_OPS = (
     "send_message", "send_message_batch", "delete_message", "delete_message_batch",
@@ -50,19 +51,10 @@ _SQS_OPS = (
     "get_queue_attributes",
 )
 
-
-def _sqs_atomic(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        with _SQS_LOCK:
-            return fn(*args, **kwargs)
-
-    return run
-
-
-for _name in _SQS_OPS:
-    if hasattr(SQSBackend, _name):
-        setattr(SQSBackend, _name, _sqs_atomic(getattr(SQSBackend, _name)))
+for _backend, _ops, _lock in ((DynamoDBBackend, _OPS, _LOCK), (SQSBackend, _SQS_OPS, _SQS_LOCK)):
+    for _name in _ops:
+        if hasattr(_backend, _name):
+            setattr(_backend, _name, _under(_lock)(getattr(_backend, _name)))
 
 _receive = SQSBackend.receive_message
 

@@ -45,22 +45,17 @@ impl DispatcherConfig {
                 reason: "mall, app:<id> or global:<name>".into(),
             })?,
         };
-        let days = match get("KEEPALIVE_DAYS") {
-            None => 3,
+        // An optional integer in `range`, `default` when unset; anything else fails by name.
+        let bounded = |var: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match get(var) {
+            None => Ok(default),
             Some(v) => v
                 .parse::<u64>()
                 .ok()
-                .filter(|d| (1..=13).contains(d))
-                .ok_or(ConfigError::Invalid { var: "KEEPALIVE_DAYS", reason: "1..=13".into() })?,
+                .filter(|n| range.contains(n))
+                .ok_or(ConfigError::Invalid { var, reason: format!("{}..={}", range.start(), range.end()) }),
         };
-        let reconcile_minutes = match get("RECONCILE_MINUTES") {
-            None => 10,
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|m| (1..=1440).contains(m))
-                .ok_or(ConfigError::Invalid { var: "RECONCILE_MINUTES", reason: "1..=1440".into() })?,
-        };
+        let days = bounded("KEEPALIVE_DAYS", 3, 1..=13)?;
+        let reconcile_minutes = bounded("RECONCILE_MINUTES", 10, 1..=1440)?;
         Ok(Self {
             reconcile_interval_ms: reconcile_minutes * 60_000,
             work_queue_url: req("WORK_QUEUE_URL")?,
@@ -71,14 +66,7 @@ impl DispatcherConfig {
             routing,
             key_scope,
             keepalive_window_ms: days * 86_400_000,
-            min_time_left_ms: match get("MIN_TIME_LEFT_MS") {
-                None => 3_000,
-                Some(v) => v
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|ms| *ms <= 600_000)
-                    .ok_or(ConfigError::Invalid { var: "MIN_TIME_LEFT_MS", reason: "0..=600000".into() })?,
-            },
+            min_time_left_ms: bounded("MIN_TIME_LEFT_MS", 3_000, 0..=600_000)?,
         })
     }
 }
