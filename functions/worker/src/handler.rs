@@ -255,6 +255,13 @@ where
         span.record("dedup_id", job.job_id.as_str());
         span.record("job_id", job.job_id.as_str());
         span.record("job", job.kind.name());
+        // Orders and products are named on every line of their job (`relay trace --order`);
+        // member ids are personal data and stay out of the logs.
+        match &job.kind {
+            JobKind::SyncOrder { order_id } => span.record("entity_id", order_id.as_str()),
+            JobKind::SyncProduct { product_no } => span.record("entity_id", product_no.to_string().as_str()),
+            _ => &span,
+        };
         let now = self.now();
         let claim =
             self.state.claim(&job.job_id, now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms).await;

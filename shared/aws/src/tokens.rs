@@ -109,6 +109,86 @@ impl DynamoTokenStore {
     }
 }
 
+/// One mall in a listing (`relay malls`): status and expiries, never the token values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MallRow {
+    /// Mall.
+    pub mall: MallId,
+    /// Token status.
+    pub status: TokenStatus,
+    /// Access token expiry, epoch ms.
+    pub access_expires_ms: u64,
+    /// Refresh token expiry, epoch ms.
+    pub refresh_expires_ms: u64,
+    /// Last change of the item, epoch ms.
+    pub updated_ms: u64,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MallPage {
+    /// Malls in table order.
+    pub rows: Vec<MallRow>,
+    /// Where the next page starts (`after` of the next call), if there is more.
+    pub next_after: Option<MallId>,
+    /// DynamoDB `Scan` calls made.
+    pub scans: u32,
+}
+
+impl DynamoTokenStore {
+    /// Up to `max` malls (optionally only those with `status`) after `after` in table order. Each
+    /// `Scan` reads one page of at most `page` items and only the listing's attributes — the
+    /// token values are never read. A page cut at `max` continues at its last row.
+    pub async fn list(
+        &self,
+        status: Option<TokenStatus>,
+        after: Option<&MallId>,
+        max: usize,
+        page: i32,
+    ) -> Result<MallPage, StoreError> {
+        let mut out = MallPage::default();
+        let mut start: Option<Item> = after.map(|m| HashMap::from([("pk".to_owned(), s(m.as_str()))]));
+        loop {
+            let mut req = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .limit(page.max(1))
+                .projection_expression("pk, #st, access_exp, refresh_exp, updated")
+                .expression_attribute_names("#st", "status")
+                .set_exclusive_start_key(start.take());
+            if let Some(st) = status {
+                req = req.filter_expression("#st = :s").expression_attribute_values(":s", s(st.as_str()));
+            }
+            let resp = req.send().await.map_err(err)?;
+            out.scans += 1;
+            let more_in_table = resp.last_evaluated_key().is_some_and(|k| !k.is_empty());
+            for i in resp.items() {
+                let Ok(mall) = MallId::parse(get_s(i, "pk")) else { continue };
+                if out.rows.len() == max {
+                    out.next_after = out.rows.last().map(|r| r.mall.clone());
+                    return Ok(out);
+                }
+                out.rows.push(MallRow {
+                    mall,
+                    status: TokenStatus::parse(get_s(i, "status")),
+                    access_expires_ms: get_n(i, "access_exp"),
+                    refresh_expires_ms: get_n(i, "refresh_exp"),
+                    updated_ms: get_n(i, "updated"),
+                });
+            }
+            if !more_in_table {
+                return Ok(out);
+            }
+            if out.rows.len() == max {
+                out.next_after = out.rows.last().map(|r| r.mall.clone());
+                return Ok(out);
+            }
+            start = resp.last_evaluated_key().cloned();
+        }
+    }
+}
+
 impl TokenStore for DynamoTokenStore {
     async fn get(&self, mall: &MallId) -> Result<Option<TokenRecord>, StoreError> {
         let out = self

@@ -167,6 +167,7 @@ pub fn record_span() -> tracing::Span {
         dedup_id = tracing::field::Empty,
         job = tracing::field::Empty,
         job_id = tracing::field::Empty,
+        entity_id = tracing::field::Empty,
         message_id = tracing::field::Empty,
     )
 }

@@ -295,6 +295,7 @@ fn the_saved_queries_are_all_there_named_after_the_stack() {
         .collect();
     for want in [
         "follow-one-webhook",
+        "webhooks-of-one-entity",
         "deferrals-and-429s-per-mall",
         "dead-lettered-by-class",
         "slowest-jobs",

@@ -4,6 +4,7 @@
 //! relay [--local | --env-file PATH] trace <trace-id> [--since 24h]
 //! relay [...] dlq list   [--stage work|inbox] [--max N]
 //! relay [...] dlq redrive [--stage work|inbox] [--group G] [--max N] [--dry-run]
+//! relay [...] malls [--status active|needs_reauth|uninstalled] [--max N] [--after MALL]
 //! relay [...] mall status <mall>
 //! relay [...] mall reauth-url <mall>
 //! relay [...] snapshot get --mall <mall> order|product|customer <id>

@@ -27,10 +27,21 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Every log line of one webhook across webhook-ingest, dispatcher and worker, in time order.
+    /// Every log line of one webhook across webhook-ingest, dispatcher and worker, in time order;
+    /// or, with --mall and --order/--product, of every webhook whose jobs touched that entity.
     Trace {
         /// The trace id (the `X-Trace-ID` Cafe24 sent, or `body-…` when it sent none).
-        trace_id: String,
+        #[arg(required_unless_present = "mall", conflicts_with = "mall")]
+        trace_id: Option<String>,
+        /// The mall of the order or product to follow.
+        #[arg(long, requires = "entity")]
+        mall: Option<String>,
+        /// Follow this order (its order id).
+        #[arg(long, group = "entity")]
+        order: Option<String>,
+        /// Follow this product (its product number).
+        #[arg(long, group = "entity")]
+        product: Option<String>,
         /// How far back to search on AWS (e.g. 30m, 6h, 2d).
         #[arg(long, default_value = "24h", value_parser = parse_since)]
         since: Duration,
@@ -42,6 +53,18 @@ enum Command {
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
+    },
+    /// Installed malls, one page at a time (status and expiries; never token values).
+    Malls {
+        /// Only malls with this token status.
+        #[arg(long, value_parser = ["active", "needs_reauth", "uninstalled"])]
+        status: Option<String>,
+        /// At most this many malls.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max: u32,
+        /// Start after this mall (the `--after` printed with the previous page).
+        #[arg(long)]
+        after: Option<String>,
     },
     /// One mall.
     Mall {
@@ -182,34 +205,87 @@ fn spinner(msg: &str) -> ProgressBar {
     pb
 }
 
+/// The log lines of `traces`, from the local log file or Logs Insights.
+async fn trace_ids(
+    target: &Target,
+    traces: &[relay_domain::TraceId],
+    since: Duration,
+) -> Result<Vec<serde_json::Value>> {
+    let names = || traces.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
+    let lines = if let Some(file) = target.get("RELAY_LOG_FILE") {
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let (lines, bad) = trace::local(&text, traces);
+        if bad > 0 {
+            eprintln!("({bad} lines of {file} were not JSON and were skipped)");
+        }
+        lines
+    } else {
+        let query = match traces {
+            [one] => trace::query_for(one),
+            many => trace::query_for_all(many),
+        };
+        logs_insights(target, &query, since).await?
+    };
+    if lines.is_empty() {
+        bail!("no log lines for trace id {}", names());
+    }
+    Ok(lines)
+}
+
+/// The log lines of every webhook whose jobs touched `e` in `mall`.
+async fn trace_entity(
+    target: &Target,
+    mall: &relay_domain::MallId,
+    e: &trace::Entity,
+    since: Duration,
+) -> Result<Vec<serde_json::Value>> {
+    let traces = if let Some(file) = target.get("RELAY_LOG_FILE") {
+        let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        trace::local_traces_of(&text, mall, e)
+    } else {
+        logs_insights(target, &trace::entity_query_for(mall, e), since)
+            .await?
+            .iter()
+            .filter_map(|row| row.get("trace_id").and_then(|v| v.as_str()).and_then(relay_domain::TraceId::from_header))
+            .collect()
+    };
+    if traces.is_empty() {
+        bail!(
+            "no job of mall {} touched {} {} in the logs searched",
+            mall.as_str(),
+            e.job.trim_start_matches("sync_"),
+            e.id
+        );
+    }
+    eprintln!("{} webhook(s): {}", traces.len(), traces.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", "));
+    trace_ids(target, &traces, since).await
+}
+
+/// Runs one Logs Insights query over the stack's log groups, with a spinner.
+async fn logs_insights(target: &Target, query: &str, since: Duration) -> Result<Vec<serde_json::Value>> {
+    let groups: Vec<String> =
+        target.require("LOG_GROUPS")?.split(',').map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&target.sdk_config().await);
+    let pb = spinner("Logs Insights: starting the query");
+    let r = trace::aws(&logs, &groups, query, since, |s| pb.set_message(format!("Logs Insights: {s}"))).await;
+    pb.finish_and_clear();
+    r
+}
+
 async fn run(cli: Cli) -> Result<()> {
     let target = load_target(&cli)?;
     match cli.command {
-        Command::Trace { trace_id, since, json } => {
-            let t = trace::parse_trace_id(&trace_id)?;
-            let lines = if let Some(file) = target.get("RELAY_LOG_FILE") {
-                let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
-                let (lines, bad) = trace::local(&text, &t);
-                if bad > 0 {
-                    eprintln!("({bad} lines of {file} were not JSON and were skipped)");
-                }
-                lines
-            } else {
-                let groups: Vec<String> = target
-                    .require("LOG_GROUPS")?
-                    .split(',')
-                    .map(|g| g.trim().to_owned())
-                    .filter(|g| !g.is_empty())
-                    .collect();
-                let logs = aws_sdk_cloudwatchlogs::Client::new(&target.sdk_config().await);
-                let pb = spinner("Logs Insights: starting the query");
-                let r = trace::aws(&logs, &groups, &t, since, |s| pb.set_message(format!("Logs Insights: {s}"))).await;
-                pb.finish_and_clear();
-                r?
+        Command::Trace { trace_id, mall, order, product, since, json } => {
+            let entity = match (&mall, order, product) {
+                (Some(m), Some(o), _) => Some((mall::parse_mall(m)?, trace::Entity::order(&o)?)),
+                (Some(m), None, Some(p)) => Some((mall::parse_mall(m)?, trace::Entity::product(&p)?)),
+                _ => None,
             };
-            if lines.is_empty() {
-                bail!("no log lines for trace id {}", t.as_str());
-            }
+            let lines = match (&entity, trace_id) {
+                (Some((m, e)), _) => trace_entity(&target, m, e, since).await?,
+                (None, Some(t)) => trace_ids(&target, &[trace::parse_trace_id(&t)?], since).await?,
+                (None, None) => bail!("relay trace: give a trace id, or --mall with --order or --product"),
+            };
             for l in &lines {
                 println!("{}", if json { l.to_string() } else { trace::render(l) });
             }
@@ -257,6 +333,12 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
+        }
+        Command::Malls { status, max, after } => {
+            let status = status.as_deref().map(relay_domain::tokens::TokenStatus::parse);
+            let after = after.as_deref().map(mall::parse_mall).transpose()?;
+            let sdk = target.sdk_config().await;
+            print!("{}", mall::list_text(&target, &sdk, status, after.as_ref(), max as usize).await?);
         }
         Command::Mall { command } => match command {
             MallCommand::Status { mall } => {

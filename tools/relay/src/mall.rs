@@ -1,4 +1,4 @@
-//! `relay mall status|reauth-url`.
+//! `relay malls`, `relay mall status|reauth-url`.
 //!
 //! Status reads, never writes: the token item (status, expiries, refresh lease — never the token
 //! values), the limiter item of the mall's rate-limit key, and the queue counts. SQS cannot count
@@ -7,10 +7,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use relay_aws::tokens::DynamoTokenStore;
+use relay_aws::tokens::{DynamoTokenStore, MallPage};
 use relay_domain::ports::{ReconcileState, ReconcileStore};
 use relay_domain::ratelimit::{KeyScope, LimiterConfig, LimiterState};
-use relay_domain::tokens::{TokenRecord, TokenStore};
+use relay_domain::tokens::{TokenRecord, TokenStatus, TokenStore};
 use relay_domain::MallId;
 
 use crate::dlq;
@@ -178,6 +178,49 @@ pub fn render(s: &Status, now: u64) -> String {
     out.push_str("  queues (all malls; SQS cannot count one group):\n");
     for (name, v, f) in &s.queues {
         out.push_str(&format!("    {name:<10} {v:>6} waiting {f:>6} in flight\n"));
+    }
+    out
+}
+
+/// `relay malls`: one page of the token table, rendered, and the command for the next page.
+pub async fn list_text(
+    target: &Target,
+    sdk: &aws_config::SdkConfig,
+    status: Option<TokenStatus>,
+    after: Option<&MallId>,
+    max: usize,
+) -> Result<String> {
+    if max == 0 {
+        bail!("--max must be at least 1");
+    }
+    let store = DynamoTokenStore::new(aws_sdk_dynamodb::Client::new(sdk), target.require("TOKEN_TABLE")?);
+    let page =
+        store.list(status, after, max, 100).await.map_err(|e| anyhow::anyhow!("reading the token table: {e}"))?;
+    Ok(render_list(&page, status, max, now_ms()))
+}
+
+/// Renders a listing page (`now` makes it testable).
+pub fn render_list(page: &MallPage, status: Option<TokenStatus>, max: usize, now: u64) -> String {
+    let mut out =
+        format!("{:<20} {:<13} {:<36} {:<36} last change\n", "mall", "status", "refresh expires", "access expires");
+    for r in &page.rows {
+        out.push_str(&format!(
+            "{:<20} {:<13} {:<36} {:<36} {}\n",
+            r.mall.as_str(),
+            r.status.as_str(),
+            when(r.refresh_expires_ms, now),
+            when(r.access_expires_ms, now),
+            when(r.updated_ms, now)
+        ));
+    }
+    let what = status.map(|s| format!(" {}", s.as_str())).unwrap_or_default();
+    out.push_str(&format!("{}{what} mall(s)", page.rows.len()));
+    match &page.next_after {
+        Some(m) => {
+            let filter = status.map(|s| format!(" --status {}", s.as_str())).unwrap_or_default();
+            out.push_str(&format!("; more: relay malls{filter} --max {max} --after {}\n", m.as_str()));
+        }
+        None => out.push_str(", end of the table\n"),
     }
     out
 }

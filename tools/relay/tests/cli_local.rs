@@ -193,6 +193,19 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     let dead = out.find("dead_lettered").unwrap();
     assert!(out.find("synced").unwrap() > dead, "time order:\n{out}");
     assert!(!out.contains("cli-trace-0") && !out.contains("kim@example.com"));
+
+    // The same story asked for by order: the webhook behind that order's jobs, all functions.
+    let out = ok(&relay(&stack, &["trace", "--mall", MALL, "--order", &orders[1]]));
+    for want in ["webhook-ingest", "dispatcher", "worker", "dead_lettered", "synced"] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    let o = relay(&stack, &["trace", "--mall", MALL, "--order", &orders[1], "--json"]);
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().all(|l| l["trace_id"] == "cli-trace-1"), "only that order's webhook");
+    assert!(lines.iter().any(|l| l["entity_id"] == orders[1].as_str()), "the worker's lines name the order");
+    let none = relay(&stack, &["trace", "--mall", MALL, "--order", "20000101-0000000"]);
+    assert!(!none.status.success() && String::from_utf8_lossy(&none.stderr).contains("no job of mall"));
 }
 
 #[test]
@@ -209,6 +222,17 @@ fn bad_input_gets_a_clear_error_and_help_is_everywhere() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("WORK_DLQ_URL is not set"));
     let o = relay(&dir.join("missing.env"), &["dlq", "list"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("make deploy"));
+    for bad in [
+        &["trace"][..],
+        &["trace", "abc", "--mall", "m1", "--order", "o-1"],
+        &["trace", "--mall", "m1"],
+        &["trace", "--mall", "m1", "--order", "x\" | filter 1=1"],
+        &["trace", "--mall", "m1", "--product", "twelve"],
+        &["trace", "--order", "o-1"],
+    ] {
+        let o = relay(&stack, bad);
+        assert!(!o.status.success() && !o.stderr.is_empty(), "{bad:?}");
+    }
     let o = relay(&stack, &["trace", "abc", "--since", "5y"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("unit"));
     std::fs::write(&stack, "this is not a stack file\n").unwrap();
@@ -221,8 +245,98 @@ fn bad_input_gets_a_clear_error_and_help_is_everywhere() {
         &["dlq", "redrive", "--help"],
         &["mall", "--help"],
         &["mall", "status", "--help"],
+        &["malls", "--help"],
     ] {
         let o = relay(&stack, args);
         assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Usage"), "{args:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malls_are_listed_page_by_page_and_filtered_by_status() {
+    use relay_aws::tokens::DynamoTokenStore;
+    use relay_domain::tokens::{TokenPair, TokenStatus, TokenStore};
+    use relay_domain::MallId;
+
+    let env = relay_tests::TestEnv::new("malls").await.unwrap();
+    let store = DynamoTokenStore::new(env.ddb.clone(), &env.stack.token_table);
+    let pair = TokenPair {
+        access_token: Secret::new("ACCESS-SECRET-VALUE"),
+        access_expires_ms: 1_900_000_000_000,
+        refresh_token: Secret::new("REFRESH-SECRET-VALUE"),
+        refresh_expires_ms: 1_900_000_000_000,
+        scopes: vec!["mall.read_order".into()],
+    };
+    let mut reauth = Vec::new();
+    for i in 0..23 {
+        let m = MallId::parse(&format!("listshop{i:02}")).unwrap();
+        store.put_installed(&m, &pair, 1_800_000_000_000).await.unwrap();
+        if i % 5 == 0 {
+            store.set_status(&m, TokenStatus::NeedsReauth, 1_800_000_000_000).await.unwrap();
+            reauth.push(m.as_str().to_owned());
+        }
+    }
+
+    // The store's pages: small Scan pages, cut at `max`, continued after the last row.
+    let mut seen = Vec::new();
+    let mut after: Option<MallId> = None;
+    let mut calls = 0;
+    loop {
+        let page = store.list(None, after.as_ref(), 4, 3).await.unwrap();
+        calls += 1;
+        assert!(page.rows.len() <= 4 && page.scans >= 1);
+        seen.extend(page.rows.iter().map(|r| r.mall.as_str().to_owned()));
+        match page.next_after {
+            Some(m) => after = Some(m),
+            None => break,
+        }
+        assert!(calls < 20, "paging does not end");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 23, "every mall once: {seen:?}");
+    assert_eq!(seen.len(), 23, "no mall twice: {seen:?}");
+
+    // The CLI: pages of 10 by following its own `--after` hint; the filter; never a token value.
+    let stack = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("malls-{}.env", new_request_id()));
+    std::fs::write(&stack, format!("AWS_ENDPOINT_URL={}\nTOKEN_TABLE={}\n", env.endpoint, env.stack.token_table))
+        .unwrap();
+    let mut args: Vec<String> = vec!["malls".into(), "--max".into(), "10".into()];
+    let mut listed = Vec::new();
+    for _ in 0..5 {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = ok(&relay(&stack, &argv));
+        assert!(!out.contains("SECRET-VALUE"), "{out}");
+        listed.extend(
+            out.lines().filter(|l| l.starts_with("listshop")).map(|l| l.split_whitespace().next().unwrap().to_owned()),
+        );
+        let last = out.lines().last().unwrap();
+        match last.split_once("more: relay ") {
+            Some((_, next)) => args = next.split_whitespace().map(str::to_owned).collect(),
+            None => {
+                assert!(last.ends_with("end of the table"), "{out}");
+                break;
+            }
+        }
+    }
+    listed.sort();
+    assert_eq!(listed, sorted, "the CLI's pages cover the table once");
+
+    let out = ok(&relay(&stack, &["malls", "--status", "needs_reauth"]));
+    let mut flagged: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("listshop"))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    flagged.sort();
+    assert_eq!(flagged, reauth, "{out}");
+    assert!(out.lines().filter(|l| l.starts_with("listshop")).all(|l| l.contains("needs_reauth")), "{out}");
+    assert!(out.contains("5 needs_reauth mall(s), end of the table"), "{out}");
+
+    for bad in [&["malls", "--status", "broken"][..], &["malls", "--max", "0"], &["malls", "--after", "no spaces!"]] {
+        let o = relay(&stack, bad);
+        assert!(!o.status.success(), "{bad:?}");
+        assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
     }
 }

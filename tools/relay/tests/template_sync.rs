@@ -1,4 +1,4 @@
-//! The CLI and `infra/template.yaml` agree: `relay trace` runs exactly the saved query, and the
+//! The CLI and `infra/template.yaml` agree: `relay trace` runs exactly the saved queries, and the
 //! stack's outputs provide every key the CLI reads on AWS (`make deploy` writes them to
 //! `.relay/aws.env` with [`relay::target::key_for_output`]).
 
@@ -17,6 +17,11 @@ fn relay_trace_runs_the_saved_query() {
     let q = t["Resources"]["QueryFollowWebhook"]["Properties"]["QueryString"].as_str().unwrap();
     assert_eq!(q, relay::trace::TRACE_QUERY);
     assert!(q.contains(relay::trace::PLACEHOLDER));
+    let q = t["Resources"]["QueryWebhooksOfEntity"]["Properties"]["QueryString"].as_str().unwrap();
+    assert_eq!(q, relay::trace::ENTITY_QUERY);
+    for p in relay::trace::ENTITY_PLACEHOLDERS {
+        assert!(q.contains(p), "{p}");
+    }
 }
 
 #[test]
