@@ -48,7 +48,7 @@ build: tools ## cargo lambda build --release for the three functions, ARCH=arm64
 	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) -p webhook-ingest -p dispatcher -p worker
 	@for f in webhook-ingest dispatcher worker; do ls -l target/lambda/$$f/bootstrap | awk -v f=$$f -v a=$(ARCH) '{printf "%-15s %s %10d bytes (%.1f MiB)\n", f, a, $$5, $$5/1048576}'; done
 
-deploy: build ## deploy the stack to AWS with SAM (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI, ARCH), then write .relay/aws.env
+deploy: tools ## sam build + sam deploy of the stack (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI, ARCH), then write .relay/aws.env
 	ARCH=$(ARCH) scripts/deploy.sh
 
 deploy-code: build ## update only the three functions' code with cargo lambda deploy (ARCH as deployed)

@@ -2,16 +2,20 @@
 # make deploy / make deploy-code — deploy cafe24-relay to AWS.
 #
 #   scripts/deploy.sh              the stack (AWS SAM: queues, tables, functions, mappings, alarms,
-#                                  queries) from infra/template.yaml with the binaries `make build`
-#                                  left in target/lambda/, then .relay/aws.env for the relay CLI
-#   scripts/deploy.sh --code-only  only the function code, with `cargo lambda deploy`
+#                                  queries): `sam build` (Cargo Lambda builds each function crate,
+#                                  the template's rust-cargolambda build method), then `sam deploy`
+#                                  of what it built, then .relay/aws.env for the relay CLI — the
+#                                  same two commands as `sam build && sam deploy` with samconfig.toml
+#   scripts/deploy.sh --no-build   the stack from an earlier `sam build` (.aws-sam/build)
+#   scripts/deploy.sh --code-only  only the function code, with `cargo lambda deploy` of the
+#                                  binaries `make build` left in target/lambda/
 #   scripts/deploy.sh --dry-run    print the commands, run nothing (checked by a test)
 #
 # Environment:
 #   STACK_NAME         default cafe24-relay (function names are <stack>-webhook-ingest, …)
 #   CAFE24_CLIENT_ID   required for a stack deploy (template parameter Cafe24ClientId)
-#   OAUTH_REDIRECT_URI required for a stack deploy; on the very first deploy use a placeholder,
-#                      read IngestUrl from .relay/aws.env and deploy again with <IngestUrl>oauth/callback
+#   OAUTH_REDIRECT_URI optional: default (empty) = the ingest Function URL + oauth/callback, derived
+#                      by the function itself; set it when a custom domain fronts the Function URL
 #   SECRET_NAME        default cafe24-relay/secrets (must exist: see README, first deployment)
 #   CAFE24_API_VERSION optional, default in the template
 #   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
@@ -26,9 +30,11 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 MODE=stack
 DRY=0
+BUILD=1
 for a in "$@"; do
   case "$a" in
     --code-only) MODE=code ;;
+    --no-build) BUILD=0 ;;
     --dry-run) DRY=1 ;;
     *) echo "deploy.sh: unknown argument $a" >&2; exit 2 ;;
   esac
@@ -44,30 +50,37 @@ SECRET_NAME="${SECRET_NAME:-cafe24-relay/secrets}"
 FUNCTIONS=(webhook-ingest dispatcher worker)
 LAMBDA_DIR="${LAMBDA_DIR:-target/lambda}" # where `make build` leaves <fn>/bootstrap
 
+SAM_BUILD_DIR="${SAM_BUILD_DIR:-.aws-sam/build}" # where `sam build` leaves <LogicalId>/bootstrap
+declare -A LOGICAL=([webhook-ingest]=WebhookIngestFunction [dispatcher]=DispatcherFunction [worker]=WorkerFunction)
+
 run() {
   if [[ $DRY == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
-for f in "${FUNCTIONS[@]}"; do
-  if [[ $DRY == 0 && ! -f "$LAMBDA_DIR/$f/bootstrap" ]]; then
-    echo "deploy.sh: $LAMBDA_DIR/$f/bootstrap is missing — run make build first" >&2
+# A binary Lambda cannot run fails every invocation with Runtime.InvalidEntrypoint, so it never
+# leaves this machine: the ELF header's e_machine (2 bytes at offset 18) must be ARCH's.
+check_binary() {
+  local bin="$1" hint="$2"
+  [[ $DRY == 1 ]] && return 0
+  if [[ ! -f "$bin" ]]; then
+    echo "deploy.sh: $bin is missing — $hint" >&2
     exit 1
   fi
-  # The ELF header's e_machine (2 bytes at offset 18): a binary Lambda cannot run fails every
-  # invocation with Runtime.InvalidEntrypoint, so it never leaves this machine.
-  if [[ $DRY == 0 ]]; then
-    machine="$(od -An -tu2 -j18 -N2 "$LAMBDA_DIR/$f/bootstrap" | tr -d ' ')"
-    if [[ "$machine" != "$ELF_MACHINE" ]]; then
-      echo "deploy.sh: $LAMBDA_DIR/$f/bootstrap is not an $ARCH binary (ELF machine $machine): run make build ARCH=$ARCH" >&2
-      exit 1
-    fi
+  local machine
+  machine="$(od -An -tu2 -j18 -N2 "$bin" | tr -d ' ')"
+  if [[ "$machine" != "$ELF_MACHINE" ]]; then
+    echo "deploy.sh: $bin is not an $ARCH binary (ELF machine $machine): $hint" >&2
+    exit 1
   fi
-done
+}
 
 if [[ $MODE == code ]]; then
   # The template owns queues, tables, mappings, roles and environment: no --env-var here (it
   # would replace the function's variables), no --iam-role (the function exists).
   export PATH="$ROOT/.venv/bin:$PATH" # cargo-lambda from `make tools`
+  for f in "${FUNCTIONS[@]}"; do
+    check_binary "$LAMBDA_DIR/$f/bootstrap" "run make build ARCH=$ARCH"
+  done
   for f in "${FUNCTIONS[@]}"; do
     run cargo lambda deploy --binary-name "$f" "$STACK_NAME-$f" --lambda-dir "$LAMBDA_DIR"
     # cargo lambda zips beside the binary; a later `sam deploy` must package the binary only.
@@ -78,19 +91,32 @@ if [[ $MODE == code ]]; then
 fi
 
 : "${CAFE24_CLIENT_ID:?set CAFE24_CLIENT_ID (the Cafe24 app client id)}"
-: "${OAUTH_REDIRECT_URI:?set OAUTH_REDIRECT_URI (<IngestUrl>oauth/callback; a placeholder on the first deploy)}"
 SAM="$ROOT/.venv-deploy/bin/sam"
-if [[ $DRY == 0 && ! -x "$SAM" ]]; then
-  echo "deploy.sh: installing the AWS SAM CLI into .venv-deploy ..." >&2
-  python3 -m venv "$ROOT/.venv-deploy"
-  "$ROOT/.venv-deploy/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli
+ensure_sam() {
+  if [[ $DRY == 0 && ! -x "$SAM" ]]; then
+    echo "deploy.sh: installing the AWS SAM CLI into .venv-deploy ..." >&2
+    python3 -m venv "$ROOT/.venv-deploy"
+    "$ROOT/.venv-deploy/bin/pip" install --quiet --disable-pip-version-check aws-sam-cli
+  fi
+}
+if [[ $BUILD == 1 ]]; then
+  ensure_sam
+  # rust-cargolambda is a SAM CLI preview build method (--beta-features); cargo-lambda and zig
+  # come from `make tools`. The Architecture parameter picks --arm64 or --x86-64.
+  PATH="$ROOT/.venv/bin:$PATH" run "$SAM" build --beta-features --template-file infra/template.yaml \
+    --build-dir "$SAM_BUILD_DIR" --parameter-overrides "Architecture=$ARCH"
 fi
-overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "OAuthRedirectUri=$OAUTH_REDIRECT_URI" "SecretName=$SECRET_NAME" "Architecture=$ARCH")
+for f in "${FUNCTIONS[@]}"; do
+  check_binary "$SAM_BUILD_DIR/${LOGICAL[$f]}/bootstrap" "run scripts/deploy.sh without --no-build (ARCH=$ARCH)"
+done
+ensure_sam
+overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "SecretName=$SECRET_NAME" "Architecture=$ARCH")
+if [[ -n "${OAUTH_REDIRECT_URI:-}" ]]; then overrides+=("OAuthRedirectUri=$OAUTH_REDIRECT_URI"); fi
 if [[ -n "${CAFE24_API_VERSION:-}" ]]; then overrides+=("Cafe24ApiVersion=$CAFE24_API_VERSION"); fi
 if [[ -n "${ALARM_EMAIL:-}" ]]; then overrides+=("AlarmEmail=$ALARM_EMAIL"); fi
 if [[ -n "${ALARM_TOPIC_ARN:-}" ]]; then overrides+=("AlarmTopicArn=$ALARM_TOPIC_ARN"); fi
 if [[ -n "${EVENT_BUS_ARN:-}" ]]; then overrides+=("EventBusArn=$EVENT_BUS_ARN"); fi
-run "$SAM" deploy --template-file infra/template.yaml --stack-name "$STACK_NAME" \
+run "$SAM" deploy --template-file "$SAM_BUILD_DIR/template.yaml" --stack-name "$STACK_NAME" \
   --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
   --parameter-overrides "${overrides[@]}"
 

@@ -187,8 +187,15 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
     async fn handle_install(&self, path: &str, req: &Request) -> Response<Body> {
         let started = Instant::now();
         let q = req.query_string_parameters();
+        // The Function URL's own domain (the redirect URI when none is configured): the Host
+        // header, or the event's `requestContext.domainName` that lambda_http puts in the URI.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
         let (resp, mall, outcome) = if path == "/install" {
-            match self.install.start(req.uri().query()) {
+            match self.install.start(req.uri().query(), host) {
                 Ok((url, mall)) => {
                     let mut r = resp::empty(StatusCode::FOUND);
                     match HeaderValue::from_str(&url) {
@@ -208,7 +215,7 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
                 Err(e) => (html(StatusCode::BAD_REQUEST, "Installation failed", &e.to_string()), None, e.class()),
             }
         } else {
-            match self.install.finish(q.first("code"), q.first("state")).await {
+            match self.install.finish(q.first("code"), q.first("state"), host).await {
                 Ok(mall) => (
                     html(
                         StatusCode::OK,

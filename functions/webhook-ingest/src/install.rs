@@ -26,14 +26,32 @@ use crate::config::ConfigError;
 pub struct InstallConfig {
     /// HMAC key for `state` (≥ 32 characters).
     pub state_secret: Secret,
-    /// Public URL of `/oauth/callback`, as registered with Cafe24.
-    pub redirect_uri: String,
+    /// Public URL of `/oauth/callback`, as registered with Cafe24; `None`: the URL the request
+    /// came to (the Function URL's own host + `/oauth/callback`, see [`callback_url_for_host`]).
+    pub redirect_uri: Option<String>,
     /// Scopes requested (comma-separated).
     pub scopes: String,
     /// How long an install link stays valid, ms.
     pub state_ttl_ms: u64,
     /// The event bus `mall.installed` goes to (name or ARN, `EVENT_BUS_NAME`).
     pub event_bus: String,
+}
+
+/// The callback URL on the host a request came to: `https://<host>/oauth/callback` (`http://` for
+/// a loopback host, the local stack). On Lambda the host of a Function URL request is the
+/// function's own URL domain — a request with another `Host` never reaches the function — so
+/// the derived URL is the one to register with Cafe24. `None` for a missing or malformed host.
+pub fn callback_url_for_host(host: Option<&str>) -> Option<String> {
+    let h = host?.trim().to_ascii_lowercase();
+    let ok = !h.is_empty()
+        && h.len() <= 253
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+        && !h.starts_with(['.', '-', ':']);
+    if !ok {
+        return None;
+    }
+    let loopback = h == "localhost" || h.starts_with("localhost:") || h.starts_with("127.0.0.1");
+    Some(format!("{}://{h}/oauth/callback", if loopback { "http" } else { "https" }))
 }
 
 /// Oldest Cafe24 launch `/install` accepts (its `timestamp`), ms.
@@ -55,9 +73,16 @@ impl InstallConfig {
                 reason: "must be at least 32 characters".into(),
             });
         }
-        let redirect_uri = get("OAUTH_REDIRECT_URI").ok_or(ConfigError::Missing("OAUTH_REDIRECT_URI"))?;
-        if !(redirect_uri.starts_with("https://") || redirect_uri.starts_with("http://")) {
-            return Err(ConfigError::Invalid { var: "OAUTH_REDIRECT_URI", reason: "must be an http(s) URL".into() });
+        // Unset or empty: derived from each request's host, so a first deploy needs no second
+        // one to learn its own Function URL.
+        let redirect_uri = get("OAUTH_REDIRECT_URI");
+        if let Some(u) = &redirect_uri {
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(ConfigError::Invalid {
+                    var: "OAUTH_REDIRECT_URI",
+                    reason: "must be an http(s) URL".into(),
+                });
+            }
         }
         let scopes = get("OAUTH_SCOPES")
             .unwrap_or_else(|| "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into());
@@ -101,6 +126,9 @@ pub enum InstallError {
     /// A store or Cafe24 failed; retrying may work.
     #[error("the installation could not be completed right now; try again in a minute")]
     Unavailable,
+    /// No `OAUTH_REDIRECT_URI` and no usable `Host` to derive it from.
+    #[error("this endpoint cannot tell its own address; set OAUTH_REDIRECT_URI")]
+    NoRedirect,
 }
 
 impl InstallError {
@@ -119,6 +147,7 @@ impl InstallError {
             Self::CodeExpired => "code_expired",
             Self::CodeRejected => "code_rejected",
             Self::Unavailable => "unavailable",
+            Self::NoRedirect => "no_redirect_uri",
         }
     }
 }
@@ -126,13 +155,15 @@ impl InstallError {
 /// The two steps, as the HTTP handler needs them.
 pub trait InstallFlow: Send + Sync {
     /// The authorize URL to redirect to, and the (verified, normalised) mall, for the raw query
-    /// string of `/install` exactly as received.
-    fn start(&self, raw_query: Option<&str>) -> Result<(String, MallId), InstallError>;
-    /// Completes the install; returns the mall.
+    /// string of `/install` exactly as received and the `Host` it came to.
+    fn start(&self, raw_query: Option<&str>, host: Option<&str>) -> Result<(String, MallId), InstallError>;
+    /// Completes the install (the callback's `Host` gives the redirect URI when none is
+    /// configured); returns the mall.
     fn finish(
         &self,
         code: Option<&str>,
         state: Option<&str>,
+        host: Option<&str>,
     ) -> impl Future<Output = Result<MallId, InstallError>> + Send;
 }
 
@@ -140,11 +171,11 @@ pub trait InstallFlow: Send + Sync {
 pub struct NoInstall;
 
 impl InstallFlow for NoInstall {
-    fn start(&self, _: Option<&str>) -> Result<(String, MallId), InstallError> {
+    fn start(&self, _: Option<&str>, _: Option<&str>) -> Result<(String, MallId), InstallError> {
         Err(InstallError::NotConfigured)
     }
 
-    async fn finish(&self, _: Option<&str>, _: Option<&str>) -> Result<MallId, InstallError> {
+    async fn finish(&self, _: Option<&str>, _: Option<&str>, _: Option<&str>) -> Result<MallId, InstallError> {
         Err(InstallError::NotConfigured)
     }
 }
@@ -195,6 +226,14 @@ impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> Installer<G, S, O, B
         (self.cafe24.clock())()
     }
 
+    /// The configured redirect URI, or the one derived from the request's host.
+    fn redirect_uri(&self, host: Option<&str>) -> Result<String, InstallError> {
+        match &self.cfg.redirect_uri {
+            Some(u) => Ok(u.clone()),
+            None => callback_url_for_host(host).ok_or(InstallError::NoRedirect),
+        }
+    }
+
     /// One of the mall's [`MAX_EXCHANGES_PER_WINDOW`] code exchanges of the current window (one
     /// single-use item per slot, so concurrent callbacks cannot overrun it).
     async fn take_exchange_slot(&self, mall: &MallId) -> Result<(), InstallError> {
@@ -217,7 +256,8 @@ fn enc(s: &str) -> String {
 }
 
 impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Installer<G, S, O, B> {
-    fn start(&self, raw_query: Option<&str>) -> Result<(String, MallId), InstallError> {
+    fn start(&self, raw_query: Option<&str>, host: Option<&str>) -> Result<(String, MallId), InstallError> {
+        let redirect_uri = self.redirect_uri(host)?;
         let secret = self.cafe24.config().client_secret.expose().as_bytes();
         let mall = app_launch::verify(secret, raw_query.unwrap_or(""), self.now(), LAUNCH_MAX_AGE_MS)
             .map_err(InstallError::Launch)?;
@@ -233,13 +273,19 @@ impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Inst
             self.cafe24.config().base_url(&mall),
             enc(&self.cafe24.config().client_id),
             enc(&state),
-            enc(&self.cfg.redirect_uri),
+            enc(&redirect_uri),
             enc(&self.cfg.scopes),
         );
         Ok((url, mall))
     }
 
-    async fn finish(&self, code: Option<&str>, state: Option<&str>) -> Result<MallId, InstallError> {
+    async fn finish(
+        &self,
+        code: Option<&str>,
+        state: Option<&str>,
+        host: Option<&str>,
+    ) -> Result<MallId, InstallError> {
+        let redirect_uri = self.redirect_uri(host)?;
         let state = state.filter(|s| !s.is_empty()).ok_or(InstallError::Missing("state"))?;
         let code = code.filter(|s| !s.is_empty()).ok_or(InstallError::Missing("code"))?;
         let v = oauth_state::verify(self.cfg.state_secret.expose().as_bytes(), state, self.now())
@@ -255,7 +301,7 @@ impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Inst
             Err(_) => return Err(InstallError::Unavailable),
         }
         self.take_exchange_slot(&v.mall_id).await?;
-        match self.cafe24.install(&v.mall_id, code, &self.cfg.redirect_uri).await {
+        match self.cafe24.install(&v.mall_id, code, &redirect_uri).await {
             Ok(_) => {
                 // The app hears of the install before the merchant is told it worked: if the bus
                 // refuses, the merchant is asked to try again (opening the app from the Cafe24
@@ -277,5 +323,51 @@ impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Inst
             Err(Cafe24Error::InvalidRequest { .. }) => Err(InstallError::CodeRejected),
             Err(_) => Err(InstallError::Unavailable),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_callback_url_comes_from_a_host_name_and_nothing_else() {
+        let url = |h: &str| callback_url_for_host(Some(h));
+        assert_eq!(
+            url("AbC.lambda-url.ap-northeast-2.on.aws").as_deref(),
+            Some("https://abc.lambda-url.ap-northeast-2.on.aws/oauth/callback")
+        );
+        assert_eq!(url("127.0.0.1:8080").as_deref(), Some("http://127.0.0.1:8080/oauth/callback"));
+        assert_eq!(url("localhost:3000").as_deref(), Some("http://localhost:3000/oauth/callback"));
+        for bad in ["", " ", "evil.example/x", "a@b", "x y", "-x", ".x", "ex\u{e4}mple.com", &"a".repeat(254)] {
+            assert_eq!(url(bad), None, "{bad:?}");
+        }
+        assert_eq!(callback_url_for_host(None), None);
+    }
+
+    #[test]
+    fn the_redirect_uri_variable_is_optional_but_must_be_a_url_when_set() {
+        let env = |redirect: Option<&'static str>| {
+            move |k: &str| match k {
+                "OAUTH_STATE_SECRET" => Some("0123456789abcdef0123456789abcdef".to_owned()),
+                "EVENT_BUS_NAME" => Some("bus".to_owned()),
+                "OAUTH_REDIRECT_URI" => redirect.map(str::to_owned),
+                _ => None,
+            }
+        };
+        assert_eq!(InstallConfig::from_lookup(env(None)).unwrap().redirect_uri, None);
+        assert_eq!(InstallConfig::from_lookup(env(Some("  "))).unwrap().redirect_uri, None);
+        assert_eq!(
+            InstallConfig::from_lookup(env(Some("https://relay.example/oauth/callback")))
+                .unwrap()
+                .redirect_uri
+                .as_deref(),
+            Some("https://relay.example/oauth/callback")
+        );
+        assert!(matches!(
+            InstallConfig::from_lookup(env(Some("relay.example/oauth/callback"))),
+            Err(ConfigError::Invalid { var: "OAUTH_REDIRECT_URI", .. })
+        ));
     }
 }

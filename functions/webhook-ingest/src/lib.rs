@@ -32,7 +32,7 @@
 //! | `CAFE24_CLIENT_ID` | no | — | set it to enable the install flow; then the rest of this table is required |
 //! | `CAFE24_CLIENT_SECRET`, `CAFE24_API_VERSION`, `CAFE24_API_BASE_URL` | with install | see `relay-cafe24` | |
 //! | `OAUTH_STATE_SECRET` | with install | — | HMAC key for `state`, ≥ 32 characters |
-//! | `OAUTH_REDIRECT_URI` | with install | — | public URL of `/oauth/callback` registered with Cafe24 |
+//! | `OAUTH_REDIRECT_URI` | no | `https://<request host>/oauth/callback` | public URL of `/oauth/callback` registered with Cafe24; set it behind a custom domain |
 //! | `OAUTH_SCOPES` | no | read scopes for orders, products, customers, webhook logs | |
 //! | `TOKEN_TABLE` | with install | — | DynamoDB token table (no limiter table: no Admin API call here) |
 

@@ -488,6 +488,7 @@ where
             }
             failed += plan.failed_logs as u64;
             reinjected += plan.reinject.len() as u64;
+            st.last_delivered_ms = st.last_delivered_ms.max(plan.last_delivered_ms.unwrap_or(0));
             self.stats.reinjected.fetch_add(plan.reinject.len() as u64, Ordering::Relaxed);
             let advanced = plan.checkpoint.is_some();
             if let Some(cp) = plan.checkpoint {

@@ -205,6 +205,7 @@ async fn reconcile_reinjects_only_deliveries_that_never_succeeded_with_the_live_
     assert_eq!(fx.inbox.messages()[0].group_id.as_str(), "shop");
     let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
     assert_eq!((st.since_log_id.as_deref(), st.reception_on, st.failed_logs), (Some(last.as_str()), Some(true), 2));
+    assert!(st.last_delivered_ms > 0, "the newest successful delivery is recorded: {st:?}");
     assert_eq!((fx.endpoint_calls("webhooks/setting"), fx.endpoint_calls("webhooks/logs")), (1, 1));
     assert_eq!(fx.gate.feedback_seen(), 2, "both calls went through the limiter");
 

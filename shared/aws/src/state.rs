@@ -9,7 +9,7 @@
 //!   what is stored. `unpub` (= `fetched_at`) is the outbox flag: set by every upsert, removed
 //!   once the bus accepted the version's event (`mark_published`, conditional on the version).
 //! - `bf#<mall>#<resource>`: a backfill's progress (`progress`, JSON), saved after every page.
-//! - `recon#<mall>`: reconciliation checkpoint (`since_log_id`, `reception` T/F, `failed_logs`,
+//! - `recon#<mall>`: reconciliation checkpoint (`since_log_id`, `reception` T/F, `last_delivered`, `failed_logs`,
 //!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
 //!   work-queue group serializes them).
 
@@ -272,6 +272,7 @@ impl ReconcileStore for DynamoState {
             failed_logs: num("failed_logs"),
             reinjected_total: num("reinjected"),
             last_run_ms: num("last_run"),
+            last_delivered_ms: num("last_delivered"),
         })
     }
 
@@ -288,6 +289,7 @@ impl ReconcileStore for DynamoState {
                     Some(("failed_logs".to_owned(), n(st.failed_logs))),
                     Some(("reinjected".to_owned(), n(st.reinjected_total))),
                     Some(("last_run".to_owned(), n(st.last_run_ms))),
+                    Some(("last_delivered".to_owned(), n(st.last_delivered_ms))),
                 ]
                 .into_iter()
                 .flatten()

@@ -228,6 +228,8 @@ pub struct ReconcileState {
     pub reinjected_total: u64,
     /// When the last run finished, epoch ms.
     pub last_run_ms: u64,
+    /// The newest successful (non-test) delivery any run saw in the logs, epoch ms (0: none).
+    pub last_delivered_ms: u64,
 }
 
 /// Where reconciliation keeps each mall's checkpoint.

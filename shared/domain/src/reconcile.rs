@@ -83,6 +83,9 @@ pub struct PagePlan {
     pub skipped: Vec<(String, Skip)>,
     /// Logs left for a later run because they are younger than the settle time.
     pub unsettled: usize,
+    /// The newest request time of a successful, non-test delivery on the page (settled or not):
+    /// when Cafe24 last got a webhook through to ingest.
+    pub last_delivered_ms: Option<u64>,
 }
 
 /// Plans one page of logs for `mall`. `now_ms - settle_ms` is the newest request time treated
@@ -93,8 +96,13 @@ pub fn plan_page(mall: &MallId, logs: &[LogEntry], now_ms: u64, settle_ms: u64) 
     let settled_len = logs.iter().position(|l| l.requested_ms.is_none_or(|t| t > horizon)).unwrap_or(logs.len());
     let (settled, rest) = logs.split_at(settled_len);
     let accepted: BTreeSet<&str> = logs.iter().filter(|l| l.success).filter_map(|l| l.trace_id.as_deref()).collect();
-    let mut plan =
-        PagePlan { checkpoint: settled.last().map(|l| l.log_id.clone()), unsettled: rest.len(), ..PagePlan::default() };
+    let last_delivered_ms = logs.iter().filter(|l| l.success && l.log_type != "T").filter_map(|l| l.requested_ms).max();
+    let mut plan = PagePlan {
+        checkpoint: settled.last().map(|l| l.log_id.clone()),
+        unsettled: rest.len(),
+        last_delivered_ms,
+        ..PagePlan::default()
+    };
     let mut planned: BTreeSet<&str> = BTreeSet::new();
     for l in settled.iter().filter(|l| l.log_type != "T" && !l.success) {
         plan.failed_logs += 1;
@@ -247,6 +255,7 @@ mod tests {
         );
         assert_eq!(env["payload"], json!(order("shop1", "20261201-0000002")), "the body byte for byte");
         assert_eq!((p.failed_logs, p.checkpoint.as_deref(), p.unsettled), (3, Some("L5"), 0));
+        assert_eq!(p.last_delivered_ms, Some(NOW - 700_000), "the newest successful delivery");
     }
 
     #[test]
@@ -267,6 +276,13 @@ mod tests {
     fn test_deliveries_foreign_bodies_and_traceless_logs_are_not_reinjected() {
         let mut test = log("L1", "t1", false, 900_000, &order("shop1", "20261201-0000001"));
         test.log_type = "T".into();
+        let mut test_ok = test.clone();
+        test_ok.success = true;
+        assert_eq!(
+            plan_page(&mall(), &[test_ok], NOW, SETTLE).last_delivered_ms,
+            None,
+            "a test delivery is no webhook"
+        );
         let mut traceless = log("L2", "x", false, 900_000, &order("shop1", "20261201-0000002"));
         traceless.trace_id = None;
         let foreign = log("L3", "t3", false, 900_000, &order("othershop", "20261201-0000003"));

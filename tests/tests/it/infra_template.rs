@@ -319,8 +319,16 @@ fn make_deploy_passes_every_parameter_the_template_requires() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    // `sam build` of the template (Cargo Lambda through the rust-cargolambda method), then
+    // `sam deploy` of what it built — never of the source template, whose CodeUris are crates.
+    let build = text.lines().find(|l| l.contains("sam build ")).unwrap();
+    assert!(build.contains("--beta-features") && build.contains("--template-file infra/template.yaml"), "{build}");
+    assert!(build.contains("Architecture=arm64"), "{build}");
     let deploy = text.lines().find(|l| l.contains(" deploy ")).unwrap();
-    assert!(deploy.contains("--template-file infra/template.yaml") && deploy.contains("--stack-name relay-test"));
+    assert!(
+        deploy.contains("--template-file .aws-sam/build/template.yaml") && deploy.contains("--stack-name relay-test")
+    );
+    assert!(text.find("sam build ").unwrap() < text.find("sam deploy ").unwrap(), "{text}");
     let given: BTreeSet<String> = deploy
         .split("--parameter-overrides")
         .nth(1)
@@ -615,31 +623,147 @@ fn a_binary_of_the_other_architecture_is_refused_before_anything_is_deployed() {
     }
     let native = if cfg!(target_arch = "aarch64") { "arm64" } else { "x86_64" };
     let other = if native == "arm64" { "x86_64" } else { "arm64" };
-    let run = |arch: &str, mode: &str| {
-        std::process::Command::new("bash")
-            .arg(format!("{root}/scripts/deploy.sh"))
-            .arg(mode)
+    // The same binaries as `sam build`'s output (<LogicalId>/bootstrap).
+    let sam_dir = dir.join("sam");
+    for f in ["WebhookIngestFunction", "DispatcherFunction", "WorkerFunction"] {
+        std::fs::create_dir_all(sam_dir.join(f)).unwrap();
+        std::fs::copy(std::env::current_exe().unwrap(), sam_dir.join(f).join("bootstrap")).unwrap();
+    }
+    let run = |arch: &str, args: &[&str], stack_vars: bool| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(format!("{root}/scripts/deploy.sh"))
+            .args(args)
             .env("LAMBDA_DIR", &dir)
+            .env("SAM_BUILD_DIR", &sam_dir)
             .env("ARCH", arch)
-            .env_remove("CAFE24_CLIENT_ID")
-            .output()
-            .unwrap()
+            .env("PATH", "/usr/bin:/bin"); // no sam, no cargo lambda: nothing may be deployed
+        if stack_vars {
+            c.env("CAFE24_CLIENT_ID", "client-1").env("OAUTH_REDIRECT_URI", "https://x.example/oauth/callback");
+        } else {
+            c.env_remove("CAFE24_CLIENT_ID");
+        }
+        c.output().unwrap()
     };
-    let out = run(other, "--code-only");
+    // Code-only: `make build`'s binaries are checked before cargo lambda deploy.
+    let out = run(other, &["--code-only"], false);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(&format!("not an {other} binary")), "{err}");
-    // The right architecture passes the check; the stack deploy then stops at its first
-    // missing variable, before any AWS call.
-    let out = std::process::Command::new("bash")
-        .arg(format!("{root}/scripts/deploy.sh"))
-        .env("LAMBDA_DIR", &dir)
-        .env("ARCH", native)
-        .env_remove("CAFE24_CLIENT_ID")
-        .output()
-        .unwrap();
+    // The stack from `sam build`'s output: checked before sam deploy.
+    let out = run(other, &["--no-build"], true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("not an {other} binary")), "{err}");
+    assert!(err.contains("WebhookIngestFunction/bootstrap"), "{err}");
+    // The stack deploy stops at its first missing variable, before any build or AWS call.
+    let out = run(native, &[], false);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("CAFE24_CLIENT_ID") && !err.contains("binary"), "{err}");
-    let out = run("sparc", "--code-only");
+    let out = run("sparc", &["--code-only"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("ARCH must be arm64 or x86_64"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The property holding a resource's physical name, per type of the transformed template;
+/// `None`: the type has no name of its own (mappings, permissions, URLs, subscriptions).
+const NAME_PROPERTY: &[(&str, Option<&str>)] = &[
+    ("AWS::SQS::Queue", Some("QueueName")),
+    ("AWS::DynamoDB::Table", Some("TableName")),
+    ("AWS::Lambda::Function", Some("FunctionName")),
+    ("AWS::Logs::LogGroup", Some("LogGroupName")),
+    ("AWS::Logs::QueryDefinition", Some("Name")),
+    ("AWS::CloudWatch::Alarm", Some("AlarmName")),
+    ("AWS::CloudWatch::Dashboard", Some("DashboardName")),
+    ("AWS::SNS::Topic", Some("TopicName")),
+    ("AWS::Events::EventBus", Some("Name")),
+    ("AWS::Events::Rule", Some("Name")),
+    ("AWS::Scheduler::Schedule", Some("Name")),
+    ("AWS::IAM::Role", Some("RoleName")),
+    ("AWS::Lambda::EventSourceMapping", None),
+    ("AWS::Lambda::Permission", None),
+    ("AWS::Lambda::Url", None),
+    ("AWS::SNS::Subscription", None),
+];
+
+/// Resolves the intrinsics a name may use (`Fn::Sub`, `Ref`, `Fn::Join`) for one stack.
+fn resolve_name(v: &serde_json::Value, env: &BTreeMap<String, String>) -> Result<String, String> {
+    use serde_json::Value as J;
+    let sub = |text: &str, scope: &BTreeMap<String, String>| -> Result<String, String> {
+        let (mut out, mut rest) = (String::new(), text);
+        while let Some(i) = rest.find("${") {
+            let j = rest[i..].find('}').ok_or_else(|| format!("unclosed ${{ in {text}"))? + i;
+            out.push_str(&rest[..i]);
+            out.push_str(scope.get(&rest[i + 2..j]).ok_or_else(|| format!("unknown {} in {text}", &rest[i..=j]))?);
+            rest = &rest[j + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    };
+    match v {
+        J::String(s) => Ok(s.clone()),
+        J::Object(o) if o.len() == 1 => match o.iter().next().unwrap() {
+            (f, J::String(p)) if f == "Ref" => env.get(p).cloned().ok_or_else(|| format!("Ref {p}")),
+            (f, J::String(t)) if f == "Fn::Sub" => sub(t, env),
+            (f, J::Array(a)) if f == "Fn::Sub" && a.len() == 2 => {
+                let mut scope = env.clone();
+                for (k, x) in a[1].as_object().ok_or("Fn::Sub variables")? {
+                    scope.insert(k.clone(), resolve_name(x, env)?);
+                }
+                sub(a[0].as_str().ok_or("Fn::Sub text")?, &scope)
+            }
+            (f, J::Array(a)) if f == "Fn::Join" && a.len() == 2 => {
+                let parts: Result<Vec<String>, String> =
+                    a[1].as_array().ok_or("Fn::Join list")?.iter().map(|x| resolve_name(x, env)).collect();
+                Ok(parts?.join(a[0].as_str().ok_or("Fn::Join separator")?))
+            }
+            (f, _) => Err(format!("{f} in a name")),
+        },
+        other => Err(format!("not a name: {other}")),
+    }
+}
+
+/// Staging and prod in one account and region: the template as `sam deploy` transforms it
+/// (aws-sam-translator, so the schedules, roles and URLs SAM generates are included), with its
+/// names resolved for two stack names, has no physical name in common, and every name it sets
+/// carries the stack's name. Resources it leaves unnamed get unique names from CloudFormation.
+#[test]
+fn two_stacks_in_one_account_share_no_physical_name() {
+    let t = transformed();
+    let params: BTreeMap<String, String> = t["Parameters"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, p)| (k.clone(), p["Default"].as_str().map(str::to_owned).unwrap_or_else(|| p["Default"].to_string())))
+        .collect();
+    let names_for = |stack: &str| -> BTreeMap<String, String> {
+        let mut env = params.clone();
+        for (k, v) in [
+            ("AWS::StackName", stack),
+            ("AWS::Region", "ap-northeast-2"),
+            ("AWS::AccountId", "123456789012"),
+            ("AWS::Partition", "aws"),
+            ("AWS::URLSuffix", "amazonaws.com"),
+        ] {
+            env.insert(k.to_owned(), v.to_owned());
+        }
+        let mut out = BTreeMap::new();
+        for (logical, r) in t["Resources"].as_object().unwrap() {
+            let ty = r["Type"].as_str().unwrap();
+            let Some((_, prop)) = NAME_PROPERTY.iter().find(|(t, _)| *t == ty) else {
+                panic!("{logical}: {ty} — add it to NAME_PROPERTY (which property names it?)")
+            };
+            if let Some(raw) = prop.and_then(|p| r["Properties"].get(p)) {
+                out.insert(logical.clone(), resolve_name(raw, &env).unwrap_or_else(|e| panic!("{logical}: {e}")));
+            }
+        }
+        out
+    };
+    let (staging, prod) = (names_for("relay-staging"), names_for("relay-prod"));
+    assert!(t["Resources"].as_object().unwrap().len() > 40 && staging.len() >= 15, "{staging:?}");
+    for (stack, names) in [("relay-staging", &staging), ("relay-prod", &prod)] {
+        for (logical, name) in names {
+            assert!(name.contains(stack), "{logical} is named {name:?} in stack {stack}: not derived from the stack");
+        }
+    }
+    let a: BTreeSet<&String> = staging.values().collect();
+    let shared: Vec<&String> = prod.values().filter(|n| a.contains(n)).collect();
+    assert!(shared.is_empty(), "names both stacks would use: {shared:?}");
 }

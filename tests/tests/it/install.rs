@@ -40,11 +40,15 @@ impl Fx {
     }
 
     fn handler(&self) -> Handler {
+        self.handler_with(Some(REDIRECT.into()))
+    }
+
+    fn handler_with(&self, redirect_uri: Option<String>) -> Handler {
         let c = self.sim.clock.clone();
         let clock: relay_cafe24::Clock = Arc::new(move || c.now_ms());
         let install = InstallConfig {
             state_secret: Secret::new("0123456789abcdef0123456789abcdef-test"),
-            redirect_uri: REDIRECT.into(),
+            redirect_uri,
             scopes: "mall.read_order,mall.read_product".into(),
             state_ttl_ms: 10 * 60_000,
             event_bus: self.env.stack.event_bus.clone(),
@@ -94,6 +98,41 @@ impl Fx {
 
 fn body(r: &lambda_http::Response<lambda_http::Body>) -> String {
     String::from_utf8_lossy(r.body().as_ref()).into_owned()
+}
+
+/// No OAUTH_REDIRECT_URI (the template's default): the redirect URI is the Function URL the
+/// request came to, the same in the authorize redirect and the code exchange, so a first deploy
+/// needs no second one. A request whose host cannot be read gets a clear error, not a bad URL.
+#[tokio::test]
+async fn without_a_configured_redirect_uri_the_function_url_is_used() {
+    let fx = Fx::new("install-host").await;
+    let h = fx.handler_with(None);
+    // The event as Lambda delivers it for a Function URL: `requestContext.domainName` and a Host.
+    let host = "abcdefg.lambda-url.us-east-1.on.aws";
+    let get = |pq: String, host_header: Option<&'static str>| {
+        let headers: Vec<(&str, &str)> = host_header.map(|v| vec![("host", v)]).unwrap_or_default();
+        h.handle(to_request(&http_event(Shape::FunctionUrl, "GET", &pq, &headers, b"", false)))
+    };
+    let r = get(format!("/install?{}", fx.launch("hostshop")), Some("abcdefg.lambda-url.us-east-1.on.aws")).await;
+    assert_eq!(r.status(), 302, "{}", body(&r));
+    let to_cafe24 = r.headers()["location"].to_str().unwrap().to_owned();
+    let want = format!("https://{host}/oauth/callback");
+    assert!(to_cafe24.contains(&format!("redirect_uri={}", cafe24_sim::oauth::encode(&want))), "{to_cafe24}");
+    // Without a Host header, lambda_http's URI carries the event's domainName: the same URL.
+    let r = get(format!("/install?{}", fx.launch("hostshop")), None).await;
+    assert!(r.headers()["location"].to_str().unwrap().contains(&cafe24_sim::oauth::encode(&want)));
+    // Cafe24 sends the browser back to that URL; the exchange uses the same redirect URI (the
+    // simulator refuses a code exchanged with another one).
+    let back = fx.http.get(&to_cafe24).send().await.unwrap();
+    let loc = back.headers()["location"].to_str().unwrap().to_owned();
+    let (prefix, query) = loc.split_once('?').unwrap();
+    assert_eq!(prefix, want);
+    let r = get(format!("/oauth/callback?{query}"), Some("abcdefg.lambda-url.us-east-1.on.aws")).await;
+    assert_eq!(r.status(), 200, "{}", body(&r));
+    // A host that is no host name: refused with the reason, nothing redirected.
+    let r = get(format!("/install?{}", fx.launch("hostshop")), Some("evil.example/\"@x")).await;
+    assert_eq!(r.status(), 400);
+    assert!(body(&r).contains("OAUTH_REDIRECT_URI"), "{}", body(&r));
 }
 
 #[tokio::test]

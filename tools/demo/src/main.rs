@@ -34,9 +34,18 @@ use worker::{Worker, WorkerConfig};
 const KEY: &str = "demo-webhook-key";
 const MALLS: [(&str, usize); 3] = [("bigshop", 90), ("midshop", 30), ("byeshop", 12)];
 
-/// `--quick` (the smoke run in `make test`): smaller burst, same real limits.
-fn sizes() -> [(&'static str, usize); 3] {
-    if std::env::args().any(|a| a == "--quick") {
+/// `make demo`: the whole pipeline locally — moto, the Cafe24 simulator at Cafe24's real limits,
+/// webhook-ingest over HTTP, the dispatcher and the worker — with live progress and a report.
+#[derive(clap::Parser, Debug)]
+#[command(name = "relay-demo", about, long_about = None)]
+struct Args {
+    /// The smoke run in `make test`: a smaller burst, the same real limits.
+    #[arg(long)]
+    quick: bool,
+}
+
+fn sizes(quick: bool) -> [(&'static str, usize); 3] {
+    if quick {
         [("bigshop", 45), ("midshop", 12), ("byeshop", 6)]
     } else {
         MALLS
@@ -56,6 +65,7 @@ fn cafe24_config(sim_base: &str) -> Result<Cafe24Config> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let args = <Args as clap::Parser>::parse();
     let started = Instant::now();
     // The functions' log lines go to a file, as Lambda would send them to CloudWatch; the relay
     // CLI reads it (`relay --local trace <id>`), with the stack file written below.
@@ -94,12 +104,13 @@ async fn main() -> Result<()> {
     // webhook-ingest with the install flow, served over HTTP.
     let clock = system_clock();
     let icfg = IngestConfig::from_lookup(lookup)?;
-    // Bind first: the OAuth redirect URI is this server's own address.
+    // The OAuth redirect URI is not configured: ingest derives it from the Host each install
+    // request comes to (this server's own address), as a deployed stack does from its Function URL.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ingest_url = format!("http://{}", listener.local_addr()?);
     let install_cfg = InstallConfig {
         state_secret: Secret::new("demo-state-secret-0123456789abcdef"),
-        redirect_uri: format!("{ingest_url}/oauth/callback"),
+        redirect_uri: None,
         scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into(),
         state_ttl_ms: 600_000,
         event_bus: stack.event_bus.clone(),
@@ -168,7 +179,7 @@ async fn main() -> Result<()> {
         .await?;
     let sender = async {
         let mut sent = 0u32;
-        for (m, n) in sizes() {
+        for (m, n) in sizes(args.quick) {
             let before: Vec<String> = {
                 let mut g = sim.lock();
                 sim.mall(&mut g, m).data.orders.keys().cloned().collect()

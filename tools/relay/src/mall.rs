@@ -167,6 +167,14 @@ pub fn render(s: &Status, now: u64) -> String {
                 None => "unknown",
             };
             out.push_str(&format!("  webhooks: reception {reception}\n"));
+            let last = if r.last_delivered_ms == 0 {
+                "none in the logs read".to_owned()
+            } else {
+                when(r.last_delivered_ms, now)
+            };
+            out.push_str(&format!(
+                "    last delivered   {last} (newest successful delivery in Cafe24's webhook log)\n"
+            ));
             out.push_str(&format!(
                 "    last reconciled  {} ({} failed deliveries in the logs, {} re-injected in all)\n",
                 when(r.last_run_ms, now),
@@ -277,10 +285,12 @@ mod tests {
                 failed_logs: 4,
                 reinjected_total: 9,
                 last_run_ms: now - 120_000,
+                last_delivered_ms: now - 7_200_000,
             }),
         };
         let text = render(&s, now);
         assert!(text.contains("reception OFF at Cafe24") && text.contains("4 failed deliveries"), "{text}");
+        assert!(text.contains("last delivered") && text.contains("(2h 0m ago)"), "{text}");
         assert!(text.contains("active") && text.contains("in 1h 0m") && text.contains("in 14d 0h"), "{text}");
         assert!(text.contains("≈10.0 calls") && text.contains("blocked until"), "{text}");
         assert!(!text.contains("ACCESS-VALUE") && !text.contains("REFRESH-VALUE"));

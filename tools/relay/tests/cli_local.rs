@@ -52,7 +52,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     let ingest_url = format!("http://{}", listener.local_addr().unwrap());
     let install = InstallConfig {
         state_secret: Secret::new("cli-test-state-secret-0123456789abcdef"),
-        redirect_uri: format!("{ingest_url}/oauth/callback"),
+        redirect_uri: Some(format!("{ingest_url}/oauth/callback")),
         scopes: "mall.read_order,mall.read_product".into(),
         state_ttl_ms: 600_000,
         event_bus: p.env.stack.event_bus.clone(),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
@@ -191,18 +191,29 @@ fn sim_totals(sim: &Sim, malls: &[String]) -> (u64, u64) {
     malls.iter().map(|m| sim.stats(m)).fold((0, 0), |(c, r), s| (c + s.calls, r + s.status_429))
 }
 
+/// `make bench`: one burst of webhooks through relay and through the two designs it replaces
+/// (direct calls from the webhook handler, a handoff that sleeps per call), at Cafe24's real
+/// limits on the local stack; prints the table and writes it with a chart to docs/benchmarks/.
+#[derive(clap::Parser, Debug)]
+#[command(name = "relay-bench", about, long_about = None)]
+struct Args {
+    /// A smoke run (limits ×10, a smaller burst); writes to target/bench-quick/.
+    #[arg(long)]
+    quick: bool,
+    /// Run relay only: no baselines, nothing written (experiments).
+    #[arg(long)]
+    relay_only: bool,
+    /// The worker's DEFER_MIN_S, in real-limit seconds.
+    #[arg(long, default_value_t = 5.0)]
+    defer_min_s: f64,
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    // Experiments: `--relay-only` skips the baselines and writes nothing; `--defer-min-s N` sets
-    // the worker's DEFER_MIN_S (real-limit seconds; default the worker's own default, 5).
-    let relay_only = std::env::args().any(|a| a == "--relay-only");
-    let defer_min_s: f64 = std::env::args()
-        .skip_while(|a| a != "--defer-min-s")
-        .nth(1)
-        .map(|v| v.parse().context("--defer-min-s needs a number of seconds"))
-        .transpose()?
-        .unwrap_or(5.0);
+    let Args { quick, relay_only, defer_min_s } = <Args as clap::Parser>::parse();
+    if !(defer_min_s.is_finite() && defer_min_s >= 0.0) {
+        bail!("--defer-min-s must be a number of seconds ≥ 0");
+    }
     let p = if quick {
         Params { malls: 2, orders: 50, updates: 20, scale: 10.0 }
     } else {
