@@ -34,26 +34,12 @@ pub use relay_lambda::config::ConfigError;
 impl DispatcherConfig {
     /// Reads the environment through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
-        let routing = RoutingTable::with_overrides(get("ROUTING_OVERRIDES").as_deref())
+        let env = relay_domain::config::Env(lookup);
+        let req = |k: &'static str| env.required(k);
+        let routing = RoutingTable::with_overrides(env.get("ROUTING_OVERRIDES").as_deref())
             .map_err(|e| ConfigError::Invalid { var: "ROUTING_OVERRIDES", reason: e.to_string() })?;
-        let key_scope = match get("RATE_LIMIT_KEY") {
-            None => KeyScope::Mall,
-            Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
-                var: "RATE_LIMIT_KEY",
-                reason: "mall, app:<id> or global:<name>".into(),
-            })?,
-        };
-        // An optional integer in `range`, `default` when unset; anything else fails by name.
-        let bounded = |var: &'static str, default: u64, range: std::ops::RangeInclusive<u64>| match get(var) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<u64>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or(ConfigError::Invalid { var, reason: format!("{}..={}", range.start(), range.end()) }),
-        };
+        let key_scope = env.key_scope()?;
+        let bounded = |var: &'static str, default: u64, range| env.bounded(var, default, range);
         let days = bounded("KEEPALIVE_DAYS", 3, 1..=13)?;
         let reconcile_minutes = bounded("RECONCILE_MINUTES", 10, 1..=1440)?;
         Ok(Self {

@@ -62,10 +62,6 @@ pub struct Dispatcher<Q, S, P = Q, V = relay_aws::sqs::SqsVisibility, B = relay_
     deltas: Deltas,
 }
 
-fn system_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// Puts a webhook's ids on its record span.
 fn record_ids(span: &tracing::Span, env: &InboxEnvelope) {
     span.record("trace_id", env.trace_id.as_str());
@@ -116,7 +112,7 @@ where
             inbox,
             bus,
             cfg,
-            clock: system_now,
+            clock: relay_domain::clock::now_ms,
             stats: DispatchStats::default(),
             deltas: Deltas::default(),
         }

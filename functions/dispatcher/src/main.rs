@@ -35,10 +35,7 @@ where
         Ok::<Value, Error>(serde_json::to_value(d.handle_batch(sqs, left).await)?)
     } else {
         // An EventBridge schedule (or a manual invoke): reconciliation or the keep-alive.
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|x| x.as_millis() as u64)
-            .unwrap_or(0);
+        let now = relay_domain::clock::now_ms();
         if ev.payload.get("source").and_then(Value::as_str) == Some(dispatcher::RECONCILE_SOURCE) {
             let jobs = d.reconcile_all(now).await?;
             return Ok(serde_json::json!({"reconcile_jobs": jobs}));

@@ -22,37 +22,16 @@ pub use relay_lambda::config::ConfigError;
 impl IngestConfig {
     /// Reads the configuration through `lookup` (e.g. `|k| std::env::var(k).ok()`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &'static str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
-
-        let key = req("WEBHOOK_API_KEY")?;
-        let previous = get("WEBHOOK_API_KEY_PREVIOUS");
+        let env = relay_domain::config::Env(lookup);
+        let key = env.required("WEBHOOK_API_KEY")?;
+        let previous = env.get("WEBHOOK_API_KEY_PREVIOUS");
         let verifier = ApiKeyVerifier::new(&key, previous.as_deref())
             .map_err(|e| ConfigError::Invalid { var: "WEBHOOK_API_KEY", reason: e.to_string() })?;
 
-        let url = |k: &'static str| {
-            let v = req(k)?;
-            if v.starts_with("https://") || v.starts_with("http://") {
-                Ok(v)
-            } else {
-                Err(ConfigError::Invalid { var: k, reason: "must be an http(s) queue URL".to_owned() })
-            }
-        };
-        let inbox_queue_url = url("INBOX_QUEUE_URL")?;
-        let parking_queue_url = url("PARKING_QUEUE_URL")?;
-
-        let max_body_bytes = match get("MAX_BODY_BYTES") {
-            None => MAX_WEBHOOK_BODY_BYTES,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (1..=MAX_WEBHOOK_BODY_BYTES).contains(&n) => n,
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        var: "MAX_BODY_BYTES",
-                        reason: format!("must be an integer in 1..={MAX_WEBHOOK_BODY_BYTES}"),
-                    })
-                }
-            },
-        };
+        let inbox_queue_url = env.url("INBOX_QUEUE_URL")?;
+        let parking_queue_url = env.url("PARKING_QUEUE_URL")?;
+        let max_body_bytes =
+            env.bounded("MAX_BODY_BYTES", MAX_WEBHOOK_BODY_BYTES as u64, 1..=MAX_WEBHOOK_BODY_BYTES as u64)? as usize;
         Ok(Self { verifier, inbox_queue_url, parking_queue_url, max_body_bytes })
     }
 }

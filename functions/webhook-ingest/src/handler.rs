@@ -2,7 +2,9 @@
 //! body, clock); [`Ingest::handle`] adapts a `lambda_http` request to it, answers, and writes
 //! the one log line per request.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+
+use relay_domain::clock::now_ms;
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -121,10 +123,6 @@ impl UnauthorizedMeter {
     pub fn take(&self) -> u64 {
         self.pending.swap(0, std::sync::atomic::Ordering::Relaxed)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Ingest<relay_aws::sqs::SqsQueue, NoInstall> {

@@ -65,8 +65,9 @@ pub const EXCHANGE_WINDOW_MS: u64 = 10 * 60_000;
 impl InstallConfig {
     /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`, `EVENT_BUS_NAME`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let secret = get("OAUTH_STATE_SECRET").ok_or(ConfigError::Missing("OAUTH_STATE_SECRET"))?;
+        let env = relay_domain::config::Env(lookup);
+        let get = |k: &str| env.get(k);
+        let secret = env.required("OAUTH_STATE_SECRET")?;
         if secret.len() < 32 {
             return Err(ConfigError::Invalid {
                 var: "OAUTH_STATE_SECRET",
@@ -86,7 +87,7 @@ impl InstallConfig {
         }
         let scopes = get("OAUTH_SCOPES")
             .unwrap_or_else(|| "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into());
-        let event_bus = get("EVENT_BUS_NAME").ok_or(ConfigError::Missing("EVENT_BUS_NAME"))?;
+        let event_bus = env.required("EVENT_BUS_NAME")?;
         Ok(Self { state_secret: Secret::new(secret), redirect_uri, scopes, state_ttl_ms: 10 * 60_000, event_bus })
     }
 }

@@ -2,8 +2,8 @@
 //! All logic lives in the library (`webhook_ingest::handler`, `webhook_ingest::install`).
 
 use lambda_http::{service_fn, Error, Request};
-use relay_aws::limiter::system_clock;
 use relay_cafe24::Cafe24Config;
+use relay_domain::clock::system_clock;
 use relay_domain::ports::MessageQueue;
 use webhook_ingest::event::SafeAdapter;
 use webhook_ingest::install::{AwsInstaller, InstallConfig, InstallFlow};

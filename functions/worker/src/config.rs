@@ -50,19 +50,11 @@ impl WorkerConfig {
     /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
     /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
-        let num = |k: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(k) {
-                None => Ok(default),
-                Some(v) => match v.parse::<u64>() {
-                    Ok(x) if (min..=max).contains(&x) => Ok(x),
-                    _ => Err(ConfigError::Invalid { var: k, reason: format!("must be an integer in {min}..={max}") }),
-                },
-            }
-        };
+        let env = relay_domain::config::Env(lookup);
+        let req = |k: &'static str| env.required(k);
+        let num = |k: &'static str, default: u64, min: u64, max: u64| env.bounded(k, default, min..=max);
         let mut limiter = LimiterConfig::default();
-        if let Some(v) = get("LIMITER_RATE_PER_SEC") {
+        if let Some(v) = env.get("LIMITER_RATE_PER_SEC") {
             limiter.rate_per_sec = v
                 .parse()
                 .map_err(|_| ConfigError::Invalid { var: "LIMITER_RATE_PER_SEC", reason: "must be a number".into() })?;

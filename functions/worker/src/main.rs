@@ -1,8 +1,8 @@
 //! worker binary: reads configuration, builds clients once, serves SQS batches.
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
-use relay_aws::limiter::system_clock;
 use relay_cafe24::Cafe24Config;
+use relay_domain::clock::system_clock;
 use relay_lambda::telemetry::invocation_span;
 use tracing::Instrument;
 use worker::{Worker, WorkerConfig};

@@ -102,8 +102,7 @@ impl Fx {
             _ => None,
         })
         .unwrap();
-        let clock: relay_cafe24::Clock =
-            Arc::new(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
+        let clock: relay_cafe24::Clock = relay_domain::clock::system_clock();
         let cafe24 = Cafe24::new(ccfg, self.gate.clone(), self.tokens.clone(), clock).unwrap();
         Worker::new(
             cafe24,

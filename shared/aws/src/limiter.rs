@@ -21,21 +21,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use relay_domain::clock::Clock;
 use relay_domain::ratelimit::{Class, Decision, Feedback, LimiterConfig, LimiterState};
-
-/// Epoch-ms clock.
-pub type ClockFn = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// Wall-clock epoch ms.
-pub fn system_clock() -> ClockFn {
-    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0))
-}
 
 pub use relay_domain::ratelimit::Acquire;
 /// The limiter's store failed (not a refusal: a refusal is `Acquire::Wait`).
@@ -73,7 +66,7 @@ pub struct DynamoLimiter {
     client: aws_sdk_dynamodb::Client,
     table: String,
     cfg: LimiterConfig,
-    clock: ClockFn,
+    clock: Clock,
     /// Retries after a conflict, per acquisition.
     pub max_retries: u32,
     cache: Mutex<HashMap<String, Cached>>,
@@ -107,7 +100,7 @@ enum Write {
 
 impl DynamoLimiter {
     /// A limiter on `table` with `cfg` (validated by the caller's config loading).
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, cfg: LimiterConfig, clock: ClockFn) -> Self {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, cfg: LimiterConfig, clock: Clock) -> Self {
         Self {
             client,
             table: table.into(),

@@ -2,7 +2,6 @@
 //! headers fed back to it, one transparent token refresh on 401.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use relay_domain::ports::RateGate;
@@ -16,8 +15,7 @@ use crate::error::Cafe24Error;
 use crate::model::{Customer, Order, Product, WebhookLogEntry};
 use crate::tokens::Need;
 
-/// Epoch-ms clock (tests drive the simulator's manual clock through it).
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+pub use relay_domain::clock::Clock;
 
 /// Counters for tests, benchmarks and metrics.
 #[derive(Debug, Default)]

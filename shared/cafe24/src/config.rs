@@ -38,7 +38,8 @@ impl Cafe24Config {
     /// Reads `CAFE24_API_BASE_URL`, `CAFE24_API_VERSION`, `CAFE24_CLIENT_ID`,
     /// `CAFE24_CLIENT_SECRET`, `CAFE24_TIMEOUT_MS`, `CAFE24_REFRESH_MARGIN_S`, `RATE_LIMIT_KEY`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let env = relay_domain::config::Env(lookup);
+        let get = |k: &str| env.get(k);
         let base = get("CAFE24_API_BASE_URL").unwrap_or_else(|| "https://{mall_id}.cafe24api.com".to_owned());
         if !base.contains("{mall_id}") || !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(ConfigError::Invalid {
@@ -46,7 +47,7 @@ impl Cafe24Config {
                 reason: "must be an http(s) URL containing {mall_id}".into(),
             });
         }
-        let api_version = get("CAFE24_API_VERSION").ok_or(ConfigError::Missing("CAFE24_API_VERSION"))?;
+        let api_version = env.required("CAFE24_API_VERSION")?;
         let v = api_version.as_bytes();
         if v.len() != 10
             || v.get(4) != Some(&b'-')
@@ -55,27 +56,11 @@ impl Cafe24Config {
         {
             return Err(ConfigError::Invalid { var: "CAFE24_API_VERSION", reason: "must be YYYY-MM-DD".into() });
         }
-        let client_id = get("CAFE24_CLIENT_ID").ok_or(ConfigError::Missing("CAFE24_CLIENT_ID"))?;
-        let client_secret =
-            Secret::new(get("CAFE24_CLIENT_SECRET").ok_or(ConfigError::Missing("CAFE24_CLIENT_SECRET"))?);
-        let num = |k: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            match get(k) {
-                None => Ok(default),
-                Some(v) => match v.parse::<u64>() {
-                    Ok(x) if x >= 1 && x <= max => Ok(x),
-                    _ => Err(ConfigError::Invalid { var: k, reason: "must be a positive integer in range".into() }),
-                },
-            }
-        };
-        let timeout_ms = num("CAFE24_TIMEOUT_MS", 10_000, 120_000)?;
-        let margin_s = num("CAFE24_REFRESH_MARGIN_S", 600, 3_600)?;
-        let key_scope = match get("RATE_LIMIT_KEY") {
-            None => KeyScope::Mall,
-            Some(v) => KeyScope::parse(&v).ok_or(ConfigError::Invalid {
-                var: "RATE_LIMIT_KEY",
-                reason: "must be mall, app:<client_id> or global:<name>".into(),
-            })?,
-        };
+        let client_id = env.required("CAFE24_CLIENT_ID")?;
+        let client_secret = Secret::new(env.required("CAFE24_CLIENT_SECRET")?);
+        let timeout_ms = env.bounded("CAFE24_TIMEOUT_MS", 10_000, 1..=120_000)?;
+        let margin_s = env.bounded("CAFE24_REFRESH_MARGIN_S", 600, 1..=3_600)?;
+        let key_scope = env.key_scope()?;
         Ok(Self {
             base_url_template: base.trim_end_matches('/').to_owned(),
             api_version,

@@ -18,6 +18,7 @@
 pub mod app_launch;
 pub mod auth;
 pub mod backfill;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod envelope;

@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
@@ -96,7 +95,7 @@ pub fn emit(function: &str, samples: &[Sample]) {
     if samples.is_empty() {
         return;
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let now = relay_domain::clock::now_ms();
     let doc = document(stack(function), function, now, samples);
     tracing::info!(target: METRICS_TARGET, emf = %doc, "metrics");
 }

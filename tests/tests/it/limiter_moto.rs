@@ -13,7 +13,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use relay_aws::limiter::{Acquire, ClockFn, DynamoLimiter};
+use relay_aws::limiter::{Acquire, DynamoLimiter};
+use relay_domain::clock::Clock;
 use relay_domain::ratelimit::{Class, Decision, LimiterConfig, LimiterState};
 use relay_tests::TestEnv;
 
@@ -57,7 +58,7 @@ fn reference(cfg: &LimiterConfig, t0: u64) -> (Vec<u64>, LimiterState) {
 /// the admissions per step and the limiters.
 async fn hammer(env: &TestEnv, cfg: &LimiterConfig, tasks: usize, t0: u64) -> (Vec<u64>, Vec<Arc<DynamoLimiter>>) {
     let now = Arc::new(AtomicU64::new(t0));
-    let clock: ClockFn = {
+    let clock: Clock = {
         let now = now.clone();
         Arc::new(move || now.load(Ordering::SeqCst))
     };

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
-use relay_aws::limiter::{Acquire, ClockFn, DynamoLimiter};
+use relay_aws::limiter::{Acquire, DynamoLimiter};
+use relay_domain::clock::Clock as ClockFn;
 use relay_domain::ratelimit::{Class, Feedback, LimiterConfig};
 use relay_tests::TestEnv;
 

@@ -19,11 +19,12 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{EsmConfig, LocalEsm};
-use relay_aws::limiter::{system_clock, DynamoLimiter};
+use relay_aws::limiter::DynamoLimiter;
 use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24;
+use relay_domain::clock::system_clock;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ratelimit::Class;
 use relay_domain::MallId;
@@ -132,9 +133,7 @@ fn job(id: &str, mall: &MallId, kind: JobKind, received_ms: u64) -> Job {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
+use relay_domain::clock::now_ms;
 
 #[derive(Debug, Default)]
 struct Run {

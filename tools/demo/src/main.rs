@@ -19,11 +19,11 @@ use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_aws::limiter::system_clock;
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24Config;
 use relay_demo::bridge::serve;
+use relay_domain::clock::system_clock;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use serde_json::{json, Value};
@@ -306,7 +306,7 @@ async fn main() -> Result<()> {
     // One reconcile cycle (the schedule's fan-out, then the pipeline until idle): the webhooks
     // Cafe24 never delivered come back from its webhook logs.
     let lost = sim.lock().logs.iter().filter(|l| l.log_type == "G" && l.response_http_code.is_none()).count();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let now = relay_domain::clock::now_ms();
     let jobs = d.reconcile_all(now).await?;
     stop.store(false, Ordering::Relaxed);
     let watch = async {

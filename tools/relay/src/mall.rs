@@ -4,10 +4,9 @@
 //! values), the limiter item of the mall's rate-limit key, and the queue counts. SQS cannot count
 //! one message group's messages without receiving them, so pending work is shown queue-wide.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::{bail, Context, Result};
 use relay_aws::tokens::{DynamoTokenStore, MallPage};
+use relay_domain::clock::now_ms;
 use relay_domain::ports::{ReconcileState, ReconcileStore};
 use relay_domain::ratelimit::{KeyScope, LimiterConfig, LimiterState};
 use relay_domain::tokens::{TokenRecord, TokenStatus, TokenStore};
@@ -52,10 +51,6 @@ pub struct Status {
     pub reconcile: Option<ReconcileState>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
 /// Reads a mall's status.
 pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId) -> Result<Status> {
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
@@ -83,7 +78,7 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
         ddb,
         target.require("RATE_LIMIT_TABLE")?,
         LimiterConfig::default(),
-        relay_aws::limiter::system_clock(),
+        relay_domain::clock::system_clock(),
     );
     let state = limiter.stored(&key).await.map_err(|e| anyhow::anyhow!("reading the rate-limit table: {e}"))?;
     let mut queues = Vec::new();
