@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: deploy deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
+.PHONY: deploy sam-build deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ build: tools ## cargo lambda build --release for the three functions, ARCH=arm64
 
 deploy: tools ## sam build + sam deploy of the stack (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI, ARCH), then write .relay/aws.env
 	ARCH=$(ARCH) scripts/deploy.sh
+
+sam-build: tools ## sam build of the stack as make deploy builds it (ARCH=arm64|x86_64), sizes printed; no AWS call
+	ARCH=$(ARCH) scripts/deploy.sh --build-only
 
 deploy-code: build ## update only the three functions' code with cargo lambda deploy (ARCH as deployed)
 	ARCH=$(ARCH) scripts/deploy.sh --code-only

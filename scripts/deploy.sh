@@ -7,6 +7,7 @@
 #                                  of what it built, then .relay/aws.env for the relay CLI — the
 #                                  same two commands as `sam build && sam deploy` with samconfig.toml
 #   scripts/deploy.sh --no-build   the stack from an earlier `sam build` (.aws-sam/build)
+#   scripts/deploy.sh --build-only `sam build` and the architecture check, no AWS call (make sam-build)
 #   scripts/deploy.sh --code-only  only the function code, with `cargo lambda deploy` of the
 #                                  binaries `make build` left in target/lambda/
 #   scripts/deploy.sh --dry-run    print the commands, run nothing (checked by a test)
@@ -35,6 +36,7 @@ for a in "$@"; do
   case "$a" in
     --code-only) MODE=code ;;
     --no-build) BUILD=0 ;;
+    --build-only) MODE=build ;;
     --dry-run) DRY=1 ;;
     *) echo "deploy.sh: unknown argument $a" >&2; exit 2 ;;
   esac
@@ -90,7 +92,9 @@ if [[ $MODE == code ]]; then
   exit 0
 fi
 
-: "${CAFE24_CLIENT_ID:?set CAFE24_CLIENT_ID (the Cafe24 app client id)}"
+if [[ $MODE == stack ]]; then
+  : "${CAFE24_CLIENT_ID:?set CAFE24_CLIENT_ID (the Cafe24 app client id)}"
+fi
 SAM="$ROOT/.venv-deploy/bin/sam"
 ensure_sam() {
   if [[ $DRY == 0 && ! -x "$SAM" ]]; then
@@ -109,6 +113,13 @@ fi
 for f in "${FUNCTIONS[@]}"; do
   check_binary "$SAM_BUILD_DIR/${LOGICAL[$f]}/bootstrap" "run scripts/deploy.sh without --no-build (ARCH=$ARCH)"
 done
+if [[ $MODE == build ]]; then
+  for f in "${FUNCTIONS[@]}"; do
+    b="$SAM_BUILD_DIR/${LOGICAL[$f]}/bootstrap"
+    [[ $DRY == 1 ]] || printf '%-15s %s %10d bytes\n' "$f" "$ARCH" "$(stat -c %s "$b")"
+  done
+  exit 0
+fi
 ensure_sam
 overrides=("Cafe24ClientId=$CAFE24_CLIENT_ID" "SecretName=$SECRET_NAME" "Architecture=$ARCH")
 if [[ -n "${OAUTH_REDIRECT_URI:-}" ]]; then overrides+=("OAuthRedirectUri=$OAUTH_REDIRECT_URI"); fi

@@ -20,9 +20,12 @@ use devstack::esm::{invoke, EsmConfig, LocalEsm};
 
 use crate::{http_event, install_seeded, sim_cafe24_config, to_request, Shape, TestEnv, KEY};
 
-/// Time scale of the pipeline fixture: the simulator drains 4× faster and the limiter follows.
-pub const PIPELINE_SCALE: f64 = 4.0;
-const SCALE: f64 = PIPELINE_SCALE;
+/// The one time-scale knob of the end-to-end tests: the simulator drains `scale()`× faster
+/// (its bucket stays 40) and the limiter follows. `RELAY_E2E_SCALE` (≥ 1, default 4);
+/// `RELAY_E2E_SCALE=1` runs at Cafe24's real limits.
+pub fn scale() -> f64 {
+    std::env::var("RELAY_E2E_SCALE").ok().and_then(|v| v.parse().ok()).filter(|s: &f64| *s >= 1.0).unwrap_or(4.0)
+}
 /// The worker as wired by [`Pipeline::worker`].
 pub type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility, EventBridgeBus>;
 
@@ -52,8 +55,8 @@ impl Pipeline {
         };
         let mut config = SimConfig {
             apps: vec![app],
-            leak_per_sec: 2.0 * SCALE,
-            abnormal_per_sec: (10.0 * SCALE) as u32,
+            leak_per_sec: 2.0 * scale(),
+            abnormal_per_sec: (10.0 * scale()) as u32,
             webhook_retry_delay_ms: 20,
             ..SimConfig::default()
         };
@@ -89,9 +92,9 @@ impl Pipeline {
     /// The worker (limiter scaled like the simulator).
     pub fn worker(&self) -> W {
         let wcfg = WorkerConfig::from_lookup(|k| match k {
-            "LIMITER_RATE_PER_SEC" => Some((2.0 * SCALE).to_string()),
-            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / SCALE) as u64).to_string()),
-            "WORKER_MAX_SLEEP_MS" => Some(((200.0 / SCALE) as u64).to_string()),
+            "LIMITER_RATE_PER_SEC" => Some((2.0 * scale()).to_string()),
+            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / scale()) as u64).to_string()),
+            "WORKER_MAX_SLEEP_MS" => Some(((200.0 / scale()) as u64).to_string()),
             "DEFER_MIN_S" => Some("2".into()),
             // Reconciliation treats every log as settled (the tests send, then reconcile).
             "RECONCILE_SETTLE_S" => Some("0".into()),

@@ -15,7 +15,7 @@ use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::app_launch::{self, LaunchError};
 use relay_domain::delivery::{mall_event, MallStatusEvent};
 use relay_domain::oauth_state::{self, StateError};
-use relay_domain::ports::{EventBus, OnceStore, RateGate};
+use relay_domain::ports::{EventBus, MessageQueue, OnceStore, RateGate};
 use relay_domain::tokens::{Secret, TokenStore};
 use relay_domain::MallId;
 
@@ -35,6 +35,11 @@ pub struct InstallConfig {
     pub state_ttl_ms: u64,
     /// The event bus `mall.installed` goes to (name or ARN, `EVENT_BUS_NAME`).
     pub event_bus: String,
+    /// Days of order history a new install backfills (`BACKFILL_ON_INSTALL_DAYS`, 0 = none).
+    pub backfill_days: u64,
+    /// The work queue the backfill job goes to (`WORK_QUEUE_URL`; required when
+    /// `backfill_days` > 0).
+    pub work_queue_url: Option<String>,
 }
 
 /// The callback URL on the host a request came to: `https://<host>/oauth/callback` (`http://` for
@@ -63,7 +68,8 @@ pub const MAX_EXCHANGES_PER_WINDOW: u32 = 5;
 pub const EXCHANGE_WINDOW_MS: u64 = 10 * 60_000;
 
 impl InstallConfig {
-    /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`, `EVENT_BUS_NAME`.
+    /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`, `EVENT_BUS_NAME`,
+    /// `BACKFILL_ON_INSTALL_DAYS` (30; 0..=730), `WORK_QUEUE_URL` (with a backfill).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = relay_domain::config::Env(lookup);
         let get = |k: &str| env.get(k);
@@ -88,7 +94,17 @@ impl InstallConfig {
         let scopes = get("OAUTH_SCOPES")
             .unwrap_or_else(|| "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into());
         let event_bus = env.required("EVENT_BUS_NAME")?;
-        Ok(Self { state_secret: Secret::new(secret), redirect_uri, scopes, state_ttl_ms: 10 * 60_000, event_bus })
+        let backfill_days = env.bounded("BACKFILL_ON_INSTALL_DAYS", 30, 0..=730)?;
+        let work_queue_url = if backfill_days > 0 { Some(env.url("WORK_QUEUE_URL")?) } else { None };
+        Ok(Self {
+            state_secret: Secret::new(secret),
+            redirect_uri,
+            scopes,
+            state_ttl_ms: 10 * 60_000,
+            event_bus,
+            backfill_days,
+            work_queue_url,
+        })
     }
 }
 
@@ -182,11 +198,12 @@ impl InstallFlow for NoInstall {
 }
 
 /// The real flow: Cafe24 client (code exchange, token store) + a one-time store for nonces +
-/// the event bus that hears of each install.
-pub struct Installer<G, S, O, B> {
+/// the event bus that hears of each install + the work queue its history backfill goes to.
+pub struct Installer<G, S, O, B, Q> {
     cafe24: Cafe24<G, S>,
     once: O,
     bus: B,
+    work: Option<Q>,
     cfg: InstallConfig,
 }
 
@@ -197,6 +214,7 @@ pub type AwsInstaller = Installer<
     relay_aws::tokens::DynamoTokenStore,
     relay_aws::once::DynamoOnceStore,
     relay_aws::bus::EventBridgeBus,
+    relay_aws::sqs::SqsQueue,
 >;
 
 impl AwsInstaller {
@@ -213,14 +231,47 @@ impl AwsInstaller {
         let client = Cafe24::new(cafe24, relay_domain::ports::NoAdminCalls, tokens, clock)?;
         let once = relay_aws::once::DynamoOnceStore::new(ddb.clone(), token_table.to_owned());
         let bus = relay_aws::bus::EventBridgeBus::new(aws.events.clone(), cfg.event_bus.clone());
-        Ok(Self::new(client, once, bus, cfg))
+        let work = cfg.work_queue_url.clone().map(|url| relay_aws::sqs::SqsQueue::new(aws.sqs.clone(), url));
+        Ok(Self::new(client, once, bus, work, cfg))
     }
 }
 
-impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> Installer<G, S, O, B> {
-    /// Wires the flow.
-    pub fn new(cafe24: Cafe24<G, S>, once: O, bus: B, cfg: InstallConfig) -> Self {
-        Self { cafe24, once, bus, cfg }
+impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus, Q: MessageQueue> Installer<G, S, O, B, Q> {
+    /// Wires the flow (`work`: where the install's backfill job goes; `None` = no backfill).
+    pub fn new(cafe24: Cafe24<G, S>, once: O, bus: B, work: Option<Q>, cfg: InstallConfig) -> Self {
+        Self { cafe24, once, bus, work, cfg }
+    }
+
+    /// Queues the backfill of the mall's last `backfill_days` of orders (a bulk job in the
+    /// mall's bulk group, run by the worker through the mall's limiter). `Ok` when queued or
+    /// when no backfill is configured.
+    async fn queue_backfill(&self, mall: &MallId) -> Result<(), InstallError> {
+        let (Some(work), days) = (&self.work, self.cfg.backfill_days) else { return Ok(()) };
+        if days == 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        let period = (now.saturating_sub(days * 86_400_000), now);
+        let scope = &self.cafe24.config().key_scope;
+        let (job, msg) = relay_domain::backfill::request(
+            mall,
+            relay_domain::backfill::Resource::Orders,
+            period,
+            now,
+            scope,
+            "install",
+        )
+        .map_err(|_| InstallError::Unavailable)?;
+        match work.send(&msg).await {
+            Ok(()) => {
+                tracing::info!(mall_id = %mall, job_id = %job.job_id, days, outcome = "backfill_queued", "install");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(mall_id = %mall, error = %e, outcome = "backfill_not_queued", "install");
+                Err(InstallError::Unavailable)
+            }
+        }
     }
 
     fn now(&self) -> u64 {
@@ -256,7 +307,7 @@ fn enc(s: &str) -> String {
     relay_cafe24::encode_path(s)
 }
 
-impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Installer<G, S, O, B> {
+impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus, Q: MessageQueue> InstallFlow for Installer<G, S, O, B, Q> {
     fn start(&self, raw_query: Option<&str>, host: Option<&str>) -> Result<(String, MallId), InstallError> {
         let redirect_uri = self.redirect_uri(host)?;
         let secret = self.cafe24.config().client_secret.expose().as_bytes();
@@ -304,9 +355,11 @@ impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus> InstallFlow for Inst
         self.take_exchange_slot(&v.mall_id).await?;
         match self.cafe24.install(&v.mall_id, code, &redirect_uri).await {
             Ok(_) => {
-                // The app hears of the install before the merchant is told it worked: if the bus
-                // refuses, the merchant is asked to try again (opening the app from the Cafe24
-                // admin once more stores a new pair and publishes again).
+                // The history backfill is queued, then the app hears of the install, before the
+                // merchant is told it worked: if either is refused, the merchant is asked to try
+                // again (opening the app from the Cafe24 admin once more stores a new pair,
+                // queues the same job within the minute — SQS drops the copy — and publishes).
+                self.queue_backfill(&v.mall_id).await?;
                 let event = mall_event(&v.mall_id, MallStatusEvent::Installed, self.now());
                 match self.bus.publish(std::slice::from_ref(&event)).await {
                     Ok(refused) if refused.is_empty() => Ok(v.mall_id),
@@ -354,6 +407,7 @@ mod tests {
                 "OAUTH_STATE_SECRET" => Some("0123456789abcdef0123456789abcdef".to_owned()),
                 "EVENT_BUS_NAME" => Some("bus".to_owned()),
                 "OAUTH_REDIRECT_URI" => redirect.map(str::to_owned),
+                "WORK_QUEUE_URL" => Some("https://sqs.example/work.fifo".to_owned()),
                 _ => None,
             }
         };
@@ -370,5 +424,35 @@ mod tests {
             InstallConfig::from_lookup(env(Some("relay.example/oauth/callback"))),
             Err(ConfigError::Invalid { var: "OAUTH_REDIRECT_URI", .. })
         ));
+    }
+
+    #[test]
+    fn a_history_backfill_is_on_by_default_and_needs_the_work_queue() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| match k {
+                "OAUTH_STATE_SECRET" => Some("0123456789abcdef0123456789abcdef".to_owned()),
+                "EVENT_BUS_NAME" => Some("bus".to_owned()),
+                _ => pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
+            }
+        };
+        let c = InstallConfig::from_lookup(env(&[("WORK_QUEUE_URL", "https://q/work.fifo")])).unwrap();
+        assert_eq!((c.backfill_days, c.work_queue_url.as_deref()), (30, Some("https://q/work.fifo")));
+        assert!(matches!(InstallConfig::from_lookup(env(&[])), Err(ConfigError::Missing("WORK_QUEUE_URL"))));
+        let off = InstallConfig::from_lookup(env(&[("BACKFILL_ON_INSTALL_DAYS", "0")])).unwrap();
+        assert_eq!((off.backfill_days, off.work_queue_url), (0, None));
+        for bad in ["731", "-1", "a month"] {
+            let pairs: &'static [(&'static str, &'static str)] = match bad {
+                "731" => &[("BACKFILL_ON_INSTALL_DAYS", "731"), ("WORK_QUEUE_URL", "https://q")],
+                "-1" => &[("BACKFILL_ON_INSTALL_DAYS", "-1"), ("WORK_QUEUE_URL", "https://q")],
+                _ => &[("BACKFILL_ON_INSTALL_DAYS", "a month"), ("WORK_QUEUE_URL", "https://q")],
+            };
+            assert!(
+                matches!(
+                    InstallConfig::from_lookup(env(pairs)),
+                    Err(ConfigError::Invalid { var: "BACKFILL_ON_INSTALL_DAYS", .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 }

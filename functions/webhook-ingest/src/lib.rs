@@ -35,6 +35,7 @@
 //! | `OAUTH_REDIRECT_URI` | no | `https://<request host>/oauth/callback` | public URL of `/oauth/callback` registered with Cafe24; set it behind a custom domain |
 //! | `OAUTH_SCOPES` | no | read scopes for orders, products, customers, webhook logs | |
 //! | `TOKEN_TABLE` | with install | — | DynamoDB token table (no limiter table: no Admin API call here) |
+//! | `BACKFILL_ON_INSTALL_DAYS`, `WORK_QUEUE_URL` | no, with a backfill | 30, — | order history a new install backfills, and where the job goes |
 
 pub mod config;
 pub mod event;

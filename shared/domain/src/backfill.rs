@@ -202,6 +202,57 @@ pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<Vec<(S
     )
 }
 
+/// Why a backfill request cannot be queued.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// The period ends before it starts.
+    #[error("the period's start is after its end")]
+    Reversed,
+    /// The rate-limit key makes no FIFO group id.
+    #[error("the mall's rate-limit key does not make a queue group")]
+    NoGroup,
+}
+
+/// The backfill job for a request made at `now_ms` (by `relay resync`, or by an install), and
+/// its work-queue message: the mall's bulk group (`<limiter key>.bulk`), so it never holds the
+/// mall's live webhooks. A request repeated within the same minute is the same job (same job
+/// id = dedup id = idempotency key).
+pub fn request(
+    mall: &crate::MallId,
+    resource: Resource,
+    (since_ms, until_ms): (u64, u64),
+    now_ms: u64,
+    scope: &crate::ratelimit::KeyScope,
+    trace_prefix: &str,
+) -> Result<(crate::jobs::Job, crate::ports::OutboundMessage), RequestError> {
+    if since_ms > until_ms {
+        return Err(RequestError::Reversed);
+    }
+    let minute = (now_ms / 60_000).to_string();
+    let id = crate::DedupId::derive(
+        "backfill",
+        &[
+            mall.as_str().as_bytes(),
+            resource.as_str().as_bytes(),
+            since_ms.to_string().as_bytes(),
+            until_ms.to_string().as_bytes(),
+            minute.as_bytes(),
+        ],
+    );
+    let job = crate::jobs::Job {
+        v: crate::jobs::JOB_VERSION,
+        job_id: id.as_str().to_owned(),
+        mall_id: mall.clone(),
+        kind: crate::jobs::JobKind::Backfill { resource, since_ms, until_ms },
+        class: crate::ratelimit::Class::Bulk,
+        trace_id: format!("{trace_prefix}-{minute}"),
+        event_received_ms: now_ms,
+    };
+    let group_id = crate::ports::GroupId::for_key(&format!("{}.bulk", scope.key(mall))).ok_or(RequestError::NoGroup)?;
+    let body = job.to_body();
+    Ok((job, crate::ports::OutboundMessage { group_id, dedup_id: id, body }))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -288,5 +339,21 @@ mod tests {
         assert!(page_items(Resource::Orders, &json!({"orders": {}})).is_none());
         assert!(page_items(Resource::Products, &json!(null)).is_none());
         assert_eq!((Resource::parse("orders"), Resource::parse("carts")), (Some(Resource::Orders), None));
+    }
+
+    #[test]
+    fn a_request_goes_to_the_bulk_group_and_a_repeat_within_a_minute_is_the_same_job() {
+        use crate::ratelimit::KeyScope;
+        let m = crate::MallId::parse("bigshop").unwrap();
+        let (j, msg) = request(&m, Resource::Orders, (1, 2), 60_000, &KeyScope::Mall, "resync").unwrap();
+        assert_eq!(msg.group_id.as_str(), "bigshop.bulk");
+        assert_eq!(msg.dedup_id.as_str(), j.job_id);
+        assert_eq!(crate::jobs::Job::parse(&msg.body).unwrap(), j);
+        assert_eq!(j.trace_id, "resync-1");
+        let (again, _) = request(&m, Resource::Orders, (1, 2), 119_999, &KeyScope::Mall, "resync").unwrap();
+        assert_eq!(again.job_id, j.job_id);
+        let (later, _) = request(&m, Resource::Orders, (1, 2), 120_000, &KeyScope::Mall, "resync").unwrap();
+        assert_ne!(later.job_id, j.job_id);
+        assert_eq!(request(&m, Resource::Orders, (3, 2), 0, &KeyScope::Mall, "x"), Err(RequestError::Reversed));
     }
 }

@@ -111,6 +111,12 @@ pub enum JobError {
 }
 
 impl Job {
+    /// The queued message body. (Serializing a `Job` cannot fail: every field is a string, a
+    /// number or an enum of those.)
+    pub fn to_body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
     /// Parses and validates a queued job.
     pub fn parse(body: &str) -> Result<Self, JobError> {
         let j: Job = serde_json::from_str(body).map_err(|e| JobError::Malformed(e.to_string()))?;

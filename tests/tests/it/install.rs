@@ -40,19 +40,22 @@ impl Fx {
     }
 
     fn handler(&self) -> Handler {
-        self.handler_with(Some(REDIRECT.into()))
+        self.handler_with(|_| {})
     }
 
-    fn handler_with(&self, redirect_uri: Option<String>) -> Handler {
+    fn handler_with(&self, tweak: impl FnOnce(&mut InstallConfig)) -> Handler {
         let c = self.sim.clock.clone();
         let clock: relay_cafe24::Clock = Arc::new(move || c.now_ms());
-        let install = InstallConfig {
+        let mut install = InstallConfig {
             state_secret: Secret::new("0123456789abcdef0123456789abcdef-test"),
-            redirect_uri,
+            redirect_uri: Some(REDIRECT.into()),
             scopes: "mall.read_order,mall.read_product".into(),
             state_ttl_ms: 10 * 60_000,
             event_bus: self.env.stack.event_bus.clone(),
+            backfill_days: 0,
+            work_queue_url: None,
         };
+        tweak(&mut install);
         let installer = AwsInstaller::on_aws(
             &self.env.clients,
             &self.env.stack.token_table,
@@ -106,7 +109,7 @@ fn body(r: &lambda_http::Response<lambda_http::Body>) -> String {
 #[tokio::test]
 async fn without_a_configured_redirect_uri_the_function_url_is_used() {
     let fx = Fx::new("install-host").await;
-    let h = fx.handler_with(None);
+    let h = fx.handler_with(|c| c.redirect_uri = None);
     // The event as Lambda delivers it for a Function URL: `requestContext.domainName` and a Host.
     let host = "abcdefg.lambda-url.us-east-1.on.aws";
     let get = |pq: String, host_header: Option<&'static str>| {
@@ -133,6 +136,54 @@ async fn without_a_configured_redirect_uri_the_function_url_is_used() {
     let r = get(format!("/install?{}", fx.launch("hostshop")), Some("evil.example/\"@x")).await;
     assert_eq!(r.status(), 400);
     assert!(body(&r).contains("OAUTH_REDIRECT_URI"), "{}", body(&r));
+}
+
+/// A new install queues the backfill of its last `backfill_days` of orders — one bulk job in the
+/// mall's bulk group — before the merchant is told it worked; a work queue that refuses it
+/// makes the merchant try again (503), and the retry queues it once.
+#[tokio::test]
+async fn an_install_queues_its_history_backfill_in_the_bulk_group() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName as Sys;
+    use relay_domain::jobs::{Job, JobKind};
+    let fx = Fx::new("install-bf").await;
+    let work = fx.env.stack.work.url.clone();
+    let h = fx.handler_with(|c| {
+        c.backfill_days = 30;
+        c.work_queue_url = Some(work.clone());
+    });
+    let query = fx.authorize(&h, "histshop").await;
+    let r = fx.get(&h, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 200, "{}", body(&r));
+    let msgs = fx.env.peek_all(&work).await.unwrap();
+    assert_eq!(msgs.len(), 1, "one backfill job");
+    let m = &msgs[0];
+    assert_eq!(attr(m, Sys::MessageGroupId).as_deref(), Some("histshop.bulk"), "the mall's bulk group");
+    let job = Job::parse(m.body().unwrap()).unwrap();
+    let now = fx.sim.clock.now_ms();
+    match job.kind {
+        JobKind::Backfill { since_ms, until_ms, .. } => {
+            assert_eq!((until_ms, until_ms - since_ms), (now, 30 * 86_400_000), "the last 30 days");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(attr(m, Sys::MessageDeduplicationId).as_deref(), Some(job.job_id.as_str()));
+
+    // A work queue that refuses: 503, the merchant opens the app again, the job is queued.
+    let broken = fx.handler_with(|c| {
+        c.backfill_days = 30;
+        c.work_queue_url = Some(format!("{}-missing", fx.env.stack.work.url));
+    });
+    let query = fx.authorize(&broken, "histshop2").await;
+    let r = fx.get(&broken, &format!("/oauth/callback?{query}")).await;
+    assert_eq!(r.status(), 503, "{}", body(&r));
+    let h = fx.handler_with(|c| {
+        c.backfill_days = 30;
+        c.work_queue_url = Some(fx.env.stack.work.url.clone());
+    });
+    let query = fx.authorize(&h, "histshop2").await;
+    assert_eq!(fx.get(&h, &format!("/oauth/callback?{query}")).await.status(), 200);
+    // (histshop's job is still in flight from the peek above: only histshop2's is received.)
+    assert_eq!(fx.env.drain_all(&work).await.unwrap().len(), 1, "the retry queued it once");
 }
 
 #[tokio::test]

@@ -33,9 +33,7 @@ use worker::{Worker, WorkerConfig};
 
 type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility, relay_aws::bus::EventBridgeBus>;
 
-fn scale() -> f64 {
-    std::env::var("RELAY_E2E_SCALE").ok().and_then(|v| v.parse().ok()).filter(|s: &f64| *s >= 1.0).unwrap_or(4.0)
-}
+use relay_tests::pipeline::scale;
 
 struct Fx {
     sim: Arc<Sim>,

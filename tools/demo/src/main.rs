@@ -114,6 +114,9 @@ async fn main() -> Result<()> {
         scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into(),
         state_ttl_ms: 600_000,
         event_bus: stack.event_bus.clone(),
+        // The demo shows recovery through reconciliation; `relay resync` shows a backfill.
+        backfill_days: 0,
+        work_queue_url: None,
     };
     let installer =
         AwsInstaller::on_aws(&aws, &stack.token_table, cafe24_config(&sim_base)?, install_cfg, clock.clone())?;

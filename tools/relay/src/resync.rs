@@ -4,11 +4,11 @@
 
 use anyhow::{bail, Result};
 use relay_domain::backfill::{Progress, Resource};
-use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
-use relay_domain::ports::{BackfillStore, GroupId, OutboundMessage};
-use relay_domain::ratelimit::{Class, KeyScope};
+use relay_domain::jobs::Job;
+use relay_domain::ports::{BackfillStore, OutboundMessage};
+use relay_domain::ratelimit::KeyScope;
 use relay_domain::tokens::parse_cafe24_token_time;
-use relay_domain::{DedupId, MallId};
+use relay_domain::MallId;
 
 /// Parses `YYYY-MM-DD` (the start of that day in KST) or a full Cafe24 timestamp.
 pub fn parse_time(raw: &str) -> Result<u64> {
@@ -20,9 +20,8 @@ pub fn parse_time(raw: &str) -> Result<u64> {
     }
 }
 
-/// The backfill job for a request made at `now_ms`, and its work-queue message (the mall's bulk
-/// group, so it never holds the mall's live webhooks). A request repeated within a minute is
-/// the same job.
+/// The backfill job for a request made at `now_ms` and its work-queue message (see
+/// [`relay_domain::backfill::request`]).
 pub fn job(
     mall: &MallId,
     resource: Resource,
@@ -31,34 +30,12 @@ pub fn job(
     now_ms: u64,
     scope: &KeyScope,
 ) -> Result<(Job, OutboundMessage)> {
-    if since_ms > until_ms {
-        bail!("--since is after --until");
-    }
-    let minute = (now_ms / 60_000).to_string();
-    let id = DedupId::derive(
-        "backfill",
-        &[
-            mall.as_str().as_bytes(),
-            resource.as_str().as_bytes(),
-            since_ms.to_string().as_bytes(),
-            until_ms.to_string().as_bytes(),
-            minute.as_bytes(),
-        ],
-    );
-    let job = Job {
-        v: JOB_VERSION,
-        job_id: id.as_str().to_owned(),
-        mall_id: mall.clone(),
-        kind: JobKind::Backfill { resource, since_ms, until_ms },
-        class: Class::Bulk,
-        trace_id: format!("resync-{minute}"),
-        event_received_ms: now_ms,
-    };
-    let Some(group_id) = GroupId::for_key(&format!("{}.bulk", scope.key(mall))) else {
-        bail!("the mall's rate-limit key does not make a queue group");
-    };
-    let body = serde_json::to_string(&job)?;
-    Ok((job, OutboundMessage { group_id, dedup_id: id, body }))
+    relay_domain::backfill::request(mall, resource, (since_ms, until_ms), now_ms, scope, "resync").map_err(
+        |e| match e {
+            relay_domain::backfill::RequestError::Reversed => anyhow::anyhow!("--since is after --until"),
+            other => anyhow::anyhow!("{other}"),
+        },
+    )
 }
 
 /// Share of the work done, 0..=1000 (orders by the window reached; products done or not).
@@ -118,17 +95,14 @@ mod tests {
     }
 
     #[test]
-    fn the_job_goes_to_the_bulk_group_and_a_repeat_within_a_minute_is_the_same_job() {
+    fn a_reversed_period_is_refused_in_the_cli_s_words() {
         let m = MallId::parse("bigshop").unwrap();
-        let (j, msg) = job(&m, Resource::Orders, 1, 2, 60_000, &KeyScope::Mall).unwrap();
-        assert_eq!(msg.group_id.as_str(), "bigshop.bulk");
-        assert_eq!(msg.dedup_id.as_str(), j.job_id);
-        assert_eq!(Job::parse(&msg.body).unwrap(), j);
-        let (again, _) = job(&m, Resource::Orders, 1, 2, 119_999, &KeyScope::Mall).unwrap();
-        assert_eq!(again.job_id, j.job_id);
-        let (later, _) = job(&m, Resource::Orders, 1, 2, 120_000, &KeyScope::Mall).unwrap();
-        assert_ne!(later.job_id, j.job_id);
-        assert!(job(&m, Resource::Orders, 3, 2, 0, &KeyScope::Mall).is_err());
+        let e = job(&m, Resource::Orders, 3, 2, 0, &KeyScope::Mall).unwrap_err().to_string();
+        assert!(e.contains("--since is after --until"), "{e}");
+        assert_eq!(
+            job(&m, Resource::Orders, 1, 2, 60_000, &KeyScope::Mall).unwrap().1.group_id.as_str(),
+            "bigshop.bulk"
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
         scopes: "mall.read_order,mall.read_product".into(),
         state_ttl_ms: 600_000,
         event_bus: p.env.stack.event_bus.clone(),
+        backfill_days: 0,
+        work_queue_url: None,
     };
     let installer = AwsInstaller::on_aws(
         &p.env.clients,
