@@ -18,7 +18,7 @@ use worker::{Worker, WorkerConfig};
 
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 
-use crate::{http_event, install_seeded, sim_cafe24_config, to_request, Shape, TestEnv, KEY};
+use crate::{http_event, install_seeded, sim_cafe24_config, to_request, IngestEnv as _, Shape, TestEnv, KEY};
 
 /// The one time-scale knob of the end-to-end tests: the simulator drains `scale()`× faster
 /// (its bucket stays 40) and the limiter follows. `RELAY_E2E_SCALE` (≥ 1, default 4);

@@ -15,7 +15,7 @@ use devstack::esm::new_request_id;
 use relay_domain::tokens::TokenStore;
 use relay_lambda::telemetry::SCHEMA;
 use relay_tests::pipeline::Pipeline;
-use relay_tests::{cafe24_fixtures, emf, serve_ingest, KEY};
+use relay_tests::{cafe24_fixtures, emf, serve_ingest, IngestEnv as _, KEY};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 

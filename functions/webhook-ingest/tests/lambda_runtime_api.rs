@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::MessageSystemAttributeName as Sys;
-use relay_tests::*;
 use serde_json::Value;
+use testkit::*;
 
 /// Kills a child's whole process group on drop.
 ///
@@ -163,6 +163,6 @@ async fn the_real_binary_behind_the_lambda_runtime_api_enqueues_a_function_url_r
     let rid = accepted["request_id"].as_str().unwrap();
     assert!(!rid.is_empty() && rid != "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "the runtime's invocation id: {rid}");
     let emf = lines.iter().find(|l| l.get("_aws").is_some() && l["request_id"] == rid).expect("an EMF line");
-    relay_tests::emf::validate(emf).unwrap();
+    testkit::emf::validate(emf).unwrap();
     assert_eq!(emf["WebhooksAccepted"], 1);
 }

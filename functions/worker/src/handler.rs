@@ -157,6 +157,11 @@ where
         Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas }
     }
 
+    /// The state store (benchmarks read its write counter).
+    pub fn state(&self) -> &I {
+        &self.state
+    }
+
     fn now(&self) -> u64 {
         (self.cafe24.clock())()
     }

@@ -16,7 +16,7 @@ use devstack::esm::new_request_id;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::tokens::Secret;
 use relay_tests::pipeline::Pipeline;
-use relay_tests::{sim_cafe24_config, KEY};
+use relay_tests::{sim_cafe24_config, IngestEnv as _, KEY};
 use serde_json::json;
 use webhook_ingest::install::{AwsInstaller, InstallConfig};
 
