@@ -10,9 +10,9 @@ use relay_aws::limiter::DynamoLimiter;
 use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_domain::clock::system_clock;
 use relay_domain::ports::MessageQueue;
 use relay_domain::MallId;
+use relay_lambda::clock::system_clock;
 use serde_json::Value;
 use worker::{Worker, WorkerConfig};
 

@@ -111,7 +111,7 @@ async fn pipeline_run() -> Run {
     let rec = p.tokens().get(&mall).await.unwrap().unwrap();
     // The scheduled keep-alive, with the mall needing re-authorization: a gauge of such malls.
     p.tokens().set_status(&mall, relay_domain::tokens::TokenStatus::NeedsReauth, 1).await.unwrap();
-    let now = relay_domain::clock::now_ms();
+    let now = relay_lambda::clock::now_ms();
     let (_, needs_reauth) = {
         use tracing::Instrument as _;
         let span = relay_lambda::telemetry::invocation_span("dispatcher", &new_request_id());

@@ -112,7 +112,7 @@ where
             inbox,
             bus,
             cfg,
-            clock: relay_domain::clock::now_ms,
+            clock: relay_lambda::clock::now_ms,
             stats: DispatchStats::default(),
             deltas: Deltas::default(),
         }

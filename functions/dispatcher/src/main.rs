@@ -35,7 +35,7 @@ where
         Ok::<Value, Error>(serde_json::to_value(d.handle_batch(sqs, left).await)?)
     } else {
         // An EventBridge schedule (or a manual invoke): reconciliation or the keep-alive.
-        let now = relay_domain::clock::now_ms();
+        let now = relay_lambda::clock::now_ms();
         if ev.payload.get("source").and_then(Value::as_str) == Some(dispatcher::RECONCILE_SOURCE) {
             let jobs = d.reconcile_all(now).await?;
             return Ok(serde_json::json!({"reconcile_jobs": jobs}));

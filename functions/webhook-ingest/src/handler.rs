@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use relay_domain::clock::now_ms;
+use relay_lambda::clock::now_ms;
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};

@@ -3,8 +3,8 @@
 
 use lambda_http::{service_fn, Error, Request};
 use relay_cafe24::Cafe24Config;
-use relay_domain::clock::system_clock;
 use relay_domain::ports::MessageQueue;
+use relay_lambda::clock::system_clock;
 use webhook_ingest::event::SafeAdapter;
 use webhook_ingest::install::{AwsInstaller, InstallConfig, InstallFlow};
 use webhook_ingest::{ConfigError, Ingest, IngestConfig};

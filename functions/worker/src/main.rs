@@ -2,7 +2,7 @@
 
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use relay_cafe24::Cafe24Config;
-use relay_domain::clock::system_clock;
+use relay_lambda::clock::system_clock;
 use relay_lambda::telemetry::invocation_span;
 use tracing::Instrument;
 use worker::{Worker, WorkerConfig};

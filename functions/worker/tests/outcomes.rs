@@ -102,7 +102,7 @@ impl Fx {
             _ => None,
         })
         .unwrap();
-        let clock: relay_cafe24::Clock = relay_domain::clock::system_clock();
+        let clock: relay_cafe24::Clock = relay_lambda::clock::system_clock();
         let cafe24 = Cafe24::new(ccfg, self.gate.clone(), self.tokens.clone(), clock).unwrap();
         Worker::new(
             cafe24,

@@ -1,31 +1,8 @@
-//! Time as the relay reads it: epoch milliseconds through one shared function type, so tests,
-//! the simulator's manual clock and virtual-time runs can stand in for the wall clock anywhere
-//! the functions read time (token expiry, the limiter, idempotency records, coalescing).
+//! The clock type: epoch milliseconds through one shared function type. The domain never reads
+//! time itself (time is an argument); the functions inject a clock — the wall clock on AWS
+//! (`relay_lambda::clock::system_clock`), the simulator's manual clock or a virtual one in tests.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An epoch-ms clock.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The wall clock, epoch ms (0 if the system clock is before 1970).
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-/// The wall clock as a [`Clock`].
-pub fn system_clock() -> Clock {
-    Arc::new(now_ms)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_system_clock_reads_the_wall_clock() {
-        let before = now_ms();
-        let read = system_clock()();
-        assert!(before > 1_700_000_000_000 && read >= before && read - before < 60_000);
-    }
-}

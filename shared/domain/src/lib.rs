@@ -15,6 +15,8 @@
 //! - A [`MallId`] is always a valid SQS `MessageGroupId`.
 //! - The envelope carries the webhook body byte for byte; it is never re-serialised.
 
+#![warn(missing_docs)]
+
 pub mod app_launch;
 pub mod auth;
 pub mod backfill;

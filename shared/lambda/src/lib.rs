@@ -13,6 +13,7 @@
 //!
 //! Nothing here knows a particular function.
 
+pub mod clock;
 pub mod config;
 pub mod fifo;
 pub mod http;

@@ -95,7 +95,7 @@ pub fn emit(function: &str, samples: &[Sample]) {
     if samples.is_empty() {
         return;
     }
-    let now = relay_domain::clock::now_ms();
+    let now = crate::clock::now_ms();
     let doc = document(stack(function), function, now, samples);
     tracing::info!(target: METRICS_TARGET, emf = %doc, "metrics");
 }

@@ -67,7 +67,7 @@ async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass
         let mut sent = Vec::new();
         for _ in 0..LIVE {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            let at = relay_domain::clock::now_ms();
+            let at = relay_lambda::clock::now_ms();
             let r = fx.place_order(MALL, json!({"emit_webhook": true})).await;
             assert_eq!(r["delivered"], 1, "{r}");
             sent.push(at);

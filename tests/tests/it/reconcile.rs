@@ -23,7 +23,7 @@ fn orders_per_mall() -> usize {
     std::env::var("RELAY_RECONCILE_ORDERS_PER_MALL").ok().and_then(|v| v.parse().ok()).unwrap_or(40)
 }
 
-use relay_domain::clock::now_ms;
+use relay_lambda::clock::now_ms;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_nothing() {

@@ -24,10 +24,10 @@ use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24;
-use relay_domain::clock::system_clock;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ratelimit::Class;
 use relay_domain::MallId;
+use relay_lambda::clock::system_clock;
 use relay_tests::{install_seeded, sim_cafe24_config, TestEnv};
 use worker::{Worker, WorkerConfig};
 
@@ -131,7 +131,7 @@ fn job(id: &str, mall: &MallId, kind: JobKind, received_ms: u64) -> Job {
     }
 }
 
-use relay_domain::clock::now_ms;
+use relay_lambda::clock::now_ms;
 
 #[derive(Debug, Default)]
 struct Run {

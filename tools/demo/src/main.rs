@@ -23,9 +23,9 @@ use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24Config;
 use relay_demo::bridge::serve;
-use relay_domain::clock::system_clock;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
+use relay_lambda::clock::system_clock;
 use serde_json::{json, Value};
 use webhook_ingest::install::{AwsInstaller, InstallConfig};
 use webhook_ingest::{Ingest, IngestConfig};
@@ -309,7 +309,7 @@ async fn main() -> Result<()> {
     // One reconcile cycle (the schedule's fan-out, then the pipeline until idle): the webhooks
     // Cafe24 never delivered come back from its webhook logs.
     let lost = sim.lock().logs.iter().filter(|l| l.log_type == "G" && l.response_http_code.is_none()).count();
-    let now = relay_domain::clock::now_ms();
+    let now = relay_lambda::clock::now_ms();
     let jobs = d.reconcile_all(now).await?;
     stop.store(false, Ordering::Relaxed);
     let watch = async {

@@ -366,7 +366,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Resync { command: None, start: None } => bail!("relay resync: give --mall and --since, or `status`"),
         Command::Resync { command: None, start: Some(a) } => {
             let m = mall::parse_mall(&a.mall)?;
-            let now = relay_domain::clock::now_ms();
+            let now = relay_lambda::clock::now_ms();
             let since = resync::parse_time(&a.since)?;
             let until = a.until.as_deref().map(resync::parse_time).transpose()?.unwrap_or(now);
             let resource = relay_domain::backfill::Resource::parse(&a.kind)

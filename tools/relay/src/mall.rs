@@ -6,11 +6,11 @@
 
 use anyhow::{bail, Context, Result};
 use relay_aws::tokens::{DynamoTokenStore, MallPage};
-use relay_domain::clock::now_ms;
 use relay_domain::ports::{ReconcileState, ReconcileStore};
 use relay_domain::ratelimit::{KeyScope, LimiterConfig, LimiterState};
 use relay_domain::tokens::{TokenRecord, TokenStatus, TokenStore};
 use relay_domain::MallId;
+use relay_lambda::clock::now_ms;
 
 use crate::dlq;
 use crate::target::Target;
@@ -78,7 +78,7 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
         ddb,
         target.require("RATE_LIMIT_TABLE")?,
         LimiterConfig::default(),
-        relay_domain::clock::system_clock(),
+        relay_lambda::clock::system_clock(),
     );
     let state = limiter.stored(&key).await.map_err(|e| anyhow::anyhow!("reading the rate-limit table: {e}"))?;
     let mut queues = Vec::new();

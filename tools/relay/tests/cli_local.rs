@@ -64,7 +64,7 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
         &p.env.stack.token_table,
         sim_cafe24_config(&p.base),
         install,
-        relay_domain::clock::system_clock(),
+        relay_lambda::clock::system_clock(),
     )
     .unwrap();
     let ingest = p.env.ingest().with_install(installer);
