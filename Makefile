@@ -79,9 +79,9 @@ test: tools check-purity fmt-check lint-infra ## everything CI runs: purity, for
 demo: ## the whole pipeline locally (moto + Cafe24 simulator + the three handlers), then the relay CLI on its stack
 	@scripts/demo.sh
 
-bench: tools ## the burst scenario through relay vs the direct and handoff baselines at real limits (writes docs/benchmarks/)
-	$(CARGO) build --locked -p relay-demo
-	scripts/with-moto.sh target/debug/relay-bench
+bench: tools ## the burst scenario through relay vs the direct and handoff baselines at real limits, release build (writes docs/benchmarks/)
+	$(CARGO) build --release --locked -p relay-demo --bin relay-bench
+	scripts/with-moto.sh target/release/relay-bench
 
 bench-ingest: ## ingest CPU per request vs plain serde_json parsing (prints a table)
 	$(CARGO) bench -p webhook-ingest --bench ingest_cpu --locked
