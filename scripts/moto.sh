@@ -42,7 +42,7 @@ case "${1:-}" in
     port="$(free_port)"
     # setsid: not killed with the shell that started it; `stop` ends it.
     # scripts/moto_server.py: moto_server with DynamoDB requests made atomic, as on AWS.
-    setsid "$ROOT/.venv/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 < /dev/null &
+    MOTO_STATS_FILE="$STATE/moto-stats.json" setsid "$ROOT/.venv/bin/python" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$LOG" 2>&1 < /dev/null &
     echo $! > "$PIDF"
     echo "http://127.0.0.1:$port" > "$URLF"
     wait_ready "$(cat "$URLF")"

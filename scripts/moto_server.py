@@ -14,8 +14,14 @@ moto's threaded server runs requests concurrently without a lock:
 This wrapper serializes moto's DynamoDB operations with one lock and its SQS message operations
 with another (reads included), then runs moto_server unchanged. A long poll waits outside the
 lock: it is retried as short receives until its wait time is over.
+
+With MOTO_STATS_FILE set, it also counts the operations it serialized and the time spent holding
+each lock, and writes them there as JSON four times a second (read by `make bench`, which reports
+how busy the emulator was beside its results).
 """
 import functools
+import json
+import os
 import sys
 import threading
 import time
@@ -31,18 +37,41 @@ _OPS = (
 )
 
 
-def _under(lock):
-    """Wraps a backend method so that it runs holding `lock`."""
+# Per service: operations served and seconds spent holding its lock.
+_STATS = {"dynamodb": [0, 0.0], "sqs": [0, 0.0]}
+
+
+def _under(lock, service):
+    """Wraps a backend method so that it runs holding `lock`, counted under `service`."""
 
     def wrap(fn):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             with lock:
-                return fn(*args, **kwargs)
+                t = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    _STATS[service][0] += 1
+                    _STATS[service][1] += time.perf_counter() - t
 
         return run
 
     return wrap
+
+
+def _write_stats(path):
+    while True:
+        time.sleep(0.25)
+        doc = {f"{k}_ops": v[0] for k, v in _STATS.items()}
+        doc.update({f"{k}_busy_s": round(v[1], 4) for k, v in _STATS.items()})
+        tmp = path + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(doc, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
 
 
 _SQS_OPS = (
@@ -51,10 +80,13 @@ _SQS_OPS = (
     "get_queue_attributes",
 )
 
-for _backend, _ops, _lock in ((DynamoDBBackend, _OPS, _LOCK), (SQSBackend, _SQS_OPS, _SQS_LOCK)):
+for _backend, _ops, _lock, _svc in (
+    (DynamoDBBackend, _OPS, _LOCK, "dynamodb"),
+    (SQSBackend, _SQS_OPS, _SQS_LOCK, "sqs"),
+):
     for _name in _ops:
         if hasattr(_backend, _name):
-            setattr(_backend, _name, _under(_lock)(getattr(_backend, _name)))
+            setattr(_backend, _name, _under(_lock, _svc)(getattr(_backend, _name)))
 
 _receive = SQSBackend.receive_message
 
@@ -64,7 +96,10 @@ def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_ti
     deadline = time.monotonic() + (wait_seconds_timeout or 0)
     while True:
         with _SQS_LOCK:
+            t = time.perf_counter()
             got = _receive(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            _STATS["sqs"][0] += 1
+            _STATS["sqs"][1] += time.perf_counter() - t
         if got or time.monotonic() >= deadline:
             return got
         time.sleep(0.02)
@@ -75,4 +110,6 @@ SQSBackend.receive_message = _receive_atomic
 from moto.server import main  # noqa: E402  (after the patch)
 
 if __name__ == "__main__":
+    if os.environ.get("MOTO_STATS_FILE"):
+        threading.Thread(target=_write_stats, args=(os.environ["MOTO_STATS_FILE"],), daemon=True).start()
     sys.exit(main())

@@ -12,5 +12,6 @@ fi
 cleanup() { if [[ $started == 1 ]]; then "$ROOT/scripts/moto.sh" stop; fi; }
 trap cleanup EXIT
 export AWS_ENDPOINT_URL="$("$ROOT/scripts/moto.sh" url)"
+export MOTO_STATS_FILE="$ROOT/.local/moto-stats.json" # operations and busy time (scripts/moto_server.py)
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 "$@"

@@ -58,6 +58,8 @@ impl PrivateMoto {
         let child = Command::new(root.join(".venv/bin/python"))
             .arg(root.join("scripts/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Its load is its own: it must not overwrite the shared server's statistics.
+            .env_remove("MOTO_STATS_FILE")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

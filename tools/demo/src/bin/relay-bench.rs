@@ -58,6 +58,43 @@ struct Row {
     ddb_writes: u64,
     lost: u64,
     duplicated: u64,
+    /// How much of the emulator the run used (`None` without moto's statistics).
+    emu: Option<EmuLoad>,
+}
+
+/// The local moto's counters (`scripts/moto_server.py` writes them to `MOTO_STATS_FILE`):
+/// operations served and seconds spent serving them, per service (it serves one at a time).
+#[derive(Clone, Copy, Debug, Default)]
+struct EmuLoad {
+    ddb_ops: f64,
+    ddb_busy_s: f64,
+    sqs_ops: f64,
+    sqs_busy_s: f64,
+}
+
+impl EmuLoad {
+    /// The counters now (they are written four times a second: wait for a fresh copy).
+    async fn read() -> Option<Self> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let path = std::env::var("MOTO_STATS_FILE").ok()?;
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+        let f = |k: &str| v.get(k).and_then(Value::as_f64);
+        Some(Self {
+            ddb_ops: f("dynamodb_ops")?,
+            ddb_busy_s: f("dynamodb_busy_s")?,
+            sqs_ops: f("sqs_ops")?,
+            sqs_busy_s: f("sqs_busy_s")?,
+        })
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            ddb_ops: self.ddb_ops - before.ddb_ops,
+            ddb_busy_s: self.ddb_busy_s - before.ddb_busy_s,
+            sqs_ops: self.sqs_ops - before.sqs_ops,
+            sqs_busy_s: self.sqs_busy_s - before.sqs_busy_s,
+        }
+    }
 }
 
 /// What a baseline webhook receiver shares between its requests.
@@ -328,6 +365,7 @@ async fn main() -> Result<()> {
         };
         let stop = std::sync::atomic::AtomicBool::new(false);
         let ingest_before = INGEST_BILLED_MS.load(Ordering::Relaxed);
+        let emu_before = EmuLoad::read().await;
         let start = Instant::now();
         let sent = Mutex::new(None);
         let poll = |which: u8| {
@@ -407,6 +445,7 @@ async fn main() -> Result<()> {
             ddb_writes: w.cafe24.gate().stats.writes.load(Ordering::Relaxed) + state_writes,
             lost,
             duplicated: 0,
+            emu: EmuLoad::read().await.zip(emu_before).map(|(a, b)| a.since(b)),
         });
     }
 
@@ -474,6 +513,7 @@ async fn main() -> Result<()> {
             let _ = axum::serve(listener, app).await;
         });
         http.post(format!("{sim_base}/sim/webhooks/target")).json(&json!({"url": url, "api_key": KEY})).send().await?;
+        let emu_before = EmuLoad::read().await;
         let start = Instant::now();
         let (touched, events) = burst(&sim, &sim_base, &malls, p).await?;
         while naive.outstanding.load(Ordering::Relaxed) > 0 && start.elapsed() < Duration::from_secs(900) {
@@ -501,6 +541,7 @@ async fn main() -> Result<()> {
             ddb_writes: 0,
             lost,
             duplicated: naive.dups.load(Ordering::Relaxed),
+            emu: EmuLoad::read().await.zip(emu_before).map(|(a, b)| a.since(b)),
         });
     }
 
@@ -531,6 +572,28 @@ async fn main() -> Result<()> {
         ));
     }
     md.push_str(&format!("\nFloor: {:.1} s. Bench wall time {:.0} s. DynamoDB and SQS are moto on loopback; the simulator is in-process.\n", rows.first().map_or(0.0, |r| r.floor_s), t_bench.elapsed().as_secs_f64()));
+    // The emulator's own load: a service busy for most of the makespan set the pace, not the design.
+    let loads: Vec<String> = rows
+        .iter()
+        .filter_map(|r| {
+            let e = r.emu?;
+            let share = |busy: f64| 100.0 * busy / r.makespan_s.max(0.001);
+            Some(format!(
+                "{}: DynamoDB {:.0} requests, busy {:.0}% of the makespan; SQS {:.0} requests, busy {:.0}%",
+                r.design,
+                e.ddb_ops,
+                share(e.ddb_busy_s),
+                e.sqs_ops,
+                share(e.sqs_busy_s)
+            ))
+        })
+        .collect();
+    if !loads.is_empty() {
+        md.push_str(&format!(
+            "\nEmulator load during each run, counted from its start until its row was taken, the bench's own completion checks included; busy = time inside moto's backend holding its per-service lock, not its HTTP layer: {}.\n",
+            loads.join("; ")
+        ));
+    }
     println!("\n{md}");
     // The quick smoke run (in `make test`) writes under target/, leaving the committed results alone.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
