@@ -15,19 +15,59 @@ This wrapper serializes moto's DynamoDB operations with one lock and its SQS mes
 with another (reads included), then runs moto_server unchanged. A long poll waits outside the
 lock: it is retried as short receives until its wait time is over.
 
+Three of moto's costs are patched out, none of them a behaviour (same results, measured in
+`make bench`: they made moto's SQS the pace-setter of every end-to-end run):
+- the clock: `unix_time`/`unix_time_millis` built datetimes twice per call, and SQS asks the clock
+  for every message on every receive; here they read `time.time()` (a server is never time-frozen);
+- a receive read the queue's whole attribute map (which counts visible, delayed and in-flight
+  messages, each by the clock) once per message it returned, only to learn the retention period;
+- the request router listed moto's package directory (~150 `isdir` calls) on every request, under
+  its global lock; the list never changes while the server runs, so it is read once.
+Werkzeug's per-request access log is off (level WARNING): writing it cost more than some requests.
+
 With MOTO_STATS_FILE set, it also counts the operations it serialized and the time spent holding
 each lock, and writes them there as JSON four times a second (read by `make bench`, which reports
 how busy the emulator was beside its results).
 """
 import functools
 import json
+import logging
 import os
 import sys
 import threading
 import time
 
+import moto.backends
+import moto.core.utils
+import moto.sqs.models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.sqs.models import SQSBackend
+
+
+def _unix_time(dt=None):
+    return time.time() if dt is None else _moto_unix_time(dt)
+
+
+def _unix_time_millis(dt=None):
+    return time.time() * 1000.0 if dt is None else _moto_unix_time(dt) * 1000.0
+
+
+_moto_unix_time = moto.core.utils.unix_time
+for _module in (moto.core.utils, moto.sqs.models):
+    _module.unix_time = _unix_time
+    _module.unix_time_millis = _unix_time_millis
+
+
+def _retention_ok(self, queue_name, message):
+    retention_s = int(self.get_queue(queue_name).message_retention_period)
+    return retention_s + message.sent_timestamp / 1000 > time.time()
+
+
+SQSBackend.is_message_valid_based_on_retention_period = _retention_ok
+
+_MODULES = tuple(moto.backends.list_of_moto_modules())
+moto.backends.list_of_moto_modules = lambda: _MODULES
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 _LOCK = threading.RLock()
 _SQS_LOCK = threading.RLock()
@@ -39,6 +79,8 @@ _OPS = (
 
 # Per service: operations served and seconds spent holding its lock.
 _STATS = {"dynamodb": [0, 0.0], "sqs": [0, 0.0]}
+# Operations call each other (a batch calls the single one); only the outermost one counts.
+_DEPTH = threading.local()
 
 
 def _under(lock, service):
@@ -48,12 +90,16 @@ def _under(lock, service):
         @functools.wraps(fn)
         def run(*args, **kwargs):
             with lock:
+                depth = getattr(_DEPTH, "n", 0)
+                _DEPTH.n = depth + 1
                 t = time.perf_counter()
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    _STATS[service][0] += 1
-                    _STATS[service][1] += time.perf_counter() - t
+                    _DEPTH.n = depth
+                    if depth == 0:
+                        _STATS[service][0] += 1
+                        _STATS[service][1] += time.perf_counter() - t
 
         return run
 
@@ -97,7 +143,11 @@ def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_ti
     while True:
         with _SQS_LOCK:
             t = time.perf_counter()
-            got = _receive(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            _DEPTH.n = 1
+            try:
+                got = _receive(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
+            finally:
+                _DEPTH.n = 0
             _STATS["sqs"][0] += 1
             _STATS["sqs"][1] += time.perf_counter() - t
         if got or time.monotonic() >= deadline:

@@ -162,6 +162,11 @@ where
         &self.state
     }
 
+    /// The configuration it was built with.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.cfg
+    }
+
     fn now(&self) -> u64 {
         (self.cafe24.clock())()
     }

@@ -351,20 +351,25 @@ async fn a_throttled_mall_does_not_block_another_and_order_holds_through_deferra
     assert_eq!(fx.sim.stats("fastmall").status_429, 0);
 }
 
+/// Deferrals are not attempts: a job throttled more than twice its attempt budget (MAX_ATTEMPTS,
+/// 5) completes and never reaches the DLQ. Each deferral costs a second of SQS visibility, so
+/// twelve of them, not fifty (which only made the test 40 s longer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deferred_fifty_times_never_reaches_the_dlq() {
+async fn deferred_past_twice_the_attempt_budget_never_reaches_the_dlq() {
+    const THROTTLED: u64 = 12;
     let mut fx = Fx::new("wdefer", 3).await;
     fx.defer_min_s = Some(1);
     let mall = fx.install("patient").await;
-    fx.fault("patient", None, FaultKind::RateLimit, Some(50));
+    fx.fault("patient", None, FaultKind::RateLimit, Some(THROTTLED as u32));
     let order = fx.orders("patient")[0].clone();
     fx.enqueue(&[job("j-patient", &mall, JobKind::SyncOrder { order_id: order.clone() }, now_ms() - 1_000)]).await;
     let w = fx.worker();
-    let run = drive_until(&fx, &w, Duration::from_secs(240), |w| finished(w) >= 1).await;
-    println!("deferred 50 times: {run:?}, deferrals {}", w.stats.deferred.load(Ordering::Relaxed));
+    assert!(THROTTLED > 2 * u64::from(w.config().max_attempts));
+    let run = drive_until(&fx, &w, Duration::from_secs(120), |w| finished(w) >= 1).await;
+    println!("deferred {THROTTLED} times: {run:?}, deferrals {}", w.stats.deferred.load(Ordering::Relaxed));
     assert_eq!(finished(&w), 1, "the job completed");
-    assert_eq!(fx.sim.stats("patient").status_429, 50);
-    assert!(w.stats.deferred.load(Ordering::Relaxed) >= 50);
+    assert_eq!(fx.sim.stats("patient").status_429, THROTTLED);
+    assert!(w.stats.deferred.load(Ordering::Relaxed) >= THROTTLED);
     assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "deferrals are not attempts");
     assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0);
 }
