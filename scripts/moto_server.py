@@ -81,6 +81,8 @@ _OPS = (
 _STATS = {"dynamodb": [0, 0.0], "sqs": [0, 0.0]}
 # Operations call each other (a batch calls the single one); only the outermost one counts.
 _DEPTH = threading.local()
+# Per operation ("sqs.receive_message", ...): how many (outermost) calls.
+_OP_COUNTS = {}
 
 
 def _under(lock, service):
@@ -100,6 +102,12 @@ def _under(lock, service):
                     if depth == 0:
                         _STATS[service][0] += 1
                         _STATS[service][1] += time.perf_counter() - t
+                        op = f"{service}.{fn.__name__}"
+                        table = kwargs.get("table_name") or (args[1] if len(args) > 1 and isinstance(args[1], str) else None)
+                        if service == "dynamodb" and table:
+                            # Tables are <prefix>-<name>: count per table kind, not per test stack.
+                            op += ":" + table.rsplit("-", 1)[-1]
+                        _OP_COUNTS[op] = _OP_COUNTS.get(op, 0) + 1
 
         return run
 
@@ -111,6 +119,7 @@ def _write_stats(path):
         time.sleep(0.25)
         doc = {f"{k}_ops": v[0] for k, v in _STATS.items()}
         doc.update({f"{k}_busy_s": round(v[1], 4) for k, v in _STATS.items()})
+        doc["operations"] = dict(_OP_COUNTS)
         tmp = path + ".tmp"
         try:
             with open(tmp, "w") as f:
@@ -150,6 +159,7 @@ def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_ti
                 _DEPTH.n = 0
             _STATS["sqs"][0] += 1
             _STATS["sqs"][1] += time.perf_counter() - t
+            _OP_COUNTS["sqs.receive_message"] = _OP_COUNTS.get("sqs.receive_message", 0) + 1
         if got or time.monotonic() >= deadline:
             return got
         time.sleep(0.02)

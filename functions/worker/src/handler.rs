@@ -20,7 +20,7 @@ use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::DedupId;
-use relay_lambda::fifo::{drive, sqs, RecordResult};
+use relay_lambda::fifo::{drive_overlapping, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
 use relay_lambda::telemetry::record_span;
 use serde_json::json;
@@ -142,6 +142,14 @@ impl AwsWorker {
     }
 }
 
+/// What a record acts on, for [`drive_overlapping`]: a sync job's snapshot (kind and id), so two
+/// jobs of one entity never overlap and their snapshot writes stay in fetch order. Every other
+/// job (token, reconcile, backfill) and an unparsable record run alone.
+fn overlap_key(m: &SqsMessage) -> Option<String> {
+    let job = Job::parse(m.body.as_deref()?).ok()?;
+    job.kind.target().map(|(kind, id)| format!("{kind}:{id}"))
+}
+
 impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
 where
     G: RateGate,
@@ -179,10 +187,12 @@ where
         let deadline = std::time::Instant::now() + time_left();
         let plan = relay_cafe24::deadline::within(
             deadline,
-            drive(
+            drive_overlapping(
                 &records,
                 sqs::message_id,
                 sqs::group_id,
+                overlap_key,
+                self.cfg.jobs_in_flight,
                 tl,
                 Duration::from_millis(self.cfg.min_time_left_ms),
                 |i, _| {

@@ -51,8 +51,8 @@ pub struct BatchPlan {
 /// Longest visibility delay SQS accepts.
 pub const MAX_VISIBILITY_S: u32 = 43_200;
 
-/// Runs `handler` over `items` (id and group read with `id`/`group`), following the FIFO rules.
-/// `time_left` is polled before each record; below `min_left` the rest of the group is returned.
+/// Runs `handler` over `items` (id and group read with `id`/`group`), following the FIFO rules,
+/// one record of a group at a time.
 pub async fn drive<T, H, Fut>(
     items: &[T],
     id: impl Fn(&T) -> &str,
@@ -65,6 +65,35 @@ where
     H: Fn(usize, &T) -> Fut,
     Fut: Future<Output = RecordResult>,
 {
+    drive_overlapping(items, id, group, |_| None, 1, time_left, min_left, handler).await
+}
+
+/// [`drive`], with up to `window` records of one group in flight at once where they commute:
+/// `key` names what a record acts on (`None`: it runs alone). A record starts only when every
+/// record before it in its group has started, none in flight is keyless, none in flight has
+/// its key, and fewer than `window` are in flight; a keyless record waits for the group to be
+/// idle. The outcome is decided in group order as in [`drive`]: from the first record that did
+/// not finish done, that record and every later one of its group are returned with its delay —
+/// later ones that had already finished included (their redelivery must find them done: the
+/// handler's idempotency is what makes overlapping safe). Nothing starts after a record of the
+/// group failed or was deferred.
+#[allow(clippy::too_many_arguments)]
+pub async fn drive_overlapping<T, H, Fut>(
+    items: &[T],
+    id: impl Fn(&T) -> &str,
+    group: impl Fn(&T) -> &str,
+    key: impl Fn(&T) -> Option<String>,
+    window: usize,
+    time_left: impl Fn() -> Duration,
+    min_left: Duration,
+    handler: H,
+) -> BatchPlan
+where
+    H: Fn(usize, &T) -> Fut,
+    Fut: Future<Output = RecordResult>,
+{
+    use futures::stream::{FuturesUnordered, StreamExt as _};
+    let window = window.max(1);
     // Groups in order of first appearance, each with its records' indices in order.
     let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, it) in items.iter().enumerate() {
@@ -75,39 +104,56 @@ where
         }
     }
     let per_group = groups.iter().map(|(_, idx)| {
-        let (handler, time_left) = (&handler, &time_left);
+        let (handler, time_left, key) = (&handler, &time_left, &key);
         async move {
-            // (index, Some(delay) | None) for returned records; counts.
+            // Per position in the group: its result once finished (`None`: not started or
+            // stopped for time).
+            let mut results: Vec<Option<RecordResult>> = vec![None; idx.len()];
+            let mut in_flight = FuturesUnordered::new();
+            let mut keys_in_flight: Vec<(usize, Option<String>)> = Vec::new();
+            let (mut next, mut processed, mut out_of_time, mut stopped) = (0, 0, 0, false);
+            loop {
+                while !stopped && next < idx.len() && in_flight.len() < window {
+                    let Some(item) = idx.get(next).and_then(|&i| items.get(i)) else {
+                        next += 1;
+                        continue;
+                    };
+                    let k = key(item);
+                    let blocked = match &k {
+                        None => !keys_in_flight.is_empty(),
+                        Some(k) => keys_in_flight.iter().any(|(_, f)| f.as_ref().is_none_or(|f| f == k)),
+                    };
+                    if blocked {
+                        break;
+                    }
+                    if time_left() < min_left {
+                        out_of_time += 1;
+                        stopped = true;
+                        break;
+                    }
+                    processed += 1;
+                    keys_in_flight.push((next, k));
+                    let (pos, i) = (next, idx.get(next).copied().unwrap_or_default());
+                    in_flight.push(async move { (pos, handler(i, item).await) });
+                    next += 1;
+                }
+                let Some((pos, r)) = in_flight.next().await else { break };
+                keys_in_flight.retain(|(p, _)| *p != pos);
+                if let Some(slot) = results.get_mut(pos) {
+                    *slot = Some(r);
+                }
+                stopped |= r != RecordResult::Done;
+            }
+            let deferred = results.iter().filter(|r| matches!(r, Some(RecordResult::Deferred { .. }))).count();
+            let failed = results.iter().filter(|r| matches!(r, Some(RecordResult::Failed))).count();
+            // From the first record not done: it and the rest of the group come back.
             let mut returned: Vec<(usize, Option<u32>)> = Vec::new();
-            let (mut processed, mut deferred, mut failed, mut out_of_time) = (0, 0, 0, 0);
-            let mut stop: Option<Option<u32>> = None;
-            for &i in idx {
-                if let Some(delay) = stop {
-                    returned.push((i, delay));
-                    continue;
-                }
-                if time_left() < min_left {
-                    out_of_time += 1;
-                    stop = Some(None);
-                    returned.push((i, None));
-                    continue;
-                }
-                let Some(item) = items.get(i) else { continue };
-                processed += 1;
-                match handler(i, item).await {
-                    RecordResult::Done => {}
-                    RecordResult::Failed => {
-                        failed += 1;
-                        stop = Some(None);
-                        returned.push((i, None));
-                    }
-                    RecordResult::Deferred { delay_s } => {
-                        deferred += 1;
-                        let d = delay_s.min(MAX_VISIBILITY_S);
-                        stop = Some(Some(d));
-                        returned.push((i, Some(d)));
-                    }
-                }
+            if let Some(first) = results.iter().position(|r| *r != Some(RecordResult::Done)) {
+                let delay = match results.get(first) {
+                    Some(Some(RecordResult::Deferred { delay_s })) => Some((*delay_s).min(MAX_VISIBILITY_S)),
+                    _ => None,
+                };
+                returned.extend(idx.iter().skip(first).map(|&i| (i, delay)));
             }
             (returned, processed, deferred, failed, out_of_time)
         }
@@ -276,6 +322,139 @@ mod tests {
         ]
     }
 
+    /// Yields `n` times before finishing: records of one batch finish out of order.
+    async fn yield_n(n: usize) {
+        struct Yield(bool);
+        impl Future for Yield {
+            type Output = ();
+            fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+                if self.0 {
+                    std::task::Poll::Ready(())
+                } else {
+                    self.0 = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                }
+            }
+        }
+        for _ in 0..n {
+            Yield(false).await;
+        }
+    }
+
+    /// Item: (id, group, key). Returns the plan, the started indices, and the most records of one
+    /// group in flight at once; panics if two records with one key, or a keyless record and any
+    /// other of its group, were ever in flight together.
+    fn run_overlapping(
+        items: &[(String, String, Option<String>)],
+        outcomes: &[(RecordResult, usize)],
+        window: usize,
+        budget_records: usize,
+    ) -> (BatchPlan, Vec<usize>, usize) {
+        let calls = Mutex::new(Vec::new());
+        let left = Mutex::new(budget_records);
+        let flying: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+        let most = Mutex::new(0usize);
+        let plan = futures::executor::block_on(drive_overlapping(
+            items,
+            |it| it.0.as_str(),
+            |it| it.1.as_str(),
+            |it| it.2.clone(),
+            window,
+            || if *left.lock().unwrap() == 0 { Duration::ZERO } else { Duration::from_secs(60) },
+            Duration::from_secs(5),
+            |i, it| {
+                calls.lock().unwrap().push(i);
+                let mut l = left.lock().unwrap();
+                *l = l.saturating_sub(1);
+                {
+                    let mut f = flying.lock().unwrap();
+                    for &j in f.iter().filter(|&&j| items[j].1 == it.1) {
+                        let (a, b) = (&items[j].2, &it.2);
+                        assert!(a.is_some() && b.is_some() && a != b, "{j} and {i} overlapped");
+                    }
+                    f.push(i);
+                    let n = f.iter().filter(|&&j| items[j].1 == it.1).count();
+                    let mut m = most.lock().unwrap();
+                    *m = (*m).max(n);
+                }
+                let (r, yields) = outcomes[i];
+                let flying = &flying;
+                async move {
+                    yield_n(yields).await;
+                    flying.lock().unwrap().retain(|&j| j != i);
+                    r
+                }
+            },
+        ));
+        (plan, calls.into_inner().unwrap(), most.into_inner().unwrap())
+    }
+
+    fn keyed(n: usize) -> Vec<(String, String, Option<String>)> {
+        (0..n).map(|i| (format!("m{i}"), "a".to_owned(), Some(format!("order-{i}")))).collect()
+    }
+
+    #[test]
+    fn records_with_distinct_keys_overlap_up_to_the_window() {
+        let it = keyed(8);
+        let outcomes: Vec<_> = (0..8).map(|i| (RecordResult::Done, 8 - i)).collect();
+        let (plan, calls, most) = run_overlapping(&it, &outcomes, 4, 100);
+        assert_eq!((plan.returned.len(), plan.processed, calls.len()), (0, 8, 8));
+        assert_eq!(most, 4, "four in flight at once, never more");
+        let (_, _, most) = run_overlapping(&it, &outcomes, 1, 100);
+        assert_eq!(most, 1);
+    }
+
+    #[test]
+    fn a_deferral_returns_later_records_that_finished_first() {
+        use RecordResult::*;
+        let it = keyed(6);
+        // m1 is deferred after m2 (started beside it) finished done; m3 is in flight by then.
+        let outcomes = [(Done, 0), (Deferred { delay_s: 3 }, 1), (Done, 0), (Done, 9), (Done, 0), (Done, 0)];
+        let (plan, calls, _) = run_overlapping(&it, &outcomes, 2, 100);
+        assert_eq!(calls, vec![0, 1, 2, 3]);
+        assert_eq!(plan.returned, vec!["m1", "m2", "m3", "m4", "m5"]);
+        assert_eq!(plan.visibility, vec![(1, 3), (2, 3), (3, 3), (4, 3), (5, 3)]);
+        assert!(!calls.contains(&4), "nothing starts after the deferral is known: {calls:?}");
+    }
+
+    #[test]
+    fn a_keyless_record_runs_alone_and_one_key_never_twice_at_once() {
+        use RecordResult::*;
+        let mut it = keyed(6);
+        it[2].2 = None; // e.g. a token or backfill job
+        it[4].2 = it[3].2.clone(); // the same order twice
+        let outcomes: Vec<_> = (0..6).map(|i| (Done, 6 - i)).collect();
+        let (plan, calls, _) = run_overlapping(&it, &outcomes, 4, 100);
+        assert!(plan.returned.is_empty());
+        assert_eq!(calls.len(), 6);
+    }
+
+    /// The FIFO outcome of a plan over records `m0`, `m1`, … of `groups`: nothing after a
+    /// returned record of its group is done, every record is done or returned (never lost),
+    /// and the returned ids are batch ids, each once, in input order.
+    fn fifo_outcome_holds(
+        groups: &[&str],
+        plan: &BatchPlan,
+        calls: &[usize],
+        outcomes: &[RecordResult],
+    ) -> Result<(), TestCaseError> {
+        for (i, g) in groups.iter().enumerate() {
+            let id = format!("m{i}");
+            let done = calls.contains(&i) && outcomes[i] == RecordResult::Done && !plan.returned.contains(&id);
+            if done {
+                for (j, jg) in groups.iter().enumerate().take(i) {
+                    prop_assert!(jg != g || !plan.returned.contains(&format!("m{j}")), "{id} done after returned m{j}");
+                }
+            }
+            prop_assert!(done || plan.returned.contains(&id), "{id} neither done nor returned");
+        }
+        let mut sorted = plan.returned.clone();
+        sorted.sort_by_key(|s| s[1..].parse::<usize>().unwrap());
+        prop_assert_eq!(&sorted, &plan.returned);
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn nothing_after_a_returned_record_of_its_group_is_ever_done(
@@ -286,23 +465,28 @@ mod tests {
             let it: Vec<(String, String)> = spec.iter().enumerate().map(|(i, (g, _))| (format!("m{i}"), names[*g].to_owned())).collect();
             let outcomes: Vec<RecordResult> = spec.iter().map(|(_, o)| *o).collect();
             let (plan, calls) = run(&it, &outcomes, budget);
-            for (i, (id, g)) in it.iter().enumerate() {
-                let done = calls.contains(&i) && outcomes[i] == RecordResult::Done && !plan.returned.contains(id);
-                if done {
-                    // Every earlier record of the same group must be done too.
-                    for (jid, jg) in it.iter().take(i) {
-                        if jg == g {
-                            prop_assert!(!plan.returned.contains(jid), "{id} done after returned {jid}");
-                        }
-                    }
-                }
-                // A record is either reported done (processed, Done) or returned — never lost.
-                prop_assert!(done || plan.returned.contains(id), "{id} neither done nor returned");
-            }
-            // The returned list holds only batch ids, each once, in input order.
-            let mut sorted = plan.returned.clone();
-            sorted.sort_by_key(|s| s[1..].parse::<usize>().unwrap());
-            prop_assert_eq!(&sorted, &plan.returned);
+            let groups: Vec<&str> = it.iter().map(|(_, g)| g.as_str()).collect();
+            fifo_outcome_holds(&groups, &plan, &calls, &outcomes)?;
+        }
+
+        #[test]
+        fn overlapping_keeps_the_fifo_outcome_and_the_exclusions(
+            spec in proptest::collection::vec((0usize..3, proptest::option::of(0usize..4), outcome(), 0usize..6), 1..12),
+            window in 1usize..6,
+            budget in 0usize..14,
+        ) {
+            let names = ["g0", "g1", "g2"];
+            let it: Vec<(String, String, Option<String>)> = spec
+                .iter()
+                .enumerate()
+                .map(|(i, (g, k, _, _))| (format!("m{i}"), names[*g].to_owned(), k.map(|k| format!("k{k}"))))
+                .collect();
+            let outcomes: Vec<(RecordResult, usize)> = spec.iter().map(|(_, _, o, y)| (*o, *y)).collect();
+            let (plan, calls, most) = run_overlapping(&it, &outcomes, window, budget);
+            prop_assert!(most <= window);
+            let groups: Vec<&str> = it.iter().map(|(_, g, _)| g.as_str()).collect();
+            let results: Vec<RecordResult> = outcomes.iter().map(|(r, _)| *r).collect();
+            fifo_outcome_holds(&groups, &plan, &calls, &results)?;
         }
     }
 }

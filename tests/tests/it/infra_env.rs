@@ -30,7 +30,8 @@ fn sample(k: &str) -> Option<String> {
             || k.ends_with("_HOURS")
             || k.ends_with("_MINUTES")
             || k.starts_with("LIMITER_")
-            || k == "MAX_ATTEMPTS" =>
+            || k == "MAX_ATTEMPTS"
+            || k == "JOBS_IN_FLIGHT" =>
         {
             "3".into()
         }

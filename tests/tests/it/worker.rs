@@ -41,6 +41,7 @@ struct Fx {
     env: TestEnv,
     scale: f64,
     defer_min_s: Option<u32>,
+    jobs_in_flight: Option<u32>,
 }
 
 impl Fx {
@@ -55,7 +56,14 @@ impl Fx {
             SimConfig { apps: vec![app], leak_per_sec: 2.0 * s, orders_per_mall: orders, ..SimConfig::default() };
         let sim = Arc::new(Sim::new(config, Clock::Real));
         let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        Self { sim, base: format!("http://{addr}"), env: TestEnv::new(tag).await.unwrap(), scale: s, defer_min_s: None }
+        Self {
+            sim,
+            base: format!("http://{addr}"),
+            env: TestEnv::new(tag).await.unwrap(),
+            scale: s,
+            defer_min_s: None,
+            jobs_in_flight: None,
+        }
     }
 
     fn worker(&self) -> W {
@@ -66,6 +74,7 @@ impl Fx {
             "LIMITER_MIN_SPACING_MS" => Some(((125.0 / s) as u64).to_string()),
             "WORKER_MAX_SLEEP_MS" => Some(((200.0 / s) as u64).to_string()),
             "DEFER_MIN_S" => Some(self.defer_min_s.map_or(((5.0 / s).ceil() as u64).to_string(), |d| d.to_string())),
+            "JOBS_IN_FLIGHT" => self.jobs_in_flight.map(|n| n.to_string()),
             _ => env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
         })
         .unwrap();
@@ -250,6 +259,45 @@ async fn three_hundred_jobs_for_one_mall_at_the_limit_no_429_no_duplicate_little
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
     let (_, snap) = state.snapshot(&mall, "order", &fx.orders("bigmall")[123]).await.unwrap().unwrap();
     assert!(snap.unwrap()["items"].is_array(), "order snapshot with items");
+}
+
+/// JOBS_IN_FLIGHT > 1 against the real limiter and moto: overlapping jobs of one mall keep the
+/// limit (0 × 429), make each call once, never run one order's two jobs at once (the second
+/// coalesces, as in sequence), and a token job between them runs alone; nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_jobs_of_one_mall_keep_the_limit_and_make_each_call_once() {
+    let mut fx = Fx::new("wover", 60).await;
+    fx.jobs_in_flight = Some(4);
+    let mall = fx.install("overlap").await;
+    fx.fault("overlap", None, FaultKind::Latency { ms: (150.0 / fx.scale) as u64 }, None);
+    let received = now_ms() - 1_000;
+    let orders = fx.orders("overlap");
+    let mut jobs: Vec<Job> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, o)| job(&format!("o{i:03}"), &mall, JobKind::SyncOrder { order_id: o.clone() }, received))
+        .collect();
+    // The same order again right behind its first job, and a keyless job in the middle.
+    jobs.insert(1, job("o000-again", &mall, JobKind::SyncOrder { order_id: orders[0].clone() }, received));
+    jobs.insert(30, job("token", &mall, JobKind::RefreshToken, received));
+    fx.enqueue(&jobs).await;
+    let w = fx.worker();
+    assert_eq!(w.config().jobs_in_flight, 4);
+    let n = jobs.len() as u64;
+    let run = drive_until(&fx, &w, Duration::from_secs(300), |w| w.stats.done.load(Ordering::Relaxed) >= n).await;
+    let s = fx.sim.stats("overlap");
+    let calls = s.endpoints.get("orders/{id}").map_or(0, |e| e.calls);
+    println!("overlap: {run:?}, calls {calls}, max calls/s {}, 429s {}", s.max_calls_in_1s, s.status_429);
+    assert_eq!(w.stats.done.load(Ordering::Relaxed), n, "every job done");
+    assert_eq!(finished(&w), n - 1, "60 synced + 1 coalesced (the token job is neither)");
+    assert_eq!(s.status_429, 0);
+    assert_eq!(calls, 60, "each order fetched once: its second job coalesced");
+    assert_eq!(w.stats.coalesced.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
+    let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
+    for o in &orders {
+        assert!(state.snapshot(&mall, "order", o).await.unwrap().unwrap().1.is_some(), "{o} stored");
+    }
 }
 
 async fn dlq_bodies(fx: &Fx) -> Vec<serde_json::Value> {

@@ -7,11 +7,15 @@ use std::process::Command;
 
 #[test]
 fn help_prints_usage_and_starts_nothing_and_unknown_arguments_are_refused() {
-    for bin in [env!("CARGO_BIN_EXE_relay-demo"), env!("CARGO_BIN_EXE_relay-bench")] {
+    for (bin, target) in
+        [(env!("CARGO_BIN_EXE_relay-demo"), "make demo"), (env!("CARGO_BIN_EXE_relay-bench"), "make bench")]
+    {
         // No AWS endpoint: a run would fail at once, so success here means no run started.
         let o = Command::new(bin).arg("--help").env_remove("AWS_ENDPOINT_URL").output().unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success() && out.contains("Usage") && out.contains("--quick"), "{bin}: {out}");
+        // Each says what it is (relay-bench once described itself as `make demo`).
+        assert!(out.starts_with(target), "{bin}: {out}");
         let o = Command::new(bin).arg("--qiuck").env_remove("AWS_ENDPOINT_URL").output().unwrap();
         assert!(!o.status.success(), "{bin}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("--qiuck"), "{bin}");

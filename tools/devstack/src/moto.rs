@@ -45,6 +45,11 @@ pub struct PrivateMoto {
 impl PrivateMoto {
     /// Starts one (the venv must exist: `scripts/ensure-tools.sh`).
     pub async fn start() -> Result<Self> {
+        Self::start_with_stats(None).await
+    }
+
+    /// Starts one that writes its load statistics to `stats` (see `scripts/moto_server.py`).
+    pub async fn start_with_stats(stats: Option<&std::path::Path>) -> Result<Self> {
         let root = workspace_root();
         let st = Command::new(root.join("scripts/ensure-tools.sh")).status().await?;
         if !st.success() {
@@ -55,11 +60,14 @@ impl PrivateMoto {
             l.local_addr()?.port()
         };
         // moto_server with DynamoDB requests made atomic, as on AWS (see the script).
-        let child = Command::new(root.join(".venv/bin/python"))
-            .arg(root.join("scripts/moto_server.py"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            // Its load is its own: it must not overwrite the shared server's statistics.
-            .env_remove("MOTO_STATS_FILE")
+        let mut cmd = Command::new(root.join(".venv/bin/python"));
+        cmd.arg(root.join("scripts/moto_server.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        // Its load is its own: it must not overwrite the shared server's statistics.
+        match stats {
+            Some(path) => cmd.env("MOTO_STATS_FILE", path),
+            None => cmd.env_remove("MOTO_STATS_FILE"),
+        };
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
