@@ -52,7 +52,7 @@ pub use relay_lambda::config::ConfigError;
 impl WorkerConfig {
     /// Reads `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`,
     /// `EVENT_BUS_NAME`, `INBOX_QUEUE_URL`, `RECONCILE_SETTLE_S` (300), `RECONCILE_LOOKBACK_HOURS` (24),
-    /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
+    /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (1), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
     /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125),
     /// `WORKER_MAX_SLEEP_MS` (200), `JOBS_IN_FLIGHT` (1).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -79,7 +79,7 @@ impl WorkerConfig {
             rate_limit_table: req("RATE_LIMIT_TABLE")?,
             event_bus: req("EVENT_BUS_NAME")?,
             max_attempts: num("MAX_ATTEMPTS", 5, 1, 100)? as u32,
-            defer_min_s: num("DEFER_MIN_S", 5, 0, 900)? as u32,
+            defer_min_s: num("DEFER_MIN_S", 1, 0, 900)? as u32,
             min_time_left_ms: num("MIN_TIME_LEFT_MS", 5_000, 0, 600_000)?,
             max_sleep_ms: num("WORKER_MAX_SLEEP_MS", 200, 0, 5_000)?,
             jobs_in_flight: num("JOBS_IN_FLIGHT", 1, 1, 8)? as usize,
@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn defaults_and_missing_variables() {
         let c = cfg(OK).unwrap();
-        assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst, c.jobs_in_flight), (5, 5, 40, 1));
+        assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst, c.jobs_in_flight), (5, 1, 40, 1));
         assert_eq!((c.reconcile_settle_ms, c.reconcile_lookback_ms), (300_000, 86_400_000));
         for k in [
             "WORK_QUEUE_URL",

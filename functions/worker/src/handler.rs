@@ -379,7 +379,8 @@ where
         }
     }
 
-    /// Defer long enough for the limiter to accrue a batch's worth of calls.
+    /// Defer until the limiter's next credit (SQS visibility has whole seconds), at least
+    /// `DEFER_MIN_S`.
     fn defer_for(&self, wait_ms: u64) -> JobOutcome {
         JobOutcome::Defer((wait_ms.div_ceil(1000) as u32).max(self.cfg.defer_min_s).max(1))
     }

@@ -7,8 +7,8 @@
 //! - FIFO batch driver (`relay_lambda::fifo`): groups concurrently, records of a group in
 //!   order, the rest of a group returned after a failure or deferral, a deadline check per record.
 //! - Waits: limiter waits up to `max_inline_wait_ms` are slept; longer ones **defer** the message
-//!   and the rest of its group with `ChangeMessageVisibility` (at least `DEFER_MIN_S`, so the
-//!   group returns with a batch's worth of rate credit) and report them as batch item failures.
+//!   and the rest of its group with `ChangeMessageVisibility` until the limiter's next credit
+//!   (whole seconds, at least `DEFER_MIN_S`) and report them as batch item failures.
 //!   Deferrals are not attempts.
 //! - Real attempts are counted in DynamoDB; after `MAX_ATTEMPTS` the job goes to the DLQ with its
 //!   reason and error class, and is acknowledged.
@@ -21,7 +21,7 @@
 //!
 //! ## Environment
 //! `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE` (required);
-//! `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (5), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
+//! `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (1), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
 //! `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125),
 //! `WORKER_MAX_SLEEP_MS` (200, 0..=5000; a bad value fails the cold start), and the Cafe24 variables of `relay-cafe24`.
 

@@ -9,7 +9,8 @@
 //!   whose messages never carry internals.
 //!
 //! - [`fifo::drive`]: the FIFO batch driver (groups concurrently, records of a group in order,
-//!   the rest of a group returned after a failure or deferral, a deadline check per record).
+//!   the rest of a group returned after a failure or deferral, a deadline check per record);
+//!   [`fifo::drive_overlapping`] lets records of a group that commute run side by side.
 //!
 //! Nothing here knows a particular function.
 

@@ -49,7 +49,7 @@ struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     jobs_in_flight: u8,
     /// The worker's DEFER_MIN_S, in real-limit seconds.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 1.0)]
     defer_min_s: f64,
 }
 
