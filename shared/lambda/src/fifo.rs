@@ -1,6 +1,7 @@
 //! The FIFO batch driver: Lambda hands a batch that may mix message groups; this runs each
-//! group's records strictly in order, groups independently and concurrently, and returns exactly
-//! the records that must come back.
+//! group's records strictly in order ([`drive`]; [`drive_overlapping`] lets records of a group
+//! that commute run side by side, the outcome still decided in order), groups independently and
+//! concurrently, and returns exactly the records that must come back.
 //!
 //! Rules (AWS's FIFO rule, refined like Powertools' `skipGroupOnError`):
 //! - after a record fails or is deferred, the rest of **its group** is returned unprocessed;
