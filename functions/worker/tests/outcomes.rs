@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES, DAY_MS, HOUR_MS};
+use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES, DAY_MS};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use relay_cafe24::{Cafe24, Cafe24Config};
 use relay_domain::delivery::snapshot_event_id;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ports::memory::{MemoryBus, MemoryGate, MemoryQueue, MemoryState, MemoryTokens, MemoryVisibility};
 use relay_domain::ratelimit::{Acquire, Class};
-use relay_domain::tokens::{Secret, TokenPair, TokenStatus, TokenStore};
+use relay_domain::tokens::{TokenPair, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use worker::{Worker, WorkerConfig};
 
@@ -56,13 +56,7 @@ impl Fx {
         let (a, r) = sim.seed_tokens("shop", "relay-client", scopes.clone());
         let now = sim.clock.now_ms();
         let mall = MallId::parse("shop").unwrap();
-        let pair = TokenPair {
-            access_token: Secret::new(a),
-            access_expires_ms: now + 2 * HOUR_MS,
-            refresh_token: Secret::new(r),
-            refresh_expires_ms: now + 14 * DAY_MS,
-            scopes,
-        };
+        let pair = TokenPair::issued(a, r, scopes, now);
         tokens.put_installed(&mall, &pair, now).await.unwrap();
         Self {
             sim,

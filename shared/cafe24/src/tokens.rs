@@ -21,8 +21,7 @@ use crate::error::Cafe24Error;
 #[error("storing the token pair took too long")]
 struct PersistTimeout;
 
-const ACCESS_TTL_MS: u64 = 2 * 3_600_000;
-const REFRESH_TTL_MS: u64 = 14 * 86_400_000;
+use relay_domain::tokens::{ACCESS_TTL_MS, REFRESH_TTL_MS};
 
 /// What the caller needs from the token record.
 #[derive(Clone, Debug)]

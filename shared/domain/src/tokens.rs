@@ -84,6 +84,24 @@ pub struct TokenPair {
     pub scopes: Vec<String>,
 }
 
+/// Lifetime of a Cafe24 access token (2 hours).
+pub const ACCESS_TTL_MS: u64 = 2 * 3_600_000;
+/// Lifetime of a Cafe24 refresh token (14 days).
+pub const REFRESH_TTL_MS: u64 = 14 * 86_400_000;
+
+impl TokenPair {
+    /// A pair Cafe24 issued at `now_ms`, with its standard lifetimes.
+    pub fn issued(access: String, refresh: String, scopes: Vec<String>, now_ms: u64) -> Self {
+        Self {
+            access_token: Secret::new(access),
+            access_expires_ms: now_ms + ACCESS_TTL_MS,
+            refresh_token: Secret::new(refresh),
+            refresh_expires_ms: now_ms + REFRESH_TTL_MS,
+            scopes,
+        }
+    }
+}
+
 /// One mall's stored token record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {

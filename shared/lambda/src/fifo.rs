@@ -119,7 +119,8 @@ where
                         next += 1;
                         continue;
                     };
-                    let k = key(item);
+                    // One at a time, every record runs alone: no key needed (nor its cost).
+                    let k = if window > 1 { key(item) } else { None };
                     let blocked = match &k {
                         None => !keys_in_flight.is_empty(),
                         Some(k) => keys_in_flight.iter().any(|(_, f)| f.as_ref().is_none_or(|f| f == k)),

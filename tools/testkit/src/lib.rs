@@ -239,18 +239,12 @@ pub fn sim_cafe24_config(sim_base: &str) -> relay_cafe24::Cafe24Config {
 /// "Already installed": the simulator issues `relay-client` a token pair with every read scope for
 /// `mall` (not counted as an issuance) and the pair is stored in the env's token table.
 pub async fn install_seeded(sim: &cafe24_sim::Sim, env: &TestEnv, mall: &str) -> relay_domain::MallId {
-    use cafe24_sim::state::{ALL_READ_SCOPES, DAY_MS, HOUR_MS};
-    use relay_domain::tokens::{Secret, TokenPair, TokenStore};
+    use cafe24_sim::state::ALL_READ_SCOPES;
+    use relay_domain::tokens::{TokenPair, TokenStore};
     let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
     let (a, r) = sim.seed_tokens(mall, "relay-client", scopes.clone());
     let now = sim.clock.now_ms();
-    let pair = TokenPair {
-        access_token: Secret::new(a),
-        access_expires_ms: now + 2 * HOUR_MS,
-        refresh_token: Secret::new(r),
-        refresh_expires_ms: now + 14 * DAY_MS,
-        scopes,
-    };
+    let pair = TokenPair::issued(a, r, scopes, now);
     let m = relay_domain::MallId::parse(mall).unwrap();
     relay_aws::tokens::DynamoTokenStore::new(env.ddb.clone(), env.stack.token_table.clone())
         .put_installed(&m, &pair, now)

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use cafe24_sim::state::{DAY_MS, HOUR_MS};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
@@ -17,7 +16,7 @@ use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24Config;
 use relay_demo::bridge::{serve, INGEST_BILLED_MS};
 use relay_domain::ports::SnapshotStore as _;
-use relay_domain::tokens::{Secret, TokenPair, TokenStore};
+use relay_domain::tokens::{TokenPair, TokenStore};
 use relay_domain::MallId;
 use relay_lambda::clock::system_clock;
 use serde_json::{json, Value};
@@ -47,13 +46,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
     for m in &malls {
         let (a, r) = install(sim, m);
         let now = sim.clock.now_ms();
-        let pair = TokenPair {
-            access_token: Secret::new(a),
-            access_expires_ms: now + 2 * HOUR_MS,
-            refresh_token: Secret::new(r),
-            refresh_expires_ms: now + 14 * DAY_MS,
-            scopes: vec![],
-        };
+        let pair = TokenPair::issued(a, r, vec![], now);
         tokens().put_installed(&MallId::parse(m)?, &pair, now).await?;
     }
     let icfg = IngestConfig::from_lookup(lookup)?;

@@ -192,7 +192,8 @@ pub fn call_timing(sim: &Sim, malls: &[String], start_ms: u64) -> (f64, u32) {
                     .find(|c| &c.mall == m && c.at_ms >= start_ms)
                     .map_or(f64::NAN, |c| (c.at_ms - start_ms) as f64 / 1000.0)
             })
-            .fold(0.0, f64::max)
+            // A mall never called makes the figure NaN (f64::max would hide it as 0).
+            .fold(0.0, |a: f64, b: f64| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) })
     };
     (first, malls.iter().map(|m| sim.stats(m).max_calls_in_1s).max().unwrap_or(0))
 }
