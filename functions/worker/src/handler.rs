@@ -28,6 +28,9 @@ use tracing::Instrument;
 
 use crate::config::WorkerConfig;
 
+/// Seconds a job waits when the state store cannot be read (no Cafe24 call is made before).
+const STORE_DOWN_DEFER_S: u32 = 5;
+
 /// What a job came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -67,7 +70,8 @@ pub struct WorkerStats {
     /// Publications the bus refused or could not take (the version stays marked unpublished
     /// and its job comes back).
     pub publish_failed: AtomicU64,
-    /// Duplicate deliveries of completed jobs.
+    /// Runs of a job whose effect an earlier run of it already had (a redelivery of a completed
+    /// job, or a sync job back because the bus had not taken its event yet).
     pub duplicates: AtomicU64,
     /// Jobs dropped because the app was uninstalled.
     pub dropped: AtomicU64,
@@ -282,57 +286,69 @@ where
             JobKind::SyncProduct { product_no } => span.record("entity_id", product_no.to_string().as_str()),
             _ => &span,
         };
-        let now = self.now();
-        let claim =
-            self.state.claim(&job.job_id, now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms).await;
-        match claim {
-            Ok(Claim::Claimed) => {}
-            Ok(Claim::Completed(outcome)) => {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(outcome = "duplicate", previous = %outcome, "job");
-                return RecordResult::Done;
-            }
-            Ok(Claim::InProgress { until_ms }) => {
-                return RecordResult::Deferred { delay_s: (until_ms.saturating_sub(now).div_ceil(1000) as u32).max(1) };
-            }
-            Err(e) => {
-                tracing::warn!(job_id = %job.job_id, error = %e, "idempotency store unavailable");
-                return RecordResult::Deferred { delay_s: 5 };
+        // A job that stores a snapshot needs no claim: the versioned snapshot, which names the
+        // job that stored it, is its idempotency record (`run_within` reads it first), and its
+        // FIFO group keeps any other run of it from overlapping. Other jobs claim.
+        let claimed = job.kind.target().is_none();
+        if claimed {
+            let now = self.now();
+            let claim = self
+                .state
+                .claim(&job.job_id, now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms)
+                .await;
+            match claim {
+                Ok(Claim::Claimed) => {}
+                Ok(Claim::Completed(outcome)) => {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(outcome = "duplicate", previous = %outcome, "job");
+                    return RecordResult::Done;
+                }
+                Ok(Claim::InProgress { until_ms }) => {
+                    return RecordResult::Deferred {
+                        delay_s: (until_ms.saturating_sub(now).div_ceil(1000) as u32).max(1),
+                    };
+                }
+                Err(e) => {
+                    tracing::warn!(job_id = %job.job_id, error = %e, "idempotency store unavailable");
+                    return RecordResult::Deferred { delay_s: STORE_DOWN_DEFER_S };
+                }
             }
         }
         let started = std::time::Instant::now();
         // Half the invocation's time for a job that paces itself (a backfill's pages); the rest
         // is the margin for finishing the page in hand and acknowledging.
-        let outcome = self.run_within(&job, Duration::from_millis(time_left_ms / 2)).await;
+        let outcome = self.run_within(&job, sqs::first_receive(m), Duration::from_millis(time_left_ms / 2)).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = match &outcome {
             JobOutcome::Completed(name) => {
                 self.stats.done.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = self.state.complete(&job.job_id, name, self.now()).await {
-                    // The effect happened; a retry will coalesce or redo an idempotent upsert.
-                    tracing::warn!(job_id = %job.job_id, error = %e, "completion not recorded");
+                if claimed {
+                    if let Err(e) = self.state.complete(&job.job_id, name, self.now()).await {
+                        // The effect happened; a retry will find it (or redo it, if idempotent).
+                        tracing::warn!(job_id = %job.job_id, error = %e, "completion not recorded");
+                    }
                 }
                 RecordResult::Done
             }
             JobOutcome::Defer(d) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                self.release(&job.job_id).await;
+                self.release(claimed, &job.job_id).await;
                 RecordResult::Deferred { delay_s: *d }
             }
             JobOutcome::PublishPending => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                self.release(&job.job_id).await;
+                self.release(claimed, &job.job_id).await;
                 RecordResult::Deferred { delay_s: sqs::retry_delay_s(m, self.cfg.defer_min_s.max(1)) }
             }
             JobOutcome::Retry(class) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
                 let attempts =
                     self.state.add_failure(&job.job_id, self.now() + self.cfg.idempotency_ttl_ms).await.unwrap_or(1);
-                self.release(&job.job_id).await;
+                self.release(claimed, &job.job_id).await;
                 if attempts >= self.cfg.max_attempts {
                     let dl = json!({"job": job, "reason": format!("gave up after {attempts} attempts"), "error_class": class, "attempts": attempts});
                     if self.dead_letter(&job.job_id, group, dl).await {
-                        self.complete_dead_lettered(&job.job_id).await;
+                        self.complete_dead_lettered(claimed, &job.job_id).await;
                         RecordResult::Done
                     } else {
                         RecordResult::Failed
@@ -344,10 +360,10 @@ where
             JobOutcome::DeadLetter { reason, class } => {
                 let dl = json!({"job": job, "reason": reason, "error_class": class, "attempts": 1});
                 if self.dead_letter(&job.job_id, group, dl).await {
-                    self.complete_dead_lettered(&job.job_id).await;
+                    self.complete_dead_lettered(claimed, &job.job_id).await;
                     RecordResult::Done
                 } else {
-                    self.release(&job.job_id).await;
+                    self.release(claimed, &job.job_id).await;
                     RecordResult::Failed
                 }
             }
@@ -363,17 +379,24 @@ where
         result
     }
 
-    /// Releases a claim so the job can run again; a failed release is logged (the claim then
-    /// expires with the invocation's time, and the job runs after that).
-    async fn release(&self, job_id: &str) {
+    /// Releases a claim (if the job took one) so the job can run again; a failed release is
+    /// logged (the claim then expires with the invocation's time, and the job runs after that).
+    async fn release(&self, claimed: bool, job_id: &str) {
+        if !claimed {
+            return;
+        }
         if let Err(e) = self.state.release(job_id).await {
             tracing::warn!(job_id, error = %e, "claim not released; it expires with this invocation");
         }
     }
 
-    /// Marks a dead-lettered job complete; if that fails, a redelivery dead-letters it again
-    /// (same DLQ dedup id within 5 minutes) — logged, never silent.
-    async fn complete_dead_lettered(&self, job_id: &str) {
+    /// Marks a dead-lettered job complete (if it took a claim); if that fails, or for a job
+    /// without a claim, a redelivery dead-letters it again (the DLQ drops the same deduplication
+    /// id within 5 minutes) — logged, never silent.
+    async fn complete_dead_lettered(&self, claimed: bool, job_id: &str) {
+        if !claimed {
+            return;
+        }
         if let Err(e) = self.state.complete(job_id, "dead_lettered", self.now()).await {
             tracing::warn!(job_id, error = %e, "dead-lettered job not marked complete");
         }
@@ -385,25 +408,36 @@ where
         JobOutcome::Defer((wait_ms.div_ceil(1000) as u32).max(self.cfg.defer_min_s).max(1))
     }
 
-    /// Performs one claimed job, with no time limit of its own.
-    pub async fn run(&self, job: &Job) -> JobOutcome {
-        self.run_within(job, Duration::from_secs(3_600)).await
-    }
-
-    /// Performs one claimed job; a job made of many calls (a backfill) starts no new call after
-    /// `budget` and comes back for the rest.
-    pub async fn run_within(&self, job: &Job, budget: Duration) -> JobOutcome {
+    /// Performs one job (claimed, if it is not a sync job); a job made of many calls (a
+    /// backfill) starts no new call after `budget` and comes back for the rest.
+    /// `first_receive`: this message was never received before (see the sync-job rule below).
+    pub async fn run_within(&self, job: &Job, first_receive: bool, budget: Duration) -> JobOutcome {
         let mall = &job.mall_id;
         if let Some((kind, id)) = job.kind.target() {
-            if let Ok(Some(head)) = self.state.head(mall, kind, &id).await {
-                if head.fetched_at_ms > job.event_received_ms {
-                    // The stored version already reflects the event. If its event never reached
-                    // the bus (this job's own earlier run, cut off after the store), publish it now.
-                    if head.unpublished && !self.publish_stored(job, kind, &id).await {
-                        return JobOutcome::PublishPending;
+            match self.state.head(mall, kind, &id).await {
+                Ok(Some(head)) if head.fetched_at_ms > job.event_received_ms => {
+                    if head.stored_by == job.job_id {
+                        // This job stored it. A redelivery of this message may follow a run
+                        // that stopped before the bus took the event: publish it from the store
+                        // (same event id, no second call). A first receive is another message
+                        // of a job already done (a re-send): the message that stored the version
+                        // was acknowledged only after its event was out, and it was ahead in
+                        // the group.
+                        if !first_receive && !self.publish_stored(job, kind, &id).await {
+                            return JobOutcome::PublishPending;
+                        }
+                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                        return JobOutcome::Completed("already_stored");
                     }
+                    // The stored version already reflects the event; its own job publishes it.
                     self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                     return JobOutcome::Completed("coalesced");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Nothing is known about what is stored: no call before it is.
+                    tracing::warn!(job_id = %job.job_id, error = %e, "snapshot store unavailable");
+                    return JobOutcome::Defer(STORE_DOWN_DEFER_S);
                 }
             }
         }
@@ -437,7 +471,7 @@ where
         match result {
             Ok(data) => {
                 if let Some((kind, id)) = job.kind.target() {
-                    match self.state.upsert(mall, kind, &id, fetched_at, data.as_ref()).await {
+                    match self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), &job.job_id).await {
                         Ok(true) => {
                             if !self.publish(job, kind, &id, fetched_at, data.as_ref()).await {
                                 return JobOutcome::PublishPending;
@@ -583,20 +617,18 @@ where
                     class: "decode",
                 };
             };
-            let (mut events, mut stored) = (Vec::new(), Vec::new());
-            let upserts: Vec<_> =
-                stream::iter(&items)
-                    .map(|(id, item)| async move {
-                        (id, item, self.state.upsert(mall, kind, id, fetched_at, Some(item)).await)
-                    })
-                    .buffered(WRITES_IN_FLIGHT)
-                    .collect()
-                    .await;
+            let mut events = Vec::new();
+            let upserts: Vec<_> = stream::iter(&items)
+                .map(|(id, item)| async move {
+                    (id, item, self.state.upsert(mall, kind, id, fetched_at, Some(item), &job.job_id).await)
+                })
+                .buffered(WRITES_IN_FLIGHT)
+                .collect()
+                .await;
             for (id, item, result) in upserts {
                 match result {
                     Ok(true) => {
                         events.push(snapshot_event(mall, kind, id, fetched_at, &job.trace_id, Some(item)));
-                        stored.push(id);
                     }
                     Ok(false) => {}
                     Err(e) if e.too_large().is_some() => {
@@ -608,19 +640,9 @@ where
                     }
                 }
             }
-            if !events.is_empty() {
-                if !self.publish_all(&events).await {
-                    // The page is read again on the way back (its versions stay flagged until then).
-                    return JobOutcome::PublishPending;
-                }
-                let marks: Vec<_> = stream::iter(&stored)
-                    .map(|id| self.state.mark_published(mall, kind, id, fetched_at))
-                    .buffer_unordered(WRITES_IN_FLIGHT)
-                    .collect()
-                    .await;
-                for e in marks.into_iter().filter_map(Result::err) {
-                    tracing::warn!(error = %e, "published, flag not cleared");
-                }
+            if !events.is_empty() && !self.publish_all(&events).await {
+                // The page is read again on the way back and its versions stored again (newer).
+                return JobOutcome::PublishPending;
             }
             p.stored += events.len() as u64;
             self.stats.backfilled.fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -664,7 +686,7 @@ where
             Ok(Claim::InProgress { .. }) | Err(_) => return false,
         }
         if !self.publish_all(std::slice::from_ref(&event)).await {
-            self.release(&key).await;
+            self.release(true, &key).await;
             return false;
         }
         if let Err(e) = self.state.complete(&key, "published", now).await {
@@ -692,24 +714,19 @@ where
         accepted
     }
 
-    /// Publishes the event of a version just stored and clears its outbox flag. `false` = the
-    /// bus did not take it (the flag stays; the job comes back and [`Self::publish_stored`]
-    /// retries without calling Cafe24).
+    /// Publishes the event of a version this job stored. `false` = the bus did not take it (the
+    /// job comes back, finds its own version stored and [`Self::publish_stored`] retries
+    /// without calling Cafe24).
     async fn publish(&self, job: &Job, kind: &str, id: &str, version: u64, data: Option<&serde_json::Value>) -> bool {
         let event = snapshot_event(&job.mall_id, kind, id, version, &job.trace_id, data);
         if !self.publish_all(std::slice::from_ref(&event)).await {
             tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
             return false;
         }
-        if let Err(e) = self.state.mark_published(&job.mall_id, kind, id, version).await {
-            // The event is out; the flag only makes a later run of this entity publish it again
-            // (a duplicate with the same event id, which consumers drop).
-            tracing::warn!(error = %e, event_id = %event.event_id, "published, flag not cleared");
-        }
         true
     }
 
-    /// Publishes the stored version (marked unpublished) of the job's target.
+    /// Publishes the stored version of the job's target (stored by this job).
     async fn publish_stored(&self, job: &Job, kind: &str, id: &str) -> bool {
         match self.state.snapshot(&job.mall_id, kind, id).await {
             Ok(Some((version, data))) => self.publish(job, kind, id, version, data.as_ref()).await,
@@ -735,7 +752,7 @@ where
             Cafe24Error::NotFound => match job.kind.target() {
                 Some((kind, id)) => {
                     let at = self.now();
-                    match self.state.upsert(mall, kind, &id, at, None).await {
+                    match self.state.upsert(mall, kind, &id, at, None, &job.job_id).await {
                         Ok(stored) => {
                             if stored && !self.publish(job, kind, &id, at, None).await {
                                 return JobOutcome::PublishPending;

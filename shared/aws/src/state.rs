@@ -6,8 +6,9 @@
 //! - `att#<job id>`: real attempts (`ADD attempts 1`), separate so a release never loses the count.
 //! - `snap#<mall>#<kind>#<id>`: snapshot (`data` as JSON text, or `data_z` zlib-compressed
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
-//!   what is stored. `unpub` (= `fetched_at`) is the outbox flag: set by every upsert, removed
-//!   once the bus accepted the version's event (`mark_published`, conditional on the version).
+//!   what is stored; `by_job` names the job that stored the version (the outbox: that job publishes
+//!   the version's event after the write, and only its own later runs publish it again).
+//!   `unpub`, the flag of earlier releases, is removed by the next write and otherwise ignored.
 //! - `bf#<mall>#<resource>`: a backfill's progress (`progress`, JSON), saved after every page.
 //! - `recon#<mall>`: reconciliation checkpoint (`since_log_id`, `reception` T/F, `last_delivered`, `failed_logs`,
 //!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
@@ -304,10 +305,11 @@ impl ReconcileStore for DynamoState {
 
 impl SnapshotStore for DynamoState {
     async fn head(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
-        let item = self.snap_item(mall, kind, id, Some("fetched_at, unpub")).await?;
+        let item = self.snap_item(mall, kind, id, Some("fetched_at, by_job")).await?;
         Ok(item.as_ref().and_then(|i| {
             let fetched_at_ms = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok())?;
-            Some(SnapshotHead { fetched_at_ms, unpublished: i.contains_key("unpub") })
+            let stored_by = i.get("by_job").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            Some(SnapshotHead { fetched_at_ms, stored_by })
         }))
     }
 
@@ -318,6 +320,7 @@ impl SnapshotStore for DynamoState {
         id: &str,
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
+        by: &str,
     ) -> Result<bool, StoreError> {
         let body = data.map(|d| d.to_string()).unwrap_or_default();
         let (update, value) = if body.len() > COMPRESS_ABOVE_BYTES {
@@ -330,11 +333,14 @@ impl SnapshotStore for DynamoState {
                 })));
             }
             (
-                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, unpub = :f REMOVE #data",
+                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by REMOVE #data, unpub",
                 AttributeValue::B(Blob::new(z)),
             )
         } else {
-            ("SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, unpub = :f REMOVE data_z", s(&body))
+            (
+                "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by REMOVE data_z, unpub",
+                s(&body),
+            )
         };
         self.count_write();
         let r = self
@@ -346,6 +352,7 @@ impl SnapshotStore for DynamoState {
             .condition_expression("attribute_not_exists(pk) OR fetched_at < :f")
             .expression_attribute_names("#data", "data")
             .expression_attribute_values(":d", value)
+            .expression_attribute_values(":by", s(by))
             .expression_attribute_values(":f", n(fetched_at_ms))
             .expression_attribute_values(":del", AttributeValue::Bool(data.is_none()))
             .expression_attribute_values(":m", s(mall.as_str()))
@@ -377,29 +384,5 @@ impl SnapshotStore for DynamoState {
             };
             (f, data)
         }))
-    }
-
-    async fn mark_published(&self, mall: &MallId, kind: &str, id: &str, fetched_at_ms: u64) -> Result<(), StoreError> {
-        self.count_write();
-        let r = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(&Self::snap_key(mall, kind, id)))
-            .update_expression("REMOVE unpub")
-            .condition_expression("unpub = :f")
-            .expression_attribute_values(":f", n(fetched_at_ms))
-            .send()
-            .await;
-        match r {
-            // Another version is stored by now (it has its own flag), or this one was unmarked.
-            Err(SdkError::ServiceError(se))
-                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(err(e)),
-            Ok(_) => Ok(()),
-        }
     }
 }

@@ -164,30 +164,32 @@ pub trait IdempotencyStore: Send + Sync {
 }
 
 /// What the worker needs to know about a stored snapshot before a job runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotHead {
     /// When the stored version was fetched (epoch ms): its version.
     pub fetched_at_ms: u64,
-    /// Stored but not yet accepted by the event bus (the outbox flag).
-    pub unpublished: bool,
+    /// The job that stored it (the outbox: only that job's own later runs publish the version
+    /// again, since only they can have stopped between storing and publishing).
+    pub stored_by: String,
 }
 
 /// A stored snapshot: (version = fetched at, epoch ms; data, `None` for a tombstone).
 pub type StoredSnapshot = (u64, Option<serde_json::Value>);
 
-/// The up-to-date copy of each mall's orders, products and customers, and the outbox of their
-/// events: a version is stored marked unpublished and unmarked once the bus accepted its event.
+/// The up-to-date copy of each mall's orders, products and customers. Each version names the
+/// job that stored it, which publishes its event after storing it; the snapshot is also that
+/// job's idempotency record (a job whose version is stored has had its effect).
 pub trait SnapshotStore: Send + Sync {
-    /// The stored version and its outbox flag, if there is a snapshot.
+    /// The stored version and the job that stored it, if there is a snapshot.
     fn head(
         &self,
         mall: &MallId,
         kind: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<SnapshotHead>, StoreError>> + Send;
-    /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms`, marked
-    /// unpublished, unless a snapshot fetched later is already stored. `Ok(false)` = a newer
-    /// one was kept.
+    /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms` by job `by`,
+    /// unless a snapshot fetched at the same time or later is already stored. `Ok(false)` = a
+    /// newer one was kept.
     fn upsert(
         &self,
         mall: &MallId,
@@ -195,6 +197,7 @@ pub trait SnapshotStore: Send + Sync {
         id: &str,
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
+        by: &str,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// The stored snapshot, if there is one.
     fn snapshot(
@@ -203,15 +206,6 @@ pub trait SnapshotStore: Send + Sync {
         kind: &str,
         id: &str,
     ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
-    /// Clears the outbox flag of version `fetched_at_ms` (no effect when another version is
-    /// stored by then: that one has its own flag).
-    fn mark_published(
-        &self,
-        mall: &MallId,
-        kind: &str,
-        id: &str,
-        fetched_at_ms: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Per-mall reconciliation state: how far the webhook logs were read, and what the last run
@@ -382,7 +376,7 @@ pub mod memory {
     struct StateInner {
         idem: std::collections::HashMap<String, IdemRecord>,
         attempts: std::collections::HashMap<String, u32>,
-        snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, bool)>,
+        snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, String)>,
         reconcile: std::collections::HashMap<String, ReconcileState>,
         backfill: std::collections::HashMap<String, crate::backfill::Progress>,
         failing: bool,
@@ -412,9 +406,9 @@ pub mod memory {
             lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| (s.0, s.1.clone()))
         }
 
-        /// Whether the stored version is still marked unpublished.
-        pub fn unpublished(&self, mall: &MallId, kind: &str, id: &str) -> bool {
-            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).is_some_and(|s| s.2)
+        /// The job that stored the current version.
+        pub fn stored_by(&self, mall: &MallId, kind: &str, id: &str) -> Option<String> {
+            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| s.2.clone())
         }
 
         /// The completion outcome recorded for a job.
@@ -533,7 +527,7 @@ pub mod memory {
             }
             Ok(g.snapshots
                 .get(&format!("{}#{kind}#{id}", mall.as_str()))
-                .map(|s| SnapshotHead { fetched_at_ms: s.0, unpublished: s.2 }))
+                .map(|s| SnapshotHead { fetched_at_ms: s.0, stored_by: s.2.clone() }))
         }
 
         async fn upsert(
@@ -543,6 +537,7 @@ pub mod memory {
             id: &str,
             fetched_at_ms: u64,
             data: Option<&serde_json::Value>,
+            by: &str,
         ) -> Result<bool, StoreError> {
             let mut g = lock(&self.inner);
             if g.failing || g.failing_upserts {
@@ -552,7 +547,7 @@ pub mod memory {
             if g.snapshots.get(&key).is_some_and(|s| s.0 >= fetched_at_ms) {
                 return Ok(false);
             }
-            g.snapshots.insert(key, (fetched_at_ms, data.cloned(), true));
+            g.snapshots.insert(key, (fetched_at_ms, data.cloned(), by.to_owned()));
             Ok(true)
         }
 
@@ -562,25 +557,6 @@ pub mod memory {
                 return Err(down());
             }
             Ok(g.snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| (s.0, s.1.clone())))
-        }
-
-        async fn mark_published(
-            &self,
-            mall: &MallId,
-            kind: &str,
-            id: &str,
-            fetched_at_ms: u64,
-        ) -> Result<(), StoreError> {
-            let mut g = lock(&self.inner);
-            if g.failing {
-                return Err(down());
-            }
-            if let Some(s) = g.snapshots.get_mut(&format!("{}#{kind}#{id}", mall.as_str())) {
-                if s.0 == fetched_at_ms {
-                    s.2 = false;
-                }
-            }
-            Ok(())
         }
     }
 

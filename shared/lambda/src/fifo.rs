@@ -199,6 +199,12 @@ pub mod sqs {
         base.saturating_mul(receives.max(1)).min(60)
     }
 
+    /// Whether this is the message's first receive (`ApproximateReceiveCount` = 1). Missing or
+    /// unreadable counts as a redelivery, the side that repeats work rather than skipping it.
+    pub fn first_receive(m: &SqsMessage) -> bool {
+        m.attributes.get("ApproximateReceiveCount").is_some_and(|v| v == "1")
+    }
+
     /// A record's FIFO message group.
     pub fn group_id(m: &SqsMessage) -> &str {
         m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("")
@@ -253,6 +259,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::sync::Mutex;
+
+    #[test]
+    fn only_a_receive_count_of_exactly_one_is_a_first_receive() {
+        let msg = |count: Option<&str>| {
+            let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+            if let Some(c) = count {
+                m.attributes.insert("ApproximateReceiveCount".into(), c.into());
+            }
+            m
+        };
+        assert!(sqs::first_receive(&msg(Some("1"))));
+        for redelivered in [Some("2"), Some("17"), Some(""), Some("one"), Some("01"), Some("-1"), None] {
+            assert!(!sqs::first_receive(&msg(redelivered)), "{redelivered:?}");
+        }
+    }
 
     fn run(items: &[(String, String)], outcomes: &[RecordResult], budget_records: usize) -> (BatchPlan, Vec<usize>) {
         let calls = Mutex::new(Vec::new());

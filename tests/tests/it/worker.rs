@@ -231,7 +231,7 @@ async fn three_hundred_jobs_for_one_mall_at_the_limit_no_429_no_duplicate_little
     let limiter_writes = w.cafe24.gate().stats.writes.load(Ordering::Relaxed);
     println!(
         "300 jobs (scale {}): makespan {:.1} s vs floor {floor_s:.1} s ({:.2}×), calls {calls}, 429s {}, billed {} ms in {} invocations, \
-         slept {sleep_ms} ms ({:.2}% of billed), deferrals {}, limiter writes/call {:.2}, max bucket {:.1}, max calls/s {}",
+         slept {sleep_ms} ms ({:.2}% of billed), deferrals {}, limiter writes/call {:.2}, state writes/call {:.2}, max bucket {:.1}, max calls/s {}",
         fx.scale,
         run.makespan.as_secs_f64(),
         run.makespan.as_secs_f64() / floor_s,
@@ -241,6 +241,7 @@ async fn three_hundred_jobs_for_one_mall_at_the_limit_no_429_no_duplicate_little
         100.0 * sleep_ms as f64 / run.billed_ms.max(1) as f64,
         w.stats.deferred.load(Ordering::Relaxed),
         limiter_writes as f64 / calls.max(1) as f64,
+        w.state().writes() as f64 / calls.max(1) as f64,
         s.max_bucket_level,
         s.max_calls_in_1s,
     );
@@ -248,6 +249,9 @@ async fn three_hundred_jobs_for_one_mall_at_the_limit_no_429_no_duplicate_little
     assert_eq!(s.status_429, 0, "the simulator saw 429s");
     assert_eq!(calls, 300, "each job's call made exactly once");
     assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 0);
+    // A synced job's state-table writes: its snapshot only (the snapshot is its idempotency
+    // record and its outbox; no claim, completion or flag-clearing write).
+    assert_eq!(w.state().writes(), 300, "state-table writes for 300 synced jobs");
     // The ≤ 5 % target is a performance figure: measured by `make bench` and printed above
     // (1.2 % on a quiet machine, 6.5 % seen while a release build shared the 2 cores). This
     // test only guards against a regression to sleeping instead of deferring, which bills
