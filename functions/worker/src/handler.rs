@@ -19,7 +19,7 @@ use relay_domain::ports::{
 use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
 use relay_domain::tokens::{TokenStatus, TokenStore};
-use relay_domain::DedupId;
+use relay_domain::{DedupId, SnapshotKind};
 use relay_lambda::fifo::{drive_overlapping, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
 use relay_lambda::telemetry::record_span;
@@ -717,7 +717,14 @@ where
     /// Publishes the event of a version this job stored. `false` = the bus did not take it (the
     /// job comes back, finds its own version stored and [`Self::publish_stored`] retries
     /// without calling Cafe24).
-    async fn publish(&self, job: &Job, kind: &str, id: &str, version: u64, data: Option<&serde_json::Value>) -> bool {
+    async fn publish(
+        &self,
+        job: &Job,
+        kind: SnapshotKind,
+        id: &str,
+        version: u64,
+        data: Option<&serde_json::Value>,
+    ) -> bool {
         let event = snapshot_event(&job.mall_id, kind, id, version, &job.trace_id, data);
         if !self.publish_all(std::slice::from_ref(&event)).await {
             tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
@@ -727,7 +734,7 @@ where
     }
 
     /// Publishes the stored version of the job's target (stored by this job).
-    async fn publish_stored(&self, job: &Job, kind: &str, id: &str) -> bool {
+    async fn publish_stored(&self, job: &Job, kind: SnapshotKind, id: &str) -> bool {
         match self.state.snapshot(&job.mall_id, kind, id).await {
             Ok(Some((version, data))) => self.publish(job, kind, id, version, data.as_ref()).await,
             Ok(None) => true,

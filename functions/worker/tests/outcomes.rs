@@ -19,6 +19,7 @@ use relay_domain::ports::memory::{MemoryBus, MemoryGate, MemoryQueue, MemoryStat
 use relay_domain::ratelimit::{Acquire, Class};
 use relay_domain::tokens::{TokenPair, TokenStatus, TokenStore};
 use relay_domain::MallId;
+use relay_domain::SnapshotKind;
 use worker::{Worker, WorkerConfig};
 
 type W = Worker<MemoryGate, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus>;
@@ -282,16 +283,16 @@ async fn ok_syncs_the_snapshot_and_completes() {
     let r =
         run(&w, &serde_json::to_string(&fx.job("j1", JobKind::SyncOrder { order_id: order.clone() })).unwrap()).await;
     assert!(!returned(&r));
-    assert!(fx.state.stored(&fx.mall, "order", &order).unwrap().1.is_some());
+    assert!(fx.state.stored(&fx.mall, SnapshotKind::Order, &order).unwrap().1.is_some());
     assert!(!fx.state.claimed("j1"), "no idempotency record: the snapshot is it");
-    assert_eq!(fx.state.stored_by(&fx.mall, "order", &order).as_deref(), Some("j1"));
+    assert_eq!(fx.state.stored_by(&fx.mall, SnapshotKind::Order, &order).as_deref(), Some("j1"));
     assert_eq!(fx.gate.feedback_seen(), 1, "Cafe24's headers fed back");
     // Delivered: one order.synced for the stored version, carrying the data.
-    let (version, data) = fx.state.stored(&fx.mall, "order", &order).unwrap();
+    let (version, data) = fx.state.stored(&fx.mall, SnapshotKind::Order, &order).unwrap();
     let events = fx.bus.events();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].detail_type, "order.synced");
-    assert_eq!(events[0].event_id, snapshot_event_id(&fx.mall, "order", &order, version));
+    assert_eq!(events[0].event_id, snapshot_event_id(&fx.mall, SnapshotKind::Order, &order, version));
     let detail: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
     assert_eq!((detail["version"].as_u64(), Some(&detail["data"])), (Some(version), data.as_ref()));
 }
@@ -307,14 +308,14 @@ async fn a_bus_refusal_keeps_the_version_in_the_outbox_and_the_redelivery_publis
     assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "not an attempt");
     assert_eq!(w.stats.publish_failed.load(Ordering::Relaxed), 1);
     assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 5)], "comes back after DEFER_MIN_S × receives");
-    assert_eq!(fx.state.stored_by(&fx.mall, "order", &order).as_deref(), Some("jp"), "stored by the job");
+    assert_eq!(fx.state.stored_by(&fx.mall, SnapshotKind::Order, &order).as_deref(), Some("jp"), "stored by the job");
     assert!(fx.bus.events().is_empty());
     let r = run_receive(&w, &body, 2).await; // the redelivery, bus healthy again
     assert!(!returned(&r));
     assert_eq!(fx.calls(), 1, "published from the store, Cafe24 not called again");
-    let version = fx.state.stored(&fx.mall, "order", &order).unwrap().0;
+    let version = fx.state.stored(&fx.mall, SnapshotKind::Order, &order).unwrap().0;
     let ids: Vec<String> = fx.bus.events().into_iter().map(|e| e.event_id).collect();
-    assert_eq!(ids, [snapshot_event_id(&fx.mall, "order", &order, version)]);
+    assert_eq!(ids, [snapshot_event_id(&fx.mall, SnapshotKind::Order, &order, version)]);
     assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 1, "the job found its own version stored");
 }
 
@@ -368,7 +369,7 @@ async fn a_404_writes_a_tombstone() {
     )
     .await;
     assert!(!returned(&r));
-    assert_eq!(fx.state.stored(&fx.mall, "order", "20990101-0000001").unwrap().1, None, "tombstone");
+    assert_eq!(fx.state.stored(&fx.mall, SnapshotKind::Order, "20990101-0000001").unwrap().1, None, "tombstone");
     assert_eq!(w.stats.tombstoned.load(Ordering::Relaxed), 1);
     let types: Vec<String> = fx.bus.events().into_iter().map(|e| e.detail_type).collect();
     assert_eq!(types, ["order.deleted"]);
@@ -466,9 +467,9 @@ async fn a_completed_job_is_not_run_again_and_a_newer_snapshot_coalesces() {
     // A redelivery of the message itself cannot tell whether its earlier run's event reached
     // the bus: it publishes the stored version again, with the same event id.
     run_receive(&w, &body, 2).await;
-    let version = fx.state.stored(&fx.mall, "order", &order).unwrap().0;
+    let version = fx.state.stored(&fx.mall, SnapshotKind::Order, &order).unwrap().0;
     let ids: Vec<String> = fx.bus.events().into_iter().map(|e| e.event_id).collect();
-    assert_eq!(ids, vec![snapshot_event_id(&fx.mall, "order", &order, version); 2]);
+    assert_eq!(ids, vec![snapshot_event_id(&fx.mall, SnapshotKind::Order, &order, version); 2]);
     assert_eq!(fx.calls(), 1);
 }
 
@@ -501,7 +502,7 @@ async fn a_store_failure_after_the_call_is_an_attempt_retried_and_the_redelivery
     fx.state.set_failing_upserts(false);
     let r = run(&w, &body).await; // the redelivery
     assert!(!returned(&r));
-    assert!(fx.state.stored(&fx.mall, "order", &order).unwrap().1.is_some());
+    assert!(fx.state.stored(&fx.mall, SnapshotKind::Order, &order).unwrap().1.is_some());
     assert_eq!(w.stats.synced.load(Ordering::Relaxed), 1);
     assert_eq!(fx.calls(), 2, "the call is repeated (the first answer was not kept), the effect stored once");
     assert!(fx.dlq.messages().is_empty());
@@ -547,14 +548,14 @@ async fn an_invocation_killed_at_any_point_of_a_job_loses_nothing_and_duplicates
         }
         println!("kill {kill_ms}: killed {killed}, synced {} coalesced {} dup {} failures {} deferred {} calls {} outcome {:?}", w.stats.synced.load(Ordering::Relaxed), w.stats.coalesced.load(Ordering::Relaxed), w.stats.duplicates.load(Ordering::Relaxed), w.stats.failures.load(Ordering::Relaxed), w.stats.deferred.load(Ordering::Relaxed), fx.calls(), fx.state.outcome("jk"));
         assert!(acknowledged, "kill at {kill_ms} ms: never completed");
-        let snap = fx.state.stored(&fx.mall, "order", &order);
+        let snap = fx.state.stored(&fx.mall, SnapshotKind::Order, &order);
         assert!(snap.as_ref().is_some_and(|s| s.1.is_some()), "kill at {kill_ms} ms: the effect is stored");
         // Delivered: the stored version's event, at least once, no other.
         let version = snap.map(|s| s.0).unwrap_or(0);
         let ids: std::collections::BTreeSet<String> = fx.bus.events().into_iter().map(|e| e.event_id).collect();
         assert_eq!(
             ids.into_iter().collect::<Vec<_>>(),
-            [snapshot_event_id(&fx.mall, "order", &order, version)],
+            [snapshot_event_id(&fx.mall, SnapshotKind::Order, &order, version)],
             "kill at {kill_ms} ms: the stored version is published"
         );
         assert!(fx.dlq.messages().is_empty(), "kill at {kill_ms} ms: nothing dead-lettered");
@@ -604,7 +605,8 @@ async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it
     let p = progress(&fx).await;
     assert!(p.done, "{p:?}");
     for id in &orders {
-        let (_, data) = fx.state.stored(&fx.mall, "order", id).unwrap_or_else(|| panic!("order {id} not stored"));
+        let (_, data) =
+            fx.state.stored(&fx.mall, SnapshotKind::Order, id).unwrap_or_else(|| panic!("order {id} not stored"));
         assert!(data.unwrap()["items"].as_array().is_some_and(|i| !i.is_empty()), "stored with its items");
     }
     let needed = (orders.len() as u64).div_ceil(1_000);
@@ -614,6 +616,6 @@ async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it
     assert!(calls <= needed + 5, "{calls} calls for {needed} pages' worth");
     assert_eq!((p.stored, p.seen), (orders.len() as u64, orders.len() as u64));
     assert_eq!(fx.bus.events().len(), orders.len(), "each stored version delivered once");
-    assert!(orders.iter().all(|id| fx.state.stored_by(&fx.mall, "order", id).as_deref() == Some("bf1")));
+    assert!(orders.iter().all(|id| fx.state.stored_by(&fx.mall, SnapshotKind::Order, id).as_deref() == Some("bf1")));
     assert_eq!(fx.state.outcome("bf1").as_deref(), Some("backfilled"));
 }

@@ -23,7 +23,7 @@ use relay_domain::ports::{
     BackfillStore, Claim, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead, SnapshotStore,
     SnapshotTooLarge, StoreError, StoredSnapshot,
 };
-use relay_domain::MallId;
+use relay_domain::{MallId, SnapshotKind};
 
 /// Snapshots whose JSON is longer than this are stored deflated (zlib) in the Binary attribute
 /// `data_z` instead of the String `data`: a product with a long HTML description can exceed
@@ -85,7 +85,7 @@ impl DynamoState {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn snap_key(mall: &MallId, kind: &str, id: &str) -> String {
+    fn snap_key(mall: &MallId, kind: SnapshotKind, id: &str) -> String {
         format!("snap#{}#{kind}#{id}", mall.as_str())
     }
 
@@ -93,7 +93,7 @@ impl DynamoState {
     async fn snap_item(
         &self,
         mall: &MallId,
-        kind: &str,
+        kind: SnapshotKind,
         id: &str,
         projection: Option<&str>,
     ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, StoreError> {
@@ -304,7 +304,7 @@ impl ReconcileStore for DynamoState {
 }
 
 impl SnapshotStore for DynamoState {
-    async fn head(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
+    async fn head(&self, mall: &MallId, kind: SnapshotKind, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
         let item = self.snap_item(mall, kind, id, Some("fetched_at, by_job")).await?;
         Ok(item.as_ref().and_then(|i| {
             let fetched_at_ms = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok())?;
@@ -316,7 +316,7 @@ impl SnapshotStore for DynamoState {
     async fn upsert(
         &self,
         mall: &MallId,
-        kind: &str,
+        kind: SnapshotKind,
         id: &str,
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
@@ -369,7 +369,12 @@ impl SnapshotStore for DynamoState {
         }
     }
 
-    async fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+    async fn snapshot(
+        &self,
+        mall: &MallId,
+        kind: SnapshotKind,
+        id: &str,
+    ) -> Result<Option<StoredSnapshot>, StoreError> {
         let item = self.snap_item(mall, kind, id, None).await?;
         Ok(item.as_ref().map(|i| {
             let f = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);

@@ -35,10 +35,10 @@ pub enum Resource {
 
 impl Resource {
     /// The snapshot kind its items are stored under.
-    pub fn snapshot_kind(self) -> &'static str {
+    pub fn snapshot_kind(self) -> crate::SnapshotKind {
         match self {
-            Self::Orders => "order",
-            Self::Products => "product",
+            Self::Orders => crate::SnapshotKind::Order,
+            Self::Products => crate::SnapshotKind::Product,
         }
     }
 

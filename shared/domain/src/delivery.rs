@@ -13,7 +13,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::envelope::InboxEnvelope;
-use crate::ids::{DedupId, MallId};
+use crate::ids::{DedupId, MallId, SnapshotKind};
 
 /// Version of the `detail` formats below; bumped on any incompatible change.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
@@ -53,15 +53,10 @@ impl BusEvent {
     }
 }
 
-/// The kinds of entity the relay keeps (the snapshot `kind`).
-pub fn is_entity_kind(kind: &str) -> bool {
-    matches!(kind, "order" | "product" | "customer")
-}
-
 /// The stable id of the event for a snapshot version.
-pub fn snapshot_event_id(mall: &MallId, kind: &str, id: &str, version_ms: u64) -> String {
+pub fn snapshot_event_id(mall: &MallId, kind: SnapshotKind, id: &str, version_ms: u64) -> String {
     let v = version_ms.to_string();
-    DedupId::derive("evt", &[mall.as_str().as_bytes(), kind.as_bytes(), id.as_bytes(), v.as_bytes()])
+    DedupId::derive("evt", &[mall.as_str().as_bytes(), kind.as_str().as_bytes(), id.as_bytes(), v.as_bytes()])
         .as_str()
         .to_owned()
 }
@@ -99,7 +94,7 @@ pub fn webhook_received(env: &InboxEnvelope) -> Option<BusEvent> {
 /// (`data_omitted`) and read back from the state table (`relay snapshot get`).
 pub fn snapshot_event(
     mall: &MallId,
-    kind: &str,
+    kind: SnapshotKind,
     id: &str,
     version_ms: u64,
     trace_id: &str,
@@ -110,7 +105,7 @@ pub fn snapshot_event(
     detail.insert("schema_version".into(), json!(EVENT_SCHEMA_VERSION));
     detail.insert("event_id".into(), json!(event_id));
     detail.insert("mall_id".into(), json!(mall.as_str()));
-    detail.insert("kind".into(), json!(kind));
+    detail.insert("kind".into(), json!(kind.as_str()));
     detail.insert("id".into(), json!(id));
     detail.insert("version".into(), json!(version_ms));
     detail.insert("trace_id".into(), json!(trace_id));
@@ -249,15 +244,15 @@ mod tests {
     #[test]
     fn snapshot_events_name_the_version_and_differ_per_version() {
         let data = json!({"order_id": "o1"});
-        let a = snapshot_event(&mall(), "order", "o1", 5, "t", Some(&data));
-        let b = snapshot_event(&mall(), "order", "o1", 6, "t", Some(&data));
-        let again = snapshot_event(&mall(), "order", "o1", 5, "other-trace", Some(&data));
+        let a = snapshot_event(&mall(), SnapshotKind::Order, "o1", 5, "t", Some(&data));
+        let b = snapshot_event(&mall(), SnapshotKind::Order, "o1", 6, "t", Some(&data));
+        let again = snapshot_event(&mall(), SnapshotKind::Order, "o1", 5, "other-trace", Some(&data));
         assert_ne!(a.event_id, b.event_id);
         assert_eq!(a.event_id, again.event_id, "the id names the version, not the delivery");
         assert_eq!(a.detail_type, "order.synced");
         let d: Value = serde_json::from_str(&a.detail).unwrap();
         assert_eq!((d["version"].as_u64(), &d["data"]), (Some(5), &data));
-        let gone = snapshot_event(&mall(), "product", "7", 9, "t", None);
+        let gone = snapshot_event(&mall(), SnapshotKind::Product, "7", 9, "t", None);
         assert_eq!(gone.detail_type, "product.deleted");
         assert!(serde_json::from_str::<Value>(&gone.detail).unwrap().get("data").is_none());
     }
@@ -265,7 +260,7 @@ mod tests {
     #[test]
     fn a_snapshot_too_large_for_an_entry_becomes_a_pointer() {
         let data = json!({"description": "x".repeat(400_000)});
-        let e = snapshot_event(&mall(), "product", "7", 9, "t", Some(&data));
+        let e = snapshot_event(&mall(), SnapshotKind::Product, "7", 9, "t", Some(&data));
         assert!(e.size() <= MAX_ENTRY_BYTES);
         let d: Value = serde_json::from_str(&e.detail).unwrap();
         assert!(d["data"].is_null());
@@ -274,8 +269,8 @@ mod tests {
 
     #[test]
     fn put_chunks_respect_the_entry_count_and_the_request_size() {
-        let small = snapshot_event(&mall(), "order", "o", 1, "t", Some(&json!({})));
-        let big = snapshot_event(&mall(), "order", "o", 1, "t", Some(&json!({"d": "x".repeat(200_000)})));
+        let small = snapshot_event(&mall(), SnapshotKind::Order, "o", 1, "t", Some(&json!({})));
+        let big = snapshot_event(&mall(), SnapshotKind::Order, "o", 1, "t", Some(&json!({"d": "x".repeat(200_000)})));
         let events = vec![small.clone(); 23];
         assert_eq!(put_chunks(&events), vec![0..10, 10..20, 20..23]);
         let mixed = vec![small.clone(), big.clone(), big.clone(), small];

@@ -182,10 +182,59 @@ impl fmt::Display for DedupId {
     }
 }
 
+/// The kinds of entity the relay keeps a snapshot of (the `kind` of a snapshot key and of a
+/// `<kind>.synced` event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKind {
+    /// An order with its items.
+    Order,
+    /// A product.
+    Product,
+    /// A customer's non-personal fields.
+    Customer,
+}
+
+impl SnapshotKind {
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::Order, Self::Product, Self::Customer];
+
+    /// `order`, `product` or `customer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Product => "product",
+            Self::Customer => "customer",
+        }
+    }
+
+    /// The kind named `s` (exactly as [`Self::as_str`] spells it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for SnapshotKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn snapshot_kinds_round_trip_and_nothing_else_parses() {
+        for k in SnapshotKind::ALL {
+            assert_eq!(SnapshotKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).ok(), Some(serde_json::json!(k.as_str())));
+        }
+        for bad in ["", "orders", "Order", " order", "order ", "member", "ord\u{0}er"] {
+            assert_eq!(SnapshotKind::parse(bad), None, "{bad:?}");
+        }
+    }
 
     fn valid_sqs_id(s: &str) -> bool {
         !s.is_empty() && s.len() <= SQS_ID_MAX_LEN && s.chars().all(sqs_id_char)

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::MallId;
+use crate::ids::{MallId, SnapshotKind};
 use crate::ratelimit::Class;
 
 /// Current job format version.
@@ -47,11 +47,11 @@ pub enum JobKind {
 
 impl JobKind {
     /// Snapshot kind and target id, for jobs that produce a snapshot.
-    pub fn target(&self) -> Option<(&'static str, String)> {
+    pub fn target(&self) -> Option<(SnapshotKind, String)> {
         match self {
-            Self::SyncOrder { order_id } => Some(("order", order_id.clone())),
-            Self::SyncProduct { product_no } => Some(("product", product_no.to_string())),
-            Self::SyncCustomer { member_id } => Some(("customer", member_id.clone())),
+            Self::SyncOrder { order_id } => Some((SnapshotKind::Order, order_id.clone())),
+            Self::SyncProduct { product_no } => Some((SnapshotKind::Product, product_no.to_string())),
+            Self::SyncCustomer { member_id } => Some((SnapshotKind::Customer, member_id.clone())),
             Self::RefreshToken | Self::Reconcile | Self::Backfill { .. } => None,
         }
     }

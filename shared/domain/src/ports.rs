@@ -184,7 +184,7 @@ pub trait SnapshotStore: Send + Sync {
     fn head(
         &self,
         mall: &MallId,
-        kind: &str,
+        kind: crate::SnapshotKind,
         id: &str,
     ) -> impl Future<Output = Result<Option<SnapshotHead>, StoreError>> + Send;
     /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms` by job `by`,
@@ -193,7 +193,7 @@ pub trait SnapshotStore: Send + Sync {
     fn upsert(
         &self,
         mall: &MallId,
-        kind: &str,
+        kind: crate::SnapshotKind,
         id: &str,
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
@@ -203,7 +203,7 @@ pub trait SnapshotStore: Send + Sync {
     fn snapshot(
         &self,
         mall: &MallId,
-        kind: &str,
+        kind: crate::SnapshotKind,
         id: &str,
     ) -> impl Future<Output = Result<Option<StoredSnapshot>, StoreError>> + Send;
 }
@@ -402,13 +402,16 @@ pub mod memory {
         }
 
         /// The stored snapshot: (fetched_at, data; `None` = tombstone).
-        pub fn stored(&self, mall: &MallId, kind: &str, id: &str) -> Option<StoredSnapshot> {
-            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| (s.0, s.1.clone()))
+        pub fn stored(&self, mall: &MallId, kind: crate::SnapshotKind, id: &str) -> Option<StoredSnapshot> {
+            lock(&self.inner)
+                .snapshots
+                .get(&format!("{}#{}#{id}", mall.as_str(), kind.as_str()))
+                .map(|s| (s.0, s.1.clone()))
         }
 
         /// The job that stored the current version.
-        pub fn stored_by(&self, mall: &MallId, kind: &str, id: &str) -> Option<String> {
-            lock(&self.inner).snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| s.2.clone())
+        pub fn stored_by(&self, mall: &MallId, kind: crate::SnapshotKind, id: &str) -> Option<String> {
+            lock(&self.inner).snapshots.get(&format!("{}#{}#{id}", mall.as_str(), kind.as_str())).map(|s| s.2.clone())
         }
 
         /// The completion outcome recorded for a job.
@@ -520,20 +523,25 @@ pub mod memory {
     }
 
     impl SnapshotStore for MemoryState {
-        async fn head(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
+        async fn head(
+            &self,
+            mall: &MallId,
+            kind: crate::SnapshotKind,
+            id: &str,
+        ) -> Result<Option<SnapshotHead>, StoreError> {
             let g = lock(&self.inner);
             if g.failing {
                 return Err(down());
             }
             Ok(g.snapshots
-                .get(&format!("{}#{kind}#{id}", mall.as_str()))
+                .get(&format!("{}#{}#{id}", mall.as_str(), kind.as_str()))
                 .map(|s| SnapshotHead { fetched_at_ms: s.0, stored_by: s.2.clone() }))
         }
 
         async fn upsert(
             &self,
             mall: &MallId,
-            kind: &str,
+            kind: crate::SnapshotKind,
             id: &str,
             fetched_at_ms: u64,
             data: Option<&serde_json::Value>,
@@ -543,7 +551,7 @@ pub mod memory {
             if g.failing || g.failing_upserts {
                 return Err(down());
             }
-            let key = format!("{}#{kind}#{id}", mall.as_str());
+            let key = format!("{}#{}#{id}", mall.as_str(), kind.as_str());
             if g.snapshots.get(&key).is_some_and(|s| s.0 >= fetched_at_ms) {
                 return Ok(false);
             }
@@ -551,12 +559,17 @@ pub mod memory {
             Ok(true)
         }
 
-        async fn snapshot(&self, mall: &MallId, kind: &str, id: &str) -> Result<Option<StoredSnapshot>, StoreError> {
+        async fn snapshot(
+            &self,
+            mall: &MallId,
+            kind: crate::SnapshotKind,
+            id: &str,
+        ) -> Result<Option<StoredSnapshot>, StoreError> {
             let g = lock(&self.inner);
             if g.failing {
                 return Err(down());
             }
-            Ok(g.snapshots.get(&format!("{}#{kind}#{id}", mall.as_str())).map(|s| (s.0, s.1.clone())))
+            Ok(g.snapshots.get(&format!("{}#{}#{id}", mall.as_str(), kind.as_str())).map(|s| (s.0, s.1.clone())))
         }
     }
 

@@ -14,6 +14,7 @@ use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
 use relay_domain::ports::{BackfillStore as _, GroupId, MessageQueue as _, OutboundMessage, SnapshotStore as _};
 use relay_domain::ratelimit::Class;
 use relay_domain::DedupId;
+use relay_domain::SnapshotKind;
 use relay_tests::pipeline::Pipeline;
 use serde_json::json;
 
@@ -87,7 +88,7 @@ async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass
     let mut missing = 0;
     let mut last_backfilled = 0;
     for id in &history {
-        match state.snapshot(&mall, "order", id).await.unwrap() {
+        match state.snapshot(&mall, SnapshotKind::Order, id).await.unwrap() {
             Some((v, Some(_))) => last_backfilled = last_backfilled.max(v),
             _ => missing += 1,
         }
@@ -98,7 +99,7 @@ async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass
     assert_eq!(live_ids.len(), LIVE);
     let mut latencies = Vec::new();
     for (id, at) in live_ids.iter().zip(&sent) {
-        let (v, data) = state.snapshot(&mall, "order", id).await.unwrap().expect("live order synced");
+        let (v, data) = state.snapshot(&mall, SnapshotKind::Order, id).await.unwrap().expect("live order synced");
         assert!(data.is_some());
         latencies.push(v.saturating_sub(*at));
     }

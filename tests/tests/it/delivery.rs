@@ -12,6 +12,7 @@ use relay_aws::state::DynamoState;
 use relay_domain::delivery::{EVENT_SOURCE, MAX_ENTRY_BYTES};
 use relay_domain::ports::SnapshotStore as _;
 use relay_domain::MallId;
+use relay_domain::SnapshotKind;
 use relay_tests::pipeline::Pipeline;
 use serde_json::{json, Value};
 
@@ -187,7 +188,8 @@ async fn every_webhook_and_every_synced_version_reaches_the_subscriber_once_even
         for id in ids {
             expected_entities += 1;
             let (v, e) = newest.get(&((*m).to_owned(), "order".to_owned(), id.clone())).expect("order delivered");
-            let (stored_v, data) = state.snapshot(&MallId::parse(m).unwrap(), "order", id).await.unwrap().unwrap();
+            let (stored_v, data) =
+                state.snapshot(&MallId::parse(m).unwrap(), SnapshotKind::Order, id).await.unwrap().unwrap();
             assert_eq!(*v, stored_v, "the newest event is the stored version");
             assert_eq!(e["detail-type"], "order.synced");
             assert_eq!(Some(&e["detail"]["data"]), data.as_ref());
@@ -202,7 +204,8 @@ async fn every_webhook_and_every_synced_version_reaches_the_subscriber_once_even
         newest.get(&("dm1".to_owned(), "product".to_owned(), "1".to_owned())).expect("big product delivered");
     assert!(big["detail"]["data"].is_null(), "over the entry limit: a pointer");
     assert_eq!(big["detail"]["data_omitted"]["read_with"], "relay snapshot get --mall dm1 product 1");
-    let (_, stored) = state.snapshot(&MallId::parse("dm1").unwrap(), "product", "1").await.unwrap().unwrap();
+    let (_, stored) =
+        state.snapshot(&MallId::parse("dm1").unwrap(), SnapshotKind::Product, "1").await.unwrap().unwrap();
     assert!(stored.unwrap()["description"].as_str().unwrap().len() >= 300_000, "readable from the state table");
 
     let synced = of("order.synced").len() + of("product.synced").len() + of("product.deleted").len();
@@ -244,7 +247,8 @@ async fn every_webhook_and_every_synced_version_reaches_the_subscriber_once_even
                 .await
                 .unwrap();
             let item = item.item().expect("the consumer has the order");
-            let (stored_v, data) = state.snapshot(&MallId::parse(m).unwrap(), "order", id).await.unwrap().unwrap();
+            let (stored_v, data) =
+                state.snapshot(&MallId::parse(m).unwrap(), SnapshotKind::Order, id).await.unwrap().unwrap();
             assert_eq!(item["version"].as_n().unwrap(), &stored_v.to_string());
             let theirs: Value = serde_json::from_str(item["data"].as_s().unwrap()).unwrap();
             assert_eq!(Some(theirs), data, "the app's copy equals the relay's snapshot");

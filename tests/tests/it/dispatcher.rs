@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use relay_domain::ports::SnapshotStore as _;
+use relay_domain::SnapshotKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -402,7 +403,7 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
         let mall = MallId::parse(m).unwrap();
         for id in ids {
             expected += 1;
-            match state.snapshot(&mall, "order", id).await.unwrap() {
+            match state.snapshot(&mall, SnapshotKind::Order, id).await.unwrap() {
                 Some((_, Some(data))) => {
                     if data["updated_date"].as_str() != current(m, id).as_deref() {
                         stale += 1;

@@ -12,6 +12,7 @@ use std::time::Duration;
 use relay_aws::state::DynamoState;
 use relay_domain::ports::{ReconcileStore as _, SnapshotStore as _};
 use relay_domain::MallId;
+use relay_domain::SnapshotKind;
 use relay_tests::pipeline::Pipeline;
 use serde_json::json;
 
@@ -62,7 +63,7 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
                         fx.sim.mall(&mut g, m).data.orders.get(id).map(|o| cafe24_sim::kst::iso_kst(o.updated_ms))
                     };
                     // Missing, or not the version Cafe24 holds now: both count.
-                    match state.snapshot(&mall, "order", id).await.unwrap() {
+                    match state.snapshot(&mall, SnapshotKind::Order, id).await.unwrap() {
                         Some((_, Some(data))) if data["updated_date"].as_str() == current.as_deref() => {}
                         _ => *missing.entry(m).or_default() += 1,
                     }

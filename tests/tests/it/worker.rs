@@ -9,6 +9,7 @@
 
 use devstack::esm::new_request_id;
 use relay_domain::ports::SnapshotStore as _;
+use relay_domain::SnapshotKind;
 use relay_lambda::telemetry::invocation_span;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -261,7 +262,7 @@ async fn three_hundred_jobs_for_one_mall_at_the_limit_no_429_no_duplicate_little
     assert!(sleep_ms as f64 <= 0.5 * run.billed_ms as f64, "slept {sleep_ms} ms of {} ms billed", run.billed_ms);
     assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
-    let (_, snap) = state.snapshot(&mall, "order", &fx.orders("bigmall")[123]).await.unwrap().unwrap();
+    let (_, snap) = state.snapshot(&mall, SnapshotKind::Order, &fx.orders("bigmall")[123]).await.unwrap().unwrap();
     assert!(snap.unwrap()["items"].is_array(), "order snapshot with items");
 }
 
@@ -300,7 +301,7 @@ async fn overlapping_jobs_of_one_mall_keep_the_limit_and_make_each_call_once() {
     assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
     for o in &orders {
-        assert!(state.snapshot(&mall, "order", o).await.unwrap().unwrap().1.is_some(), "{o} stored");
+        assert!(state.snapshot(&mall, SnapshotKind::Order, o).await.unwrap().unwrap().1.is_some(), "{o} stored");
     }
 }
 
@@ -339,7 +340,7 @@ async fn outcomes_5xx_then_success_422_to_dlq_404_tombstone_401_refresh() {
     println!("outcomes: {run:?}, failures {}", w.stats.failures.load(Ordering::Relaxed));
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
     // 5xx twice, then 200: success after two real attempts with backoff.
-    assert!(state.snapshot(&m5, "product", "1").await.unwrap().unwrap().1.is_some());
+    assert!(state.snapshot(&m5, SnapshotKind::Product, "1").await.unwrap().unwrap().1.is_some());
     assert_eq!(fx.sim.stats("m5xx").status_5xx, 2);
     assert_eq!(w.stats.failures.load(Ordering::Relaxed), 2);
     // 422: DLQ after one attempt, with Cafe24's code and message.
@@ -350,11 +351,11 @@ async fn outcomes_5xx_then_success_422_to_dlq_404_tombstone_401_refresh() {
     assert!(dlq[0]["reason"].as_str().unwrap().contains("422"), "{}", dlq[0]);
     assert_eq!(fx.sim.stats("m422").endpoints.get("customers").map_or(0, |e| e.calls), 1, "one attempt only");
     // 404: tombstone.
-    let (_, data) = state.snapshot(&m404, "order", "20990101-0000001").await.unwrap().unwrap();
+    let (_, data) = state.snapshot(&m404, SnapshotKind::Order, "20990101-0000001").await.unwrap().unwrap();
     assert!(data.is_none(), "tombstone");
     assert_eq!(w.stats.tombstoned.load(Ordering::Relaxed), 1);
     // 401: one refresh, then success.
-    assert!(state.snapshot(&m401, "order", &order401).await.unwrap().unwrap().1.is_some());
+    assert!(state.snapshot(&m401, SnapshotKind::Order, &order401).await.unwrap().unwrap().1.is_some());
     assert_eq!(fx.sim.stats("m401").token_issuances, 1);
 }
 
@@ -379,10 +380,10 @@ async fn a_throttled_mall_does_not_block_another_and_order_holds_through_deferra
     let mut fast_done = Vec::new();
     let mut slow_done = Vec::new();
     for o in &fo {
-        fast_done.push(state.snapshot(&fast, "order", o).await.unwrap().unwrap().0);
+        fast_done.push(state.snapshot(&fast, SnapshotKind::Order, o).await.unwrap().unwrap().0);
     }
     for o in &so {
-        slow_done.push(state.snapshot(&slow, "order", o).await.unwrap().unwrap().0);
+        slow_done.push(state.snapshot(&slow, SnapshotKind::Order, o).await.unwrap().unwrap().0);
     }
     let fast_last = *fast_done.iter().max().unwrap() - started;
     let slow_last = *slow_done.iter().max().unwrap() - started;
@@ -478,7 +479,7 @@ async fn a_crash_after_the_call_is_redelivered_without_a_duplicate_effect() {
     let run = drive_until(&fx, &w, Duration::from_secs(60), |w| finished(w) >= 1).await;
     println!("crash: {run:?}");
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
-    assert!(state.snapshot(&mall, "order", &order).await.unwrap().unwrap().1.is_some());
+    assert!(state.snapshot(&mall, SnapshotKind::Order, &order).await.unwrap().unwrap().1.is_some());
     assert_eq!(w.stats.synced.load(Ordering::Relaxed), 1, "the effect (snapshot) was applied once");
     // Redelivered again (e.g. a late duplicate): completed jobs never run again.
     fx.env
@@ -566,7 +567,7 @@ async fn a_product_with_a_600_kb_description_syncs_once() {
     assert_eq!(calls, 1, "one billed call");
     assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0);
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
-    let (_, snap) = state.snapshot(&mall, "product", "1").await.unwrap().unwrap();
+    let (_, snap) = state.snapshot(&mall, SnapshotKind::Product, "1").await.unwrap().unwrap();
     let desc = snap.unwrap()["description"].as_str().unwrap().len();
     assert!(desc >= 600_000, "the whole description is stored ({desc} bytes)");
 }

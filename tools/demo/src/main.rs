@@ -8,6 +8,7 @@
 //! Exit status 0 only if every event was processed exactly once with zero 429s.
 
 use relay_domain::ports::SnapshotStore as _;
+use relay_domain::SnapshotKind;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -372,7 +373,7 @@ async fn main() -> Result<()> {
                 let mut g = sim.lock();
                 sim.mall(&mut g, m).data.orders.get(id).map(|o| cafe24_sim::kst::iso_kst(o.updated_ms))
             };
-            if let Some((_, Some(data))) = state.snapshot(&mall, "order", id).await? {
+            if let Some((_, Some(data))) = state.snapshot(&mall, SnapshotKind::Order, id).await? {
                 if data.get("updated_date").and_then(Value::as_str) == want.as_deref() {
                     current += 1;
                 }
@@ -446,7 +447,7 @@ async fn main() -> Result<()> {
             .send()
             .await?;
         let theirs = theirs.item().and_then(|i| i.get("data")).and_then(|d| d.as_s().ok());
-        let ours = state.snapshot(mall, "order", id).await?.and_then(|(_, d)| d);
+        let ours = state.snapshot(mall, SnapshotKind::Order, id).await?.and_then(|(_, d)| d);
         if theirs.and_then(|t| serde_json::from_str::<Value>(t).ok()) == ours && ours.is_some() {
             equal += 1;
         }

@@ -124,8 +124,8 @@ enum SnapshotCommand {
         #[arg(long)]
         mall: String,
         /// order, product or customer.
-        #[arg(value_parser = ["order", "product", "customer"])]
-        kind: String,
+        #[arg(value_parser = snapshot::parse_kind)]
+        kind: relay_domain::SnapshotKind,
         /// order_id, product_no or member_id.
         id: String,
     },
@@ -412,7 +412,7 @@ async fn run(cli: Cli) -> Result<()> {
             let m = mall::parse_mall(&mall)?;
             let ddb = aws_sdk_dynamodb::Client::new(&target.sdk_config().await);
             let state = relay_aws::state::DynamoState::new(ddb, target.require("STATE_TABLE")?);
-            println!("{:#}", snapshot::get(&state, &m, &kind, &id).await?);
+            println!("{:#}", snapshot::get(&state, &m, kind, &id).await?);
         }
     }
     Ok(())

@@ -5,18 +5,22 @@
 
 use anyhow::{bail, Result};
 use relay_aws::state::DynamoState;
-use relay_domain::delivery::is_entity_kind;
 use relay_domain::ids::is_resource_id;
 use relay_domain::ports::SnapshotStore as _;
-use relay_domain::MallId;
+use relay_domain::{MallId, SnapshotKind};
 use serde_json::json;
+
+/// The command line's `kind` argument.
+pub fn parse_kind(s: &str) -> Result<SnapshotKind, String> {
+    SnapshotKind::parse(s).ok_or_else(|| {
+        let kinds: Vec<&str> = SnapshotKind::ALL.iter().map(|k| k.as_str()).collect();
+        format!("{s:?} is not a kind: {}", kinds.join(", "))
+    })
+}
 
 /// The stored snapshot as a JSON document: `version` (the fetch time, epoch ms, the same as the
 /// events' `version`), `deleted`, and `data` (null for a tombstone).
-pub async fn get(state: &DynamoState, mall: &MallId, kind: &str, id: &str) -> Result<serde_json::Value> {
-    if !is_entity_kind(kind) {
-        bail!("{kind:?} is not a kind: order, product or customer");
-    }
+pub async fn get(state: &DynamoState, mall: &MallId, kind: SnapshotKind, id: &str) -> Result<serde_json::Value> {
     if !is_resource_id(id) {
         bail!("{id:?} is not an entity id");
     }
@@ -24,7 +28,7 @@ pub async fn get(state: &DynamoState, mall: &MallId, kind: &str, id: &str) -> Re
         None => bail!("no snapshot of {kind} {id} for mall {} (never synced, or another stack)", mall.as_str()),
         Some((version, data)) => Ok(json!({
             "mall_id": mall.as_str(),
-            "kind": kind,
+            "kind": kind.as_str(),
             "id": id,
             "version": version,
             "deleted": data.is_none(),

@@ -186,6 +186,11 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
     assert!(snap["version"].as_u64().unwrap() > 0);
     let missing = relay(&stack, &["snapshot", "get", "--mall", MALL, "order", "20000101-0000000"]);
     assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no snapshot"));
+    for bad_kind in ["orders", "Order", "member", ""] {
+        let out = relay(&stack, &["snapshot", "get", "--mall", MALL, bad_kind, &orders[0]]);
+        assert!(!out.status.success(), "{bad_kind:?} accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a kind"), "{bad_kind:?}");
+    }
 
     // One webhook's whole story.
     let out = ok(&relay(&stack, &["trace", "cli-trace-1"]));

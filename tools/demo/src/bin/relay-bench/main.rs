@@ -45,6 +45,10 @@ struct Args {
     /// Python process serving both set the pace of the whole pipeline).
     #[arg(long)]
     one_emulator: bool,
+    /// Serve DynamoDB from this endpoint instead of a moto (e.g. a `dynoxide serve` started by
+    /// hand); with `--relay-only`, its load is not reported.
+    #[arg(long, conflicts_with = "one_emulator", requires = "relay_only")]
+    dynamodb_endpoint: Option<String>,
     /// The worker's JOBS_IN_FLIGHT (jobs of one mall overlapping in an invocation).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     jobs_in_flight: u8,
@@ -55,7 +59,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let Args { quick, relay_only, one_emulator, jobs_in_flight, defer_min_s } = <Args as clap::Parser>::parse();
+    let Args { quick, relay_only, one_emulator, dynamodb_endpoint, jobs_in_flight, defer_min_s } =
+        <Args as clap::Parser>::parse();
     if !(defer_min_s.is_finite() && defer_min_s >= 0.0) {
         bail!("--defer-min-s must be a number of seconds ≥ 0");
     }
@@ -74,6 +79,9 @@ async fn main() -> Result<()> {
     // would point it; SQS and EventBridge stay on the shared one.
     // Kept until the end: the private moto stops when dropped.
     let (_ddb_moto, ddb_stats) = if one_emulator {
+        (None, None)
+    } else if let Some(url) = &dynamodb_endpoint {
+        aws.ddb = aws_sdk_dynamodb::Client::new(&devstack::sdk_config(url).await);
         (None, None)
     } else {
         let stats = std::env::temp_dir().join(format!("relay-bench-ddb-{}.json", std::process::id()));

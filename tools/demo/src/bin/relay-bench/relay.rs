@@ -18,6 +18,7 @@ use relay_demo::bridge::{serve, INGEST_BILLED_MS};
 use relay_domain::ports::SnapshotStore as _;
 use relay_domain::tokens::{TokenPair, TokenStore};
 use relay_domain::MallId;
+use relay_domain::SnapshotKind;
 use relay_lambda::clock::system_clock;
 use serde_json::{json, Value};
 use webhook_ingest::{Ingest, IngestConfig};
@@ -139,7 +140,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
         while !pending.is_empty() && start.elapsed() < Duration::from_secs(600) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             while let Some((mall, id, want)) = pending.last() {
-                let current = matches!(state.snapshot(mall, "order", id).await, Ok(Some((_, Some(v)))) if v.get("updated_date").and_then(Value::as_str) == want.as_deref());
+                let current = matches!(state.snapshot(mall, SnapshotKind::Order, id).await, Ok(Some((_, Some(v)))) if v.get("updated_date").and_then(Value::as_str) == want.as_deref());
                 if !current {
                     break;
                 }
@@ -163,7 +164,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
         let cur = current_orders(sim, m);
         let mall = MallId::parse(m)?;
         for id in ids {
-            let ok = matches!(state.snapshot(&mall, "order", id).await?, Some((_, Some(v))) if v.get("updated_date").and_then(Value::as_str) == cur.get(id).map(String::as_str));
+            let ok = matches!(state.snapshot(&mall, SnapshotKind::Order, id).await?, Some((_, Some(v))) if v.get("updated_date").and_then(Value::as_str) == cur.get(id).map(String::as_str));
             lost += u64::from(!ok);
         }
     }
