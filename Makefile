@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: deploy sam-build deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench bench-ingest size clean
+.PHONY: deploy sam-build deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench scale bench-ingest size clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ demo: ## the whole pipeline locally (moto + Cafe24 simulator + the three handler
 bench: tools ## the burst scenario through relay vs the direct and handoff baselines at real limits, release build (writes docs/benchmarks/)
 	$(CARGO) build --release --locked -p relay-demo --bin relay-bench
 	scripts/with-moto.sh target/release/relay-bench
+
+scale: ## a virtual-time model of 1,000 malls bursting through the worker's pollers and limiters (prints a table; docs/scale.md)
+	$(CARGO) run --release --locked -p relay-demo --bin relay-scale
 
 bench-ingest: ## ingest CPU per request vs plain serde_json parsing (prints a table)
 	$(CARGO) bench -p webhook-ingest --bench ingest_cpu --locked

@@ -15,13 +15,19 @@
 //! permissive decision is exactly what the version condition refuses — so the cache never lets
 //! a call through that the stored state would refuse.
 //!
+//! ## One process, one writer per key
+//! Concurrent acquisitions for the same key in one process (jobs of one mall overlapping,
+//! `JOBS_IN_FLIGHT` > 1) take turns on an in-process lock, so each decides on the state the
+//! previous one wrote instead of racing it to a conditional-write conflict (a billed write that
+//! admits nothing). Other processes still meet the version condition.
+//!
 //! ## Feedback
 //! [`DynamoLimiter::feedback`] applies Cafe24's headers (and 429s) with the same conditional
 //! write, only when they actually move the state.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -70,6 +76,8 @@ pub struct DynamoLimiter {
     /// Retries after a conflict, per acquisition.
     pub max_retries: u32,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Per key, the turn of this process's acquisitions and feedback writes.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Counters.
     pub stats: LimiterStats,
 }
@@ -108,6 +116,7 @@ impl DynamoLimiter {
             clock,
             max_retries: 4,
             cache: Mutex::new(HashMap::new()),
+            turns: Mutex::new(HashMap::new()),
             stats: LimiterStats::default(),
         }
     }
@@ -119,6 +128,11 @@ impl DynamoLimiter {
 
     fn cached(&self, key: &str) -> Cached {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(key).copied().unwrap_or_default()
+    }
+
+    /// This process's turn for `key` (held while deciding and writing).
+    fn turn(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.turns.lock().unwrap_or_else(PoisonError::into_inner).entry(key.to_owned()).or_default().clone()
     }
 
     fn remember(&self, key: &str, c: Cached) {
@@ -167,6 +181,8 @@ impl DynamoLimiter {
 
     /// Asks to make one call under `key` now.
     pub async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
+        let turn = self.turn(key);
+        let _turn = turn.lock().await;
         let mut cur = self.cached(key);
         let now = (self.clock)();
         if now < cur.refused_until {
@@ -207,6 +223,8 @@ impl DynamoLimiter {
         if !fb.is_informative() {
             return Ok(());
         }
+        let turn = self.turn(key);
+        let _turn = turn.lock().await;
         let mut cur = self.cached(key);
         for attempt in 0..=self.max_retries {
             let now = (self.clock)();

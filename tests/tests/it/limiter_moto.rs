@@ -52,17 +52,24 @@ fn reference(cfg: &LimiterConfig, t0: u64) -> (Vec<u64>, LimiterState) {
     (per_step, s)
 }
 
-/// Runs `tasks` tasks, each with its own limiter (own cache, as separate Lambda instances would
-/// have), on one key and one virtual clock. At each step every task asks until it gets a real
-/// refusal (a give-up after too many conflicts is asked again: it is not a decision). Returns
-/// the admissions per step and the limiters.
-async fn hammer(env: &TestEnv, cfg: &LimiterConfig, tasks: usize, t0: u64) -> (Vec<u64>, Vec<Arc<DynamoLimiter>>) {
+/// Runs `tasks` tasks on one key and one virtual clock, spread round robin over `instances`
+/// limiters (each its own cache, as separate Lambda instances have; tasks sharing one are jobs
+/// overlapping in one process). At each step every task asks until it gets a real refusal (a
+/// give-up after too many conflicts is asked again: it is not a decision). Returns the
+/// admissions per step and the limiters.
+async fn hammer(
+    env: &TestEnv,
+    cfg: &LimiterConfig,
+    tasks: usize,
+    instances: usize,
+    t0: u64,
+) -> (Vec<u64>, Vec<Arc<DynamoLimiter>>) {
     let now = Arc::new(AtomicU64::new(t0));
     let clock: Clock = {
         let now = now.clone();
         Arc::new(move || now.load(Ordering::SeqCst))
     };
-    let limiters: Vec<Arc<DynamoLimiter>> = (0..tasks)
+    let limiters: Vec<Arc<DynamoLimiter>> = (0..instances)
         .map(|_| {
             Arc::new(DynamoLimiter::new(
                 env.ddb.clone(),
@@ -75,9 +82,8 @@ async fn hammer(env: &TestEnv, cfg: &LimiterConfig, tasks: usize, t0: u64) -> (V
     let mut per_step = Vec::new();
     for dt in STEPS_MS {
         now.store(t0 + dt, Ordering::SeqCst);
-        let handles: Vec<_> = limiters
-            .iter()
-            .cloned()
+        let handles: Vec<_> = (0..tasks)
+            .filter_map(|i| limiters.get(i % instances).cloned())
             .map(|l| {
                 tokio::spawn(async move {
                     let mut admitted = 0u64;
@@ -112,7 +118,7 @@ const T0: u64 = 1_900_000_000_000;
 async fn uncontended_admits_exactly_the_bound_with_one_write_per_admitted_call() {
     let env = TestEnv::new("rl-solo").await.unwrap();
     let cfg = scaled();
-    let (per_step, ls) = hammer(&env, &cfg, 1, T0).await;
+    let (per_step, ls) = hammer(&env, &cfg, 1, 1, T0).await;
     let (expected, end) = reference(&cfg, T0);
     let admitted: u64 = per_step.iter().sum();
     let writes = sum(&ls, |l| l.stats.writes.load(Ordering::Relaxed));
@@ -123,11 +129,29 @@ async fn uncontended_admits_exactly_the_bound_with_one_write_per_admitted_call()
     assert_eq!(stored, end, "the stored state is the one the GCRA core reaches");
 }
 
+/// Jobs of one mall overlapping in one process (`JOBS_IN_FLIGHT` > 1) take turns on the
+/// limiter: the bound exactly, and no write lost to a conflict among themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_tasks_in_one_process_admit_exactly_the_bound_without_conflicting() {
+    let env = TestEnv::new("rl-1p").await.unwrap();
+    let cfg = scaled();
+    let (per_step, ls) = hammer(&env, &cfg, 8, 1, T0).await;
+    let (expected, _) = reference(&cfg, T0);
+    let admitted: u64 = per_step.iter().sum();
+    let writes = sum(&ls, |l| l.stats.writes.load(Ordering::Relaxed));
+    let conflicts = sum(&ls, |l| l.stats.conflicts.load(Ordering::Relaxed));
+    println!(
+        "8 tasks, 1 process: admitted {per_step:?} (reference {expected:?}), writes {writes}, conflicts {conflicts}"
+    );
+    assert_eq!(per_step, expected, "admissions per instant differ from the GCRA bound");
+    assert_eq!((conflicts, writes), (0, admitted), "one write per admitted call, no conflict");
+}
+
 #[tokio::test]
 async fn sixteen_contending_tasks_admit_exactly_the_bound_never_more_and_lose_nothing() {
     let env = TestEnv::new("rl-16").await.unwrap();
     let cfg = scaled();
-    let (per_step, ls) = hammer(&env, &cfg, 16, T0).await;
+    let (per_step, ls) = hammer(&env, &cfg, 16, 16, T0).await;
     let (expected, end) = reference(&cfg, T0);
     let writes = sum(&ls, |l| l.stats.writes.load(Ordering::Relaxed));
     let conflicts = sum(&ls, |l| l.stats.conflicts.load(Ordering::Relaxed));

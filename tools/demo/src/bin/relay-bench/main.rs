@@ -49,6 +49,10 @@ struct Args {
     /// hand); with `--relay-only`, its load is not reported.
     #[arg(long, conflicts_with = "one_emulator", requires = "relay_only")]
     dynamodb_endpoint: Option<String>,
+    /// Cafe24's round trip added by the simulator to every Admin API answer, in ms (the
+    /// in-process simulator answers in well under 1 ms; Cafe24 takes tens to hundreds).
+    #[arg(long, default_value_t = 0)]
+    cafe24_latency_ms: u64,
     /// The worker's JOBS_IN_FLIGHT (jobs of one mall overlapping in an invocation).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     jobs_in_flight: u8,
@@ -59,7 +63,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let Args { quick, relay_only, one_emulator, dynamodb_endpoint, jobs_in_flight, defer_min_s } =
+    let Args { quick, relay_only, one_emulator, dynamodb_endpoint, cafe24_latency_ms, jobs_in_flight, defer_min_s } =
         <Args as clap::Parser>::parse();
     if !(defer_min_s.is_finite() && defer_min_s >= 0.0) {
         bail!("--defer-min-s must be a number of seconds ≥ 0");
@@ -104,6 +108,14 @@ async fn main() -> Result<()> {
         ..SimConfig::default()
     };
     let sim = Arc::new(Sim::new(config, Clock::Real));
+    if cafe24_latency_ms > 0 {
+        sim.lock().faults.push(cafe24_sim::state::Fault {
+            mall: None,
+            endpoint: None,
+            kind: cafe24_sim::state::FaultKind::Latency { ms: cafe24_latency_ms },
+            remaining: None,
+        });
+    }
     let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse()?).await?;
     let sim_base = format!("http://{addr}");
     let http = reqwest::Client::new();
