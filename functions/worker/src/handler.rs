@@ -67,8 +67,8 @@ pub struct WorkerStats {
     pub dead_lettered: AtomicU64,
     /// Events the bus accepted (synced and deleted versions, mall status changes).
     pub published: AtomicU64,
-    /// Publications the bus refused or could not take (the version stays marked unpublished
-    /// and its job comes back).
+    /// Publications the bus refused or could not take (the version stays stored and its job
+    /// comes back to publish it).
     pub publish_failed: AtomicU64,
     /// Runs of a job whose effect an earlier run of it already had (a redelivery of a completed
     /// job, or a sync job back because the bus had not taken its event yet).
