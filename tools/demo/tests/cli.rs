@@ -23,6 +23,17 @@ fn help_prints_usage_and_starts_nothing_and_unknown_arguments_are_refused() {
     }
     let o = Command::new(env!("CARGO_BIN_EXE_relay-bench")).args(["--defer-min-s", "soon"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("defer-min-s"));
+    // Experiments that the written results do not describe run only with --relay-only.
+    for args in [
+        &["--cafe24-latency-ms", "150"][..],
+        &["--dynamodb-endpoint", "http://127.0.0.1:1"],
+        &["--cafe24-latency-ms", "-5", "--relay-only"],
+    ] {
+        let o =
+            Command::new(env!("CARGO_BIN_EXE_relay-bench")).args(args).env_remove("AWS_ENDPOINT_URL").output().unwrap();
+        assert!(!o.status.success(), "{args:?} accepted");
+        assert!(!o.stderr.is_empty(), "{args:?}: no error message");
+    }
 }
 
 #[test]

@@ -46,12 +46,13 @@ struct Args {
     #[arg(long)]
     one_emulator: bool,
     /// Serve DynamoDB from this endpoint instead of a moto (e.g. a `dynoxide serve` started by
-    /// hand); with `--relay-only`, its load is not reported.
+    /// hand; with `--relay-only`, its load is not reported).
     #[arg(long, conflicts_with = "one_emulator", requires = "relay_only")]
     dynamodb_endpoint: Option<String>,
     /// Cafe24's round trip added by the simulator to every Admin API answer, in ms (the
-    /// in-process simulator answers in well under 1 ms; Cafe24 takes tens to hundreds).
-    #[arg(long, default_value_t = 0)]
+    /// in-process simulator answers in well under 1 ms; Cafe24 takes tens to hundreds). With
+    /// `--relay-only`: the written results are at the simulator's own speed.
+    #[arg(long, default_value_t = 0, requires = "relay_only")]
     cafe24_latency_ms: u64,
     /// The worker's JOBS_IN_FLIGHT (jobs of one mall overlapping in an invocation).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
