@@ -16,6 +16,7 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use anyhow::{bail, Result};
 use cafe24_sim::limits::LeakyBucket;
+use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
 use relay_domain::ratelimit::{Class, Decision, Feedback, LimiterConfig, LimiterState};
 
 #[derive(clap::Parser, Debug, Clone)]
@@ -68,17 +69,6 @@ fn jobs_for(i: usize) -> u64 {
     }
 }
 
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1) as u64) as usize
-    }
-}
-
 struct Mall {
     left: u64,
     jobs: u64,
@@ -106,7 +96,7 @@ struct Outcome {
 
 fn run(m: Model) -> Outcome {
     let cfg = LimiterConfig::default();
-    let mut rng = Rng(m.seed.max(1));
+    let mut rng = StdRng::seed_from_u64(m.seed);
     let mut malls: Vec<Mall> = (0..m.malls)
         .map(|i| Mall {
             left: jobs_for(i),
@@ -139,7 +129,7 @@ fn run(m: Model) -> Outcome {
             pollers.push(std::cmp::Reverse(wake));
             continue;
         }
-        let Some(mall) = candidates.get(rng.below(candidates.len())).and_then(|&i| malls.get_mut(i)) else {
+        let Some(mall) = candidates.get(rng.random_range(0..candidates.len())).and_then(|&i| malls.get_mut(i)) else {
             pollers.push(std::cmp::Reverse(t));
             continue;
         };
