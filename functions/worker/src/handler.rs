@@ -27,6 +27,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::config::WorkerConfig;
+use crate::memo::StoredVersions;
 
 /// Seconds a job waits when the state store cannot be read (no Cafe24 call is made before).
 const STORE_DOWN_DEFER_S: u32 = 5;
@@ -87,6 +88,8 @@ pub struct WorkerStats {
     pub reception_off: AtomicU64,
     /// Snapshots stored by backfill jobs straight from list pages.
     pub backfilled: AtomicU64,
+    /// Coalesced jobs decided from the versions this process stored or read (no head read).
+    pub coalesced_unread: AtomicU64,
 }
 
 /// The worker, built once per cold start.
@@ -102,6 +105,7 @@ pub struct Worker<G, S, I, Q, V, B> {
     /// Counters.
     pub stats: WorkerStats,
     deltas: Deltas,
+    versions: StoredVersions,
 }
 
 /// The worker as deployed: DynamoDB limiter, token store and state table, SQS DLQ and visibility.
@@ -166,7 +170,7 @@ where
     /// Wires the worker. `inbox` is where reconciliation re-injects webhooks.
     pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, inbox: Q, visibility: V, cfg: WorkerConfig) -> Self {
         let (stats, deltas) = (WorkerStats::default(), Deltas::default());
-        Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas }
+        Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas, versions: StoredVersions::default() }
     }
 
     /// The state store (benchmarks read its write counter).
@@ -414,7 +418,17 @@ where
     pub async fn run_within(&self, job: &Job, first_receive: bool, budget: Duration) -> JobOutcome {
         let mall = &job.mall_id;
         if let Some((kind, id)) = job.kind.target() {
-            match self.state.head(mall, kind, &id).await {
+            if first_receive && self.versions.covers(mall, kind, &id, job.event_received_ms, &job.job_id) {
+                // What the head read below would find (see `memo`), known without it.
+                self.stats.coalesced_unread.fetch_add(1, Ordering::Relaxed);
+                self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                return JobOutcome::Completed("coalesced");
+            }
+            let head = self.state.head(mall, kind, &id).await;
+            if let Ok(Some(h)) = &head {
+                self.versions.note(mall, kind, &id, h.fetched_at_ms, &h.stored_by);
+            }
+            match head {
                 Ok(Some(head)) if head.fetched_at_ms > job.event_received_ms => {
                     if head.stored_by == job.job_id {
                         // This job stored it. A redelivery of this message may follow a run
@@ -471,7 +485,14 @@ where
         match result {
             Ok(data) => {
                 if let Some((kind, id)) = job.kind.target() {
-                    match self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), &job.job_id).await {
+                    let stored = self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), &job.job_id).await;
+                    match stored {
+                        Ok(true) => self.versions.note(mall, kind, &id, fetched_at, &job.job_id),
+                        // Something at least as new is stored, by a job not known here.
+                        Ok(false) => self.versions.note(mall, kind, &id, fetched_at, ""),
+                        Err(_) => {}
+                    }
+                    match stored {
                         Ok(true) => {
                             if !self.publish(job, kind, &id, fetched_at, data.as_ref()).await {
                                 return JobOutcome::PublishPending;

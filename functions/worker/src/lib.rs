@@ -14,7 +14,8 @@
 //!   reason and error class, and is acknowledged.
 //! - Idempotency (Powertools design): a completed job never runs again; one in progress elsewhere
 //!   is deferred; a crash leaves an in-progress claim that expires.
-//! - Coalescing: a snapshot fetched after the job's event was received makes the call unnecessary.
+//! - Coalescing: a snapshot fetched after the job's event was received makes the call unnecessary
+//!   (known without a read when this process stored or read such a version: [`memo`]).
 //! - Outcomes: 200 → snapshot upsert (never older over newer); 401 → one refresh and retry (in the
 //!   client); 403 app deleted → mall uninstalled, job dropped; 404 → tombstone; 429 → defer;
 //!   5xx/timeout → backoff by visibility; other 4xx → DLQ with Cafe24's code and message.
@@ -27,6 +28,7 @@
 
 pub mod config;
 pub mod handler;
+pub mod memo;
 
 pub use config::WorkerConfig;
 pub use handler::{AwsWorker, JobOutcome, Worker};

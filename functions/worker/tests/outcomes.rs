@@ -412,6 +412,11 @@ async fn an_uninstalled_app_drops_the_job_and_marks_the_mall() {
     assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 1);
     assert_eq!(fx.tokens.get(&fx.mall).await.unwrap().unwrap().status, TokenStatus::Uninstalled);
     assert!(fx.dlq.messages().is_empty());
+    // The refusal dropped this process's copy of the token record: the next job reads the
+    // record, finds the mall uninstalled and calls nobody.
+    let calls = fx.calls();
+    run(&w, &serde_json::to_string(&fx.job("j7b", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
+    assert_eq!((w.stats.dropped.load(Ordering::Relaxed), fx.calls()), (2, calls));
 }
 
 #[tokio::test]
@@ -471,6 +476,92 @@ async fn a_completed_job_is_not_run_again_and_a_newer_snapshot_coalesces() {
     let ids: Vec<String> = fx.bus.events().into_iter().map(|e| e.event_id).collect();
     assert_eq!(ids, vec![snapshot_event_id(&fx.mall, SnapshotKind::Order, &order, version); 2]);
     assert_eq!(fx.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_job_covered_by_a_version_this_process_stored_is_coalesced_without_a_read() {
+    let fx = Fx::new().await;
+    let (w, order) = (fx.worker(), fx.order());
+    let sync = |id: &str| serde_json::to_string(&fx.job(id, JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+    run(&w, &sync("j20")).await;
+    let reads = fx.state.head_reads();
+    // A later job for an event the stored fetch already covers: nothing to read, nothing to call.
+    run(&w, &sync("j21")).await;
+    assert_eq!((w.stats.coalesced.load(Ordering::Relaxed), fx.state.head_reads()), (1, reads));
+    assert_eq!(w.stats.coalesced_unread.load(Ordering::Relaxed), 1);
+    // A redelivery reads the head: it must learn whether it stored the current version itself.
+    run_receive(&w, &sync("j21"), 2).await;
+    assert_eq!(fx.state.head_reads(), reads + 1);
+    // So does a re-send of the job that stored it (its answer is "already stored", not "coalesced").
+    run(&w, &sync("j20")).await;
+    assert_eq!((fx.state.head_reads(), w.stats.duplicates.load(Ordering::Relaxed)), (reads + 2, 1));
+    // An event received after the stored fetch is not covered: read, call, store.
+    let late = Job {
+        event_received_ms: fx.sim.clock.now_ms() + 60_000,
+        ..fx.job("j22", JobKind::SyncOrder { order_id: order.clone() })
+    };
+    run(&w, &serde_json::to_string(&late).unwrap()).await;
+    assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 3, 2));
+    assert_eq!(fx.bus.events().len(), 2, "the first version and the late job's, nothing for the others");
+}
+
+#[tokio::test]
+async fn the_token_record_is_read_once_per_cache_period_and_a_revoked_token_costs_one_refused_call() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    let sync = |id: &str, order: &str| {
+        serde_json::to_string(&fx.job(id, JobKind::SyncOrder { order_id: order.to_owned() })).unwrap()
+    };
+    let orders: Vec<String> = {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.orders.keys().cloned().collect()
+    };
+    for (i, o) in orders.iter().enumerate() {
+        run(&w, &sync(&format!("j3{i}"), o)).await;
+    }
+    assert_eq!(w.stats.synced.load(Ordering::Relaxed), 3);
+    assert_eq!(fx.tokens.reads(), 1, "three calls, one read of the token record");
+    assert_eq!(w.cafe24.stats.token_cache_hits.load(Ordering::Relaxed), 2);
+    // Another instance re-installs the app: Cafe24 revokes the old pair, the store has the new one.
+    fx.sim.revoke("shop");
+    let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
+    let (a, r) = fx.sim.seed_tokens("shop", "relay-client", scopes.clone());
+    let now = fx.sim.clock.now_ms();
+    fx.tokens.put_installed(&fx.mall, &TokenPair::issued(a, r, scopes, now), now).await.unwrap();
+    let late =
+        Job { event_received_ms: now + 60_000, ..fx.job("j40", JobKind::SyncOrder { order_id: orders[0].clone() }) };
+    let r = run(&w, &serde_json::to_string(&late).unwrap()).await;
+    assert!(!returned(&r));
+    assert_eq!(w.stats.synced.load(Ordering::Relaxed), 4, "the cached token's 401 led to the stored one");
+    assert_eq!((fx.sim.stats("shop").status_401, fx.tokens.reads()), (1, 2));
+}
+
+#[tokio::test]
+async fn an_uninstall_behind_a_cached_token_drops_the_job_after_one_refused_call() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    let order = fx.order();
+    run(&w, &serde_json::to_string(&fx.job("j50", JobKind::SyncOrder { order_id: order.clone() })).unwrap()).await;
+    // The app is deleted from the mall (Cafe24 revokes its tokens) and the 90077 webhook marks
+    // the record; this process still holds the active record.
+    fx.sim.uninstall("shop", "relay-client");
+    fx.tokens.mark_uninstalled(&fx.mall, fx.sim.clock.now_ms()).await.unwrap();
+    let calls = fx.calls();
+    let job = |id: &str| {
+        let j = Job {
+            event_received_ms: fx.sim.clock.now_ms() + 60_000,
+            ..fx.job(id, JobKind::SyncOrder { order_id: order.clone() })
+        };
+        serde_json::to_string(&j).unwrap()
+    };
+    let r = run(&w, &job("j51")).await;
+    assert!(!returned(&r));
+    assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.calls(), calls + 1, "one call with the cached token, refused");
+    // The refusal dropped the copy: the next job reads the record and makes no call.
+    run(&w, &job("j52")).await;
+    assert_eq!((w.stats.dropped.load(Ordering::Relaxed), fx.calls()), (2, calls + 1));
+    assert!(fx.dlq.messages().is_empty());
 }
 
 #[tokio::test]

@@ -52,6 +52,7 @@ pub struct DynamoState {
     client: aws_sdk_dynamodb::Client,
     table: String,
     writes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -73,12 +74,17 @@ fn ttl(expires_ms: u64) -> AttributeValue {
 impl DynamoState {
     /// The table.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), writes: Default::default() }
+        Self { client, table: table.into(), writes: Default::default(), reads: Default::default() }
     }
 
     /// Write requests sent so far (each costs a WCU even when its condition fails).
     pub fn writes(&self) -> u64 {
         self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Snapshot reads (consistent `GetItem`) sent so far.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn count_write(&self) {
@@ -97,6 +103,7 @@ impl DynamoState {
         id: &str,
         projection: Option<&str>,
     ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = self
             .client
             .get_item()

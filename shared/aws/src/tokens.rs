@@ -21,6 +21,7 @@ use relay_domain::MallId;
 pub struct DynamoTokenStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -77,7 +78,12 @@ fn conflict_item(e: &SdkError<UpdateItemError>) -> Option<Option<Item>> {
 impl DynamoTokenStore {
     /// A store on `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self { client, table: table.into(), reads: Default::default() }
+    }
+
+    /// Record reads (`get`, consistent `GetItem`) sent so far by this store and its clones.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn scan(&self, filter: &str, values: Vec<(&str, AttributeValue)>) -> Result<Vec<MallId>, StoreError> {
@@ -191,6 +197,7 @@ impl DynamoTokenStore {
 
 impl TokenStore for DynamoTokenStore {
     async fn get(&self, mall: &MallId) -> Result<Option<TokenRecord>, StoreError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = self
             .client
             .get_item()

@@ -36,6 +36,8 @@ pub struct ClientStats {
     pub token_requests: AtomicU64,
     /// Re-reads while another instance held the refresh lease.
     pub refresh_waits: AtomicU64,
+    /// Fresh access tokens answered from this process's copy of the token record (no read).
+    pub token_cache_hits: AtomicU64,
 }
 
 /// The Cafe24 client. Build once per cold start; cheap to share by reference.
@@ -46,6 +48,8 @@ pub struct Cafe24<G, S> {
     pub(crate) tokens: S,
     pub(crate) clock: Clock,
     pub(crate) owner: String,
+    /// Per mall, the token record last read (or written) by this process and when.
+    pub(crate) token_cache: crate::tokens::TokenCache,
     /// Counters.
     pub stats: ClientStats,
 }
@@ -78,7 +82,16 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             .build()
             .map_err(Cafe24Error::Transport)?;
         let owner = format!("{:016x}", rand::random::<u64>());
-        Ok(Self { cfg, http, gate, tokens, clock, owner, stats: ClientStats::default() })
+        Ok(Self {
+            cfg,
+            http,
+            gate,
+            tokens,
+            clock,
+            owner,
+            token_cache: crate::tokens::TokenCache::default(),
+            stats: ClientStats::default(),
+        })
     }
 
     /// The configuration.
@@ -167,10 +180,14 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                     token = self.token(mall, Need::Replace(token)).await?;
                     continue;
                 }
-                401 => Err(Cafe24Error::Unauthorized),
+                401 => {
+                    self.token_cache.forget(mall);
+                    Err(Cafe24Error::Unauthorized)
+                }
                 403 => {
                     let (_, message) = error_fields(&body);
                     if reads_as_app_deleted(&message) {
+                        self.token_cache.forget(mall);
                         Err(Cafe24Error::AppDeleted)
                     } else {
                         Err(Cafe24Error::Forbidden { message })

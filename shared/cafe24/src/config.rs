@@ -30,13 +30,17 @@ pub struct Cafe24Config {
     pub max_inline_wait_ms: u64,
     /// How the rate-limit key is derived.
     pub key_scope: KeyScope,
+    /// How long this process answers "a fresh access token" from the token record it last read
+    /// (0 = read the store every time). A 401 or an app-deleted 403 drops the copy at once.
+    pub token_cache_ms: u64,
 }
 
 pub use relay_domain::config::ConfigError;
 
 impl Cafe24Config {
     /// Reads `CAFE24_API_BASE_URL`, `CAFE24_API_VERSION`, `CAFE24_CLIENT_ID`,
-    /// `CAFE24_CLIENT_SECRET`, `CAFE24_TIMEOUT_MS`, `CAFE24_REFRESH_MARGIN_S`, `RATE_LIMIT_KEY`.
+    /// `CAFE24_CLIENT_SECRET`, `CAFE24_TIMEOUT_MS`, `CAFE24_REFRESH_MARGIN_S`,
+    /// `CAFE24_TOKEN_CACHE_S`, `RATE_LIMIT_KEY`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = relay_domain::config::Env(lookup);
         let get = |k: &str| env.get(k);
@@ -60,6 +64,7 @@ impl Cafe24Config {
         let client_secret = Secret::new(env.required("CAFE24_CLIENT_SECRET")?);
         let timeout_ms = env.bounded("CAFE24_TIMEOUT_MS", 10_000, 1..=120_000)?;
         let margin_s = env.bounded("CAFE24_REFRESH_MARGIN_S", 600, 1..=3_600)?;
+        let cache_s = env.bounded("CAFE24_TOKEN_CACHE_S", 60, 0..=600)?;
         let key_scope = env.key_scope()?;
         Ok(Self {
             base_url_template: base.trim_end_matches('/').to_owned(),
@@ -73,6 +78,7 @@ impl Cafe24Config {
             refresh_wait_ms: 5_000,
             max_inline_wait_ms: 1_000,
             key_scope,
+            token_cache_ms: cache_s * 1000,
         })
     }
 
@@ -112,6 +118,8 @@ mod tests {
             ("CAFE24_TIMEOUT_MS", "0"),
             ("CAFE24_TIMEOUT_MS", "soon"),
             ("CAFE24_REFRESH_MARGIN_S", "99999"),
+            ("CAFE24_TOKEN_CACHE_S", "601"),
+            ("CAFE24_TOKEN_CACHE_S", "-1"),
             ("RATE_LIMIT_KEY", "shop"),
         ] {
             let mut p: Vec<(&str, &str)> = OK.iter().copied().filter(|(n, _)| *n != k).collect();

@@ -16,6 +16,7 @@
 //! | `CAFE24_CLIENT_ID` / `CAFE24_CLIENT_SECRET` | yes | — |
 //! | `CAFE24_TIMEOUT_MS` | no | 10000 |
 //! | `CAFE24_REFRESH_MARGIN_S` | no | 600 |
+//! | `CAFE24_TOKEN_CACHE_S` | no | 60 (0..=600; 0 = no cache) |
 //! | `RATE_LIMIT_KEY` | no | `mall` (`app:<client_id>`, `global:<name>`) |
 //!
 //! Token values and the client secret are `Secret`s: never in logs or `Debug`.

@@ -44,6 +44,51 @@ impl Need {
     }
 }
 
+/// This process's copy of each mall's token record, with the instant it was read. It answers
+/// only [`Need::Fresh`], only for an active record younger than `Cafe24Config::token_cache_ms`
+/// whose access token is outside the refresh margin; everything else reads the store. A copy
+/// is dropped when this process writes the record, and when Cafe24 refuses the token (401) or
+/// says the app was deleted (403), so a revocation, re-install or uninstall costs at most one
+/// refused call per process before the store is read again.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache(std::sync::Mutex<std::collections::HashMap<MallId, (TokenRecord, u64)>>);
+
+impl TokenCache {
+    /// More malls than this in one process: start over (a bounded map, no eviction order).
+    const MAX_MALLS: usize = 10_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<MallId, (TokenRecord, u64)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fresh(&self, mall: &MallId, now: u64, ttl_ms: u64, margin_ms: u64) -> Option<Secret> {
+        let map = self.lock();
+        let (rec, read_at) = map.get(mall)?;
+        let young = now.saturating_sub(*read_at) < ttl_ms;
+        (young && rec.status == TokenStatus::Active && rec.access_fresh(now, margin_ms))
+            .then(|| rec.pair.access_token.clone())
+    }
+
+    fn remember(&self, rec: &TokenRecord, now: u64, ttl_ms: u64) {
+        if ttl_ms == 0 {
+            return;
+        }
+        let mut map = self.lock();
+        if rec.status != TokenStatus::Active {
+            map.remove(&rec.mall_id);
+            return;
+        }
+        if map.len() >= Self::MAX_MALLS && !map.contains_key(&rec.mall_id) {
+            map.clear();
+        }
+        map.insert(rec.mall_id.clone(), (rec.clone(), now));
+    }
+
+    pub(crate) fn forget(&self, mall: &MallId) {
+        self.lock().remove(mall);
+    }
+}
+
 /// Why the token endpoint refused.
 #[derive(Debug)]
 pub(crate) enum TokenEndpointError {
@@ -131,6 +176,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 .await
                 .map_err(|_| Cafe24Error::Timeout)?;
                 stored?;
+                self.token_cache.forget(mall);
                 tracing::info!(mall_id = %mall, outcome = "installed", "oauth");
                 Ok(pair)
             }
@@ -149,8 +195,19 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     /// until it changes, or gives up with `RefreshInProgress` after `refresh_wait_ms`.
     pub async fn token(&self, mall: &MallId, need: Need) -> Result<Secret, Cafe24Error> {
         let started = Instant::now();
+        if matches!(need, Need::Fresh) {
+            let now = (self.clock)();
+            if let Some(t) = self.token_cache.fresh(mall, now, self.cfg.token_cache_ms, self.cfg.refresh_margin_ms) {
+                self.stats.token_cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(t);
+            }
+        }
         loop {
-            let rec = self.tokens.get(mall).await?.ok_or(Cafe24Error::NotInstalled)?;
+            let Some(rec) = self.tokens.get(mall).await? else {
+                self.token_cache.forget(mall);
+                return Err(Cafe24Error::NotInstalled);
+            };
+            self.token_cache.remember(&rec, (self.clock)(), self.cfg.token_cache_ms);
             match rec.status {
                 TokenStatus::Active => {}
                 TokenStatus::NeedsReauth => return Err(Cafe24Error::NeedsReauth),
@@ -161,6 +218,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 return Ok(rec.pair.access_token);
             }
             if rec.pair.refresh_expires_ms <= now {
+                self.token_cache.forget(mall);
                 self.tokens.set_status(mall, TokenStatus::NeedsReauth, now).await?;
                 tracing::warn!(mall_id = %mall, outcome = "needs_reauth", reason = "refresh_token_expired", "oauth");
                 return Err(Cafe24Error::NeedsReauth);
@@ -207,6 +265,8 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     ) -> Result<Secret, Cafe24Error> {
         let form = [("grant_type", "refresh_token"), ("refresh_token", leased.pair.refresh_token.expose())];
         self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
+        // Whatever the outcome, the next caller in this process reads what the store says.
+        self.token_cache.forget(mall);
         match self.token_endpoint(mall, &form, timeout).await {
             Ok(pair) => {
                 // Persist before anything else: the old refresh token is already dead at Cafe24.

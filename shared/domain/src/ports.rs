@@ -381,6 +381,7 @@ pub mod memory {
         backfill: std::collections::HashMap<String, crate::backfill::Progress>,
         failing: bool,
         failing_upserts: bool,
+        head_reads: u64,
     }
 
     /// Idempotency records, attempt counters and snapshots in memory, with the DynamoDB
@@ -412,6 +413,11 @@ pub mod memory {
         /// The job that stored the current version.
         pub fn stored_by(&self, mall: &MallId, kind: crate::SnapshotKind, id: &str) -> Option<String> {
             lock(&self.inner).snapshots.get(&format!("{}#{}#{id}", mall.as_str(), kind.as_str())).map(|s| s.2.clone())
+        }
+
+        /// Snapshot head reads so far.
+        pub fn head_reads(&self) -> u64 {
+            lock(&self.inner).head_reads
         }
 
         /// The completion outcome recorded for a job.
@@ -529,7 +535,8 @@ pub mod memory {
             kind: crate::SnapshotKind,
             id: &str,
         ) -> Result<Option<SnapshotHead>, StoreError> {
-            let g = lock(&self.inner);
+            let mut g = lock(&self.inner);
+            g.head_reads += 1;
             if g.failing {
                 return Err(down());
             }
@@ -685,19 +692,28 @@ pub mod memory {
     /// Token records in memory with the adapter's lease semantics; can be switched to fail.
     #[derive(Clone, Default)]
     pub struct MemoryTokens {
-        inner: Arc<Mutex<(std::collections::HashMap<String, crate::tokens::TokenRecord>, bool)>>,
+        /// (records, failing, reads)
+        inner: Arc<Mutex<TokensInner>>,
     }
+
+    type TokensInner = (std::collections::HashMap<String, crate::tokens::TokenRecord>, bool, u64);
 
     impl MemoryTokens {
         /// From now on every call fails (or succeeds again).
         pub fn set_failing(&self, failing: bool) {
             lock(&self.inner).1 = failing;
         }
+
+        /// Record reads (`get`) so far.
+        pub fn reads(&self) -> u64 {
+            lock(&self.inner).2
+        }
     }
 
     impl crate::tokens::TokenStore for MemoryTokens {
         async fn get(&self, mall: &MallId) -> Result<Option<crate::tokens::TokenRecord>, StoreError> {
-            let g = lock(&self.inner);
+            let mut g = lock(&self.inner);
+            g.2 += 1;
             if g.1 {
                 return Err(down());
             }

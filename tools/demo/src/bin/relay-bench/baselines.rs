@@ -152,6 +152,7 @@ pub async fn run(b: &Bench, design: &'static str) -> Result<Row> {
         billed_ms: naive.billed.load(Ordering::Relaxed),
         sleep_ms: naive.slept.load(Ordering::Relaxed),
         ddb_writes: 0,
+        ddb_reads: 0,
         lost,
         duplicated: naive.dups.load(Ordering::Relaxed),
         emu: EmuLoad::read(b.ddb_stats.as_deref()).await.zip(emu_before).map(|(a, b)| a.since(b)),

@@ -77,6 +77,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
     let state = DynamoState::new(ddb.clone(), wcfg.state_table.clone());
     let w = Worker::on_aws(aws, wcfg, ccfg, system_clock())?;
     let state_writes_before = w.state().writes();
+    let reads_before = w.state().reads() + w.cafe24.token_store().reads();
     http.post(format!("{sim_base}/sim/webhooks/target"))
         .json(&json!({"url": format!("{ingest_url}/webhooks/cafe24"), "api_key": KEY}))
         .send()
@@ -186,6 +187,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
         // The worker's own store: `state` above only reads (counting its writes showed 1.2
         // writes per call for a while, when the worker's wiring moved into `on_aws`).
         ddb_writes: w.cafe24.gate().stats.writes.load(Ordering::Relaxed) + state_writes,
+        ddb_reads: w.state().reads() + w.cafe24.token_store().reads() - reads_before,
         lost,
         duplicated: 0,
         emu: EmuLoad::read(b.ddb_stats.as_deref()).await.zip(emu_before).map(|(a, b)| a.since(b)),

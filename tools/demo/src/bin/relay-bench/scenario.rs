@@ -46,6 +46,8 @@ pub struct Row {
     pub billed_ms: u64,
     pub sleep_ms: u64,
     pub ddb_writes: u64,
+    /// Reads the relay requested (snapshot heads and token records; not the bench's own checks).
+    pub ddb_reads: u64,
     pub lost: u64,
     pub duplicated: u64,
     /// How much of the emulator the run used (`None` without moto's statistics).
