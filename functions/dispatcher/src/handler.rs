@@ -13,7 +13,7 @@ use relay_domain::routing::{plan, Dispatch};
 
 use crate::config::DispatcherConfig;
 use relay_domain::tokens::TokenStore;
-use relay_domain::{DedupId, MallId};
+use relay_domain::{DedupId, MallId, TraceId};
 use relay_lambda::fifo::sqs::retry_delay_s;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
@@ -152,14 +152,9 @@ where
     /// work waiting for credit never holds a live webhook behind it, while both groups still
     /// draw on the one limiter key (whose live reserve keeps live calls flowing).
     fn job_message(&self, job: &Job) -> Option<OutboundMessage> {
-        let key = self.cfg.key_scope.key(&job.mall_id);
-        let group = match job.class {
-            Class::Live => key,
-            Class::Bulk => format!("{key}.bulk"),
-        };
         Some(OutboundMessage {
-            group_id: GroupId::for_key(&group)?,
-            dedup_id: DedupId::parse(&job.job_id)?,
+            group_id: self.cfg.key_scope.key(&job.mall_id).group(job.class),
+            dedup_id: job.job_id.clone(),
             body: serde_json::to_string(job).ok()?,
         })
     }
@@ -384,16 +379,16 @@ where
         slot: u64,
         now_ms: u64,
     ) -> (Vec<Job>, Vec<OutboundMessage>) {
-        let slot = slot.to_string();
+        let slot_text = slot.to_string();
         let jobs: Vec<Job> = malls
             .iter()
             .map(|m| Job {
                 v: JOB_VERSION,
-                job_id: DedupId::derive(name, &[m.as_str().as_bytes(), slot.as_bytes()]).as_str().to_owned(),
+                job_id: DedupId::derive(name, &[m.as_str().as_bytes(), slot_text.as_bytes()]),
                 mall_id: m.clone(),
                 kind: kind.clone(),
                 class: Class::Bulk,
-                trace_id: format!("{name}-{slot}"),
+                trace_id: Some(TraceId::derived(name, slot)),
                 event_received_ms: now_ms,
             })
             .collect();

@@ -279,7 +279,7 @@ where
             }
         };
         span.record("mall_id", job.mall_id.as_str());
-        span.record("trace_id", job.trace_id.as_str());
+        span.record("trace_id", job.trace());
         span.record("dedup_id", job.job_id.as_str());
         span.record("job_id", job.job_id.as_str());
         span.record("job", job.kind.name());
@@ -298,7 +298,7 @@ where
             let now = self.now();
             let claim = self
                 .state
-                .claim(&job.job_id, now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms)
+                .claim(job.job_id.as_str(), now, now + time_left_ms.max(1_000), now + self.cfg.idempotency_ttl_ms)
                 .await;
             match claim {
                 Ok(Claim::Claimed) => {}
@@ -327,7 +327,7 @@ where
             JobOutcome::Completed(name) => {
                 self.stats.done.fetch_add(1, Ordering::Relaxed);
                 if claimed {
-                    if let Err(e) = self.state.complete(&job.job_id, name, self.now()).await {
+                    if let Err(e) = self.state.complete(job.job_id.as_str(), name, self.now()).await {
                         // The effect happened; a retry will find it (or redo it, if idempotent).
                         tracing::warn!(job_id = %job.job_id, error = %e, "completion not recorded");
                     }
@@ -336,23 +336,26 @@ where
             }
             JobOutcome::Defer(d) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                self.release(claimed, &job.job_id).await;
+                self.release(claimed, job.job_id.as_str()).await;
                 RecordResult::Deferred { delay_s: *d }
             }
             JobOutcome::PublishPending => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
-                self.release(claimed, &job.job_id).await;
+                self.release(claimed, job.job_id.as_str()).await;
                 RecordResult::Deferred { delay_s: sqs::retry_delay_s(m, self.cfg.defer_min_s.max(1)) }
             }
             JobOutcome::Retry(class) => {
                 self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                let attempts =
-                    self.state.add_failure(&job.job_id, self.now() + self.cfg.idempotency_ttl_ms).await.unwrap_or(1);
-                self.release(claimed, &job.job_id).await;
+                let attempts = self
+                    .state
+                    .add_failure(job.job_id.as_str(), self.now() + self.cfg.idempotency_ttl_ms)
+                    .await
+                    .unwrap_or(1);
+                self.release(claimed, job.job_id.as_str()).await;
                 if attempts >= self.cfg.max_attempts {
                     let dl = json!({"job": job, "reason": format!("gave up after {attempts} attempts"), "error_class": class, "attempts": attempts});
-                    if self.dead_letter(&job.job_id, group, dl).await {
-                        self.complete_dead_lettered(claimed, &job.job_id).await;
+                    if self.dead_letter(job.job_id.as_str(), group, dl).await {
+                        self.complete_dead_lettered(claimed, job.job_id.as_str()).await;
                         RecordResult::Done
                     } else {
                         RecordResult::Failed
@@ -363,11 +366,11 @@ where
             }
             JobOutcome::DeadLetter { reason, class } => {
                 let dl = json!({"job": job, "reason": reason, "error_class": class, "attempts": 1});
-                if self.dead_letter(&job.job_id, group, dl).await {
-                    self.complete_dead_lettered(claimed, &job.job_id).await;
+                if self.dead_letter(job.job_id.as_str(), group, dl).await {
+                    self.complete_dead_lettered(claimed, job.job_id.as_str()).await;
                     RecordResult::Done
                 } else {
-                    self.release(claimed, &job.job_id).await;
+                    self.release(claimed, job.job_id.as_str()).await;
                     RecordResult::Failed
                 }
             }
@@ -418,7 +421,7 @@ where
     pub async fn run_within(&self, job: &Job, first_receive: bool, budget: Duration) -> JobOutcome {
         let mall = &job.mall_id;
         if let Some((kind, id)) = job.kind.target() {
-            if first_receive && self.versions.covers(mall, kind, &id, job.event_received_ms, &job.job_id) {
+            if first_receive && self.versions.covers(mall, kind, &id, job.event_received_ms, job.job_id.as_str()) {
                 // What the head read below would find (see `memo`), known without it.
                 self.stats.coalesced_unread.fetch_add(1, Ordering::Relaxed);
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -430,7 +433,7 @@ where
             }
             match head {
                 Ok(Some(head)) if head.fetched_at_ms > job.event_received_ms => {
-                    if head.stored_by == job.job_id {
+                    if head.stored_by == job.job_id.as_str() {
                         // This job stored it. A redelivery of this message may follow a run
                         // that stopped before the bus took the event: publish it from the store
                         // (same event id, no second call). A first receive is another message
@@ -485,9 +488,10 @@ where
         match result {
             Ok(data) => {
                 if let Some((kind, id)) = job.kind.target() {
-                    let stored = self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), &job.job_id).await;
+                    let stored =
+                        self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), job.job_id.as_str()).await;
                     match stored {
-                        Ok(true) => self.versions.note(mall, kind, &id, fetched_at, &job.job_id),
+                        Ok(true) => self.versions.note(mall, kind, &id, fetched_at, job.job_id.as_str()),
                         // Something at least as new is stored, by a job not known here.
                         Ok(false) => self.versions.note(mall, kind, &id, fetched_at, ""),
                         Err(_) => {}
@@ -615,8 +619,8 @@ where
         let mall = &job.mall_id;
         let kind = resource.snapshot_kind();
         let mut p = match self.state.backfill_progress(mall, resource).await {
-            Ok(Some(p)) if p.job_id == job.job_id => p,
-            Ok(_) => Progress::new(&job.job_id, resource, since_ms, until_ms),
+            Ok(Some(p)) if p.job_id == job.job_id.as_str() => p,
+            Ok(_) => Progress::new(job.job_id.as_str(), resource, since_ms, until_ms),
             Err(e) => {
                 tracing::warn!(error = %e, "backfill progress not readable");
                 return JobOutcome::Retry("store");
@@ -641,7 +645,7 @@ where
             let mut events = Vec::new();
             let upserts: Vec<_> = stream::iter(&items)
                 .map(|(id, item)| async move {
-                    (id, item, self.state.upsert(mall, kind, id, fetched_at, Some(item), &job.job_id).await)
+                    (id, item, self.state.upsert(mall, kind, id, fetched_at, Some(item), job.job_id.as_str()).await)
                 })
                 .buffered(WRITES_IN_FLIGHT)
                 .collect()
@@ -649,7 +653,7 @@ where
             for (id, item, result) in upserts {
                 match result {
                     Ok(true) => {
-                        events.push(snapshot_event(mall, kind, id, fetched_at, &job.trace_id, Some(item)));
+                        events.push(snapshot_event(mall, kind, id, fetched_at, job.trace(), Some(item)));
                     }
                     Ok(false) => {}
                     Err(e) if e.too_large().is_some() => {
@@ -746,7 +750,7 @@ where
         version: u64,
         data: Option<&serde_json::Value>,
     ) -> bool {
-        let event = snapshot_event(&job.mall_id, kind, id, version, &job.trace_id, data);
+        let event = snapshot_event(&job.mall_id, kind, id, version, job.trace(), data);
         if !self.publish_all(std::slice::from_ref(&event)).await {
             tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
             return false;
@@ -780,7 +784,7 @@ where
             Cafe24Error::NotFound => match job.kind.target() {
                 Some((kind, id)) => {
                     let at = self.now();
-                    match self.state.upsert(mall, kind, &id, at, None, &job.job_id).await {
+                    match self.state.upsert(mall, kind, &id, at, None, job.job_id.as_str()).await {
                         Ok(stored) => {
                             if stored && !self.publish(job, kind, &id, at, None).await {
                                 return JobOutcome::PublishPending;

@@ -127,11 +127,11 @@ impl Fx {
     fn job(&self, id: &str, kind: JobKind) -> Job {
         Job {
             v: 1,
-            job_id: id.into(),
+            job_id: id.parse().unwrap(),
             mall_id: self.mall.clone(),
             kind,
             class: Class::Live,
-            trace_id: format!("t-{id}"),
+            trace_id: format!("t-{id}").try_into().ok(),
             event_received_ms: 1_000,
         }
     }

@@ -138,11 +138,12 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     /// GETs `path_and_query` under `/api/v2/admin/` for `mall`, returning the JSON body.
     pub async fn get_json(&self, mall: &MallId, path_and_query: &str, class: Class) -> Result<Value, Cafe24Error> {
         let key = self.cfg.key_scope.key(mall);
+        let key = key.as_str();
         let url = format!("{}/api/v2/admin/{}", self.cfg.base_url(mall), path_and_query.trim_start_matches('/'));
         let mut token = self.token(mall, Need::Fresh).await?;
         let mut refreshed = false;
         loop {
-            self.admit(&key, class).await?;
+            self.admit(key, class).await?;
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let sent = self
                 .http
@@ -162,7 +163,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 status,
                 resp.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
             );
-            if let Err(e) = self.gate.feedback(&key, &fb).await {
+            if let Err(e) = self.gate.feedback(key, &fb).await {
                 // The call itself happened; losing one feedback only delays the correction.
                 tracing::warn!(mall_id = %mall, error = %e, "limiter feedback not stored");
             }

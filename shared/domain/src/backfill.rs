@@ -208,9 +208,6 @@ pub enum RequestError {
     /// The period ends before it starts.
     #[error("the period's start is after its end")]
     Reversed,
-    /// The rate-limit key makes no FIFO group id.
-    #[error("the mall's rate-limit key does not make a queue group")]
-    NoGroup,
 }
 
 /// The backfill job for a request made at `now_ms` (by `relay resync`, or by an install), and
@@ -241,14 +238,14 @@ pub fn request(
     );
     let job = crate::jobs::Job {
         v: crate::jobs::JOB_VERSION,
-        job_id: id.as_str().to_owned(),
+        job_id: id.clone(),
         mall_id: mall.clone(),
         kind: crate::jobs::JobKind::Backfill { resource, since_ms, until_ms },
         class: crate::ratelimit::Class::Bulk,
-        trace_id: format!("{trace_prefix}-{minute}"),
+        trace_id: Some(crate::TraceId::derived(trace_prefix, now_ms / 60_000)),
         event_received_ms: now_ms,
     };
-    let group_id = crate::ports::GroupId::for_key(&format!("{}.bulk", scope.key(mall))).ok_or(RequestError::NoGroup)?;
+    let group_id = scope.key(mall).group(crate::ratelimit::Class::Bulk);
     let body = job.to_body();
     Ok((job, crate::ports::OutboundMessage { group_id, dedup_id: id, body }))
 }
@@ -347,9 +344,9 @@ mod tests {
         let m = crate::MallId::parse("bigshop").unwrap();
         let (j, msg) = request(&m, Resource::Orders, (1, 2), 60_000, &KeyScope::Mall, "resync").unwrap();
         assert_eq!(msg.group_id.as_str(), "bigshop.bulk");
-        assert_eq!(msg.dedup_id.as_str(), j.job_id);
+        assert_eq!(msg.dedup_id, j.job_id);
         assert_eq!(crate::jobs::Job::parse(&msg.body).unwrap(), j);
-        assert_eq!(j.trace_id, "resync-1");
+        assert_eq!(j.trace(), "resync-1");
         let (again, _) = request(&m, Resource::Orders, (1, 2), 119_999, &KeyScope::Mall, "resync").unwrap();
         assert_eq!(again.job_id, j.job_id);
         let (later, _) = request(&m, Resource::Orders, (1, 2), 120_000, &KeyScope::Mall, "resync").unwrap();

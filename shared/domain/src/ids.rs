@@ -90,9 +90,28 @@ impl fmt::Display for MallId {
 ///
 /// Cafe24's `X-Trace-ID` header (a UUID) when it is usable, otherwise derived from the body
 /// hash so that a redelivery of the same body carries the same trace id.
+///
+/// Read back from a message it is validated (`try_from`) by the header's rules.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct TraceId(String);
+
+impl TryFrom<String> for TraceId {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match Self::from_header(&raw) {
+            Some(t) if t.0 == raw => Ok(t),
+            _ => Err("not a trace id (1..=100 of [A-Za-z0-9._-])".to_owned()),
+        }
+    }
+}
+
+impl From<TraceId> for String {
+    fn from(id: TraceId) -> Self {
+        id.0
+    }
+}
 
 impl TraceId {
     /// Longest header value taken verbatim.
@@ -107,6 +126,14 @@ impl TraceId {
             && s.len() <= Self::MAX_VERBATIM_LEN
             && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         ok.then(|| Self(s.to_owned()))
+    }
+
+    /// A trace id for work the relay starts itself (a schedule, a resync): `<prefix>-<n>`, the
+    /// prefix cut to the allowed characters and 60 of them (`relay` when nothing is left).
+    pub fn derived(prefix: &str, n: u64) -> Self {
+        let p: String =
+            prefix.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(60).collect();
+        Self(format!("{}-{n}", if p.is_empty() { "relay" } else { p.as_str() }))
     }
 
     /// A trace id derived from the raw body: `body-` + the first 32 hex digits of its SHA-256.
@@ -131,9 +158,33 @@ impl fmt::Display for TraceId {
 ///
 /// Content-based deduplication is never used (two different webhooks can have identical
 /// bodies); every message carries one of these.
+/// Read back from a message it is validated (`try_from`): a job carrying an id SQS would refuse
+/// is not a job.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct DedupId(String);
+
+impl TryFrom<String> for DedupId {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).ok_or_else(|| "not a deduplication id (1..=128 of SQS's characters)".to_owned())
+    }
+}
+
+impl From<DedupId> for String {
+    fn from(id: DedupId) -> Self {
+        id.0
+    }
+}
+
+impl std::str::FromStr for DedupId {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Self::try_from(raw.to_owned())
+    }
+}
 
 impl DedupId {
     /// For an inbound webhook: from the `X-Trace-ID` header when present and usable

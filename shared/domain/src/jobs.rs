@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{MallId, SnapshotKind};
+use crate::ids::{DedupId, MallId, SnapshotKind, TraceId};
 use crate::ratelimit::Class;
 
 /// Current job format version.
@@ -74,8 +74,8 @@ impl JobKind {
 pub struct Job {
     /// Format version.
     pub v: u32,
-    /// Unique id (= dedup id = idempotency key).
-    pub job_id: String,
+    /// Unique id (= dedup id = idempotency key), valid as an SQS deduplication id.
+    pub job_id: DedupId,
     /// Mall.
     pub mall_id: MallId,
     /// What to do.
@@ -84,9 +84,10 @@ pub struct Job {
     /// Priority class.
     #[serde(default = "live")]
     pub class: Class,
-    /// Trace id of the webhook that caused it.
-    #[serde(default)]
-    pub trace_id: String,
+    /// Trace id of the webhook (or the schedule, or the request) that caused it. Jobs queued
+    /// without one (or with `""`) read as `None`; a malformed one makes the message no job.
+    #[serde(default, deserialize_with = "trace_or_none", skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<TraceId>,
     /// When the causing event was received, epoch ms (for coalescing).
     #[serde(default)]
     pub event_received_ms: u64,
@@ -94,6 +95,14 @@ pub struct Job {
 
 fn live() -> Class {
     Class::Live
+}
+
+fn trace_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<TraceId>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => TraceId::try_from(s).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Why a message is not a job.
@@ -105,7 +114,7 @@ pub enum JobError {
     /// A version this worker does not know.
     #[error("unsupported job version {0}")]
     Version(u32),
-    /// Empty or oversized job id / target id.
+    /// Empty or malformed target id, or a reversed period.
     #[error("job has an invalid {0}")]
     Invalid(&'static str),
 }
@@ -117,14 +126,16 @@ impl Job {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The trace id as text for logs and events (`""` when the job has none).
+    pub fn trace(&self) -> &str {
+        self.trace_id.as_ref().map_or("", TraceId::as_str)
+    }
+
     /// Parses and validates a queued job.
     pub fn parse(body: &str) -> Result<Self, JobError> {
         let j: Job = serde_json::from_str(body).map_err(|e| JobError::Malformed(e.to_string()))?;
         if j.v != JOB_VERSION {
             return Err(JobError::Version(j.v));
-        }
-        if j.job_id.is_empty() || j.job_id.len() > 128 {
-            return Err(JobError::Invalid("job_id"));
         }
         match &j.kind {
             JobKind::SyncOrder { order_id } if !crate::ids::is_resource_id(order_id) => {
@@ -152,11 +163,11 @@ mod tests {
     fn jobs_round_trip_and_garbage_is_refused() {
         let j = Job {
             v: 1,
-            job_id: "j-1".into(),
+            job_id: "j-1".parse().unwrap(),
             mall_id: MallId::parse("shop1").unwrap(),
             kind: JobKind::SyncOrder { order_id: "20200717-0029236".into() },
             class: Class::Live,
-            trace_id: "t".into(),
+            trace_id: "t".to_owned().try_into().ok(),
             event_received_ms: 5,
         };
         let s = serde_json::to_string(&j).unwrap();
@@ -169,6 +180,10 @@ mod tests {
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"launch_rocket"}"#,
             r#"{"v":2,"job_id":"x","mall_id":"shop1","kind":"refresh_token"}"#,
             r#"{"v":1,"job_id":"","mall_id":"shop1","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":"a b","mall_id":"shop1","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":7,"mall_id":"shop1","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token","trace_id":"a\nb"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token","trace_id":" t"}"#,
             r#"{"v":1,"job_id":"x","mall_id":"Bad Mall!","kind":"refresh_token"}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_order","order_id":""}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"sync_order","order_id":".."}"#,
@@ -181,6 +196,16 @@ mod tests {
         ] {
             assert!(Job::parse(bad).is_err(), "{bad}");
         }
+        // Jobs queued without a trace id, or with an empty one, are jobs without one.
+        for body in [
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token","trace_id":""}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token","trace_id":null}"#,
+        ] {
+            assert_eq!(Job::parse(body).map(|j| j.trace_id), Ok(None), "{body}");
+        }
+        let long = format!(r#"{{"v":1,"job_id":"{}","mall_id":"shop1","kind":"refresh_token"}}"#, "j".repeat(129));
+        assert!(matches!(Job::parse(&long), Err(JobError::Malformed(_))), "129 characters are no SQS dedup id");
     }
 
     #[test]

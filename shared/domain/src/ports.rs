@@ -43,6 +43,15 @@ impl GroupId {
         ok.then(|| Self(key.to_owned()))
     }
 
+    /// The group of `key`'s jobs of `class` (see [`crate::ratelimit::RateKey::group`]); always
+    /// valid by the key's construction.
+    pub(crate) fn for_rate_key(key: &crate::ratelimit::RateKey, class: crate::ratelimit::Class) -> Self {
+        match class {
+            crate::ratelimit::Class::Live => Self(key.as_str().to_owned()),
+            crate::ratelimit::Class::Bulk => Self(format!("{}.bulk", key.as_str())),
+        }
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -323,17 +323,42 @@ impl KeyScope {
         }
     }
 
-    /// The rate-limit key for calls to `mall`. Also the work queue's `MessageGroupId`, so it is
-    /// kept within SQS's group-id alphabet.
-    pub fn key(&self, mall: &crate::MallId) -> String {
+    /// The rate-limit key for calls to `mall`.
+    pub fn key(&self, mall: &crate::MallId) -> RateKey {
         let clean = |s: &str| {
-            s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(60).collect::<String>()
+            s.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(58).collect::<String>()
         };
-        match self {
+        RateKey(match self {
             Self::Mall => mall.as_str().to_owned(),
             Self::AppAndMall { client_id } => format!("{}.{}", clean(client_id), mall.as_str()),
             Self::Global { name } => Some(clean(name)).filter(|n| !n.is_empty()).unwrap_or_else(|| "global".to_owned()),
-        }
+        })
+    }
+}
+
+/// A rate-limit key (the limiter item's key), made only by [`KeyScope::key`]: 1..=123
+/// characters of `[a-z0-9._-]` and ASCII letters (a mall id is at most 64, a cleaned client id at
+/// most 58), so it and its bulk group (`<key>.bulk`) are always valid SQS `MessageGroupId`s.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RateKey(String);
+
+impl RateKey {
+    /// The key as text (the limiter's item key).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The work queue's group for jobs of `class` under this key: live jobs in `<key>`, bulk jobs
+    /// in `<key>.bulk` (a FIFO group runs in order; bulk work never holds a live job behind it,
+    /// while both draw on the one limiter key).
+    pub fn group(&self, class: Class) -> crate::ports::GroupId {
+        crate::ports::GroupId::for_rate_key(self, class)
+    }
+}
+
+impl std::fmt::Display for RateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -482,18 +507,32 @@ mod tests {
     #[test]
     fn rate_limit_key_is_derived_in_one_place() {
         let m = MallId::parse("shop1").unwrap();
-        assert_eq!(KeyScope::Mall.key(&m), "shop1");
-        assert_eq!(KeyScope::parse("app:abc").unwrap().key(&m), "abc.shop1");
-        assert_eq!(KeyScope::parse("global:shared cred").unwrap().key(&m), "sharedcred");
-        assert_eq!(KeyScope::parse("global:!!!").unwrap().key(&m), "global");
+        assert_eq!(KeyScope::Mall.key(&m).as_str(), "shop1");
+        assert_eq!(KeyScope::parse("app:abc").unwrap().key(&m).as_str(), "abc.shop1");
+        assert_eq!(KeyScope::parse("global:shared cred").unwrap().key(&m).as_str(), "sharedcred");
+        assert_eq!(KeyScope::parse("global:!!!").unwrap().key(&m).as_str(), "global");
         assert_eq!(KeyScope::parse("mall"), Some(KeyScope::Mall));
-        // Every key is a valid work-queue group id.
-        for scope in [KeyScope::Mall, KeyScope::parse("app:abc").unwrap(), KeyScope::parse("global:x").unwrap()] {
-            assert!(crate::ports::GroupId::for_key(&scope.key(&m)).is_some(), "{scope:?}");
-        }
+        let k = KeyScope::parse("app:abc").unwrap().key(&m);
+        assert_eq!((k.group(Class::Live).as_str(), k.group(Class::Bulk).as_str()), ("abc.shop1", "abc.shop1.bulk"));
         assert!(crate::ports::GroupId::for_key("").is_none() && crate::ports::GroupId::for_key("a b").is_none());
         for bad in ["", "app:", "global", "shop", "app:  "] {
             assert_eq!(KeyScope::parse(bad), None, "{bad}");
+        }
+    }
+
+    proptest! {
+        /// Whatever the scope and mall, both groups of the key are valid SQS group ids (a
+        /// 64-character mall under a long client id once made a 130-character bulk group).
+        #[test]
+        fn every_key_and_its_bulk_group_are_valid_group_ids(client in "[ -~]{1,200}", mall in "[a-z0-9]{1,64}") {
+            let m = MallId::parse(&mall).unwrap();
+            for scope in [KeyScope::Mall, KeyScope::AppAndMall { client_id: client.clone() }, KeyScope::Global { name: client.clone() }] {
+                let key = scope.key(&m);
+                for class in [Class::Live, Class::Bulk] {
+                    let g = key.group(class);
+                    prop_assert_eq!(crate::ports::GroupId::for_key(g.as_str()), Some(g.clone()), "{:?}", scope);
+                }
+            }
         }
     }
 

@@ -161,11 +161,11 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
     let resource = payload.get("resource").filter(|r| r.is_object()).unwrap_or(&payload);
     let make = |kind: JobKind, target: &str| Job {
         v: JOB_VERSION,
-        job_id: job_id(&env.dedup_id, kind.name(), target).as_str().to_owned(),
+        job_id: job_id(&env.dedup_id, kind.name(), target),
         mall_id: mall.clone(),
         kind,
         class: Class::Live,
-        trace_id: env.trace_id.as_str().to_owned(),
+        trace_id: Some(env.trace_id.clone()),
         event_received_ms: env.received_at_ms,
     };
     let jobs: Vec<Job> = match route {
@@ -289,7 +289,7 @@ mod tests {
         let t = RoutingTable::default();
         let body = include_str!("../../../tests/fixtures/cafe24/90072-cancellation-bulk.json");
         let ids = |d: Dispatch| match d {
-            Dispatch::Jobs(j) => j.into_iter().map(|j| j.job_id).collect::<Vec<_>>(),
+            Dispatch::Jobs(j) => j.into_iter().map(|j| j.job_id.as_str().to_owned()).collect::<Vec<_>>(),
             other => panic!("{other:?}"),
         };
         let a = ids(plan(&t, &envelope(body, "trace-1")));

@@ -13,7 +13,6 @@ use relay_domain::backfill::Resource;
 use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
 use relay_domain::ports::{BackfillStore as _, GroupId, MessageQueue as _, OutboundMessage, SnapshotStore as _};
 use relay_domain::ratelimit::Class;
-use relay_domain::DedupId;
 use relay_domain::SnapshotKind;
 use relay_tests::pipeline::Pipeline;
 use serde_json::json;
@@ -47,17 +46,17 @@ async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass
     // The job `relay resync --mall bf-mall --since <a year ago>` queues.
     let job = Job {
         v: JOB_VERSION,
-        job_id: "backfill-e2e".into(),
+        job_id: "backfill-e2e".parse().unwrap(),
         mall_id: mall.clone(),
         kind: JobKind::Backfill { resource: Resource::Orders, since_ms: now - 366 * 86_400_000, until_ms: now },
         class: Class::Bulk,
-        trace_id: "resync-e2e".into(),
+        trace_id: "resync-e2e".to_owned().try_into().ok(),
         event_received_ms: now,
     };
     SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.work.url.clone())
         .send(&OutboundMessage {
             group_id: GroupId::for_key(&format!("{MALL}.bulk")).unwrap(),
-            dedup_id: DedupId::parse(&job.job_id).unwrap(),
+            dedup_id: job.job_id.clone(),
             body: serde_json::to_string(&job).unwrap(),
         })
         .await

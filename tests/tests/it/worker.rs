@@ -101,7 +101,7 @@ impl Fx {
                         .id(format!("e{i}"))
                         .message_body(serde_json::to_string(j).unwrap())
                         .message_group_id(j.mall_id.as_str())
-                        .message_deduplication_id(&j.job_id)
+                        .message_deduplication_id(j.job_id.as_str())
                         .build()
                         .unwrap()
                 })
@@ -132,11 +132,11 @@ impl Fx {
 fn job(id: &str, mall: &MallId, kind: JobKind, received_ms: u64) -> Job {
     Job {
         v: 1,
-        job_id: id.into(),
+        job_id: id.parse().unwrap(),
         mall_id: mall.clone(),
         kind,
         class: Class::Live,
-        trace_id: format!("trace-{id}"),
+        trace_id: format!("trace-{id}").try_into().ok(),
         event_received_ms: received_ms,
     }
 }
@@ -289,11 +289,23 @@ async fn overlapping_jobs_of_one_mall_keep_the_limit_and_make_each_call_once() {
     let w = fx.worker();
     assert_eq!(w.config().jobs_in_flight, 4);
     let n = jobs.len() as u64;
-    let run = drive_until(&fx, &w, Duration::from_secs(300), |w| w.stats.done.load(Ordering::Relaxed) >= n).await;
+    // A job that finished behind one that was deferred is returned with it, and its redelivery
+    // finds its own version and publishes it again (docs/decisions/worker.md): it is done twice
+    // and counted as a duplicate, so the jobs done once are `done - duplicates`.
+    let once = |w: &W| w.stats.done.load(Ordering::Relaxed) - w.stats.duplicates.load(Ordering::Relaxed);
+    let run = drive_until(&fx, &w, Duration::from_secs(300), |w| once(w) >= n).await;
     let s = fx.sim.stats("overlap");
     let calls = s.endpoints.get("orders/{id}").map_or(0, |e| e.calls);
-    println!("overlap: {run:?}, calls {calls}, max calls/s {}, 429s {}", s.max_calls_in_1s, s.status_429);
-    assert_eq!(w.stats.done.load(Ordering::Relaxed), n, "every job done");
+    let (duplicates, deferred) = (w.stats.duplicates.load(Ordering::Relaxed), w.stats.deferred.load(Ordering::Relaxed));
+    println!(
+        "overlap: {run:?}, calls {calls}, max calls/s {}, 429s {}, redelivered finished jobs {duplicates}, deferrals {deferred}",
+        s.max_calls_in_1s, s.status_429
+    );
+    assert_eq!(once(&w), n, "every job done");
+    assert!(
+        duplicates <= 3 * deferred,
+        "only jobs returned behind a deferral (at most 3 in flight behind it) run again"
+    );
     assert_eq!(finished(&w), n - 1, "60 synced + 1 coalesced (the token job is neither)");
     assert_eq!(s.status_429, 0);
     assert_eq!(calls, 60, "each order fetched once: its second job coalesced");

@@ -148,11 +148,10 @@ pub fn plan(stage: Stage, message_id: &str, group: &str, body: &str) -> Plan {
                 Ok(j) => j,
                 Err(e) => return Plan::Skip(format!("not a job ({e}); fix it and send it by hand")),
             };
-            job.job_id =
-                DedupId::derive("redrive", &[job.job_id.as_bytes(), message_id.as_bytes()]).as_str().to_owned();
+            job.job_id = DedupId::derive("redrive", &[job.job_id.as_str().as_bytes(), message_id.as_bytes()]);
             let group = GroupId::for_key(group).map(|g| g.as_str().to_owned()).unwrap_or_else(|| group.to_owned());
             match serde_json::to_string(&job) {
-                Ok(body) => Plan::Send { group, dedup: job.job_id.clone(), body },
+                Ok(body) => Plan::Send { group, dedup: job.job_id.as_str().to_owned(), body },
                 Err(e) => Plan::Skip(e.to_string()),
             }
         }
@@ -356,8 +355,8 @@ mod tests {
         let Plan::Send { group, dedup, body: out } = plan(Stage::Work, "m-1", "shop1", &body) else { panic!() };
         assert_eq!(group, "shop1");
         let j = Job::parse(&out).unwrap();
-        assert_ne!(j.job_id, "job-abc", "a fresh idempotency record");
-        assert_eq!(j.job_id, dedup);
+        assert_ne!(j.job_id.as_str(), "job-abc", "a fresh idempotency record");
+        assert_eq!(j.job_id.as_str(), dedup);
         assert_eq!(plan(Stage::Work, "m-1", "shop1", &body), plan(Stage::Work, "m-1", "shop1", &body), "stable");
         assert_ne!(
             plan(Stage::Work, "m-1", "shop1", &body),

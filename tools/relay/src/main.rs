@@ -394,7 +394,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 loop {
-                    let p = resync::status(&state, &m).await?.into_iter().find(|p| p.job_id == job.job_id);
+                    let p = resync::status(&state, &m).await?.into_iter().find(|p| p.job_id == job.job_id.as_str());
                     if let Some(p) = &p {
                         pb.set_position(resync::permille(p));
                         pb.set_message(format!("{} pages, {} snapshots stored", p.pages, p.stored));

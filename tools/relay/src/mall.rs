@@ -80,7 +80,7 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
         LimiterConfig::default(),
         relay_lambda::clock::system_clock(),
     );
-    let state = limiter.stored(&key).await.map_err(|e| anyhow::anyhow!("reading the rate-limit table: {e}"))?;
+    let state = limiter.stored(key.as_str()).await.map_err(|e| anyhow::anyhow!("reading the rate-limit table: {e}"))?;
     let mut queues = Vec::new();
     for (name, k) in [
         ("inbox", "INBOX_QUEUE_URL"),
@@ -93,7 +93,7 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
             queues.push((name, v, f));
         }
     }
-    Ok(Status { mall: mall.clone(), token, limiter: (key, state), queues, reconcile })
+    Ok(Status { mall: mall.clone(), token, limiter: (key.as_str().to_owned(), state), queues, reconcile })
 }
 
 fn when(ms: u64, now: u64) -> String {

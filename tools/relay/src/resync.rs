@@ -33,7 +33,6 @@ pub fn job(
     relay_domain::backfill::request(mall, resource, (since_ms, until_ms), now_ms, scope, "resync").map_err(
         |e| match e {
             relay_domain::backfill::RequestError::Reversed => anyhow::anyhow!("--since is after --until"),
-            other => anyhow::anyhow!("{other}"),
         },
     )
 }
