@@ -12,7 +12,7 @@ use relay_domain::auth::ApiKeyVerifier;
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
 use relay_domain::webhook::{classify, Classified, EventNo, ParkReason};
-use relay_domain::{DedupId, MallId, TraceId};
+use relay_domain::{webhook_ids, DedupId, MallId, TraceId};
 use relay_lambda::http as resp;
 use relay_lambda::metrics::{self, Unit};
 use relay_lambda::telemetry::invocation_span;
@@ -265,8 +265,7 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
             return (IngestResult::bare(Outcome::InvalidJson), None);
         };
 
-        let dedup_id = DedupId::for_webhook(trace_header, body);
-        let trace_id = trace_header.and_then(TraceId::from_header).unwrap_or_else(|| TraceId::from_body(body));
+        let (dedup_id, trace_id) = webhook_ids(trace_header, body);
         let (group, outcome, mall_id, event_no) = match &classified {
             Classified::Routable { event_no, mall_id } => {
                 (GroupId::mall(mall_id), Outcome::Enqueued, Some(mall_id.clone()), Some(*event_no))

@@ -186,6 +186,24 @@ impl std::str::FromStr for DedupId {
     }
 }
 
+/// The deduplication id ([`DedupId::for_webhook`]) and trace id of one webhook delivery, as
+/// ingest assigns them and reconciliation re-derives them: the trace id is the `X-Trace-ID`
+/// header when usable verbatim, else [`TraceId::from_body`]. Without a header the body is hashed
+/// once for both.
+pub fn webhook_ids(trace_header: Option<&str>, body: &[u8]) -> (DedupId, TraceId) {
+    let header = trace_header.map(str::trim).filter(|s| !s.is_empty());
+    if let Some(t) = header.and_then(TraceId::from_header) {
+        return (DedupId(format!("t-{}", t.as_str())), t);
+    }
+    let digest = hex::encode(Sha256::digest(body));
+    let trace = TraceId(format!("body-{}", digest.get(..32).unwrap_or(&digest)));
+    let dedup = match header {
+        Some(raw) => DedupId(format!("th-{}", hex::encode(Sha256::digest(raw.as_bytes())))),
+        None => DedupId(format!("b-{digest}")),
+    };
+    (dedup, trace)
+}
+
 impl DedupId {
     /// For an inbound webhook: from the `X-Trace-ID` header when present and usable
     /// (`t-<trace id>`), else from the SHA-256 of the raw body (`b-<64 hex>`).
@@ -193,13 +211,7 @@ impl DedupId {
     /// A trace id that is present but not usable verbatim (too long, odd characters) is hashed
     /// (`th-<64 hex>`), so distinct deliveries stay distinct.
     pub fn for_webhook(trace_header: Option<&str>, body: &[u8]) -> Self {
-        match trace_header.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(raw) => match TraceId::from_header(raw) {
-                Some(t) => Self(format!("t-{}", t.as_str())),
-                None => Self(format!("th-{}", hex::encode(Sha256::digest(raw.as_bytes())))),
-            },
-            None => Self(format!("b-{}", hex::encode(Sha256::digest(body)))),
-        }
+        webhook_ids(trace_header, body).0
     }
 
     /// Derives a dedup id from several parts, unambiguously: each part is length-prefixed
@@ -347,6 +359,11 @@ mod tests {
         fn any_webhook_dedup_id_is_a_valid_sqs_id(trace in proptest::option::of(".*"), body in proptest::collection::vec(any::<u8>(), 0..300)) {
             let id = DedupId::for_webhook(trace.as_deref(), &body);
             prop_assert!(valid_sqs_id(id.as_str()), "{:?}", id);
+            // The trace id beside it: the usable header, else the body's.
+            let (dedup, trace_id) = webhook_ids(trace.as_deref(), &body);
+            prop_assert_eq!(dedup, id);
+            let expected = trace.as_deref().and_then(TraceId::from_header).unwrap_or_else(|| TraceId::from_body(&body));
+            prop_assert_eq!(trace_id, expected);
         }
 
         #[test]

@@ -2,7 +2,7 @@
 //! the inbox messages that re-inject them, and how far the mall's checkpoint may advance.
 //!
 //! A re-injected webhook carries the deduplication id a live delivery of the same trace would
-//! have had ([`DedupId::for_webhook`]), so its jobs have the live job ids: a delivery that did
+//! have had ([`webhook_ids`]), so its jobs have the live job ids: a delivery that did
 //! arrive after all is skipped by the worker's idempotency record, never run twice.
 //!
 //! Rules (one page of logs, in `log_id` order):
@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use crate::envelope::InboxEnvelope;
-use crate::ids::{DedupId, MallId, TraceId};
+use crate::ids::{webhook_ids, MallId};
 use crate::ports::{GroupId, OutboundMessage};
 use crate::tokens::parse_cafe24_token_time;
 use crate::webhook::{classify_value, Classified};
@@ -196,8 +196,7 @@ fn reinjection(mall: &MallId, trace: &str, l: &LogEntry, now_ms: u64) -> Option<
     if mall_id != mall {
         return None;
     }
-    let dedup_id = DedupId::for_webhook(Some(trace), body.as_bytes());
-    let trace_id = TraceId::from_header(trace).unwrap_or_else(|| TraceId::from_body(body.as_bytes()));
+    let (dedup_id, trace_id) = webhook_ids(Some(trace), body.as_bytes());
     let received = l.requested_ms.unwrap_or(now_ms);
     let mut env = InboxEnvelope::new(trace_id, dedup_id.clone(), received, &classified, body.as_bytes()).ok()?;
     env.source = SOURCE_WEBHOOK_LOG.to_owned();
@@ -246,7 +245,7 @@ mod tests {
         assert_eq!(p.reinject.len(), 1, "{p:?}");
         let m = &p.reinject[0];
         let body = order("shop1", "20261201-0000002").to_string();
-        assert_eq!(m.dedup_id, DedupId::for_webhook(Some("tr-b"), body.as_bytes()));
+        assert_eq!(m.dedup_id, crate::DedupId::for_webhook(Some("tr-b"), body.as_bytes()));
         assert_eq!(m.group_id, GroupId::mall(&mall()));
         let env: serde_json::Value = serde_json::from_str(&m.body).unwrap();
         assert_eq!(
