@@ -27,7 +27,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::config::WorkerConfig;
-use crate::memo::StoredVersions;
+use crate::memo::{OwnDeferrals, StoredVersions};
 
 /// Seconds a job waits when the state store cannot be read (no Cafe24 call is made before).
 const STORE_DOWN_DEFER_S: u32 = 5;
@@ -51,6 +51,18 @@ pub enum JobOutcome {
         /// Error class.
         class: &'static str,
     },
+}
+
+/// How a record reached the worker, as far as a sync job's idempotency cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Receipt {
+    /// Never received before.
+    First,
+    /// Received again right after this process deferred it before any call
+    /// ([`crate::memo::OwnDeferrals`]): it has stored nothing.
+    AfterOwnDeferral,
+    /// Received again otherwise: an earlier run may have stored its version.
+    Redelivery,
 }
 
 /// Counters (exported as metrics later; asserted by tests).
@@ -90,6 +102,8 @@ pub struct WorkerStats {
     pub backfilled: AtomicU64,
     /// Coalesced jobs decided from the versions this process stored or read (no head read).
     pub coalesced_unread: AtomicU64,
+    /// Head reads skipped: sync jobs back right after this process deferred them before a call.
+    pub head_reads_skipped: AtomicU64,
 }
 
 /// The worker, built once per cold start.
@@ -106,6 +120,7 @@ pub struct Worker<G, S, I, Q, V, B> {
     pub stats: WorkerStats,
     deltas: Deltas,
     versions: StoredVersions,
+    deferrals: OwnDeferrals,
 }
 
 /// The worker as deployed: DynamoDB limiter, token store and state table, SQS DLQ and visibility.
@@ -170,7 +185,8 @@ where
     /// Wires the worker. `inbox` is where reconciliation re-injects webhooks.
     pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, inbox: Q, visibility: V, cfg: WorkerConfig) -> Self {
         let (stats, deltas) = (WorkerStats::default(), Deltas::default());
-        Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas, versions: StoredVersions::default() }
+        let (versions, deferrals) = (StoredVersions::default(), OwnDeferrals::default());
+        Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas, versions, deferrals }
     }
 
     /// The state store (benchmarks read its write counter).
@@ -321,7 +337,19 @@ where
         let started = std::time::Instant::now();
         // Half the invocation's time for a job that paces itself (a backfill's pages); the rest
         // is the margin for finishing the page in hand and acknowledging.
-        let outcome = self.run_within(&job, sqs::first_receive(m), Duration::from_millis(time_left_ms / 2)).await;
+        let count = sqs::receive_count(m);
+        let receipt = if sqs::first_receive(m) {
+            Receipt::First
+        } else if count.is_some_and(|n| self.deferrals.resumes(job.job_id.as_str(), n)) {
+            Receipt::AfterOwnDeferral
+        } else {
+            Receipt::Redelivery
+        };
+        let outcome = self.run_within(&job, receipt, Duration::from_millis(time_left_ms / 2)).await;
+        if let (JobOutcome::Defer(_), Some(n), Some(_)) = (&outcome, count, job.kind.target()) {
+            // Every `Defer` of a sync job comes before its snapshot write (see `OwnDeferrals`).
+            self.deferrals.note(job.job_id.as_str(), n);
+        }
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = match &outcome {
             JobOutcome::Completed(name) => {
@@ -417,9 +445,10 @@ where
 
     /// Performs one job (claimed, if it is not a sync job); a job made of many calls (a
     /// backfill) starts no new call after `budget` and comes back for the rest.
-    /// `first_receive`: this message was never received before (see the sync-job rule below).
-    pub async fn run_within(&self, job: &Job, first_receive: bool, budget: Duration) -> JobOutcome {
+    /// `receipt`: how this message arrived (see the sync-job rule below).
+    pub async fn run_within(&self, job: &Job, receipt: Receipt, budget: Duration) -> JobOutcome {
         let mall = &job.mall_id;
+        let first_receive = receipt != Receipt::Redelivery;
         if let Some((kind, id)) = job.kind.target() {
             if first_receive && self.versions.covers(mall, kind, &id, job.event_received_ms, job.job_id.as_str()) {
                 // What the head read below would find (see `memo`), known without it.
@@ -427,7 +456,12 @@ where
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                 return JobOutcome::Completed("coalesced");
             }
-            let head = self.state.head(mall, kind, &id).await;
+            let head = if receipt == Receipt::AfterOwnDeferral {
+                self.stats.head_reads_skipped.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            } else {
+                self.state.head(mall, kind, &id).await
+            };
             if let Ok(Some(h)) = &head {
                 self.versions.note(mall, kind, &id, h.fetched_at_ms, &h.stored_by);
             }

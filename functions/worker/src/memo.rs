@@ -47,6 +47,38 @@ impl StoredVersions {
     }
 }
 
+/// Sync jobs this process deferred before any call, with the receive count of that run.
+///
+/// A record received again with the next count was received by nobody else in between, and its
+/// previous run stored nothing; the run before that read the head and found no version of its
+/// own. So the job has stored nothing, and another job's version can only have appeared through a
+/// backfill page of the same mall (every other job of the entity waits behind it in its FIFO
+/// group): its head read may be skipped, at the risk of one superfluous call, never of a lost or
+/// repeated event (the upsert keeps the newest version).
+#[derive(Debug, Default)]
+pub struct OwnDeferrals(Mutex<HashMap<String, u32>>);
+
+impl OwnDeferrals {
+    /// More entries than this: start over.
+    const MAX_ENTRIES: usize = 10_000;
+
+    /// `job_id`'s run at receive `count` was deferred before any call.
+    pub fn note(&self, job_id: &str, count: u32) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= Self::MAX_ENTRIES && !map.contains_key(job_id) {
+            map.clear();
+        }
+        map.insert(job_id.to_owned(), count);
+    }
+
+    /// Whether receive `count` of `job_id` directly follows a deferral noted here (and forgets
+    /// it either way).
+    pub fn resumes(&self, job_id: &str, count: u32) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.remove(job_id).is_some_and(|noted| noted.checked_add(1) == Some(count))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -67,5 +99,18 @@ mod tests {
         assert!(v.covers(&m, SnapshotKind::Order, "o1", 99, "j2"), "an older version never lowers the bound");
         v.note(&m, SnapshotKind::Order, "o1", 200, "j3");
         assert!(v.covers(&m, SnapshotKind::Order, "o1", 150, "j1"));
+    }
+
+    #[test]
+    fn only_the_next_receive_after_a_deferral_here_resumes_it() {
+        let d = OwnDeferrals::default();
+        assert!(!d.resumes("j1", 2), "nothing noted");
+        d.note("j1", 1);
+        assert!(!d.resumes("j1", 3), "someone else received it in between");
+        assert!(!d.resumes("j1", 2), "forgotten after being asked");
+        d.note("j1", 4);
+        assert!(d.resumes("j1", 5));
+        d.note("j1", u32::MAX);
+        assert!(!d.resumes("j1", 0));
     }
 }

@@ -348,6 +348,34 @@ async fn a_long_limiter_wait_defers_by_visibility_without_calling_or_counting_an
 }
 
 #[tokio::test]
+async fn a_job_deferred_here_and_received_next_by_this_process_skips_its_head_read() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    let body = serde_json::to_string(&fx.job("j60", JobKind::SyncOrder { order_id: fx.order() })).unwrap();
+    fx.gate.script([Acquire::Wait(12_000)]);
+    assert!(returned(&run(&w, &body).await), "deferred before any call");
+    let reads = fx.state.head_reads();
+    // The next receive: nobody else had it in between, and its run stored nothing.
+    let r = run_receive(&w, &body, 2).await;
+    assert!(!returned(&r));
+    assert_eq!((fx.state.head_reads(), fx.calls(), w.stats.synced.load(Ordering::Relaxed)), (reads, 1, 1));
+    assert_eq!(w.stats.head_reads_skipped.load(Ordering::Relaxed), 1);
+    // Deferred again, but the next receive this process sees is the one after another
+    // consumer's (count 4, not 3): that consumer may have stored it, so the head is read.
+    let other = {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.orders.keys().nth(1).cloned().unwrap()
+    };
+    let body = serde_json::to_string(&fx.job("j61", JobKind::SyncOrder { order_id: other })).unwrap();
+    fx.gate.script([Acquire::Wait(12_000)]);
+    assert!(returned(&run_receive(&w, &body, 2).await), "deferred before any call");
+    let reads = fx.state.head_reads();
+    assert!(!returned(&run_receive(&w, &body, 4).await));
+    assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 1, 2));
+    assert_eq!(w.stats.head_reads_skipped.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
 async fn a_429_defers_and_is_not_an_attempt() {
     let fx = Fx::new().await;
     let w = fx.worker();

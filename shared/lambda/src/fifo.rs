@@ -205,6 +205,12 @@ pub mod sqs {
         m.attributes.get("ApproximateReceiveCount").is_some_and(|v| v == "1")
     }
 
+    /// How many times the record was received, this time included (`None` when the attribute
+    /// is missing or not a number).
+    pub fn receive_count(m: &SqsMessage) -> Option<u32> {
+        m.attributes.get("ApproximateReceiveCount").and_then(|v| v.parse().ok())
+    }
+
     /// A record's FIFO message group.
     pub fn group_id(m: &SqsMessage) -> &str {
         m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("")
