@@ -20,7 +20,6 @@ use relay_lambda::metrics::{self, Deltas, Sample, Unit};
 use relay_lambda::telemetry::record_span;
 use tracing::Instrument;
 
-/// Counters.
 #[derive(Debug, Default)]
 pub struct DispatchStats {
     /// Envelopes routed to jobs.
@@ -57,7 +56,6 @@ pub struct Dispatcher<Q, S, P = Q, V = relay_aws::sqs::SqsVisibility, B = relay_
     bus: B,
     cfg: DispatcherConfig,
     clock: fn() -> u64,
-    /// Counters.
     pub stats: DispatchStats,
     deltas: Deltas,
 }

@@ -46,7 +46,6 @@ pub enum JobOutcome {
     PublishPending,
     /// Give up: to the DLQ with the reason.
     DeadLetter {
-        /// Why.
         reason: String,
         /// Error class.
         class: &'static str,
@@ -72,7 +71,6 @@ pub struct WorkerStats {
     pub synced: AtomicU64,
     /// Jobs skipped because the snapshot was already newer than the event.
     pub coalesced: AtomicU64,
-    /// Deferrals.
     pub deferred: AtomicU64,
     /// Real failed attempts.
     pub failures: AtomicU64,
@@ -116,7 +114,6 @@ pub struct Worker<G, S, I, Q, V, B> {
     inbox: Q,
     visibility: V,
     cfg: WorkerConfig,
-    /// Counters.
     pub stats: WorkerStats,
     deltas: Deltas,
     versions: StoredVersions,

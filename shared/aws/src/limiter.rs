@@ -43,7 +43,6 @@ pub type LimiterError = relay_domain::ports::StoreError;
 /// Counters for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
 pub struct LimiterStats {
-    /// Admissions.
     pub admitted: AtomicU64,
     /// `UpdateItem` calls (each costs a WCU, even when its condition fails).
     pub writes: AtomicU64,
@@ -78,7 +77,6 @@ pub struct DynamoLimiter {
     cache: Mutex<HashMap<String, Cached>>,
     /// Per key, the turn of this process's acquisitions and feedback writes.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Counters.
     pub stats: LimiterStats,
 }
 

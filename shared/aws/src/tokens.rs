@@ -118,7 +118,6 @@ impl DynamoTokenStore {
 /// One mall in a listing (`relay malls`): status and expiries, never the token values.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MallRow {
-    /// Mall.
     pub mall: MallId,
     /// Token status.
     pub status: TokenStatus,

@@ -50,7 +50,6 @@ pub struct Cafe24<G, S> {
     pub(crate) owner: String,
     /// Per mall, the token record last read (or written) by this process and when.
     pub(crate) token_cache: crate::tokens::TokenCache,
-    /// Counters.
     pub stats: ClientStats,
 }
 

@@ -103,7 +103,6 @@ pub struct Product {
     pub product_no: u64,
     /// `P000000A`
     pub product_code: String,
-    /// Name.
     pub product_name: String,
     /// Price in KRW.
     pub price: u64,

@@ -127,7 +127,6 @@ impl Default for SimConfig {
 /// Per-endpoint counters.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct EndpointStats {
-    /// Requests.
     pub calls: u64,
     /// 429 answers.
     pub status_429: u64,
@@ -181,7 +180,6 @@ pub struct MallStats {
 pub struct CallRecord {
     /// When (sim clock, ms).
     pub at_ms: u64,
-    /// Mall.
     pub mall: String,
     /// Endpoint name.
     pub endpoint: String,
@@ -192,7 +190,6 @@ pub struct CallRecord {
 /// State of a refresh token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshState {
-    /// Usable.
     Live,
     /// Replaced by a newer one (rotation); reuse → invalid_grant.
     Rotated,
@@ -203,9 +200,7 @@ pub enum RefreshState {
 /// An issued access token.
 #[derive(Clone, Debug)]
 pub struct AccessToken {
-    /// Mall.
     pub mall: String,
-    /// App.
     pub client_id: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
@@ -218,9 +213,7 @@ pub struct AccessToken {
 /// An issued refresh token.
 #[derive(Clone, Debug)]
 pub struct RefreshToken {
-    /// Mall.
     pub mall: String,
-    /// App.
     pub client_id: String,
     /// Granted scopes.
     pub scopes: Vec<String>,
@@ -233,13 +226,10 @@ pub struct RefreshToken {
 /// An authorization code.
 #[derive(Clone, Debug)]
 pub struct AuthCode {
-    /// Mall.
     pub mall: String,
-    /// App.
     pub client_id: String,
     /// Redirect URI it was issued for.
     pub redirect_uri: String,
-    /// Scopes.
     pub scopes: Vec<String>,
     /// Issued at, ms.
     pub issued_ms: u64,
@@ -257,10 +247,7 @@ pub enum FaultKind {
         status: u16,
     },
     /// Add latency before answering normally.
-    Latency {
-        /// Milliseconds.
-        ms: u64,
-    },
+    Latency { ms: u64 },
     /// Never answer within any sane client timeout (holds the request for `ms`, default 60 s).
     Timeout {
         /// How long to hold the request.
@@ -310,7 +297,6 @@ pub struct MallState {
     pub uninstalled: Vec<String>,
     /// Issuance times within the window.
     pub issuances: VecDeque<u64>,
-    /// Counters.
     pub stats: MallStats,
     /// Arrival window for the abnormal-rate detector.
     pub window: RateWindow,
@@ -354,7 +340,6 @@ pub const MAX_CALL_RECORDS: usize = 2_000_000;
 pub struct Sim {
     /// Configuration (fixed at start).
     pub config: SimConfig,
-    /// Clock.
     pub clock: Clock,
     inner: Mutex<Inner>,
     /// HTTP client for webhook deliveries.

@@ -26,7 +26,6 @@ pub struct WebhookLog {
     pub log_type: String,
     /// Event number.
     pub event_no: u32,
-    /// Mall.
     pub mall_id: String,
     /// The delivery's `X-Trace-ID`.
     pub trace_id: String,

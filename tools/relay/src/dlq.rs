@@ -125,7 +125,6 @@ pub enum Plan {
         group: String,
         /// Deduplication id (derived from the DLQ message id).
         dedup: String,
-        /// Body.
         body: String,
     },
     /// Leave it (and the rest of its group) in the DLQ.

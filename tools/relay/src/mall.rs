@@ -39,7 +39,6 @@ pub fn reauth_url(ingest_url: &str, mall: &MallId) -> Result<String> {
 /// Everything `mall status` shows.
 #[derive(Debug)]
 pub struct Status {
-    /// Mall.
     pub mall: MallId,
     /// Token record, if the mall was ever installed.
     pub token: Option<TokenRecord>,
