@@ -1,12 +1,14 @@
-//! What this process knows of stored snapshot versions, so a job the store would call
-//! "coalesced" needs no read to find out.
+//! What this process knows, so a sync job can often skip its snapshot head read:
+//! [`StoredVersions`] (versions it stored or read: a covered job is coalesced without a read) and
+//! [`OwnDeferrals`] (jobs it deferred before any call: their next receive here stored nothing).
 //!
 //! The snapshot store only moves forward (`upsert` writes only a later `fetched_at`), so a
 //! version this process stored or read is a lower bound of what is stored now, for as long as
 //! the process lives. A job whose event is older than that bound is covered by a stored version:
 //! on a *first receive* that is all the head read would have told it (stored by another job →
 //! coalesced; stored by this very job → a re-send, which publishes nothing either). Redeliveries
-//! still read the head: whether this job stored the current version decides a republish.
+//! still read the head — whether this job stored the current version decides a republish —
+//! unless they follow this process's own deferral.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

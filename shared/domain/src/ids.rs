@@ -158,6 +158,7 @@ impl fmt::Display for TraceId {
 ///
 /// Content-based deduplication is never used (two different webhooks can have identical
 /// bodies); every message carries one of these.
+///
 /// Read back from a message it is validated (`try_from`): a job carrying an id SQS would refuse
 /// is not a job.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
