@@ -69,9 +69,15 @@ relay: ## build the relay ops CLI (target/release/relay; `relay --help`)
 # hands its flags to the driver.
 LINTED_BUILD = RUSTC_WORKSPACE_WRAPPER="$$(command -v clippy-driver)" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
-test: tools check-purity fmt-check lint-infra ## everything CI runs: purity, format, lint (clippy -D warnings, in the build), all tests, and quick demo + bench smoke runs
+# The Python tools (a fresh venv takes ~40 s, mostly pip) are installed while cargo builds: the
+# build needs none of them, everything after it does.
+test: check-purity fmt-check ## everything CI runs: purity, format, lint (clippy -D warnings, in the build), cfn-lint, all tests, and quick demo + bench smoke runs
 	@command -v clippy-driver >/dev/null || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 2; }
-	$(LINTED_BUILD) $(CARGO) build --workspace --all-targets --locked
+	@scripts/ensure-tools.sh & tools=$$!; \
+	$(LINTED_BUILD) $(CARGO) build --workspace --all-targets --locked; built=$$?; \
+	wait $$tools || { echo "installing the Python tools failed (scripts/ensure-tools.sh)" >&2; exit 2; }; \
+	exit $$built
+	$(MAKE) --no-print-directory lint-infra
 	$(LINTED_BUILD) scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked
 	scripts/with-moto.sh target/debug/relay-demo --quick
 	scripts/with-moto.sh target/debug/relay-bench --quick
