@@ -337,7 +337,7 @@ impl KeyScope {
 }
 
 /// A rate-limit key (the limiter item's key), made only by [`KeyScope::key`]: 1..=123
-/// characters of `[a-z0-9._-]` and ASCII letters (a mall id is at most 64, a cleaned client id at
+/// characters of `[A-Za-z0-9._-]` (a mall id is at most 64, a cleaned client id or key name at
 /// most 58), so it and its bulk group (`<key>.bulk`) are always valid SQS `MessageGroupId`s.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RateKey(String);
