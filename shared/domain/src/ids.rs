@@ -360,11 +360,20 @@ mod tests {
         fn any_webhook_dedup_id_is_a_valid_sqs_id(trace in proptest::option::of(".*"), body in proptest::collection::vec(any::<u8>(), 0..300)) {
             let id = DedupId::for_webhook(trace.as_deref(), &body);
             prop_assert!(valid_sqs_id(id.as_str()), "{:?}", id);
-            // The trace id beside it: the usable header, else the body's.
+            // Both ids, against their formulas written out here (a change to either would give a
+            // redelivery across a deploy a new id, and let its duplicate through).
             let (dedup, trace_id) = webhook_ids(trace.as_deref(), &body);
-            prop_assert_eq!(dedup, id);
-            let expected = trace.as_deref().and_then(TraceId::from_header).unwrap_or_else(|| TraceId::from_body(&body));
-            prop_assert_eq!(trace_id, expected);
+            prop_assert_eq!(&dedup, &id);
+            let body_hex = hex::encode(Sha256::digest(&body));
+            let header = trace.as_deref().map(str::trim).filter(|h| !h.is_empty());
+            let usable = header.filter(|h| h.len() <= 100 && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')));
+            let (want_dedup, want_trace) = match (header, usable) {
+                (_, Some(h)) => (format!("t-{h}"), h.to_owned()),
+                (Some(h), None) => (format!("th-{}", hex::encode(Sha256::digest(h.as_bytes()))), format!("body-{}", &body_hex[..32])),
+                (None, _) => (format!("b-{body_hex}"), format!("body-{}", &body_hex[..32])),
+            };
+            prop_assert_eq!(dedup.as_str(), want_dedup.as_str());
+            prop_assert_eq!(trace_id.as_str(), want_trace.as_str());
         }
 
         #[test]
