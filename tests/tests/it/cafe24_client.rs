@@ -327,14 +327,19 @@ async fn token_values_never_appear_in_logs_or_debug_output() {
     tracing::callsite::rebuild_interest_cache();
     let old = fx.store().get(&mall).await.unwrap().unwrap();
     fx.sim.clock.advance(2 * HOUR_MS);
-    let c = fx.client();
+    // The configured request timeout, not the fixture's 800 ms: on a loaded machine a refresh
+    // that timed out would be a transient error, and the refusal below would never be logged.
+    let c = fx.client_with(sim_cafe24_config(&fx.base));
     c.product(&mall, 1, Class::Live).await.unwrap();
     fx.sim.revoke("secretive");
     fx.sim.clock.advance(2 * HOUR_MS);
-    let _ = c.product(&mall, 1, Class::Live).await;
+    let refused = c.product(&mall, 1, Class::Live).await;
+    assert!(matches!(refused, Err(Cafe24Error::NeedsReauth)), "the revoked refresh token is refused: {refused:?}");
     let new = fx.store().get(&mall).await.unwrap().unwrap();
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("refreshed") && logs.contains("needs_reauth"), "the lifecycle was logged: {logs}");
+    for line in ["refreshed", "needs_reauth"] {
+        assert!(logs.contains(line), "the lifecycle line {line:?} was not logged: {logs}");
+    }
     for secret in [&old.pair.access_token, &old.pair.refresh_token, &new.pair.access_token, &new.pair.refresh_token] {
         assert!(!logs.contains(secret.expose()), "a token value reached the logs");
         assert!(!format!("{new:?}{old:?}").contains(secret.expose()), "a token value reached Debug output");
