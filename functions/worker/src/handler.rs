@@ -32,6 +32,12 @@ use crate::memo::{OwnDeferrals, StoredVersions};
 /// Seconds a job waits when the state store cannot be read (no Cafe24 call is made before).
 const STORE_DOWN_DEFER_S: u32 = 5;
 
+/// A many-call job's budget (a backfill's pages) when its batch holds other message groups:
+/// none, so it runs one page and comes back. Until the invocation returns, every group of the
+/// batch stays in flight and FIFO hands out nothing more of it, so a longer slice beside a
+/// mall's live records would hold that mall's next live webhooks behind it.
+const SHARED_BATCH_BUDGET: Duration = Duration::ZERO;
+
 /// What a job came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -206,6 +212,8 @@ where
         let tl = &time_left;
         // The token code reads the deadline (see `relay_cafe24::deadline`).
         let deadline = std::time::Instant::now() + time_left();
+        // A batch holding more than one message group: see `SHARED_BATCH_BUDGET`.
+        let shared = records.iter().any(|m| sqs::group_id(m) != records.first().map_or("", sqs::group_id));
         let plan = relay_cafe24::deadline::within(
             deadline,
             drive_overlapping(
@@ -220,7 +228,9 @@ where
                     let m = records.get(i);
                     async move {
                         match m {
-                            Some(m) => self.handle_record(m, tl().as_millis() as u64).instrument(record_span()).await,
+                            Some(m) => {
+                                self.handle_record(m, tl().as_millis() as u64, shared).instrument(record_span()).await
+                            }
                             None => RecordResult::Failed,
                         }
                     }
@@ -276,8 +286,9 @@ where
     }
 
     /// `time_left_ms`: the invocation's remaining time, which bounds the in-progress claim (a
-    /// crashed invocation's claim expires when its time would have).
-    async fn handle_record(&self, m: &SqsMessage, time_left_ms: u64) -> RecordResult {
+    /// crashed invocation's claim expires when its time would have). `shared`: the batch holds
+    /// other message groups too.
+    async fn handle_record(&self, m: &SqsMessage, time_left_ms: u64, shared: bool) -> RecordResult {
         let body = m.body.as_deref().unwrap_or("");
         let group = m.attributes.get("MessageGroupId").map(String::as_str).unwrap_or("");
         let span = tracing::Span::current();
@@ -342,7 +353,8 @@ where
         } else {
             Receipt::Redelivery
         };
-        let outcome = self.run_within(&job, receipt, Duration::from_millis(time_left_ms / 2)).await;
+        let budget = if shared { SHARED_BATCH_BUDGET } else { Duration::from_millis(time_left_ms / 2) };
+        let outcome = self.run_within(&job, receipt, budget).await;
         if let (JobOutcome::Defer(_), Some(n), Some(_)) = (&outcome, count, job.kind.target()) {
             // Every `Defer` of a sync job comes before its snapshot write (see `OwnDeferrals`).
             self.deferrals.note(job.job_id.as_str(), n);
@@ -633,14 +645,13 @@ where
     /// every item stored as a snapshot straight from the page (versioned: a newer stored version
     /// is kept) and published like a live version; the progress is saved after each page, so a
     /// job cut off anywhere resumes at the next unread page. A slice of pages per invocation
-    /// (at most 5 s of them), then the job returns (not an attempt) and the next delivery
-    /// continues.
+    /// (at least one, at most 5 s of them), then the job returns (not an attempt) and the next
+    /// delivery continues.
     async fn backfill(&self, job: &Job, resource: Resource, period: (u64, u64), budget: Duration) -> JobOutcome {
         use futures::stream::{self, StreamExt as _};
         const PAGES_PER_RUN: usize = 20;
-        /// A slice's length: records of other groups that arrived in the same batch (the
-        /// mall's live webhooks among them) are acknowledged or deferred only when the
-        /// invocation returns, so a backfill keeps its invocations short.
+        /// A slice's length when the job has its batch to itself (beside other groups it runs
+        /// one page: [`SHARED_BATCH_BUDGET`]).
         const SLICE: Duration = Duration::from_secs(5);
         let budget = budget.min(SLICE);
         /// Snapshot writes in flight at once (a page holds up to 1,000 items).
@@ -657,8 +668,9 @@ where
                 return JobOutcome::Retry("store");
             }
         };
-        for _ in 0..PAGES_PER_RUN {
-            if started.elapsed() >= budget {
+        for page in 0..PAGES_PER_RUN {
+            // At least one page per run, so a job always moves on.
+            if page > 0 && started.elapsed() >= budget {
                 break;
             }
             let Some(path) = p.next_path() else { break };

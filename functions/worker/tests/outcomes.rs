@@ -738,3 +738,43 @@ async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it
     assert!(orders.iter().all(|id| fx.state.stored_by(&fx.mall, SnapshotKind::Order, id).as_deref() == Some("bf1")));
     assert_eq!(fx.state.outcome("bf1").as_deref(), Some("backfilled"));
 }
+
+/// A backfill received in one batch with another message group (here the mall's live group)
+/// runs one page and comes back, so that group is acknowledged without waiting for a slice;
+/// alone in its batch it runs a slice of pages and finishes.
+#[tokio::test]
+async fn a_backfill_beside_another_group_in_its_batch_runs_one_page_and_comes_back() {
+    let fx = Fx::with(|c| {
+        c.orders_per_mall = 2_500;
+        c.order_history_days = 365;
+    })
+    .await;
+    let w = fx.worker();
+    let now = fx.sim.clock.now_ms();
+    let backfill = backfill_job(&fx, "bf-shared", now - 366 * DAY_MS, now);
+    let live = serde_json::to_string(&fx.job("live-1", JobKind::SyncOrder { order_id: fx.order() })).unwrap();
+    let record = |id: &str, group: &str, body: &str| {
+        serde_json::json!({
+            "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+            "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": "1"},
+            "messageAttributes": {}, "eventSource": "aws:sqs"
+        })
+    };
+    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
+        record("m-bulk", "shop.bulk", &backfill),
+        record("m-live", "shop", &live),
+    ]}))
+    .unwrap();
+    let r = w.handle_batch(event, || Duration::from_secs(60)).await;
+    let back: Vec<&str> = r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(back, ["m-bulk"], "the backfill comes back, the live job is done");
+    assert!(fx.state.stored(&fx.mall, SnapshotKind::Order, &fx.order()).is_some(), "the live order synced");
+    let p = progress(&fx).await;
+    assert_eq!((p.pages, p.done), (1, false), "one page beside another group");
+    // Alone in its batch: the rest in one slice (the in-process simulator answers at once).
+    let r = run(&w, &backfill).await;
+    assert!(!returned(&r));
+    let p = progress(&fx).await;
+    assert!(p.done && p.pages > 2, "{p:?}");
+    assert_eq!(p.pages_reread, 0);
+}
