@@ -93,7 +93,10 @@ impl Pipeline {
     pub fn worker(&self) -> W {
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "LIMITER_RATE_PER_SEC" => Some((2.0 * scale()).to_string()),
-            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / scale()) as u64).to_string()),
+            "LIMITER_MIN_SPACING_MS" => Some(
+                ((relay_domain::ratelimit::LimiterConfig::default().min_spacing_ms as f64 / scale()) as u64)
+                    .to_string(),
+            ),
             "WORKER_MAX_SLEEP_MS" => Some(((200.0 / scale()) as u64).to_string()),
             "DEFER_MIN_S" => Some("2".into()),
             // Reconciliation treats every log as settled (the tests send, then reconcile).

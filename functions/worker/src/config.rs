@@ -53,7 +53,7 @@ impl WorkerConfig {
     /// Reads `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`,
     /// `EVENT_BUS_NAME`, `INBOX_QUEUE_URL`, `RECONCILE_SETTLE_S` (300), `RECONCILE_LOOKBACK_HOURS` (24),
     /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (1), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
-    /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125),
+    /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (140),
     /// `WORKER_MAX_SLEEP_MS` (200), `JOBS_IN_FLIGHT` (1).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = relay_domain::config::Env(lookup);
@@ -65,8 +65,8 @@ impl WorkerConfig {
                 .parse()
                 .map_err(|_| ConfigError::Invalid { var: "LIMITER_RATE_PER_SEC", reason: "must be a number".into() })?;
         }
-        limiter.burst = num("LIMITER_BURST", 40, 1, 10_000)? as u32;
-        limiter.min_spacing_ms = num("LIMITER_MIN_SPACING_MS", 125, 0, 10_000)?;
+        limiter.burst = num("LIMITER_BURST", limiter.burst.into(), 1, 10_000)? as u32;
+        limiter.min_spacing_ms = num("LIMITER_MIN_SPACING_MS", limiter.min_spacing_ms, 0, 10_000)?;
         limiter.validate().map_err(|e| ConfigError::Invalid { var: "LIMITER_*", reason: e.to_string() })?;
         Ok(Self {
             work_queue_url: req("WORK_QUEUE_URL")?,

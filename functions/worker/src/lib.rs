@@ -23,7 +23,7 @@
 //! ## Environment
 //! `WORK_QUEUE_URL`, `WORKER_DLQ_URL`, `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE` (required);
 //! `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (1), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
-//! `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (125),
+//! `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (140),
 //! `WORKER_MAX_SLEEP_MS` (200, 0..=5000; a bad value fails the cold start), and the Cafe24 variables of `relay-cafe24`.
 
 pub mod config;

@@ -50,7 +50,8 @@ pub struct LimiterConfig {
     /// Calls of the burst kept unused (in-flight calls, other apps' stray calls).
     pub burst_margin: u32,
     /// Minimum gap between two admissions, ms (keeps a mall under Cafe24's "≥ 10 calls/s is
-    /// abnormal": 125 ms → at most 8/s).
+    /// abnormal": 140 ms → at most 8 calls in any second even when they reach Cafe24 up to
+    /// 120 ms closer together than they were admitted, since 9 calls span 8 gaps = 1,120 ms).
     pub min_spacing_ms: u64,
     /// Share of the effective burst reserved for `Live` (bulk is refused when it would dip into it).
     pub bulk_reserve: f64,
@@ -73,7 +74,7 @@ impl Default for LimiterConfig {
             burst: 40,
             rate_margin: 0.02,
             burst_margin: 2,
-            min_spacing_ms: 125,
+            min_spacing_ms: 140,
             bulk_reserve: 0.25,
             usage_soft_pct: 90.0,
             usage_soft_pause_ms: 2_000,

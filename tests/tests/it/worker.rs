@@ -76,7 +76,9 @@ impl Fx {
         let s = self.scale;
         let wcfg = WorkerConfig::from_lookup(|k| match k {
             "LIMITER_RATE_PER_SEC" => Some((2.0 * s).to_string()),
-            "LIMITER_MIN_SPACING_MS" => Some(((125.0 / s) as u64).to_string()),
+            "LIMITER_MIN_SPACING_MS" => {
+                Some(((relay_domain::ratelimit::LimiterConfig::default().min_spacing_ms as f64 / s) as u64).to_string())
+            }
             "WORKER_MAX_SLEEP_MS" => Some(((200.0 / s) as u64).to_string()),
             "DEFER_MIN_S" => Some(self.defer_min_s.map_or(((5.0 / s).ceil() as u64).to_string(), |d| d.to_string())),
             "JOBS_IN_FLIGHT" => self.jobs_in_flight.map(|n| n.to_string()),

@@ -38,7 +38,9 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
     let lookup = |k: &str| match k {
         "WEBHOOK_API_KEY" => Some(KEY.to_owned()),
         "LIMITER_RATE_PER_SEC" => Some((2.0 * p.scale).to_string()),
-        "LIMITER_MIN_SPACING_MS" => Some(((125.0 / p.scale) as u64).to_string()),
+        "LIMITER_MIN_SPACING_MS" => Some(
+            ((relay_domain::ratelimit::LimiterConfig::default().min_spacing_ms as f64 / p.scale) as u64).to_string(),
+        ),
         "DEFER_MIN_S" => Some(((defer_min_s / p.scale).ceil() as u64).to_string()),
         "JOBS_IN_FLIGHT" => Some(jobs_in_flight.to_string()),
         _ => env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()),
