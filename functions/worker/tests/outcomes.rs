@@ -691,6 +691,15 @@ fn backfill_job(fx: &Fx, id: &str, since_ms: u64, until_ms: u64) -> String {
     serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
 }
 
+/// A mall with 2,500 orders over the last year (several list pages and windows).
+async fn year_of_orders() -> Fx {
+    Fx::with(|c| {
+        c.orders_per_mall = 2_500;
+        c.order_history_days = 365;
+    })
+    .await
+}
+
 async fn progress(fx: &Fx) -> relay_domain::backfill::Progress {
     relay_domain::ports::BackfillStore::backfill_progress(&fx.state, &fx.mall, relay_domain::backfill::Resource::Orders)
         .await
@@ -700,11 +709,7 @@ async fn progress(fx: &Fx) -> relay_domain::backfill::Progress {
 
 #[tokio::test]
 async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it_was_cut_off() {
-    let fx = Fx::with(|c| {
-        c.orders_per_mall = 2_500;
-        c.order_history_days = 365;
-    })
-    .await;
+    let fx = year_of_orders().await;
     let w = fx.worker();
     let orders: Vec<String> = {
         let mut g = fx.sim.lock();
@@ -744,11 +749,7 @@ async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it
 /// alone in its batch it runs a slice of pages and finishes.
 #[tokio::test]
 async fn a_backfill_beside_another_group_in_its_batch_runs_one_page_and_comes_back() {
-    let fx = Fx::with(|c| {
-        c.orders_per_mall = 2_500;
-        c.order_history_days = 365;
-    })
-    .await;
+    let fx = year_of_orders().await;
     let w = fx.worker();
     let now = fx.sim.clock.now_ms();
     let backfill = backfill_job(&fx, "bf-shared", now - 366 * DAY_MS, now);

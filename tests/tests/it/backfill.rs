@@ -135,8 +135,8 @@ async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass
     let pages_needed = u64::from(orders).div_ceil(1_000);
     println!(
         "backfill: {orders} orders over 365 days in {} list calls ({pages_needed} pages' worth, {} windows); live webhooks \
-         meanwhile: p95 {p95} ms, max {} ms from send to their first snapshot; last backfilled version {} ms after the \
-         first live send",
+         meanwhile: p95 {p95} ms, max {} ms from send to their first snapshot ({latencies:?}); last backfilled version \
+         {} ms after the first live send",
         calls,
         p.pages,
         latencies.last().unwrap(),
