@@ -31,16 +31,18 @@ fn orders() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass_it() {
-    // Its own moto: the shared one is saturated by the other end-to-end tests, which would
-    // make this test's timings theirs.
+    // Motos of its own: the shared one is saturated by the other end-to-end tests, which would
+    // make this test's timings theirs; and DynamoDB on a second one, so the backfill's snapshot
+    // writes do not queue the live webhooks' SQS requests behind them.
     let moto = devstack::moto::PrivateMoto::start().await.unwrap();
+    let ddb_moto = devstack::moto::PrivateMoto::start().await.unwrap();
     let orders = orders();
     let mut fx = Pipeline::new_with("bf-e2e", |c| {
         c.orders_per_mall = orders;
         c.order_history_days = 365;
     })
     .await;
-    fx.env = relay_tests::TestEnv::on(&moto.url, "bf-e2e").await.unwrap();
+    fx.env = relay_tests::TestEnv::on_split(&moto.url, &ddb_moto.url, "bf-e2e").await.unwrap();
     let mall = fx.install(MALL).await;
     fx.send_webhooks_to_ingest().await;
     let history = fx.orders(MALL);

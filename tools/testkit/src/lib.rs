@@ -80,6 +80,17 @@ impl TestEnv {
         Ok(Self { endpoint: endpoint.to_owned(), sqs, ddb, events, clients, stack })
     }
 
+    /// [`TestEnv::on`] with DynamoDB on an endpoint of its own, as `AWS_ENDPOINT_URL_DYNAMODB`
+    /// would put it: a test whose DynamoDB writes would saturate one moto keeps its SQS requests
+    /// out of that queue (on AWS the two services never wait for each other).
+    pub async fn on_split(sqs_endpoint: &str, ddb_endpoint: &str, tag: &str) -> Result<Self> {
+        let mut clients = relay_aws::Clients::new(&devstack::sdk_config(sqs_endpoint).await);
+        clients.ddb = aws_sdk_dynamodb::Client::new(&devstack::sdk_config(ddb_endpoint).await);
+        let stack = Stack::create(&clients, &devstack::unique_prefix(tag)).await?;
+        let (sqs, ddb, events) = (clients.sqs.clone(), clients.ddb.clone(), clients.events.clone());
+        Ok(Self { endpoint: sqs_endpoint.to_owned(), sqs, ddb, events, clients, stack })
+    }
+
     /// Receives everything visible on `url` (with system attributes), without deleting.
     pub async fn peek_all(&self, url: &str) -> Result<Vec<Message>> {
         let mut all = Vec::new();
