@@ -310,6 +310,29 @@ impl std::io::Write for Buf {
     }
 }
 
+/// A subscriber that records nothing and has every callsite asked each time (see its use).
+struct AskEachTime;
+
+impl tracing::Subscriber for AskEachTime {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::TRACE)
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test]
 async fn token_values_never_appear_in_logs_or_debug_output() {
     let fx = Fx::new("tok-logs").await;
@@ -320,10 +343,15 @@ async fn token_values_never_appear_in_logs_or_debug_output() {
     let filter = tracing_subscriber::EnvFilter::new(relay_lambda::telemetry::directives("trace"));
     let subscriber =
         tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(move || writer.clone()).finish();
+    // tracing caches each callsite's interest process-wide when the callsite is first hit: a
+    // callsite first hit by another test thread while no subscriber was set could stay cached
+    // as "never" (twice under load: the `refreshed` line missing). A global subscriber that
+    // answers "sometimes" to every callsite and enables nothing makes every cached interest at
+    // least "sometimes", so each event asks the thread's own subscriber — this one, here.
+    let _ = tracing::subscriber::set_global_default(AskEachTime);
     let _guard = tracing::subscriber::set_default(subscriber);
-    // Another test thread may have registered a callsite while this subscriber was being set;
-    // recompute every callsite's interest now that it is (seen once with four test threads:
-    // the `refreshed` line was filtered out).
+    // Registrations that were under way when the global one was set finish within moments.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     tracing::callsite::rebuild_interest_cache();
     let old = fx.store().get(&mall).await.unwrap().unwrap();
     fx.sim.clock.advance(2 * HOUR_MS);
