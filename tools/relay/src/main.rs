@@ -98,9 +98,9 @@ struct ResyncArgs {
     /// Until this day (inclusive) or timestamp; default now.
     #[arg(long)]
     until: Option<String>,
-    /// What to backfill.
-    #[arg(long, value_parser = ["orders", "products"], default_value = "orders")]
-    kind: String,
+    /// What to backfill: orders or products.
+    #[arg(long, value_parser = resync::parse_kind, default_value = "orders")]
+    kind: relay_domain::backfill::Resource,
     /// Queue the job and return without following its progress.
     #[arg(long)]
     no_wait: bool,
@@ -369,8 +369,7 @@ async fn run(cli: Cli) -> Result<()> {
             let now = relay_lambda::clock::now_ms();
             let since = resync::parse_time(&a.since)?;
             let until = a.until.as_deref().map(resync::parse_time).transpose()?.unwrap_or(now);
-            let resource = relay_domain::backfill::Resource::parse(&a.kind)
-                .ok_or_else(|| anyhow::anyhow!("--kind must be orders or products"))?;
+            let resource = a.kind;
             let scope = match target.get("RATE_LIMIT_KEY") {
                 Some(v) => relay_domain::ratelimit::KeyScope::parse(v)
                     .ok_or_else(|| anyhow::anyhow!("RATE_LIMIT_KEY {v:?} is not mall, app:<id> or global:<name>"))?,
@@ -382,7 +381,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .send(&msg)
                 .await
                 .map_err(|e| anyhow::anyhow!("queueing the backfill job: {e}"))?;
-            println!("queued backfill job {} for mall {} ({})", job.job_id, m.as_str(), a.kind);
+            println!("queued backfill job {} for mall {} ({})", job.job_id, m.as_str(), a.kind.as_str());
             if !a.no_wait {
                 let state = relay_aws::state::DynamoState::new(
                     aws_sdk_dynamodb::Client::new(&sdk),

@@ -10,6 +10,18 @@ use relay_domain::ratelimit::KeyScope;
 use relay_domain::tokens::parse_cafe24_token_time;
 use relay_domain::MallId;
 
+/// Parses `--kind`: `orders` or `products`. Customers are refused with the reason: Cafe24's
+/// documented customer list (`GET /customers?member_id=…`) takes member ids, not a period, so
+/// there is nothing to page through by date.
+pub fn parse_kind(raw: &str) -> std::result::Result<Resource, String> {
+    match raw.trim() {
+        "customers" => Err("customers cannot be backfilled: Cafe24's customer list takes member ids, not a period \
+                            (customers sync from their webhooks; see docs/decisions/reconcile.md)"
+            .into()),
+        other => Resource::parse(other).ok_or_else(|| format!("must be orders or products, not {other:?}")),
+    }
+}
+
 /// Parses `YYYY-MM-DD` (the start of that day in KST) or a full Cafe24 timestamp.
 pub fn parse_time(raw: &str) -> Result<u64> {
     let s = raw.trim();
@@ -83,6 +95,17 @@ pub async fn status(state: &impl BackfillStore, mall: &MallId) -> Result<Vec<Pro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_parse_and_customers_are_refused_with_the_reason() {
+        assert_eq!(parse_kind("orders").unwrap(), Resource::Orders);
+        assert_eq!(parse_kind(" products ").unwrap(), Resource::Products);
+        let e = parse_kind("customers").unwrap_err();
+        assert!(e.contains("member ids"), "{e}");
+        for bad in ["", "order", "ORDERS", "orders,products"] {
+            assert!(parse_kind(bad).unwrap_err().contains("must be orders or products"), "{bad:?}");
+        }
+    }
 
     #[test]
     fn dates_parse_as_kst_and_garbage_is_refused() {
