@@ -73,11 +73,7 @@ impl TestEnv {
 
     /// Creates fresh resources on a given endpoint.
     pub async fn on(endpoint: &str, tag: &str) -> Result<Self> {
-        let conf = devstack::sdk_config(endpoint).await;
-        let clients = relay_aws::Clients::new(&conf);
-        let stack = Stack::create(&clients, &devstack::unique_prefix(tag)).await?;
-        let (sqs, ddb, events) = (clients.sqs.clone(), clients.ddb.clone(), clients.events.clone());
-        Ok(Self { endpoint: endpoint.to_owned(), sqs, ddb, events, clients, stack })
+        Self::on_split(endpoint, endpoint, tag).await
     }
 
     /// [`TestEnv::on`] with DynamoDB on an endpoint of its own, as `AWS_ENDPOINT_URL_DYNAMODB`
