@@ -11,7 +11,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use relay_domain::auth::ApiKeyVerifier;
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::ports::{GroupId, MessageQueue, OutboundMessage};
-use relay_domain::webhook::{classify, Classified, EventNo, ParkReason};
+use relay_domain::webhook::{classify_body, Classified, EventNo, ParkReason};
 use relay_domain::{webhook_ids, DedupId, MallId, TraceId};
 use relay_lambda::http as resp;
 use relay_lambda::metrics::{self, Unit};
@@ -261,7 +261,7 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
         if body.len() > self.max_body_bytes {
             return (IngestResult::bare(Outcome::TooLarge), None);
         }
-        let Ok((_, classified)) = classify(body) else {
+        let Ok(classified) = classify_body(body) else {
             return (IngestResult::bare(Outcome::InvalidJson), None);
         };
 

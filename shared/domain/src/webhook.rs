@@ -7,6 +7,7 @@
 //! switch reception off for the whole app).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::ids::MallId;
@@ -96,7 +97,11 @@ pub fn classify_value(body: &Value) -> Classified {
 
     let event_no = obj.get("event_no").filter(|v| !v.is_null()).map(parse_event_no);
     let mall_id = field("mall_id").map(parse_mall_id);
+    verdict(event_no, mall_id)
+}
 
+/// The classification from what was read of the event number and the mall id.
+fn verdict(event_no: Option<Result<EventNo, ParkReason>>, mall_id: Option<Result<MallId, ParkReason>>) -> Classified {
     match (event_no, mall_id) {
         (Some(Ok(event_no)), Some(Ok(mall_id))) => Classified::Routable { event_no, mall_id },
         (e, m) => {
@@ -113,6 +118,62 @@ pub fn classify_value(body: &Value) -> Classified {
     }
 }
 
+/// The fields [`classify_value`] reads, borrowed from the body: one pass that validates the
+/// whole document (serde skips the other fields but still checks them) without building it.
+/// A field is `Some` when its key is present, `null` included, as [`classify_value`] sees it.
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    event_no: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    mall_id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    resource: Option<&'a RawValue>,
+}
+
+/// The `resource` object's field [`classify_value`] reads.
+#[derive(Deserialize)]
+struct ResourceProbe<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    mall_id: Option<&'a RawValue>,
+}
+
+/// A present key's raw value, `null` included (an `Option` field alone reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A present, non-null field's value.
+fn probed(raw: Option<&RawValue>) -> Option<Value> {
+    raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok()).filter(|v| !v.is_null())
+}
+
+/// Classifies a raw webhook body as [`classify`] does, without building the document: the
+/// ingest path, which needs only the verdict. A body the probe cannot read (not an object,
+/// duplicate keys, not UTF-8, not JSON) goes through [`classify`], which decides. Property-
+/// tested against [`classify`].
+pub fn classify_body(body: &[u8]) -> Result<Classified, NotJson> {
+    // Objects only: serde reads a struct from an array too (`[1, 2]`).
+    let probe = std::str::from_utf8(body)
+        .ok()
+        .filter(|text| text.trim_start().starts_with('{'))
+        .and_then(|text| serde_json::from_str::<Probe<'_>>(text).ok());
+    let Some(probe) = probe else {
+        return classify(body).map(|(_, c)| c);
+    };
+    // As in `classify_value`: a `resource` object's key, when present (even `null`), wins.
+    let mall_raw = match probe.resource.filter(|r| r.get().starts_with('{')) {
+        Some(r) => match serde_json::from_str::<ResourceProbe<'_>>(r.get()) {
+            Ok(rp) => rp.mall_id.or(probe.mall_id),
+            Err(_) => return classify(body).map(|(_, c)| c),
+        },
+        None => probe.mall_id,
+    };
+    let event_no = probed(probe.event_no).map(|v| parse_event_no(&v));
+    let mall_id = probed(mall_raw).map(|v| parse_mall_id(&v));
+    Ok(verdict(event_no, mall_id))
+}
+
 /// Parses and classifies a raw webhook body.
 pub fn classify(body: &[u8]) -> Result<(Value, Classified), NotJson> {
     let value: Value = serde_json::from_slice(body).map_err(|e| NotJson(e.to_string()))?;
@@ -123,6 +184,116 @@ pub fn classify(body: &[u8]) -> Result<(Value, Classified), NotJson> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// What [`classify_body`] must agree with: [`classify`]'s verdict, or its refusal.
+    fn by_value(body: &[u8]) -> Result<Classified, NotJson> {
+        classify(body).map(|(_, c)| c)
+    }
+
+    fn agree(text: &str) -> Result<(), TestCaseError> {
+        let fast = classify_body(text.as_bytes()).map_err(|_| ());
+        prop_assert_eq!(fast, by_value(text.as_bytes()).map_err(|_| ()), "{}", text);
+        Ok(())
+    }
+
+    /// JSON text built from the keys and values classification cares about, nested, with
+    /// duplicate keys, nulls, escapes and whitespace (as text, so duplicates survive).
+    fn json_text() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            Just("event_no"),
+            Just("mall_id"),
+            Just("resource"),
+            Just("event\\u005fno"),
+            Just("mall_ids"),
+            Just("x"),
+        ];
+        leaf().prop_recursive(3, 24, 5, move |inner| {
+            proptest::collection::vec((key.clone(), inner), 0..5).prop_map(|fields| {
+                let body: Vec<String> = fields.iter().map(|(k, v)| format!(" \"{k}\" : {v} ")).collect();
+                format!("{{{}}}", body.join(","))
+            })
+        })
+    }
+
+    /// A webhook's shape: each of `event_no`, `mall_id` and `resource` (an object with its own
+    /// optional `mall_id`, or any other value) present or not, with any of the leaf values.
+    fn webhook_shape() -> impl Strategy<Value = String> {
+        let field = |name: &'static str, v: BoxedStrategy<String>| {
+            proptest::option::of(v).prop_map(move |v| v.map(|v| format!("\"{name}\":{v}")))
+        };
+        let resource = prop_oneof![
+            leaf(),
+            (field("mall_id", leaf()), field("x", leaf()))
+                .prop_map(|(m, x)| { format!("{{{}}}", [m, x].into_iter().flatten().collect::<Vec<_>>().join(",")) }),
+        ]
+        .boxed();
+        (field("event_no", leaf()), field("mall_id", leaf()), field("resource", resource))
+            .prop_map(|(e, m, r)| format!("{{{}}}", [e, m, r].into_iter().flatten().collect::<Vec<_>>().join(",")))
+    }
+
+    fn leaf() -> BoxedStrategy<String> {
+        prop_oneof![
+            Just("null".to_owned()),
+            Just("90023".to_owned()),
+            Just("\"90023\"".to_owned()),
+            Just("\" 12 \"".to_owned()),
+            Just("0".to_owned()),
+            Just("-1".to_owned()),
+            Just("4294967296".to_owned()),
+            Just("1.5".to_owned()),
+            Just("\"shop\"".to_owned()),
+            Just("\"Shop-1\"".to_owned()),
+            Just("\"\"".to_owned()),
+            Just("true".to_owned()),
+            Just("[1,\"a\"]".to_owned()),
+        ]
+        .boxed()
+    }
+
+    proptest! {
+        #[test]
+        fn classify_body_agrees_with_classify(text in json_text()) {
+            agree(&text)?;
+        }
+
+        #[test]
+        fn classify_body_agrees_with_classify_on_webhook_shapes(text in webhook_shape()) {
+            agree(&text)?;
+        }
+
+        #[test]
+        fn classify_body_agrees_with_classify_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert_eq!(classify_body(&body).map_err(|_| ()), by_value(&body).map_err(|_| ()));
+        }
+    }
+
+    #[test]
+    fn classify_body_agrees_with_classify_on_cafe24_samples_and_quirks() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/cafe24");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let body = std::fs::read(entry.unwrap().path()).unwrap();
+            assert_eq!(classify_body(&body).map_err(|_| ()), by_value(&body).map_err(|_| ()));
+            n += 1;
+        }
+        assert!(n > 5, "the fixtures were read");
+        for body in [
+            r#"{"event_no":90023,"resource":{"mall_id":null},"mall_id":"shop"}"#,
+            r#"{"event_no":90023,"resource":null,"mall_id":"shop"}"#,
+            r#"{"event_no":90023,"resource":"x","mall_id":"shop"}"#,
+            r#"{"event_no":90023,"resource":{"mall_id":"a"},"resource":{"mall_id":"b"}}"#,
+            r#"{"event_no":1,"event_no":2,"mall_id":"shop"}"#,
+            r#"[1,2]"#,
+            r#"{"event_no":90023,"mall_id":"shop"} trailing"#,
+        ] {
+            assert_eq!(
+                classify_body(body.as_bytes()).map_err(|_| ()),
+                by_value(body.as_bytes()).map_err(|_| ()),
+                "{body}"
+            );
+        }
+    }
 
     fn c(body: &str) -> Classified {
         classify(body.as_bytes()).map(|(_, c)| c).unwrap()
