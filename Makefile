@@ -73,7 +73,7 @@ LINTED_BUILD = RUSTC_WORKSPACE_WRAPPER="$$(command -v clippy-driver)" CLIPPY_ARG
 # 2-core CI machine take ~62 s where two take ~102 s. None asserts a wall-clock share (issue 17).
 TEST_THREADS ?= 4
 
-# The Python tools (a fresh venv takes ~10-30 s, mostly unpacking) are installed while cargo builds: the
+# The Python tools (a fresh venv takes ~10-40 s, mostly unpacking) are installed while cargo builds: the
 # build needs none of them, everything after it does.
 test: check-purity fmt-check ## everything CI runs: purity, format, lint (clippy -D warnings, in the build), cfn-lint, all tests, and quick demo + bench smoke runs
 	@command -v clippy-driver >/dev/null || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 2; }

@@ -16,8 +16,9 @@ if [[ -x "$VENV/bin/moto_server" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" 
 fi
 echo "ensure-tools: creating $VENV (moto[server], cargo-lambda, cfn-lint) ..." >&2
 python3 -m venv "$VENV"
-# uv (from PyPI) installs the set: ~10 s and little CPU where pip took 40-60 s and most of a
-# core, which `make test` spends beside its first cargo build.
+# uv (from PyPI) installs the set with less CPU than pip, which `make test` spends beside its
+# first cargo build: 8-37 s of CPU (user + sys) in three cold installs here against pip's 38-66 s;
+# most of what is left is unpacking cargo-lambda's zig.
 "$VENV/bin/pip" install --quiet --disable-pip-version-check "uv==0.13.*"
 "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -r "$REQ"
 echo "$want" > "$STAMP"

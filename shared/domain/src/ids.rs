@@ -138,8 +138,12 @@ impl TraceId {
 
     /// A trace id derived from the raw body: `body-` + the first 32 hex digits of its SHA-256.
     pub fn from_body(body: &[u8]) -> Self {
-        let digest = hex::encode(Sha256::digest(body));
-        Self(format!("body-{}", digest.get(..32).unwrap_or(&digest)))
+        Self::from_body_digest(&hex::encode(Sha256::digest(body)))
+    }
+
+    /// [`TraceId::from_body`] from the body's SHA-256 in hex, already computed.
+    fn from_body_digest(digest: &str) -> Self {
+        Self(format!("body-{}", digest.get(..32).unwrap_or(digest)))
     }
 
     /// The id as text.
@@ -197,7 +201,7 @@ pub fn webhook_ids(trace_header: Option<&str>, body: &[u8]) -> (DedupId, TraceId
         return (DedupId(format!("t-{}", t.as_str())), t);
     }
     let digest = hex::encode(Sha256::digest(body));
-    let trace = TraceId(format!("body-{}", digest.get(..32).unwrap_or(&digest)));
+    let trace = TraceId::from_body_digest(&digest);
     let dedup = match header {
         Some(raw) => DedupId(format!("th-{}", hex::encode(Sha256::digest(raw.as_bytes())))),
         None => DedupId(format!("b-{digest}")),

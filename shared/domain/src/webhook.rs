@@ -252,15 +252,15 @@ mod tests {
     }
 
     proptest! {
+        // A divergence can hide in one shape of several hundred (a `resource.mall_id: null`
+        // beside a top-level `mall_id`): enough cases to meet it every run.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
         #[test]
-        fn classify_body_agrees_with_classify(text in json_text()) {
-            agree(&text)?;
+        fn classify_body_agrees_with_classify(nested in json_text(), shaped in webhook_shape()) {
+            agree(&nested)?;
+            agree(&shaped)?;
         }
 
-        #[test]
-        fn classify_body_agrees_with_classify_on_webhook_shapes(text in webhook_shape()) {
-            agree(&text)?;
-        }
 
         #[test]
         fn classify_body_agrees_with_classify_on_any_bytes(body in proptest::collection::vec(any::<u8>(), 0..64)) {
