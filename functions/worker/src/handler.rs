@@ -27,7 +27,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use crate::config::WorkerConfig;
-use crate::memo::{OwnDeferrals, StoredVersions};
+use crate::memo::{OwnReturns, Returned, StoredVersions};
 
 /// Seconds a job waits when the state store cannot be read (no Cafe24 call is made before).
 const STORE_DOWN_DEFER_S: u32 = 5;
@@ -64,8 +64,12 @@ pub enum Receipt {
     /// Never received before.
     First,
     /// Received again right after this process deferred it before any call
-    /// ([`crate::memo::OwnDeferrals`]): it has stored nothing.
+    /// ([`crate::memo::OwnReturns`]): it has stored nothing, and its last run found no version
+    /// of its own.
     AfterOwnDeferral,
+    /// Received again right after this process returned it unstarted (behind another record
+    /// of its group) on a receive of one of the kinds above: it has stored nothing.
+    AfterOwnReturn,
     /// Received again otherwise: an earlier run may have stored its version.
     Redelivery,
 }
@@ -123,7 +127,7 @@ pub struct Worker<G, S, I, Q, V, B> {
     pub stats: WorkerStats,
     deltas: Deltas,
     versions: StoredVersions,
-    deferrals: OwnDeferrals,
+    deferrals: OwnReturns,
 }
 
 /// The worker as deployed: DynamoDB limiter, token store and state table, SQS DLQ and visibility.
@@ -188,7 +192,7 @@ where
     /// Wires the worker. `inbox` is where reconciliation re-injects webhooks.
     pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, inbox: Q, visibility: V, cfg: WorkerConfig) -> Self {
         let (stats, deltas) = (WorkerStats::default(), Deltas::default());
-        let (versions, deferrals) = (StoredVersions::default(), OwnDeferrals::default());
+        let (versions, deferrals) = (StoredVersions::default(), OwnReturns::default());
         Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas, versions, deferrals }
     }
 
@@ -238,9 +242,29 @@ where
             ),
         )
         .await;
+        self.note_unstarted(&records, &plan.unstarted);
         sqs::apply_visibility(&plan, &records, &self.visibility).await;
         metrics::emit("worker", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
+    }
+
+    /// Remembers the sync jobs returned unstarted whose receive was as good as a first one, so
+    /// their next receive here may coalesce without a read (see [`OwnReturns`]). Before the
+    /// batch response: nothing can receive them again before that.
+    fn note_unstarted(&self, records: &[SqsMessage], unstarted: &[usize]) {
+        for m in unstarted.iter().filter_map(|&i| records.get(i)) {
+            let (Ok(job), Some(n)) = (Job::parse(m.body.as_deref().unwrap_or("")), sqs::receive_count(m)) else {
+                continue;
+            };
+            if job.kind.target().is_none() {
+                continue;
+            }
+            let id = job.job_id.as_str();
+            // Nothing ran on this receive: how the one before it was returned still holds.
+            if let Some(how) = self.deferrals.resumes(id, n).or(sqs::first_receive(m).then_some(Returned::Unstarted)) {
+                self.deferrals.note(id, n, how);
+            }
+        }
     }
 
     /// The cumulative counters behind the worker's metrics.
@@ -348,16 +372,18 @@ where
         let count = sqs::receive_count(m);
         let receipt = if sqs::first_receive(m) {
             Receipt::First
-        } else if count.is_some_and(|n| self.deferrals.resumes(job.job_id.as_str(), n)) {
-            Receipt::AfterOwnDeferral
         } else {
-            Receipt::Redelivery
+            match count.and_then(|n| self.deferrals.resumes(job.job_id.as_str(), n)) {
+                Some(Returned::Deferred) => Receipt::AfterOwnDeferral,
+                Some(Returned::Unstarted) => Receipt::AfterOwnReturn,
+                None => Receipt::Redelivery,
+            }
         };
         let budget = if shared { SHARED_BATCH_BUDGET } else { Duration::from_millis(time_left_ms / 2) };
         let outcome = self.run_within(&job, receipt, budget).await;
         if let (JobOutcome::Defer(_), Some(n), Some(_)) = (&outcome, count, job.kind.target()) {
-            // Every `Defer` of a sync job comes before its snapshot write (see `OwnDeferrals`).
-            self.deferrals.note(job.job_id.as_str(), n);
+            // Every `Defer` of a sync job comes before its snapshot write (see `OwnReturns`).
+            self.deferrals.note(job.job_id.as_str(), n, Returned::Deferred);
         }
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = match &outcome {

@@ -1,6 +1,8 @@
 //! What this process knows, so a sync job can often skip its snapshot head read:
 //! [`StoredVersions`] (versions it stored or read: a covered job is coalesced without a read) and
-//! [`OwnDeferrals`] (jobs it deferred before any call: their next receive here stored nothing).
+//! [`OwnReturns`] (records it gave back having stored nothing — deferred before any call, or
+//! returned unstarted behind another record of their group: their next receive here is as good
+//! as a first one).
 //!
 //! The snapshot store only moves forward (`upsert` writes only a later `fetched_at`), so a
 //! version this process stored or read is a lower bound of what is stored now, for as long as
@@ -49,35 +51,48 @@ impl StoredVersions {
     }
 }
 
-/// Sync jobs this process deferred before any call, with the receive count of that run.
-///
-/// A record received again with the next count was received by nobody else in between, and its
-/// previous run stored nothing; the run before that read the head and found no version of its
-/// own. So the job has stored nothing, and another job's version can only have appeared through a
-/// backfill page of the same mall (every other job of the entity waits behind it in its FIFO
-/// group): its head read may be skipped, at the risk of one superfluous call, never of a lost or
-/// repeated event (the upsert keeps the newest version).
-#[derive(Debug, Default)]
-pub struct OwnDeferrals(Mutex<HashMap<String, u32>>);
+/// How this process gave a sync job's record back, having stored nothing with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Returned {
+    /// Its run read the head, found no version of its own, and was deferred before any call.
+    Deferred,
+    /// Its handler never started (a record before it in its group did not finish), on a receive
+    /// that was itself a first one or followed one of these.
+    Unstarted,
+}
 
-impl OwnDeferrals {
+/// Sync jobs this process gave back without storing anything, with the receive count and how.
+///
+/// A record received again with the next count was received by nobody else in between. By
+/// induction over such receives back to its first, no run of this message stored anything: a
+/// version stored by its job id can only come from another message of the same job (a re-send),
+/// as on a first receive — so the versions this process knows may coalesce it without a read.
+/// After [`Returned::Deferred`] the head read itself may be skipped: the last run found no
+/// version of its own, and another job's version can only have appeared since through a backfill
+/// page of the same mall (every other job of the entity waits behind it in its FIFO group), at
+/// the risk of one superfluous call, never of a lost or repeated event (the upsert keeps the
+/// newest version). After [`Returned::Unstarted`] nothing was read: the head is read as usual.
+#[derive(Debug, Default)]
+pub struct OwnReturns(Mutex<HashMap<String, (u32, Returned)>>);
+
+impl OwnReturns {
     /// More entries than this: start over.
     const MAX_ENTRIES: usize = 10_000;
 
-    /// `job_id`'s run at receive `count` was deferred before any call.
-    pub fn note(&self, job_id: &str, count: u32) {
+    /// `job_id`'s record at receive `count` was given back `how`.
+    pub fn note(&self, job_id: &str, count: u32, how: Returned) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= Self::MAX_ENTRIES && !map.contains_key(job_id) {
             map.clear();
         }
-        map.insert(job_id.to_owned(), count);
+        map.insert(job_id.to_owned(), (count, how));
     }
 
-    /// Whether receive `count` of `job_id` directly follows a deferral noted here (and forgets
-    /// it either way).
-    pub fn resumes(&self, job_id: &str, count: u32) -> bool {
+    /// How the receive before `count` of `job_id` was given back, if that receive was this
+    /// process's and noted here (forgotten either way).
+    pub fn resumes(&self, job_id: &str, count: u32) -> Option<Returned> {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(job_id).is_some_and(|noted| noted.checked_add(1) == Some(count))
+        map.remove(job_id).and_then(|(noted, how)| (noted.checked_add(1) == Some(count)).then_some(how))
     }
 }
 
@@ -104,15 +119,17 @@ mod tests {
     }
 
     #[test]
-    fn only_the_next_receive_after_a_deferral_here_resumes_it() {
-        let d = OwnDeferrals::default();
-        assert!(!d.resumes("j1", 2), "nothing noted");
-        d.note("j1", 1);
-        assert!(!d.resumes("j1", 3), "someone else received it in between");
-        assert!(!d.resumes("j1", 2), "forgotten after being asked");
-        d.note("j1", 4);
-        assert!(d.resumes("j1", 5));
-        d.note("j1", u32::MAX);
-        assert!(!d.resumes("j1", 0));
+    fn only_the_next_receive_after_a_return_here_resumes_it() {
+        let d = OwnReturns::default();
+        assert_eq!(d.resumes("j1", 2), None, "nothing noted");
+        d.note("j1", 1, Returned::Deferred);
+        assert_eq!(d.resumes("j1", 3), None, "someone else received it in between");
+        assert_eq!(d.resumes("j1", 2), None, "forgotten after being asked");
+        d.note("j1", 4, Returned::Deferred);
+        assert_eq!(d.resumes("j1", 5), Some(Returned::Deferred));
+        d.note("j1", 5, Returned::Unstarted);
+        assert_eq!(d.resumes("j1", 6), Some(Returned::Unstarted), "how it was returned is kept");
+        d.note("j1", u32::MAX, Returned::Unstarted);
+        assert_eq!(d.resumes("j1", 0), None);
     }
 }

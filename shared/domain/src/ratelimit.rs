@@ -196,11 +196,17 @@ impl LimiterConfig {
     pub fn apply_feedback(&self, s: &LimiterState, fb: &Feedback, now_ms: u64) -> LimiterState {
         let t = self.interval_ms();
         let mut out = *s;
-        // The server's bucket: `used` calls at `now`. Our equivalent tat is now + used·T; if the
-        // server is fuller than we think (another app shares the mall), catch up.
+        // The server's bucket: `used` calls at `now`, a whole number for a level that drains
+        // continuously. A 429 means it is full: take `used` as it stands. Any other answer
+        // proves only more than `used − 1` (Cafe24 does not document its rounding; the
+        // simulator rounds up): catch up to that, so the rounding alone never moves us — with
+        // `used` a call admitted at its exact time read as up to one interval late and pushed
+        // every later call back by it — while a server fuller than we think (another app shares
+        // the mall) still does. The burst margin covers the one call of doubt.
         if let Some((used, cap)) = fb.call_limit {
             let used = u64::from(used.min(cap));
-            out.tat_ms = out.tat_ms.max(now_ms.saturating_add(used.saturating_mul(t)));
+            let known = if fb.rate_limited { used } else { used.saturating_sub(1) };
+            out.tat_ms = out.tat_ms.max(now_ms.saturating_add(known.saturating_mul(t)));
             if fb.rate_limited && used < u64::from(cap) {
                 // A 429 with a non-full bucket: some other limit; hold off a default pause.
                 out.not_before_ms = out.not_before_ms.max(now_ms.saturating_add(self.rate_limited_default_ms));
@@ -484,10 +490,15 @@ mod tests {
     fn server_fuller_than_us_moves_the_limiter() {
         let c = LimiterConfig { min_spacing_ms: 0, ..LimiterConfig::default() };
         let s = LimiterState::default();
-        // Another app filled the mall's bucket to 38/40: we must wait before a single call.
+        // Another app filled the mall's bucket to 39/40 (more than 38 calls): we must wait an
+        // interval before a single call; at 38/40 (more than 37) one call of our 38 is left.
+        let fb = Feedback::from_headers(200, [("X-Api-Call-Limit", "39/40")]);
+        let s2 = c.apply_feedback(&s, &fb, 10_000);
+        assert_eq!(c.decide(&s2, 10_000, Class::Live), Decision::Wait(c.interval_ms()));
         let fb = Feedback::from_headers(200, [("X-Api-Call-Limit", "38/40")]);
         let s2 = c.apply_feedback(&s, &fb, 10_000);
-        assert!(matches!(c.decide(&s2, 10_000, Class::Live), Decision::Wait(_)));
+        let Decision::Admit(s3) = c.decide(&s2, 10_000, Class::Live) else { panic!("one call is left") };
+        assert!(matches!(c.decide(&s3, 10_000 + c.min_spacing_ms, Class::Live), Decision::Wait(_)));
         // A 429 with the bucket full.
         let fb = Feedback::from_headers(429, [("X-Api-Call-Limit", "40/40")]);
         let s3 = c.apply_feedback(&s, &fb, 10_000);
@@ -503,6 +514,25 @@ mod tests {
         // A bare 429.
         let s5 = c.apply_feedback(&s, &Feedback::from_headers(429, []), 10_000);
         assert_eq!(s5.not_before_ms, 10_000 + c.rate_limited_default_ms);
+    }
+
+    #[test]
+    fn a_header_that_only_rounds_our_own_count_up_moves_nothing() {
+        let c = LimiterConfig::default();
+        let t = c.interval_ms();
+        // A call admitted at the exact moment its credit was there: our bucket holds 38.
+        let at = 100_000;
+        let s = LimiterState { tat_ms: at + 38 * t, not_before_ms: 0, last_ms: at };
+        // Cafe24 answers 20 ms later with its level rounded up to a whole call. 38/40 is what
+        // we hold: nothing moves (no write). 39/40 proves only more than 38: the state moves by
+        // the 20 ms, not by an interval.
+        let fb = Feedback::from_headers(200, [("X-Api-Call-Limit", "38/40")]);
+        assert_eq!(c.apply_feedback(&s, &fb, at + 20), s);
+        let fb = Feedback::from_headers(200, [("X-Api-Call-Limit", "39/40")]);
+        assert_eq!(c.apply_feedback(&s, &fb, at + 20).tat_ms, s.tat_ms + 20);
+        // 40/40 proves more than 39: a whole interval later.
+        let fb = Feedback::from_headers(200, [("X-Api-Call-Limit", "40/40")]);
+        assert_eq!(c.apply_feedback(&s, &fb, at + 20).tat_ms, at + 20 + 39 * t);
     }
 
     #[test]

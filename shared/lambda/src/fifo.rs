@@ -47,6 +47,9 @@ pub struct BatchPlan {
     pub failed: usize,
     /// Records returned because time ran out.
     pub out_of_time: usize,
+    /// Batch indices of the returned records whose handler never started, in input order
+    /// (a caller may note that this receive did nothing with them).
+    pub unstarted: Vec<usize>,
 }
 
 /// Longest visibility delay SQS accepts.
@@ -157,20 +160,24 @@ where
                 };
                 returned.extend(idx.iter().skip(first).map(|&i| (i, delay)));
             }
-            (returned, processed, deferred, failed, out_of_time)
+            let unstarted: Vec<usize> =
+                idx.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(&i, _)| i).collect();
+            (returned, processed, deferred, failed, out_of_time, unstarted)
         }
     });
     let results = futures::future::join_all(per_group).await;
     let mut plan = BatchPlan::default();
     let mut all: Vec<(usize, Option<u32>)> = Vec::new();
-    for (returned, p, d, f, o) in results {
+    for (returned, p, d, f, o, u) in results {
         all.extend(returned);
+        plan.unstarted.extend(u);
         plan.processed += p;
         plan.deferred += d;
         plan.failed += f;
         plan.out_of_time += o;
     }
     all.sort_by_key(|(i, _)| *i);
+    plan.unstarted.sort_unstable();
     for (i, delay) in all {
         if let Some(it) = items.get(i) {
             plan.returned.push(id(it).to_owned());
@@ -461,7 +468,8 @@ mod tests {
 
     /// The FIFO outcome of a plan over records `m0`, `m1`, … of `groups`: nothing after a
     /// returned record of its group is done, every record is done or returned (never lost),
-    /// and the returned ids are batch ids, each once, in input order.
+    /// the returned ids are batch ids, each once, in input order, and `unstarted` names
+    /// exactly the records whose handler was never called (each of them returned).
     fn fifo_outcome_holds(
         groups: &[&str],
         plan: &BatchPlan,
@@ -481,6 +489,8 @@ mod tests {
         let mut sorted = plan.returned.clone();
         sorted.sort_by_key(|s| s[1..].parse::<usize>().unwrap());
         prop_assert_eq!(&sorted, &plan.returned);
+        let never_called: Vec<usize> = (0..groups.len()).filter(|i| !calls.contains(i)).collect();
+        prop_assert_eq!(&plan.unstarted, &never_called);
         Ok(())
     }
 
