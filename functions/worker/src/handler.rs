@@ -45,6 +45,10 @@ pub enum JobOutcome {
     Completed(&'static str),
     /// Not now; come back after this many seconds (not an attempt).
     Defer(u32),
+    /// Not started: by what this process last saw, the mall's limiter has no credit for longer
+    /// than a wait it would sleep; come back after this many seconds. Nothing was read or
+    /// written for the job (unlike `Defer`, which may follow its head read).
+    NotYet(u32),
     /// A real attempt failed transiently (error class).
     Retry(&'static str),
     /// The effect is stored but its event is not on the bus yet: come back (not an attempt;
@@ -112,6 +116,8 @@ pub struct WorkerStats {
     pub coalesced_unread: AtomicU64,
     /// Head reads skipped: sync jobs back right after this process deferred them before a call.
     pub head_reads_skipped: AtomicU64,
+    /// Sync jobs deferred before their head read, on the limiter state this process last saw.
+    pub deferred_unread: AtomicU64,
 }
 
 /// The worker, built once per cold start.
@@ -381,9 +387,14 @@ where
         };
         let budget = if shared { SHARED_BATCH_BUDGET } else { Duration::from_millis(time_left_ms / 2) };
         let outcome = self.run_within(&job, receipt, budget).await;
-        if let (JobOutcome::Defer(_), Some(n), Some(_)) = (&outcome, count, job.kind.target()) {
-            // Every `Defer` of a sync job comes before its snapshot write (see `OwnReturns`).
-            self.deferrals.note(job.job_id.as_str(), n, Returned::Deferred);
+        if let (Some(n), Some(_)) = (count, job.kind.target()) {
+            match outcome {
+                // Every `Defer` of a sync job comes before its snapshot write (see `OwnReturns`).
+                JobOutcome::Defer(_) => self.deferrals.note(job.job_id.as_str(), n, Returned::Deferred),
+                // Only on a clean receive, and nothing ran: as a record returned unstarted.
+                JobOutcome::NotYet(_) => self.deferrals.note(job.job_id.as_str(), n, Returned::Unstarted),
+                _ => {}
+            }
         }
         let latency_ms = started.elapsed().as_millis() as u64;
         let result = match &outcome {
@@ -397,7 +408,7 @@ where
                 }
                 RecordResult::Done
             }
-            JobOutcome::Defer(d) => {
+            JobOutcome::Defer(d) | JobOutcome::NotYet(d) => {
                 self.stats.deferred.fetch_add(1, Ordering::Relaxed);
                 self.release(claimed, job.job_id.as_str()).await;
                 RecordResult::Deferred { delay_s: *d }
@@ -440,7 +451,7 @@ where
         };
         let (name, class) = match &outcome {
             JobOutcome::Completed(n) => (*n, ""),
-            JobOutcome::Defer(_) => ("deferred", ""),
+            JobOutcome::Defer(_) | JobOutcome::NotYet(_) => ("deferred", ""),
             JobOutcome::PublishPending => ("publish_pending", "publish"),
             JobOutcome::Retry(c) => ("retry", *c),
             JobOutcome::DeadLetter { class, .. } => ("dead_lettered", *class),
@@ -475,7 +486,11 @@ where
     /// Defer until the limiter's next credit (SQS visibility has whole seconds), at least
     /// `DEFER_MIN_S`.
     fn defer_for(&self, wait_ms: u64) -> JobOutcome {
-        JobOutcome::Defer((wait_ms.div_ceil(1000) as u32).max(self.cfg.defer_min_s).max(1))
+        JobOutcome::Defer(self.defer_s(wait_ms))
+    }
+
+    fn defer_s(&self, wait_ms: u64) -> u32 {
+        (wait_ms.div_ceil(1000) as u32).max(self.cfg.defer_min_s).max(1)
     }
 
     /// Performs one job (claimed, if it is not a sync job); a job made of many calls (a
@@ -490,6 +505,17 @@ where
                 self.stats.coalesced_unread.fetch_add(1, Ordering::Relaxed);
                 self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
                 return JobOutcome::Completed("coalesced");
+            }
+            // On a receive as good as a first (no run of this message stored anything, so the
+            // head read can only lead to a call or a coalesce, never to a republish): when the
+            // call would be deferred after the read, defer before it — a job is read once per
+            // call, not once per run. A job the read would have coalesced waits for credit it
+            // does not need; its next receive decides it, by the versions known then.
+            if matches!(receipt, Receipt::First | Receipt::AfterOwnReturn) {
+                if let Some(wait_ms) = self.cafe24.known_deferral(mall, job.class) {
+                    self.stats.deferred_unread.fetch_add(1, Ordering::Relaxed);
+                    return JobOutcome::NotYet(self.defer_s(wait_ms));
+                }
             }
             let head = if receipt == Receipt::AfterOwnDeferral {
                 self.stats.head_reads_skipped.fetch_add(1, Ordering::Relaxed);

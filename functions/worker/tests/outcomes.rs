@@ -124,6 +124,18 @@ impl Fx {
         self.sim.mall(&mut g, "shop").data.orders.keys().next().cloned().unwrap()
     }
 
+    /// The mall's first two orders.
+    fn two_orders(&self) -> (String, String) {
+        let mut g = self.sim.lock();
+        let mut ids = self.sim.mall(&mut g, "shop").data.orders.keys().cloned();
+        (ids.next().unwrap(), ids.next().unwrap())
+    }
+
+    /// The body of job `id` syncing `order`.
+    fn sync_order(&self, id: &str, order: &str) -> String {
+        serde_json::to_string(&self.job(id, JobKind::SyncOrder { order_id: order.into() })).unwrap()
+    }
+
     fn job(&self, id: &str, kind: JobKind) -> Job {
         Job {
             v: 1,
@@ -395,13 +407,8 @@ fn two_records(first: (&str, u32), second: (&str, u32)) -> SqsEvent {
 async fn a_job_returned_unstarted_here_and_received_next_by_this_process_coalesces_without_a_read() {
     let fx = Fx::new().await;
     let w = fx.worker();
-    let (order, other) = {
-        let mut g = fx.sim.lock();
-        let mut ids = fx.sim.mall(&mut g, "shop").data.orders.keys().cloned();
-        (ids.next().unwrap(), ids.next().unwrap())
-    };
-    let sync =
-        |id: &str, o: &str| serde_json::to_string(&fx.job(id, JobKind::SyncOrder { order_id: o.into() })).unwrap();
+    let (order, other) = fx.two_orders();
+    let sync = |id: &str, o: &str| fx.sync_order(id, o);
     run(&w, &sync("j80", &order)).await;
     let reads = fx.state.head_reads();
     let batch = |first: u32, second: (&str, u32)| {
@@ -429,6 +436,40 @@ async fn a_job_returned_unstarted_here_and_received_next_by_this_process_coalesc
     run_receive(&w, &sync("j84", &order), 3).await;
     assert_eq!(fx.state.head_reads(), before + 1, "j84 reads its head");
     assert_eq!((w.stats.coalesced_unread.load(Ordering::Relaxed), fx.calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_job_the_limiter_would_defer_is_deferred_before_its_head_read_and_read_once_when_it_runs() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    let (order, other) = fx.two_orders();
+    let sync = |id: &str, o: &str| fx.sync_order(id, o);
+    let reads = fx.state.head_reads();
+    // What this process last saw of the mall's limiter: no credit for 12 s.
+    fx.gate.set_known_wait(Some(12_000));
+    assert!(returned(&run(&w, &sync("j90", &order)).await));
+    assert_eq!(fx.vis.changes(), vec![("rh1".to_owned(), 12)]);
+    assert_eq!((fx.state.head_reads(), fx.calls(), w.stats.failures.load(Ordering::Relaxed)), (reads, 0, 0));
+    assert_eq!(w.stats.deferred_unread.load(Ordering::Relaxed), 1);
+    // Credit again: the next receive reads the head once (nothing was read before) and calls.
+    fx.gate.set_known_wait(None);
+    assert!(!returned(&run_receive(&w, &sync("j90", &order), 2).await));
+    assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 1, 1));
+    // A wait short enough to sleep is no reason to defer.
+    fx.gate.set_known_wait(Some(50));
+    assert!(!returned(&run(&w, &sync("j91", &other)).await));
+    assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 2, 2));
+    // A redelivery nobody here saw reads its head first (it may find its own version, stored
+    // by an earlier run, to publish without credit); the limiter then defers the call.
+    fx.gate.set_known_wait(Some(12_000));
+    fx.gate.script([Acquire::Wait(12_000)]);
+    let late = Job {
+        event_received_ms: fx.sim.clock.now_ms() + 60_000,
+        ..fx.job("j92", JobKind::SyncOrder { order_id: order.clone() })
+    };
+    assert!(returned(&run_receive(&w, &serde_json::to_string(&late).unwrap(), 3).await));
+    assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 3, 2));
+    assert_eq!(w.stats.deferred_unread.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

@@ -177,6 +177,20 @@ impl DynamoLimiter {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
+    /// How long a call under `key` would wait now by the state this process last saw (no
+    /// I/O): what `acquire` would answer at once from its cache, `None` when that is "admit".
+    pub fn known_wait(&self, key: &str, class: Class) -> Option<u64> {
+        let cur = self.cached(key);
+        let now = (self.clock)();
+        if now < cur.refused_until {
+            return Some(cur.refused_until - now);
+        }
+        match self.cfg.decide(&cur.state, now, class) {
+            Decision::Wait(d) => Some(d),
+            Decision::Admit(_) => None,
+        }
+    }
+
     /// Asks to make one call under `key` now.
     pub async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
         let turn = self.turn(key);
@@ -270,5 +284,9 @@ impl relay_domain::ports::RateGate for DynamoLimiter {
 
     async fn feedback(&self, key: &str, fb: &Feedback) -> Result<(), LimiterError> {
         DynamoLimiter::feedback(self, key, fb).await
+    }
+
+    fn known_wait(&self, key: &str, class: Class) -> Option<u64> {
+        DynamoLimiter::known_wait(self, key, class)
     }
 }

@@ -113,6 +113,14 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         &self.gate
     }
 
+    /// How long a `class` call to `mall` would wait, by what this process last saw of the
+    /// mall's limiter, when that is longer than a wait it would sleep (no I/O): the caller can
+    /// defer before doing anything else for the call. `None`: no such wait is known.
+    pub fn known_deferral(&self, mall: &MallId, class: Class) -> Option<u64> {
+        let key = self.cfg.key_scope.key(mall);
+        self.gate.known_wait(key.as_str(), class).filter(|&w| w > self.cfg.max_inline_wait_ms)
+    }
+
     /// Waits for the rate gate: short waits are slept (and counted), longer ones are returned as
     /// `Throttled` so the caller can defer without being billed for waiting.
     async fn admit(&self, key: &str, class: Class) -> Result<(), Cafe24Error> {

@@ -130,6 +130,12 @@ pub trait RateGate: Send + Sync {
         key: &str,
         fb: &crate::ratelimit::Feedback,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// How long a call under `key` would wait now by what this process last saw of its state,
+    /// without any I/O; `None` when that shows no wait or nothing is known. The state only moves
+    /// forward, so the wait `acquire` would answer is at least this long.
+    fn known_wait(&self, _key: &str, _class: crate::ratelimit::Class) -> Option<u64> {
+        None
+    }
 }
 
 /// Remembers one-time ids (OAuth state nonces) until they expire.
@@ -637,6 +643,7 @@ pub mod memory {
         script: std::collections::VecDeque<crate::ratelimit::Acquire>,
         feedback: Vec<crate::ratelimit::Feedback>,
         failing: bool,
+        known_wait: Option<u64>,
     }
 
     /// A rate gate that admits everything, or answers a scripted sequence first; records
@@ -657,6 +664,11 @@ pub mod memory {
             lock(&self.inner).failing = failing;
         }
 
+        /// What `known_wait` answers from now on.
+        pub fn set_known_wait(&self, wait_ms: Option<u64>) {
+            lock(&self.inner).known_wait = wait_ms;
+        }
+
         /// Feedback received so far.
         pub fn feedback_seen(&self) -> usize {
             lock(&self.inner).feedback.len()
@@ -675,6 +687,10 @@ pub mod memory {
         async fn feedback(&self, _: &str, fb: &crate::ratelimit::Feedback) -> Result<(), StoreError> {
             lock(&self.inner).feedback.push(*fb);
             Ok(())
+        }
+
+        fn known_wait(&self, _: &str, _: crate::ratelimit::Class) -> Option<u64> {
+            lock(&self.inner).known_wait
         }
     }
 

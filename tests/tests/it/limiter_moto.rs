@@ -172,3 +172,35 @@ async fn sixteen_contending_tasks_admit_exactly_the_bound_never_more_and_lose_no
     assert_eq!(ls[0].stored("mall-hot").await.unwrap().unwrap(), end);
     assert!(conflicts > 0, "the tasks really contended");
 }
+
+/// `known_wait` (the worker defers a job on it before reading anything) answers from what the
+/// process last saw, with no request: never a longer wait than the store's state gives, since
+/// that state only moves forward — a process that saw less answers less, never more.
+#[tokio::test]
+async fn a_process_knows_a_wait_no_longer_than_the_stored_state_gives() {
+    let env = TestEnv::new("rl-known").await.unwrap();
+    let cfg = scaled();
+    let now = Arc::new(AtomicU64::new(T0));
+    let clock: Clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let new = || DynamoLimiter::new(env.ddb.clone(), env.stack.rate_limit_table.clone(), cfg.clone(), clock.clone());
+    let (a, b) = (new(), new());
+    assert_eq!(a.known_wait("mall-hot", Class::Live), None, "nothing seen: no wait known");
+    // A spends the burst; what it knows then is what acquire answers, without a request.
+    while a.acquire("mall-hot", Class::Live).await.unwrap() == Acquire::Admitted {}
+    let writes = a.stats.writes.load(Ordering::Relaxed);
+    let Acquire::Wait(w) = a.acquire("mall-hot", Class::Live).await.unwrap() else { panic!("burst spent") };
+    assert_eq!(a.known_wait("mall-hot", Class::Live), Some(w));
+    now.fetch_add(w / 2, Ordering::SeqCst);
+    assert_eq!(a.known_wait("mall-hot", Class::Live), Some(w - w / 2), "the wait shrinks with time");
+    assert_eq!(a.stats.writes.load(Ordering::Relaxed), writes, "no request for any of it");
+    // B has seen nothing: it knows no wait, though the store has one; its first acquire learns it.
+    assert_eq!(b.known_wait("mall-hot", Class::Live), None);
+    let Acquire::Wait(wb) = b.acquire("mall-hot", Class::Live).await.unwrap() else { panic!("A spent the burst") };
+    assert_eq!(b.known_wait("mall-hot", Class::Live), Some(wb));
+    // Once the credit is there, neither knows a wait.
+    now.fetch_add(w, Ordering::SeqCst);
+    assert_eq!((a.known_wait("mall-hot", Class::Live), b.known_wait("mall-hot", Class::Live)), (None, None));
+}
