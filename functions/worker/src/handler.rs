@@ -265,7 +265,7 @@ where
             if job.kind.target().is_none() {
                 continue;
             }
-            let id = job.job_id.as_str();
+            let id = sqs::message_id(m);
             // Nothing ran on this receive: how the one before it was returned still holds.
             if let Some(how) = self.deferrals.resumes(id, n).or(sqs::first_receive(m).then_some(Returned::Unstarted)) {
                 self.deferrals.note(id, n, how);
@@ -379,7 +379,7 @@ where
         let receipt = if sqs::first_receive(m) {
             Receipt::First
         } else {
-            match count.and_then(|n| self.deferrals.resumes(job.job_id.as_str(), n)) {
+            match count.and_then(|n| self.deferrals.resumes(sqs::message_id(m), n)) {
                 Some(Returned::Deferred) => Receipt::AfterOwnDeferral,
                 Some(Returned::Unstarted) => Receipt::AfterOwnReturn,
                 None => Receipt::Redelivery,
@@ -390,9 +390,9 @@ where
         if let (Some(n), Some(_)) = (count, job.kind.target()) {
             match outcome {
                 // Every `Defer` of a sync job comes before its snapshot write (see `OwnReturns`).
-                JobOutcome::Defer(_) => self.deferrals.note(job.job_id.as_str(), n, Returned::Deferred),
+                JobOutcome::Defer(_) => self.deferrals.note(sqs::message_id(m), n, Returned::Deferred),
                 // Only on a clean receive, and nothing ran: as a record returned unstarted.
-                JobOutcome::NotYet(_) => self.deferrals.note(job.job_id.as_str(), n, Returned::Unstarted),
+                JobOutcome::NotYet(_) => self.deferrals.note(sqs::message_id(m), n, Returned::Unstarted),
                 _ => {}
             }
         }

@@ -61,7 +61,9 @@ pub enum Returned {
     Unstarted,
 }
 
-/// Sync jobs this process gave back without storing anything, with the receive count and how.
+/// Sync jobs' messages this process gave back without storing anything, by SQS message id (the
+/// same across a message's receives; another message of the same job — a re-send — has its
+/// own), with the receive count and how.
 ///
 /// A record received again with the next count was received by nobody else in between. By
 /// induction over such receives back to its first, no run of this message stored anything: a
@@ -79,20 +81,20 @@ impl OwnReturns {
     /// More entries than this: start over.
     const MAX_ENTRIES: usize = 10_000;
 
-    /// `job_id`'s record at receive `count` was given back `how`.
-    pub fn note(&self, job_id: &str, count: u32, how: Returned) {
+    /// Message `message_id` at receive `count` was given back `how`.
+    pub fn note(&self, message_id: &str, count: u32, how: Returned) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= Self::MAX_ENTRIES && !map.contains_key(job_id) {
+        if map.len() >= Self::MAX_ENTRIES && !map.contains_key(message_id) {
             map.clear();
         }
-        map.insert(job_id.to_owned(), (count, how));
+        map.insert(message_id.to_owned(), (count, how));
     }
 
-    /// How the receive before `count` of `job_id` was given back, if that receive was this
-    /// process's and noted here (forgotten either way).
-    pub fn resumes(&self, job_id: &str, count: u32) -> Option<Returned> {
+    /// How the receive before `count` of message `message_id` was given back, if that receive
+    /// was this process's and noted here (forgotten either way).
+    pub fn resumes(&self, message_id: &str, count: u32) -> Option<Returned> {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        map.remove(job_id).and_then(|(noted, how)| (noted.checked_add(1) == Some(count)).then_some(how))
+        map.remove(message_id).and_then(|(noted, how)| (noted.checked_add(1) == Some(count)).then_some(how))
     }
 }
 
