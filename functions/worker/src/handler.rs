@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_cafe24::tokens::Need;
+use relay_cafe24::turns::{in_turn, Turns};
 use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource};
 use relay_domain::delivery::snapshot_event;
@@ -224,6 +225,17 @@ where
         let deadline = std::time::Instant::now() + time_left();
         // A batch holding more than one message group: see `SHARED_BATCH_BUDGET`.
         let shared = records.iter().any(|m| sqs::group_id(m) != records.first().map_or("", sqs::group_id));
+        // Each record's admission turn: its position in its group (see `relay_cafe24::turns`).
+        let mut groups: std::collections::HashMap<&str, (Turns, usize)> = std::collections::HashMap::new();
+        let turns: Vec<(Turns, usize)> = records
+            .iter()
+            .map(|m| {
+                let (t, next) = groups.entry(sqs::group_id(m)).or_default();
+                *next += 1;
+                (t.clone(), *next - 1)
+            })
+            .collect();
+        let turns = &turns;
         let plan = relay_cafe24::deadline::within(
             deadline,
             drive_overlapping(
@@ -235,13 +247,14 @@ where
                 tl,
                 Duration::from_millis(self.cfg.min_time_left_ms),
                 |i, _| {
-                    let m = records.get(i);
+                    let (m, turn) = (records.get(i), turns.get(i).map(|(t, pos)| t.turn(*pos)));
                     async move {
-                        match m {
-                            Some(m) => {
-                                self.handle_record(m, tl().as_millis() as u64, shared).instrument(record_span()).await
+                        match (m, turn) {
+                            (Some(m), Some(turn)) => {
+                                let job = self.handle_record(m, tl().as_millis() as u64, shared);
+                                in_turn(turn, job).instrument(record_span()).await
                             }
-                            None => RecordResult::Failed,
+                            _ => RecordResult::Failed,
                         }
                     }
                 },

@@ -16,7 +16,8 @@ use relay_cafe24::{Cafe24, Cafe24Config};
 use relay_domain::delivery::snapshot_event_id;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ports::memory::{MemoryBus, MemoryGate, MemoryQueue, MemoryState, MemoryTokens, MemoryVisibility};
-use relay_domain::ratelimit::{Acquire, Class};
+use relay_domain::ports::{RateGate, StoreError};
+use relay_domain::ratelimit::{Acquire, Class, Feedback};
 use relay_domain::tokens::{TokenPair, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use relay_domain::SnapshotKind;
@@ -74,6 +75,16 @@ impl Fx {
     }
 
     fn worker(&self) -> W {
+        self.worker_on(self.gate.clone(), 1)
+    }
+
+    /// A worker on `gate`, `jobs_in_flight` jobs of a group at once.
+    fn worker_on<G: RateGate>(
+        &self,
+        gate: G,
+        jobs_in_flight: usize,
+    ) -> Worker<G, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus> {
+        let in_flight = jobs_in_flight.to_string();
         let base = format!("{}/{{mall_id}}", self.base);
         let mut ccfg = Cafe24Config::from_lookup(|k| match k {
             "CAFE24_API_BASE_URL" => Some(base.clone()),
@@ -94,11 +105,12 @@ impl Fx {
             "RECONCILE_SETTLE_S" => Some("0".into()),
             // The kill test runs 1 s invocations (claims then last 1 s).
             "MIN_TIME_LEFT_MS" => Some("0".into()),
+            "JOBS_IN_FLIGHT" => Some(in_flight.clone()),
             _ => None,
         })
         .unwrap();
         let clock: relay_cafe24::Clock = relay_lambda::clock::system_clock();
-        let cafe24 = Cafe24::new(ccfg, self.gate.clone(), self.tokens.clone(), clock).unwrap();
+        let cafe24 = Cafe24::new(ccfg, gate, self.tokens.clone(), clock).unwrap();
         Worker::new(
             cafe24,
             self.state.clone(),
@@ -497,6 +509,46 @@ async fn a_job_the_limiter_would_defer_is_deferred_before_its_head_read_and_read
     assert!(returned(&run_receive(&w, &serde_json::to_string(&late).unwrap(), 3).await));
     assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 3, 2));
     assert_eq!(w.stats.deferred_unread.load(Ordering::Relaxed), 1);
+}
+
+/// [`MemoryGate`] whose first `acquire` reaches it late: it answers after `delay`, from the
+/// script as it stands then (a job whose head read was slower than a later job's).
+struct LateFirstAsk {
+    inner: MemoryGate,
+    delay: Duration,
+    asked: std::sync::atomic::AtomicBool,
+}
+
+impl RateGate for LateFirstAsk {
+    async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, StoreError> {
+        if !self.asked.swap(true, Ordering::SeqCst) {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.inner.acquire(key, class).await
+    }
+
+    async fn feedback(&self, key: &str, fb: &Feedback) -> Result<(), StoreError> {
+        self.inner.feedback(key, fb).await
+    }
+}
+
+#[tokio::test]
+async fn overlapping_jobs_get_credit_in_their_group_order_so_none_is_returned_after_its_call() {
+    let fx = Fx::new().await;
+    let (first, second) = fx.two_orders();
+    let inner = MemoryGate::default();
+    // One call's credit, then none for 12 s.
+    inner.script([Acquire::Admitted, Acquire::Wait(12_000)]);
+    let gate = LateFirstAsk { inner, delay: Duration::from_millis(100), asked: false.into() };
+    let w = fx.worker_on(gate, 2);
+    let batch = two_records((&fx.sync_order("j95", &first), 1), (&fx.sync_order("j96", &second), 1));
+    let r = w.handle_batch(batch, || Duration::from_secs(60)).await;
+    // j95 asks first although it reaches the gate 100 ms after j96 would have: it gets the
+    // credit and is done; j96 is deferred before its call and comes back alone.
+    let back: Vec<&str> = r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(back, ["m-j96"]);
+    assert_eq!((fx.calls(), fx.bus.events().len()), (1, 1), "one call, one event: nothing to publish again");
+    assert_eq!(fx.state.stored(&fx.mall, SnapshotKind::Order, &second), None, "j96 stored nothing");
 }
 
 #[tokio::test]

@@ -124,6 +124,14 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     /// Waits for the rate gate: short waits are slept (and counted), longer ones are returned as
     /// `Throttled` so the caller can defer without being billed for waiting.
     async fn admit(&self, key: &str, class: Class) -> Result<(), Cafe24Error> {
+        // In the group's order when jobs of a group overlap (see `turns`); passed on any answer.
+        crate::turns::before_asking().await;
+        let answer = self.admit_now(key, class).await;
+        crate::turns::asked();
+        answer
+    }
+
+    async fn admit_now(&self, key: &str, class: Class) -> Result<(), Cafe24Error> {
         for _ in 0..20 {
             match self.gate.acquire(key, class).await? {
                 Acquire::Admitted => return Ok(()),

@@ -27,6 +27,7 @@ pub mod deadline;
 pub mod error;
 pub mod model;
 pub mod tokens;
+pub mod turns;
 
 pub use client::{Cafe24, ClientStats, Clock};
 pub use config::Cafe24Config;
