@@ -91,7 +91,15 @@ impl Pipeline {
 
     /// The worker (limiter scaled like the simulator).
     pub fn worker(&self) -> W {
+        self.worker_with(&[])
+    }
+
+    /// [`Self::worker`] with some settings of its environment overridden.
+    pub fn worker_with(&self, overrides: &[(&str, &str)]) -> W {
         let wcfg = WorkerConfig::from_lookup(|k| match k {
+            k if overrides.iter().any(|(n, _)| *n == k) => {
+                overrides.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+            }
             "LIMITER_RATE_PER_SEC" => Some((2.0 * scale()).to_string()),
             "LIMITER_MIN_SPACING_MS" => Some(
                 ((relay_domain::ratelimit::LimiterConfig::default().min_spacing_ms as f64 / scale()) as u64)

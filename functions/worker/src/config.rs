@@ -35,9 +35,10 @@ pub struct WorkerConfig {
     /// longer waits defer the message instead of billing the sleep.
     pub max_sleep_ms: u64,
     /// Jobs of one mall's group in flight at once in an invocation (`JOBS_IN_FLIGHT`, 1..=8,
-    /// default 1): above 1, sync jobs of different entities overlap (the mall's calls can keep
-    /// to the limiter's spacing while each job's DynamoDB round trips run); anything else runs
-    /// alone. Why the default is 1: docs/decisions/worker.md.
+    /// default 2): above 1, sync jobs of different entities overlap (the mall's calls can keep
+    /// to the limiter's spacing while each job's Cafe24 and DynamoDB round trips run), asking
+    /// the rate gate in the group's order; anything else runs alone. Why 2:
+    /// docs/decisions/worker.md.
     pub jobs_in_flight: usize,
     /// How long a completed job is remembered, ms.
     pub idempotency_ttl_ms: u64,
@@ -54,7 +55,7 @@ impl WorkerConfig {
     /// `EVENT_BUS_NAME`, `INBOX_QUEUE_URL`, `RECONCILE_SETTLE_S` (300), `RECONCILE_LOOKBACK_HOURS` (24),
     /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (1), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
     /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (140),
-    /// `WORKER_MAX_SLEEP_MS` (200), `JOBS_IN_FLIGHT` (1).
+    /// `WORKER_MAX_SLEEP_MS` (200), `JOBS_IN_FLIGHT` (2).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = relay_domain::config::Env(lookup);
         let req = |k: &'static str| env.required(k);
@@ -82,7 +83,7 @@ impl WorkerConfig {
             defer_min_s: num("DEFER_MIN_S", 1, 0, 900)? as u32,
             min_time_left_ms: num("MIN_TIME_LEFT_MS", 5_000, 0, 600_000)?,
             max_sleep_ms: num("WORKER_MAX_SLEEP_MS", 200, 0, 5_000)?,
-            jobs_in_flight: num("JOBS_IN_FLIGHT", 1, 1, 8)? as usize,
+            jobs_in_flight: num("JOBS_IN_FLIGHT", 2, 1, 8)? as usize,
             idempotency_ttl_ms: 24 * 3_600_000,
             keepalive_window_ms: num("KEEPALIVE_DAYS", 3, 1, 13)? * 86_400_000,
             limiter,
@@ -112,7 +113,7 @@ mod tests {
     #[test]
     fn defaults_and_missing_variables() {
         let c = cfg(OK).unwrap();
-        assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst, c.jobs_in_flight), (5, 1, 40, 1));
+        assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst, c.jobs_in_flight), (5, 1, 40, 2));
         assert_eq!((c.reconcile_settle_ms, c.reconcile_lookback_ms), (300_000, 86_400_000));
         for k in [
             "WORK_QUEUE_URL",

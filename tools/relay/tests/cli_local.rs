@@ -112,7 +112,10 @@ async fn an_operator_repairs_a_mall_with_the_cli() {
         assert_eq!(r.status(), 200);
     }
     let d = p.dispatcher();
-    let w = p.worker();
+    // One job at a time, so they reach the DLQ in their queue order (side by side they reach it
+    // in the order they finish: they commute, being different orders) and the redrive's order
+    // can be checked against the webhooks'.
+    let w = p.worker_with(&[("JOBS_IN_FLIGHT", "1")]);
     p.run_until_drained(&d, &w, Duration::from_secs(300)).await;
     assert_eq!(p.env.depth(&s.work.dlq_url).await.unwrap(), 3);
 

@@ -54,8 +54,9 @@ struct Args {
     /// `--relay-only`: the written results are at the simulator's own speed.
     #[arg(long, default_value_t = 0, requires = "relay_only")]
     cafe24_latency_ms: u64,
-    /// The worker's JOBS_IN_FLIGHT (jobs of one mall overlapping in an invocation).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    /// The worker's JOBS_IN_FLIGHT (jobs of one mall overlapping in an invocation; the
+    /// worker's default).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=8))]
     jobs_in_flight: u8,
     /// The worker's DEFER_MIN_S, in real-limit seconds.
     #[arg(long, default_value_t = 1.0)]
