@@ -75,6 +75,9 @@ pub enum Receipt {
     /// Received again right after this process returned it unstarted (behind another record
     /// of its group) on a receive of one of the kinds above: it has stored nothing.
     AfterOwnReturn,
+    /// Received again right after this process returned it finished (behind a record of its
+    /// group that did not finish): nothing is left to do.
+    AfterOwnFinish,
     /// Received again otherwise: an earlier run may have stored its version.
     Redelivery,
 }
@@ -261,27 +264,30 @@ where
             ),
         )
         .await;
-        self.note_unstarted(&records, &plan.unstarted);
+        self.note_returns(&records, &plan.unstarted, &plan.finished);
         sqs::apply_visibility(&plan, &records, &self.visibility).await;
         metrics::emit("worker", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
     }
 
     /// Remembers the sync jobs returned unstarted whose receive was as good as a first one, so
-    /// their next receive here may coalesce without a read (see [`OwnReturns`]). Before the
-    /// batch response: nothing can receive them again before that.
-    fn note_unstarted(&self, records: &[SqsMessage], unstarted: &[usize]) {
+    /// their next receive here may coalesce without a read, and those returned finished, so
+    /// their next receive here does nothing (see [`OwnReturns`]). Before the batch response:
+    /// nothing can receive them again before that.
+    fn note_returns(&self, records: &[SqsMessage], unstarted: &[usize], finished: &[usize]) {
+        let sync_job =
+            |m: &SqsMessage| Job::parse(m.body.as_deref().unwrap_or("")).is_ok_and(|job| job.kind.target().is_some());
         for m in unstarted.iter().filter_map(|&i| records.get(i)) {
-            let (Ok(job), Some(n)) = (Job::parse(m.body.as_deref().unwrap_or("")), sqs::receive_count(m)) else {
-                continue;
-            };
-            if job.kind.target().is_none() {
-                continue;
-            }
+            let Some(n) = sqs::receive_count(m).filter(|_| sync_job(m)) else { continue };
             let id = sqs::message_id(m);
             // Nothing ran on this receive: how the one before it was returned still holds.
             if let Some(how) = self.deferrals.resumes(id, n).or(sqs::first_receive(m).then_some(Returned::Unstarted)) {
                 self.deferrals.note(id, n, how);
+            }
+        }
+        for m in finished.iter().filter_map(|&i| records.get(i)) {
+            if let Some(n) = sqs::receive_count(m).filter(|_| sync_job(m)) {
+                self.deferrals.note(sqs::message_id(m), n, Returned::Finished);
             }
         }
     }
@@ -395,6 +401,7 @@ where
             match count.and_then(|n| self.deferrals.resumes(sqs::message_id(m), n)) {
                 Some(Returned::Deferred) => Receipt::AfterOwnDeferral,
                 Some(Returned::Unstarted) => Receipt::AfterOwnReturn,
+                Some(Returned::Finished) => Receipt::AfterOwnFinish,
                 None => Receipt::Redelivery,
             }
         };
@@ -511,6 +518,11 @@ where
     /// `receipt`: how this message arrived (see the sync-job rule below).
     pub async fn run_within(&self, job: &Job, receipt: Receipt, budget: Duration) -> JobOutcome {
         let mall = &job.mall_id;
+        if receipt == Receipt::AfterOwnFinish {
+            // Its last run here finished; it came back only behind another record.
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            return JobOutcome::Completed("already_done");
+        }
         let first_receive = receipt != Receipt::Redelivery;
         if let Some((kind, id)) = job.kind.target() {
             if first_receive && self.versions.covers(mall, kind, &id, job.event_received_ms, job.job_id.as_str()) {

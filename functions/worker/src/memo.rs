@@ -59,9 +59,14 @@ pub enum Returned {
     /// Its handler never started (a record before it in its group did not finish), on a receive
     /// that was itself a first one or followed one of these.
     Unstarted,
+    /// Its run finished (stored and published, or found nothing to do) and it came back only
+    /// because a record before it in its group did not finish: its next receive has nothing
+    /// left to do.
+    Finished,
 }
 
-/// Sync jobs' messages this process gave back without storing anything, by SQS message id (the
+/// Sync jobs' messages this process gave back — without storing anything, or finished — by SQS
+/// message id (the
 /// same across a message's receives; another message of the same job — a re-send — has its
 /// own), with the receive count and how.
 ///
@@ -74,6 +79,8 @@ pub enum Returned {
 /// page of the same mall (every other job of the entity waits behind it in its FIFO group), at
 /// the risk of one superfluous call, never of a lost or repeated event (the upsert keeps the
 /// newest version). After [`Returned::Unstarted`] nothing was read: the head is read as usual.
+/// After [`Returned::Finished`] the job is complete: nothing is read, called or published again
+/// (read from the store, its own version would be published a second time).
 #[derive(Debug, Default)]
 pub struct OwnReturns(Mutex<HashMap<String, (u32, Returned)>>);
 

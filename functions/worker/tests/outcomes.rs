@@ -552,6 +552,33 @@ async fn overlapping_jobs_get_credit_in_their_group_order_so_none_is_returned_af
 }
 
 #[tokio::test]
+async fn a_job_that_finished_beside_a_deferred_one_does_nothing_when_it_comes_back_here() {
+    let fx = Fx::new().await;
+    let (first, second) = fx.two_orders();
+    let w = fx.worker_on(fx.gate.clone(), 2);
+    // `second` is stored by this process: its next job coalesces without a read.
+    w.handle_batch(one_record(&fx.sync_order("j100", &second), 1), || Duration::from_secs(60)).await;
+    fx.gate.script([Acquire::Wait(12_000)]);
+    let batch = two_records((&fx.sync_order("j101", &first), 1), (&fx.sync_order("j102", &second), 1));
+    let r = w.handle_batch(batch, || Duration::from_secs(60)).await;
+    // j101 is deferred; j102, already done beside it, comes back with it (FIFO).
+    assert_eq!(r.batch_item_failures.len(), 2);
+    let (reads, events) = (fx.state.head_reads(), fx.bus.events().len());
+    // Its next receive here has nothing left to do: no read, no call, nothing published.
+    let r = w.handle_batch(one_record(&fx.sync_order("j102", &second), 2), || Duration::from_secs(60)).await;
+    assert!(!returned(&r));
+    assert_eq!((fx.state.head_reads(), fx.calls(), fx.bus.events().len()), (reads, 1, events));
+    assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 1);
+    // Received by someone else in between: read as any redelivery.
+    let batch = two_records((&fx.sync_order("j103", &first), 1), (&fx.sync_order("j104", &second), 1));
+    fx.gate.script([Acquire::Wait(12_000)]);
+    w.handle_batch(batch, || Duration::from_secs(60)).await;
+    let reads = fx.state.head_reads();
+    w.handle_batch(one_record(&fx.sync_order("j104", &second), 3), || Duration::from_secs(60)).await;
+    assert_eq!(fx.state.head_reads(), reads + 1);
+}
+
+#[tokio::test]
 async fn a_429_defers_and_is_not_an_attempt() {
     let fx = Fx::new().await;
     let w = fx.worker();

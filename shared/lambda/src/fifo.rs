@@ -50,6 +50,9 @@ pub struct BatchPlan {
     /// Batch indices of the returned records whose handler never started, in input order
     /// (a caller may note that this receive did nothing with them).
     pub unstarted: Vec<usize>,
+    /// Batch indices of the returned records whose handler finished done (behind a record of
+    /// their group that did not), in input order: their work is complete.
+    pub finished: Vec<usize>,
 }
 
 /// Longest visibility delay SQS accepts.
@@ -162,15 +165,26 @@ where
             }
             let unstarted: Vec<usize> =
                 idx.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(&i, _)| i).collect();
-            (returned, processed, deferred, failed, out_of_time, unstarted)
+            let finished: Vec<usize> = match results.iter().position(|r| *r != Some(RecordResult::Done)) {
+                Some(first) => idx
+                    .iter()
+                    .zip(&results)
+                    .skip(first)
+                    .filter(|(_, r)| **r == Some(RecordResult::Done))
+                    .map(|(&i, _)| i)
+                    .collect(),
+                None => Vec::new(),
+            };
+            (returned, processed, deferred, failed, out_of_time, (unstarted, finished))
         }
     });
     let results = futures::future::join_all(per_group).await;
     let mut plan = BatchPlan::default();
     let mut all: Vec<(usize, Option<u32>)> = Vec::new();
-    for (returned, p, d, f, o, u) in results {
+    for (returned, p, d, f, o, (u, done)) in results {
         all.extend(returned);
         plan.unstarted.extend(u);
+        plan.finished.extend(done);
         plan.processed += p;
         plan.deferred += d;
         plan.failed += f;
@@ -178,6 +192,7 @@ where
     }
     all.sort_by_key(|(i, _)| *i);
     plan.unstarted.sort_unstable();
+    plan.finished.sort_unstable();
     for (i, delay) in all {
         if let Some(it) = items.get(i) {
             plan.returned.push(id(it).to_owned());
@@ -469,7 +484,8 @@ mod tests {
     /// The FIFO outcome of a plan over records `m0`, `m1`, … of `groups`: nothing after a
     /// returned record of its group is done, every record is done or returned (never lost),
     /// the returned ids are batch ids, each once, in input order, and `unstarted` names
-    /// exactly the records whose handler was never called (each of them returned).
+    /// exactly the records whose handler was never called (each of them returned), and
+    /// `finished` exactly the returned records whose handler finished done.
     fn fifo_outcome_holds(
         groups: &[&str],
         plan: &BatchPlan,
@@ -491,6 +507,12 @@ mod tests {
         prop_assert_eq!(&sorted, &plan.returned);
         let never_called: Vec<usize> = (0..groups.len()).filter(|i| !calls.contains(i)).collect();
         prop_assert_eq!(&plan.unstarted, &never_called);
+        let returned_done: Vec<usize> = (0..groups.len())
+            .filter(|&i| {
+                calls.contains(&i) && outcomes[i] == RecordResult::Done && plan.returned.contains(&format!("m{i}"))
+            })
+            .collect();
+        prop_assert_eq!(&plan.finished, &returned_done);
         Ok(())
     }
 
