@@ -380,7 +380,12 @@ async fn outcomes_5xx_then_success_422_to_dlq_404_tombstone_401_refresh() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_mall_does_not_block_another_and_order_holds_through_deferrals() {
-    let fx = Fx::new("whol", 12).await;
+    let mut fx = Fx::new("whol", 12).await;
+    // One job at a time: the order checked below is the snapshots' `fetched_at`, taken before
+    // each job's admission. Side by side (the default 2), jobs of different orders commute: they
+    // ask the limiter in queue order, but one can take its `fetched_at` before the one ahead of
+    // it (CI saw it once). The overlap test covers overlapping jobs.
+    fx.jobs_in_flight = Some(1);
     let (slow, fast) = (fx.install("slowmall").await, fx.install("fastmall").await);
     fx.fault("slowmall", None, FaultKind::RateLimit, Some(6));
     let t = now_ms() - 1_000;
