@@ -6,6 +6,8 @@ moto's threaded server runs requests concurrently without a lock:
   condition and both write. DynamoDB never does that (a condition and its write are one atomic
   step per item), and the rate limiter's safety rests on it. Under CPU load the race showed up as
   admissions over the GCRA bound in tests/tests/it/limiter_moto.rs.
+- SQS FIFO order: see `_release_visible` (a group redelivered out of order after a visibility
+  change, and a deferred message's later group-mates handed out while it waited).
 - SQS: a FIFO receive snapshots the groups in flight, then takes messages; two concurrent receives
   can both take messages of one group, so two consumers run one mall's jobs at the same time and
   out of order (seen under CPU load in worker::a_throttled_mall_does_not_block_another...). SQS
@@ -146,6 +148,22 @@ for _backend, _ops, _lock, _svc in (
 _receive = SQSBackend.receive_message
 
 
+def _release_visible(backend, queue_name):
+    """Ends the receive of every FIFO message that is visible again, before a receive looks at the
+    groups: moto ends them one by one as its receive loop meets them, so after a visibility
+    change on several messages of a group it skipped the group's first (its later ones were
+    still "in flight"), then handed out the last one met — a later message before the first
+    (tests/tests/it/worker.rs, `the_local_sqs_keeps_a_fifo_group_in_order…`). SQS hands a group
+    out from its first message."""
+    try:
+        queue = backend.get_queue(queue_name)
+    except Exception:  # moto's own receive reports a missing queue
+        return
+    if queue.fifo_queue:
+        for m in [m for m in queue.pending_messages if m.visible]:
+            queue.pending_messages.discard(m)
+
+
 @functools.wraps(_receive)
 def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_timeout, *args, **kwargs):
     deadline = time.monotonic() + (wait_seconds_timeout or 0)
@@ -154,6 +172,7 @@ def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_ti
             t = time.perf_counter()
             _DEPTH.n = 1
             try:
+                _release_visible(self, queue_name)
                 got = _receive(self, queue_name, count, 0, visibility_timeout, *args, **kwargs)
             finally:
                 _DEPTH.n = 0
