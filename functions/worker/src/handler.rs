@@ -186,8 +186,12 @@ impl AwsWorker {
 /// jobs of one entity never overlap and their snapshot writes stay in fetch order. Every other
 /// job (token, reconcile, backfill) and an unparsable record run alone.
 fn overlap_key(m: &SqsMessage) -> Option<String> {
-    let job = Job::parse(m.body.as_deref()?).ok()?;
-    job.kind.target().map(|(kind, id)| format!("{kind}:{id}"))
+    sync_target(m).map(|(kind, id)| format!("{kind}:{id}"))
+}
+
+/// The snapshot a record's job syncs (`None`: not a sync job, or not a job).
+fn sync_target(m: &SqsMessage) -> Option<(SnapshotKind, String)> {
+    Job::parse(m.body.as_deref()?).ok()?.kind.target()
 }
 
 impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
@@ -275,8 +279,7 @@ where
     /// their next receive here does nothing (see [`OwnReturns`]). Before the batch response:
     /// nothing can receive them again before that.
     fn note_returns(&self, records: &[SqsMessage], unstarted: &[usize], finished: &[usize]) {
-        let sync_job =
-            |m: &SqsMessage| Job::parse(m.body.as_deref().unwrap_or("")).is_ok_and(|job| job.kind.target().is_some());
+        let sync_job = |m: &SqsMessage| sync_target(m).is_some();
         for m in unstarted.iter().filter_map(|&i| records.get(i)) {
             let Some(n) = sqs::receive_count(m).filter(|_| sync_job(m)) else { continue };
             let id = sqs::message_id(m);
