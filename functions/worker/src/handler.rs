@@ -537,10 +537,11 @@ where
             // On a receive as good as a first (no run of this message stored anything, so the
             // head read can only lead to a call or a coalesce, never to a republish): when the
             // call would be deferred after the read, defer before it — a job is read once per
-            // call, not once per run. A job the read would have coalesced waits for credit it
+            // call, not once per run (and, in its group's turn, not before the answers of the
+            // group's earlier jobs). A job the read would have coalesced waits for credit it
             // does not need; its next receive decides it, by the versions known then.
             if matches!(receipt, Receipt::First | Receipt::AfterOwnReturn) {
-                if let Some(wait_ms) = self.cafe24.known_deferral(mall, job.class) {
+                if let Some(wait_ms) = self.cafe24.known_deferral(mall, job.class).await {
                     self.stats.deferred_unread.fetch_add(1, Ordering::Relaxed);
                     return JobOutcome::NotYet(self.defer_s(wait_ms));
                 }

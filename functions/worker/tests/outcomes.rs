@@ -512,11 +512,19 @@ async fn a_job_the_limiter_would_defer_is_deferred_before_its_head_read_and_read
 }
 
 /// [`MemoryGate`] whose first `acquire` reaches it late: it answers after `delay`, from the
-/// script as it stands then (a job whose head read was slower than a later job's).
+/// script as it stands then (a job whose head read was slower than a later job's). Like the
+/// DynamoDB limiter's cache, it knows the last wait it answered.
 struct LateFirstAsk {
     inner: MemoryGate,
     delay: Duration,
     asked: std::sync::atomic::AtomicBool,
+    refused: std::sync::Mutex<Option<u64>>,
+}
+
+impl LateFirstAsk {
+    fn new(inner: MemoryGate, delay: Duration) -> Self {
+        Self { inner, delay, asked: false.into(), refused: None.into() }
+    }
 }
 
 impl RateGate for LateFirstAsk {
@@ -524,11 +532,19 @@ impl RateGate for LateFirstAsk {
         if !self.asked.swap(true, Ordering::SeqCst) {
             tokio::time::sleep(self.delay).await;
         }
-        self.inner.acquire(key, class).await
+        let answer = self.inner.acquire(key, class).await;
+        if let Ok(Acquire::Wait(ms)) = answer {
+            *self.refused.lock().unwrap() = Some(ms);
+        }
+        answer
     }
 
     async fn feedback(&self, key: &str, fb: &Feedback) -> Result<(), StoreError> {
         self.inner.feedback(key, fb).await
+    }
+
+    fn known_wait(&self, _: &str, _: Class) -> Option<u64> {
+        *self.refused.lock().unwrap()
     }
 }
 
@@ -539,7 +555,7 @@ async fn overlapping_jobs_get_credit_in_their_group_order_so_none_is_returned_af
     let inner = MemoryGate::default();
     // One call's credit, then none for 12 s.
     inner.script([Acquire::Admitted, Acquire::Wait(12_000)]);
-    let gate = LateFirstAsk { inner, delay: Duration::from_millis(100), asked: false.into() };
+    let gate = LateFirstAsk::new(inner, Duration::from_millis(100));
     let w = fx.worker_on(gate, 2);
     let batch = two_records((&fx.sync_order("j95", &first), 1), (&fx.sync_order("j96", &second), 1));
     let r = w.handle_batch(batch, || Duration::from_secs(60)).await;
@@ -549,6 +565,23 @@ async fn overlapping_jobs_get_credit_in_their_group_order_so_none_is_returned_af
     assert_eq!(back, ["m-j96"]);
     assert_eq!((fx.calls(), fx.bus.events().len()), (1, 1), "one call, one event: nothing to publish again");
     assert_eq!(fx.state.stored(&fx.mall, SnapshotKind::Order, &second), None, "j96 stored nothing");
+}
+
+#[tokio::test]
+async fn a_job_behind_one_just_refused_is_deferred_without_reading_its_head() {
+    let fx = Fx::new().await;
+    let (first, second) = fx.two_orders();
+    let inner = MemoryGate::default();
+    inner.script([Acquire::Wait(12_000), Acquire::Wait(12_000)]);
+    // j97's answer comes 100 ms late: time enough for j98 to read its head meanwhile.
+    let w = fx.worker_on(LateFirstAsk::new(inner, Duration::from_millis(100)), 2);
+    let reads = fx.state.head_reads();
+    let batch = two_records((&fx.sync_order("j97", &first), 1), (&fx.sync_order("j98", &second), 1));
+    let r = w.handle_batch(batch, || Duration::from_secs(60)).await;
+    assert_eq!(r.batch_item_failures.len(), 2, "both come back");
+    // j98 waited for j97's answer, and then knew the wait: one head read, for j97.
+    assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 1, 0));
+    assert_eq!(w.stats.deferred_unread.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test]

@@ -116,7 +116,10 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     /// How long a `class` call to `mall` would wait, by what this process last saw of the
     /// mall's limiter, when that is longer than a wait it would sleep (no I/O): the caller can
     /// defer before doing anything else for the call. `None`: no such wait is known.
-    pub fn known_deferral(&self, mall: &MallId, class: Class) -> Option<u64> {
+    /// Asked in the group's order (see `turns`): it first waits until every earlier job of the
+    /// group has had the gate's answer, so a job behind one just refused knows it.
+    pub async fn known_deferral(&self, mall: &MallId, class: Class) -> Option<u64> {
+        crate::turns::before_asking().await;
         let key = self.cfg.key_scope.key(mall);
         self.gate.known_wait(key.as_str(), class).filter(|&w| w > self.cfg.max_inline_wait_ms)
     }

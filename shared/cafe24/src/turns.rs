@@ -10,8 +10,9 @@
 //! The worker runs each job [`in_turn`] with its position in its group; the client waits for
 //! the turn before asking the gate and passes it right after (admitted or not). A job that ends
 //! without asking (coalesced, deferred before its read, failed earlier) passes it when it ends.
-//! Only the admissions are ordered: head reads, Cafe24's round trips and snapshot writes still
-//! overlap.
+//! A sync job's check for a wait already known (`Cafe24::known_deferral`, before its head read)
+//! takes the same turn, so a job behind one just refused is deferred without reading. Cafe24's
+//! round trips and snapshot writes still overlap.
 
 use std::collections::BTreeSet;
 use std::future::Future;
