@@ -85,6 +85,9 @@ pub enum Receipt {
 /// Counters (exported as metrics later; asserted by tests).
 #[derive(Debug, Default)]
 pub struct WorkerStats {
+    /// Wall time invocations spent with every running job waiting for credit: the billed
+    /// time asleep (`relay_cafe24::idle`; the client's `inline_sleep_ms` sums each job's sleeps).
+    pub asleep_ms: AtomicU64,
     /// Jobs completed by calling Cafe24.
     pub synced: AtomicU64,
     /// Jobs skipped because the snapshot was already newer than the event.
@@ -243,7 +246,7 @@ where
             })
             .collect();
         let turns = &turns;
-        let plan = relay_cafe24::deadline::within(
+        let (plan, asleep) = relay_cafe24::idle::invocation(relay_cafe24::deadline::within(
             deadline,
             drive_overlapping(
                 &records,
@@ -259,15 +262,16 @@ where
                         match (m, turn) {
                             (Some(m), Some(turn)) => {
                                 let job = self.handle_record(m, tl().as_millis() as u64, shared);
-                                in_turn(turn, job).instrument(record_span()).await
+                                in_turn(turn, relay_cafe24::idle::job(job)).instrument(record_span()).await
                             }
                             _ => RecordResult::Failed,
                         }
                     }
                 },
             ),
-        )
+        ))
         .await;
+        self.stats.asleep_ms.fetch_add(asleep.as_millis() as u64, Ordering::Relaxed);
         self.note_returns(&records, &plan.unstarted, &plan.finished);
         sqs::apply_visibility(&plan, &records, &self.visibility).await;
         metrics::emit("worker", &self.deltas.take(&self.samples()));
@@ -313,6 +317,7 @@ where
             ("Cafe24Status429", Unit::Count, n(&c.status_429)),
             ("LimiterWaits", Unit::Count, n(&c.inline_sleeps) + n(&c.throttled)),
             ("LimiterWaitMs", Unit::Milliseconds, n(&c.inline_sleep_ms)),
+            ("InvocationAsleepMs", Unit::Milliseconds, n(&w.asleep_ms)),
             ("TokenRefreshes", Unit::Count, n(&c.refreshes)),
             ("WebhooksReinjected", Unit::Count, n(&w.reinjected)),
             ("WebhookDeliveriesFailed", Unit::Count, n(&w.failed_deliveries)),

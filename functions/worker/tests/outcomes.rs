@@ -612,6 +612,37 @@ async fn a_job_that_finished_beside_a_deferred_one_does_nothing_when_it_comes_ba
 }
 
 #[tokio::test]
+async fn the_billed_sleep_is_only_the_time_every_running_job_waited_for_credit() {
+    let fx = Fx::new().await;
+    let (first, second) = fx.two_orders();
+    let w = fx.worker_on(fx.gate.clone(), 2);
+    let asleep = || w.stats.asleep_ms.load(Ordering::Relaxed);
+    // Alone, a 150 ms limiter sleep holds the invocation for nothing else.
+    fx.gate.script([Acquire::Wait(150)]);
+    assert!(!returned(&run(&w, &fx.sync_order("j110", &first)).await));
+    let alone = asleep();
+    assert!((150..300).contains(&alone), "{alone} ms");
+    // Beside a job waiting 300 ms for Cafe24's answer, the same sleep is no extra billed time.
+    fx.sim.lock().faults.push(Fault {
+        mall: Some("shop".into()),
+        endpoint: Some("orders".into()),
+        kind: FaultKind::Latency { ms: 300 },
+        remaining: Some(2),
+    });
+    fx.gate.script([Acquire::Admitted, Acquire::Wait(150)]);
+    // j111's event came after j110's fetch: no coalescing.
+    let late = Job {
+        event_received_ms: fx.sim.clock.now_ms(),
+        ..fx.job("j111", JobKind::SyncOrder { order_id: first.clone() })
+    };
+    let batch = two_records((&serde_json::to_string(&late).unwrap(), 1), (&fx.sync_order("j112", &second), 1));
+    assert!(!returned(&w.handle_batch(batch, || Duration::from_secs(60)).await));
+    let slept = w.cafe24.stats.inline_sleep_ms.load(Ordering::Relaxed);
+    assert_eq!((fx.calls(), slept), (3, 300), "both sleeps happened");
+    assert!(asleep() - alone < 50, "{} ms", asleep() - alone);
+}
+
+#[tokio::test]
 async fn a_429_defers_and_is_not_an_attempt() {
     let fx = Fx::new().await;
     let w = fx.worker();

@@ -141,7 +141,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 Acquire::Wait(ms) if ms <= self.cfg.max_inline_wait_ms => {
                     self.stats.inline_sleep_ms.fetch_add(ms, Ordering::Relaxed);
                     self.stats.inline_sleeps.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    crate::idle::waiting(tokio::time::sleep(Duration::from_millis(ms))).await;
                 }
                 Acquire::Wait(ms) => {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);

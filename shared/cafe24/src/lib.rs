@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod idle;
 pub mod model;
 pub mod tokens;
 pub mod turns;

@@ -95,7 +95,7 @@ pub async fn in_turn<F: Future>(turn: Turn, f: F) -> F::Output {
 /// Waits until the running job may ask the gate (at once outside [`in_turn`]).
 pub(crate) async fn before_asking() {
     let Ok((turns, position)) = TURN.try_with(|t| (t.turns.clone(), t.position)) else { return };
-    turns.wait(position).await;
+    crate::idle::waiting(turns.wait(position)).await;
 }
 
 /// The running job has had the gate's answer: later positions may ask.

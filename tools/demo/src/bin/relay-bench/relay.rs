@@ -195,7 +195,8 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
         makespan_s: makespan,
         floor_s: floor_s(&touched, p.scale),
         billed_ms: billed.load(Ordering::Relaxed) + INGEST_BILLED_MS.load(Ordering::Relaxed) - ingest_before,
-        sleep_ms: w.cafe24.stats.inline_sleep_ms.load(Ordering::Relaxed),
+        sleep_ms: w.stats.asleep_ms.load(Ordering::Relaxed),
+        job_sleep_ms: w.cafe24.stats.inline_sleep_ms.load(Ordering::Relaxed),
         // The worker's own store: `state` above only reads (counting its writes showed 1.2
         // writes per call for a while, when the worker's wiring moved into `on_aws`).
         ddb_writes: w.cafe24.gate().stats.writes.load(Ordering::Relaxed) + state_writes,

@@ -49,6 +49,12 @@ pub fn markdown(rows: &[Row], p: Params, quick: bool, wall_s: f64, ddb_own_moto:
             "DynamoDB and SQS are one moto on loopback"
         }
     ));
+    if let Some(r) = rows.iter().find(|r| r.design == "relay") {
+        md.push_str(&format!(
+            "\nShare asleep: the wall time an invocation had every running job waiting for credit, of the billed time (relay's jobs slept {:.1} s summed, overlapping ones counted each).\n",
+            r.job_sleep_ms as f64 / 1000.0
+        ));
+    }
     // The emulator's own load: a service busy for most of the makespan set the pace, not the design.
     let loads: Vec<String> = rows
         .iter()

@@ -44,7 +44,10 @@ pub struct Row {
     pub makespan_s: f64,
     pub floor_s: f64,
     pub billed_ms: u64,
+    /// Billed time asleep: wall time invocations had every running job waiting for credit.
     pub sleep_ms: u64,
+    /// Each job's sleeps summed (more than `sleep_ms` when jobs overlap).
+    pub job_sleep_ms: u64,
     pub ddb_writes: u64,
     /// Reads the relay requested (snapshot heads and token records; not the bench's own checks).
     pub ddb_reads: u64,
