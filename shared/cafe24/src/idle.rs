@@ -5,9 +5,10 @@
 //! its jobs overlap: a job that sleeps out the spacing while another waits on Cafe24's answer
 //! costs nothing the other did not already hold the invocation for. [`invocation`] keeps one
 //! clock per invocation; [`job`] marks a job running, and the client marks a job waiting while
-//! it sleeps for the limiter or waits for its group's turn (see `turns`), which is always behind
-//! another job's sleep or gate request. The clock runs while at least one job runs and all of
-//! them wait. Outside [`invocation`] nothing is measured.
+//! it sleeps for the limiter or waits for its group's turn (see `turns`: behind an earlier job
+//! that has not had the gate's answer, so while that one reads or asks, the invocation is not
+//! idle). The clock runs while at least one job runs and all of them wait. Outside
+//! [`invocation`] nothing is measured.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
