@@ -13,6 +13,9 @@ moto's threaded server runs requests concurrently without a lock:
   out of order (seen under CPU load in worker::a_throttled_mall_does_not_block_another...). SQS
   never hands out a group that has messages in flight. Sends (deduplication check, then store)
   and deletes race the same way.
+- SQS counts: GetQueueAttributes read the clock per message per count, so a message coming back
+  into view mid-request was in no count and a drain check could see an empty queue
+  (`_counted_at_once`).
 This wrapper serializes moto's DynamoDB operations with one lock and its SQS message operations
 with another (reads included), then runs moto_server unchanged. A long poll waits outside the
 lock: it is retried as short receives until its wait time is over.
@@ -46,12 +49,21 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.sqs.models import SQSBackend
 
 
+# Set while a GetQueueAttributes runs: the instant its counts are taken at (see `_counted_at_once`).
+_INSTANT = threading.local()
+
+
+def _now():
+    at = getattr(_INSTANT, "t", None)
+    return time.time() if at is None else at
+
+
 def _unix_time(dt=None):
-    return time.time() if dt is None else _moto_unix_time(dt)
+    return _now() if dt is None else _moto_unix_time(dt)
 
 
 def _unix_time_millis(dt=None):
-    return time.time() * 1000.0 if dt is None else _moto_unix_time(dt) * 1000.0
+    return _now() * 1000.0 if dt is None else _moto_unix_time(dt) * 1000.0
 
 
 _moto_unix_time = moto.core.utils.unix_time
@@ -144,6 +156,28 @@ for _backend, _ops, _lock, _svc in (
     for _name in _ops:
         if hasattr(_backend, _name):
             setattr(_backend, _name, _under(_lock, _svc)(getattr(_backend, _name)))
+
+
+
+def _counted_at_once(fn):
+    """GetQueueAttributes with every count taken at one instant. moto rebuilds the attribute map
+    for each name asked (and twice per name), reading the clock for each message every time, so
+    a message whose visibility ran out in between was neither visible nor in flight: a queue
+    holding one deferred job could read as empty (tests/tests/it/local_esm.rs,
+    `a_message_coming_back_into_view…`)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        _INSTANT.t = time.time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _INSTANT.t = None
+
+    return run
+
+
+SQSBackend.get_queue_attributes = _counted_at_once(SQSBackend.get_queue_attributes)
 
 _receive = SQSBackend.receive_message
 

@@ -267,6 +267,22 @@ async fn a_throttled_invocation_leaves_the_batch_in_flight_until_visibility_expi
 /// group the first one is still taking (seen as one mall's jobs run out of order in
 /// `worker::a_throttled_mall_does_not_block_another…`). scripts/moto_server.py serializes
 /// SQS message operations; this test checks the rule with two pollers and batches of ten.
+/// Sends messages `first..first + 10` of a round in one batch, message `n` in group `n % groups`.
+async fn send_ten(env: &relay_tests::TestEnv, q: &str, round: usize, first: usize, groups: usize) {
+    let entries: Vec<_> = (first..first + 10)
+        .map(|n| {
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(format!("e{n}"))
+                .message_group_id(format!("r{round}-g{}", n % groups))
+                .message_deduplication_id(format!("r{round}-m{n}"))
+                .message_body(format!("m{n}"))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    env.sqs.send_message_batch().queue_url(q).set_entries(Some(entries)).send().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_receives_never_hand_out_one_fifo_group_twice() {
     let env = relay_tests::TestEnv::new("fifolock").await.unwrap();
@@ -274,19 +290,7 @@ async fn concurrent_receives_never_hand_out_one_fifo_group_twice() {
     let mut doubled = 0;
     for round in 0..20 {
         for chunk in 0..4 {
-            let entries: Vec<_> = (0..10)
-                .map(|i| {
-                    let n = chunk * 10 + i;
-                    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                        .id(format!("e{i}"))
-                        .message_group_id(format!("r{round}-g{}", n % 2))
-                        .message_deduplication_id(format!("r{round}-m{n}"))
-                        .message_body(format!("m{n}"))
-                        .build()
-                        .unwrap()
-                })
-                .collect();
-            env.sqs.send_message_batch().queue_url(&q).set_entries(Some(entries)).send().await.unwrap();
+            send_ten(&env, &q, round, chunk * 10, 2).await;
         }
         let receives = (0..2).map(|_| {
             let (sqs, q) = (env.sqs.clone(), q.clone());
@@ -314,4 +318,38 @@ async fn concurrent_receives_never_hand_out_one_fifo_group_twice() {
         env.sqs.purge_queue().queue_url(&q).send().await.unwrap();
     }
     assert_eq!(doubled, 0, "in {doubled} of 20 rounds, both pollers held messages of one group at once");
+}
+
+/// The drain checks of the end-to-end tests read the local SQS's depth (visible + in flight). A
+/// message whose visibility ran out between moto's two counts was in neither, so a deferred
+/// job alone on the queue read as "drained" and a backfill was stopped half done (CI, once).
+/// `scripts/moto_server.py` counts each GetQueueAttributes at one instant.
+#[tokio::test]
+async fn a_message_coming_back_into_view_is_counted_at_every_instant() {
+    let env = relay_tests::TestEnv::new("depthrace").await.unwrap();
+    let q = env.stack.work.url.clone();
+    const N: usize = 40;
+    let mut short = Vec::new();
+    for round in 0..2 {
+        for chunk in 0..N / 10 {
+            send_ten(&env, &q, round, chunk * 10, N).await;
+        }
+        // One receive per message: their visibility runs out at as many different instants.
+        for _ in 0..N {
+            let out = env.sqs.receive_message().queue_url(&q).visibility_timeout(1).send().await.unwrap();
+            assert_eq!(out.messages().len(), 1);
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
+        let mut reads = 0;
+        while std::time::Instant::now() < until {
+            let depth = env.depth(&q).await.unwrap();
+            reads += 1;
+            if depth != N {
+                short.push(depth);
+            }
+        }
+        assert!(reads > 100, "{reads} reads");
+        env.sqs.purge_queue().queue_url(&q).send().await.unwrap();
+    }
+    assert!(short.is_empty(), "depth read short of {N} {} times: {short:?}", short.len());
 }
