@@ -158,7 +158,6 @@ for _backend, _ops, _lock, _svc in (
             setattr(_backend, _name, _under(_lock, _svc)(getattr(_backend, _name)))
 
 
-
 def _counted_at_once(fn):
     """GetQueueAttributes with every count taken at one instant. moto rebuilds the attribute map
     for each name asked (and twice per name), reading the clock for each message every time, so

@@ -261,12 +261,6 @@ async fn a_throttled_invocation_leaves_the_batch_in_flight_until_visibility_expi
     assert_eq!(seen.lock().unwrap().as_str(), "\"2\"", "the throttled receive counted");
 }
 
-/// The stand-in must hold a FIFO group while one of its messages is in flight, as SQS does, even
-/// when two pollers receive at once: moto's receive reads the groups in flight, then walks the
-/// queue copying messages, without a lock, so a concurrent receive can take later messages of a
-/// group the first one is still taking (seen as one mall's jobs run out of order in
-/// `worker::a_throttled_mall_does_not_block_another…`). scripts/moto_server.py serializes
-/// SQS message operations; this test checks the rule with two pollers and batches of ten.
 /// Sends messages `first..first + 10` of a round in one batch, message `n` in group `n % groups`.
 async fn send_ten(env: &relay_tests::TestEnv, q: &str, round: usize, first: usize, groups: usize) {
     let entries: Vec<_> = (first..first + 10)
@@ -283,6 +277,12 @@ async fn send_ten(env: &relay_tests::TestEnv, q: &str, round: usize, first: usiz
     env.sqs.send_message_batch().queue_url(q).set_entries(Some(entries)).send().await.unwrap();
 }
 
+/// The stand-in must hold a FIFO group while one of its messages is in flight, as SQS does, even
+/// when two pollers receive at once: moto's receive reads the groups in flight, then walks the
+/// queue copying messages, without a lock, so a concurrent receive can take later messages of a
+/// group the first one is still taking (seen as one mall's jobs run out of order in
+/// `worker::a_throttled_mall_does_not_block_another…`). scripts/moto_server.py serializes
+/// SQS message operations; this test checks the rule with two pollers and batches of ten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_receives_never_hand_out_one_fifo_group_twice() {
     let env = relay_tests::TestEnv::new("fifolock").await.unwrap();
