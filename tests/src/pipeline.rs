@@ -96,20 +96,20 @@ impl Pipeline {
 
     /// [`Self::worker`] with some settings of its environment overridden.
     pub fn worker_with(&self, overrides: &[(&str, &str)]) -> W {
-        let wcfg = WorkerConfig::from_lookup(|k| match k {
-            k if overrides.iter().any(|(n, _)| *n == k) => {
-                overrides.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
-            }
-            "LIMITER_RATE_PER_SEC" => Some((2.0 * scale()).to_string()),
-            "LIMITER_MIN_SPACING_MS" => Some(
-                ((relay_domain::ratelimit::LimiterConfig::default().min_spacing_ms as f64 / scale()) as u64)
-                    .to_string(),
-            ),
-            "WORKER_MAX_SLEEP_MS" => Some(((200.0 / scale()) as u64).to_string()),
-            "DEFER_MIN_S" => Some("2".into()),
-            // Reconciliation treats every log as settled (the tests send, then reconcile).
-            "RECONCILE_SETTLE_S" => Some("0".into()),
-            _ => self.env_var(k),
+        let overridden = |k: &str| overrides.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
+        let wcfg = WorkerConfig::from_lookup(|k| {
+            overridden(k).or_else(|| match k {
+                "LIMITER_RATE_PER_SEC" => Some((2.0 * scale()).to_string()),
+                "LIMITER_MIN_SPACING_MS" => Some(
+                    ((relay_domain::ratelimit::LimiterConfig::default().min_spacing_ms as f64 / scale()) as u64)
+                        .to_string(),
+                ),
+                "WORKER_MAX_SLEEP_MS" => Some(((200.0 / scale()) as u64).to_string()),
+                "DEFER_MIN_S" => Some("2".into()),
+                // Reconciliation treats every log as settled (the tests send, then reconcile).
+                "RECONCILE_SETTLE_S" => Some("0".into()),
+                _ => self.env_var(k),
+            })
         })
         .unwrap();
         Worker::on_aws(&self.env.clients, wcfg, sim_cafe24_config(&self.base), system_clock()).unwrap()

@@ -66,9 +66,8 @@ pub enum Returned {
 }
 
 /// Sync jobs' messages this process gave back — without storing anything, or finished — by SQS
-/// message id (the
-/// same across a message's receives; another message of the same job — a re-send — has its
-/// own), with the receive count and how.
+/// message id (the same across a message's receives; another message of the same job — a
+/// re-send — has its own), with the receive count and how.
 ///
 /// A record received again with the next count was received by nobody else in between. By
 /// induction over such receives back to its first, no run of this message stored anything: a

@@ -155,26 +155,22 @@ where
             let deferred = results.iter().filter(|r| matches!(r, Some(RecordResult::Deferred { .. }))).count();
             let failed = results.iter().filter(|r| matches!(r, Some(RecordResult::Failed))).count();
             // From the first record not done: it and the rest of the group come back.
-            let mut returned: Vec<(usize, Option<u32>)> = Vec::new();
-            if let Some(first) = results.iter().position(|r| *r != Some(RecordResult::Done)) {
-                let delay = match results.get(first) {
-                    Some(Some(RecordResult::Deferred { delay_s })) => Some((*delay_s).min(MAX_VISIBILITY_S)),
-                    _ => None,
-                };
-                returned.extend(idx.iter().skip(first).map(|&i| (i, delay)));
-            }
+            let first = results.iter().position(|r| *r != Some(RecordResult::Done)).unwrap_or(results.len());
+            let delay = match results.get(first) {
+                Some(Some(RecordResult::Deferred { delay_s })) => Some((*delay_s).min(MAX_VISIBILITY_S)),
+                _ => None,
+            };
+            let returned: Vec<(usize, Option<u32>)> = idx.iter().skip(first).map(|&i| (i, delay)).collect();
             let unstarted: Vec<usize> =
                 idx.iter().zip(&results).filter(|(_, r)| r.is_none()).map(|(&i, _)| i).collect();
-            let finished: Vec<usize> = match results.iter().position(|r| *r != Some(RecordResult::Done)) {
-                Some(first) => idx
-                    .iter()
-                    .zip(&results)
-                    .skip(first)
-                    .filter(|(_, r)| **r == Some(RecordResult::Done))
-                    .map(|(&i, _)| i)
-                    .collect(),
-                None => Vec::new(),
-            };
+            // Returned, yet done: behind the first record not done.
+            let finished: Vec<usize> = idx
+                .iter()
+                .zip(&results)
+                .skip(first)
+                .filter(|(_, r)| **r == Some(RecordResult::Done))
+                .map(|(&i, _)| i)
+                .collect();
             (returned, processed, deferred, failed, out_of_time, (unstarted, finished))
         }
     });
