@@ -650,14 +650,16 @@ where
         }
     }
 
-    /// A reconcile job: the mall's reception status, then its webhook logs page by page from
-    /// the checkpoint (every call bulk class, through the limiter), re-injecting what the relay
-    /// never accepted ([`relay_domain::reconcile::plan_page`]). The checkpoint advances only
-    /// after a page's re-injections are stored, so a job cut off anywhere resumes without a
-    /// gap; a page read twice re-sends the same deduplication ids (SQS drops them within
+    /// A reconcile job: the mall's reception status, then its webhook logs window by window
+    /// from the checkpoint (every call bulk class, through the limiter), re-injecting what the
+    /// relay never accepted ([`relay_domain::reconcile::plan_page`]). A full page means the
+    /// window holds more and it is narrowed and read again ([`LogWindow::narrowed`]); neither
+    /// `links`, the answer's order nor `since_log_id` is relied on. The checkpoint advances only
+    /// after a window's re-injections are stored, so a job cut off anywhere resumes without a
+    /// gap; a window read twice re-sends the same deduplication ids (SQS drops them within
     /// 5 minutes, the worker's idempotency records after that).
     async fn reconcile(&self, job: &Job) -> JobOutcome {
-        use relay_domain::reconcile::{logs_query, page_entries, plan_page, reception_on};
+        use relay_domain::reconcile::{page_entries, plan_page, reception_on, LogWindow};
         const MAX_PAGES: usize = 20;
         let mall = &job.mall_id;
         let mut st = match self.state.reconcile_state(mall).await {
@@ -672,17 +674,26 @@ where
             Err(e) => return self.map_error(job, e).await,
         }
         let (mut failed, mut reinjected) = (0u64, 0u64);
+        let (lookback, settle) = (self.cfg.reconcile_lookback_ms, self.cfg.reconcile_settle_ms);
+        let mut window = LogWindow::next(st.checkpoint_ms, self.now(), lookback, settle);
         for _ in 0..MAX_PAGES {
-            let now = self.now();
-            let query = logs_query(st.since_log_id.as_deref(), now, self.cfg.reconcile_lookback_ms);
-            let body = match self.cafe24.get_json(mall, &format!("webhooks/logs?{query}"), Class::Bulk).await {
+            let Some(w) = window else { break };
+            let body = match self.cafe24.get_json(mall, &format!("webhooks/logs?{}", w.query()), Class::Bulk).await {
                 Ok(b) => b,
                 Err(e) => return self.map_error(job, e).await,
             };
-            let Some(logs) = page_entries(&body) else {
+            let Some((logs, returned)) = page_entries(&body) else {
                 return JobOutcome::DeadLetter { reason: "webhook logs without a `logs` list".into(), class: "decode" };
             };
-            let plan = plan_page(mall, &logs, now, self.cfg.reconcile_settle_ms);
+            if !w.is_complete(returned) {
+                if let Some(narrower) = w.narrowed(&logs) {
+                    window = Some(narrower);
+                    continue;
+                }
+                // Over 10,000 deliveries in one second: what the page holds is all Cafe24 gives.
+                tracing::warn!(outcome = "logs_truncated", returned, "a one-second window of webhook logs is full");
+            }
+            let plan = plan_page(mall, &logs, self.now());
             for chunk in plan.reinject.chunks(10) {
                 match self.inbox.send_batch(chunk).await {
                     Ok(refused) if refused.is_empty() => {}
@@ -699,23 +710,18 @@ where
             reinjected += plan.reinject.len() as u64;
             st.last_delivered_ms = st.last_delivered_ms.max(plan.last_delivered_ms.unwrap_or(0));
             self.stats.reinjected.fetch_add(plan.reinject.len() as u64, Ordering::Relaxed);
-            let advanced = plan.checkpoint.is_some();
-            if let Some(cp) = plan.checkpoint {
-                st.since_log_id = Some(cp);
-                st.reinjected_total += plan.reinject.len() as u64;
-                if let Err(e) = self.state.save_reconcile_state(mall, &st).await {
-                    tracing::warn!(error = %e, "reconcile checkpoint not stored");
-                    return JobOutcome::Retry("store");
-                }
+            st.checkpoint_ms = Some(w.checkpoint_after());
+            st.reinjected_total += plan.reinject.len() as u64;
+            if let Err(e) = self.state.save_reconcile_state(mall, &st).await {
+                tracing::warn!(error = %e, "reconcile checkpoint not stored");
+                return JobOutcome::Retry("store");
             }
-            if !advanced || plan.unsettled > 0 || !has_next_page(&body) {
-                break;
-            }
+            window = LogWindow::next(st.checkpoint_ms, self.now(), lookback, settle);
         }
         st.failed_logs = failed;
         st.last_run_ms = self.now();
         if let Err(e) = self.state.save_reconcile_state(mall, &st).await {
-            // The checkpoint itself is stored page by page; only the run's summary is lost.
+            // The checkpoint itself is stored window by window; only the run's summary is lost.
             tracing::warn!(error = %e, "reconcile summary not stored");
         }
         if st.reception_on == Some(false) {
@@ -765,7 +771,7 @@ where
                 Ok(b) => b,
                 Err(e) => return self.map_error(job, e).await,
             };
-            let Some(items) = page_items(resource, &body) else {
+            let Some((items, returned)) = page_items(resource, &body) else {
                 return JobOutcome::DeadLetter {
                     reason: format!("{} page without a list", resource.as_str()),
                     class: "decode",
@@ -801,7 +807,7 @@ where
             p.stored += events.len() as u64;
             self.stats.backfilled.fetch_add(events.len() as u64, Ordering::Relaxed);
             let last_product_no = items.iter().filter_map(|(id, _)| id.parse::<u64>().ok()).max();
-            p.advance(PageOutcome { items: items.len() as u64, has_next: has_next_page(&body), last_product_no });
+            p.advance(PageOutcome { items: returned, links_next: has_next_page(&body), last_product_no });
             if let Err(e) = self.state.save_backfill_progress(mall, &p).await {
                 tracing::warn!(error = %e, "backfill progress not stored");
                 return JobOutcome::Retry("store");

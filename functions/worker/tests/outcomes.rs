@@ -164,28 +164,32 @@ impl Fx {
         self.sim.stats("shop").calls
     }
 
-    /// Writes a webhook log entry as Cafe24's sender would (the log id is assigned in order).
+    /// Writes a webhook log entry as Cafe24's sender would, a second ago.
     fn log(&self, trace: &str, log_type: &str, success: bool, order_id: &str) -> String {
+        self.log_at(self.sim.clock.now_ms() - 1_000, trace, log_type, success, order_id)
+    }
+
+    /// Writes a webhook log entry requested at `at` (its id as the simulator's variant makes them).
+    fn log_at(&self, at: u64, trace: &str, log_type: &str, success: bool, order_id: &str) -> String {
         let body = cafe24_sim::webhooks::event_body("shop", 90023, &serde_json::json!({"order_id": order_id}));
-        let now = self.sim.clock.now_ms() - 1_000;
-        let mut g = self.sim.lock();
-        g.next_log += 1;
-        let log_id = format!("L{:012}", g.next_log);
-        g.logs.push(cafe24_sim::webhooks::WebhookLog {
-            log_id: log_id.clone(),
-            log_type: log_type.into(),
-            event_no: 90023,
-            mall_id: "shop".into(),
-            trace_id: trace.into(),
-            requested_time: cafe24_sim::kst::iso_kst(now),
-            requested_ms: now,
-            request_endpoint: "https://relay.example/webhooks/cafe24".into(),
-            request_body: body.to_string(),
-            success: if success { "T" } else { "F" }.into(),
-            response_http_code: None,
-            response_body: None,
-        });
-        log_id
+        let now = at;
+        cafe24_sim::webhooks::log(
+            &self.sim,
+            cafe24_sim::webhooks::WebhookLog {
+                log_id: String::new(),
+                log_type: log_type.into(),
+                event_no: 90023,
+                mall_id: "shop".into(),
+                trace_id: trace.into(),
+                requested_time: cafe24_sim::kst::iso_kst(now),
+                requested_ms: now,
+                request_endpoint: "https://relay.example/webhooks/cafe24".into(),
+                request_body: body.to_string(),
+                success: if success { "T" } else { "F" }.into(),
+                response_http_code: None,
+                response_body: None,
+            },
+        )
     }
 
     fn endpoint_calls(&self, endpoint: &str) -> u64 {
@@ -222,7 +226,9 @@ async fn reconcile_reinjects_only_deliveries_that_never_succeeded_with_the_live_
     );
     assert_eq!(fx.inbox.messages()[0].group_id.as_str(), "shop");
     let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
-    assert_eq!((st.since_log_id.as_deref(), st.reception_on, st.failed_logs), (Some(last.as_str()), Some(true), 2));
+    let last_at = fx.sim.lock().logs.iter().find(|l| l.log_id == last).map(|l| l.requested_ms).unwrap();
+    assert!(st.checkpoint_ms.is_some_and(|c| c > last_at), "the checkpoint covers the last log: {st:?}");
+    assert_eq!((st.reception_on, st.failed_logs), (Some(true), 2));
     assert!(st.last_delivered_ms > 0, "the newest successful delivery is recorded: {st:?}");
     assert_eq!((fx.endpoint_calls("webhooks/setting"), fx.endpoint_calls("webhooks/logs")), (1, 1));
     assert_eq!(fx.gate.feedback_seen(), 2, "both calls went through the limiter");
@@ -245,14 +251,72 @@ async fn reconcile_pages_through_the_logs_and_a_refused_inbox_keeps_the_checkpoi
     let r = run(&w, &reconcile_job(&fx, "rc-p")).await;
     assert!(returned(&r), "not done while the inbox refuses");
     let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
-    assert_eq!(st.since_log_id, None, "the checkpoint did not move past unsent re-injections");
+    let first_at = fx.sim.lock().logs.iter().map(|l| l.requested_ms).min().unwrap();
+    assert!(
+        st.checkpoint_ms.is_none_or(|c| c <= first_at),
+        "the checkpoint did not move past unsent re-injections: {st:?}"
+    );
     fx.inbox.set_failing(false);
     let r = run(&w, &reconcile_job(&fx, "rc-p")).await;
     assert!(!returned(&r));
     let ids = dedup_ids(&fx.inbox);
     let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
     assert_eq!((ids.len(), distinct.len()), (1_005, 1_005), "every lost delivery once");
-    assert_eq!(fx.endpoint_calls("webhooks/logs"), 3, "one refused page, then two pages of 1,000");
+    // All 1,005 in one second S: per run, a full page of the window, then (first run only) the
+    // seconds before S (none), then S alone — at 1,000 when a window starts there (full), and
+    // at 10,000. Whether the clock passed a second between runs moves it by one a run.
+    let calls = fx.endpoint_calls("webhooks/logs");
+    assert!((5..=8).contains(&calls), "{calls} log reads");
+}
+
+/// Cafe24 documents neither the logs' order nor `since_log_id`, its published log ids are opaque
+/// and its published log answers carry no `links`: 2,500 failed deliveries over the last two
+/// hours (with a success between them) are all re-injected, once each, under every combination.
+#[tokio::test]
+async fn reconcile_recovers_2500_failed_deliveries_under_every_log_order_id_shape_and_links_variant() {
+    use cafe24_sim::state::{Links, LogIds, LogOrder, Variants};
+    for log_order in [LogOrder::NewestFirst, LogOrder::OldestFirst] {
+        for log_ids in [LogIds::Opaque, LogIds::Sortable] {
+            for links in [Links::AsPublished, Links::Always] {
+                let variants = Variants { links, log_order, log_ids };
+                let fx = Fx::with(|c| c.variants = variants).await;
+                let w = fx.worker();
+                let now = fx.sim.clock.now_ms();
+                for i in 0..2_500u64 {
+                    let at = now - 7_200_000 + i * 2_870;
+                    fx.log_at(at, &format!("tr-{i:05}"), "G", false, &format!("20261201-{:07}", i + 1));
+                    if i % 100 == 0 {
+                        fx.log_at(at, &format!("ok-{i:05}"), "G", true, &format!("20261202-{:07}", i + 1));
+                    }
+                }
+                // One run reads everything settled, whatever the answers' order and links.
+                let r = run(&w, &reconcile_job(&fx, "rc-1")).await;
+                assert!(!returned(&r), "{variants:?}");
+                let ids = dedup_ids(&fx.inbox);
+                let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+                assert_eq!((ids.len(), distinct.len()), (2_500, 2_500), "{variants:?}: every lost delivery once");
+                let first_reads = fx.endpoint_calls("webhooks/logs");
+                // Deliveries that fail later are found by the next run, from the checkpoint on
+                // (logged at the checkpoint's instant, once the second after it has passed).
+                let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
+                let later = st.checkpoint_ms.unwrap();
+                let settled_at = later + 2_000;
+                tokio::time::sleep(Duration::from_millis(settled_at.saturating_sub(fx.sim.clock.now_ms()))).await;
+                for i in 0..30u64 {
+                    fx.log_at(later, &format!("late-{i:02}"), "G", false, &format!("20261203-{:07}", i + 1));
+                }
+                let r = run(&w, &reconcile_job(&fx, "rc-2")).await;
+                assert!(!returned(&r), "{variants:?}");
+                let ids = dedup_ids(&fx.inbox);
+                let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+                assert_eq!((ids.len(), distinct.len()), (2_530, 2_530), "{variants:?}: the later ones too, once");
+                println!(
+                    "{variants:?}: {first_reads} log reads, then {}",
+                    fx.endpoint_calls("webhooks/logs") - first_reads
+                );
+            }
+        }
+    }
 }
 
 #[tokio::test]
@@ -956,6 +1020,44 @@ async fn an_invocation_killed_at_any_point_of_a_job_loses_nothing_and_duplicates
 fn backfill_job(fx: &Fx, id: &str, since_ms: u64, until_ms: u64) -> String {
     let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Orders, since_ms, until_ms };
     serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
+}
+
+fn product_backfill_job(fx: &Fx, id: &str) -> String {
+    let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Products, since_ms: 0, until_ms: 0 };
+    serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
+}
+
+/// Cafe24's published product list answers carry no `links`: paging goes on while pages are
+/// full. 250 products (two full pages and a short one) are all stored under every variant.
+#[tokio::test]
+async fn a_product_backfill_of_250_products_completes_with_or_without_links() {
+    use cafe24_sim::state::{Links, Variants};
+    for links in [Links::AsPublished, Links::Never, Links::Always] {
+        let fx = Fx::with(|c| {
+            c.products_per_mall = 250;
+            c.variants = Variants { links, ..Variants::default() };
+        })
+        .await;
+        let w = fx.worker();
+        let body = product_backfill_job(&fx, "bf-products");
+        for _ in 0..5 {
+            if !returned(&run(&w, &body).await) {
+                break;
+            }
+        }
+        let p = relay_domain::ports::BackfillStore::backfill_progress(
+            &fx.state,
+            &fx.mall,
+            relay_domain::backfill::Resource::Products,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(p.done, "{links:?}: {p:?}");
+        assert_eq!((p.stored, p.seen, p.pages), (250, 250, 3), "{links:?}");
+        assert_eq!(fx.endpoint_calls("products"), 3, "{links:?}: no page read twice, none after the short one");
+        assert_eq!(fx.state.outcome("bf-products").as_deref(), Some("backfilled"), "{links:?}");
+    }
 }
 
 /// A mall with 2,500 orders over the last year (several list pages and windows).

@@ -10,7 +10,7 @@
 //!   the version's event after the write, and only its own later runs publish it again).
 //!   `unpub`, the flag of earlier releases, is removed by the next write and otherwise ignored.
 //! - `bf#<mall>#<resource>`: a backfill's progress (`progress`, JSON), saved after every page.
-//! - `recon#<mall>`: reconciliation checkpoint (`since_log_id`, `reception` T/F, `last_delivered`, `failed_logs`,
+//! - `recon#<mall>`: reconciliation checkpoint (`checkpoint` ms, `reception` T/F, `last_delivered`, `failed_logs`,
 //!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
 //!   work-queue group serializes them).
 
@@ -275,7 +275,9 @@ impl ReconcileStore for DynamoState {
         let Some(i) = out.item else { return Ok(ReconcileState::default()) };
         let num = |k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
         Ok(ReconcileState {
-            since_log_id: i.get("since_log_id").and_then(|v| v.as_s().ok()).cloned(),
+            // An item written before checkpoints were times (a `since_log_id`) reads as never
+            // reconciled: the look-back window is read again, which re-injects nothing twice.
+            checkpoint_ms: i.get("checkpoint").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()),
             reception_on: i.get("reception").and_then(|v| v.as_s().ok()).map(|v| v == "T"),
             failed_logs: num("failed_logs"),
             reinjected_total: num("reinjected"),
@@ -292,7 +294,7 @@ impl ReconcileStore for DynamoState {
             .set_item(Some(
                 [
                     Some(("pk".to_owned(), s(&format!("recon#{}", mall.as_str())))),
-                    st.since_log_id.as_deref().map(|v| ("since_log_id".to_owned(), s(v))),
+                    st.checkpoint_ms.map(|v| ("checkpoint".to_owned(), n(v))),
                     st.reception_on.map(|on| ("reception".to_owned(), s(if on { "T" } else { "F" }))),
                     Some(("failed_logs".to_owned(), n(st.failed_logs))),
                     Some(("reinjected".to_owned(), n(st.reinjected_total))),

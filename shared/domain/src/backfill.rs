@@ -94,12 +94,21 @@ pub struct Progress {
 /// What a page told the progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PageOutcome {
-    /// Items on the page.
+    /// Items the page's list held (with a usable id or not).
     pub items: u64,
-    /// The answer links a next page.
-    pub has_next: bool,
+    /// The answer's `links` name a next page: a hint only, since Cafe24's published product
+    /// answers carry no `links` at all (docs/cafe24-conformance.md).
+    pub links_next: bool,
     /// Products: the largest product number on the page.
     pub last_product_no: Option<u64>,
+}
+
+impl PageOutcome {
+    /// Whether more may follow: the page was full (`limit` items), or its links say so. Only a
+    /// short page ends a listing — never a missing `links`.
+    pub fn more_after(&self, limit: u64) -> bool {
+        self.items >= limit || self.links_next
+    }
 }
 
 impl Progress {
@@ -153,13 +162,14 @@ impl Progress {
         self.seen += page.items;
         match self.resource {
             Resource::Orders => {
-                if page.has_next && self.offset + ORDER_PAGE_LIMIT > ORDER_OFFSET_MAX {
+                let has_next = page.more_after(ORDER_PAGE_LIMIT);
+                if has_next && self.offset + ORDER_PAGE_LIMIT > ORDER_OFFSET_MAX {
                     // More orders in this window than the offset cap reaches: read it again in
                     // halves (the pages read so far are counted as read twice from here on).
                     self.pages_reread += self.offset / ORDER_PAGE_LIMIT + 1;
                     self.window_len_ms = (self.window_len_ms / 2).max(1_000);
                     self.offset = 0;
-                } else if page.has_next {
+                } else if has_next {
                     self.offset += ORDER_PAGE_LIMIT;
                 } else {
                     let end = self.window_end_ms();
@@ -172,22 +182,25 @@ impl Progress {
                 }
             }
             Resource::Products => match page.last_product_no {
-                Some(n) if page.has_next && n > self.since_product_no => self.since_product_no = n,
+                Some(n) if page.more_after(PRODUCT_PAGE_LIMIT) && n > self.since_product_no => {
+                    self.since_product_no = n
+                }
                 _ => self.done = true,
             },
         }
     }
 }
 
-/// The items of a list page with their ids: `orders` by `order_id`, `products` by `product_no`.
-/// `None` when the body has no such list; items without a usable id are left out.
-pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<Vec<(String, serde_json::Value)>> {
+/// The items of a list page with their ids: `orders` by `order_id`, `products` by `product_no`,
+/// and the list's length. `None` when the body has no such list; items without a usable id are
+/// left out of the first (and counted in the second: a full page is full either way).
+pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<(Vec<(String, serde_json::Value)>, u64)> {
     let (list, key) = match resource {
         Resource::Orders => ("orders", "order_id"),
         Resource::Products => ("products", "product_no"),
     };
     let items = body.get(list)?.as_array()?;
-    Some(
+    Some((
         items
             .iter()
             .filter_map(|it| {
@@ -199,7 +212,8 @@ pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<Vec<(S
                 Some((id, it.clone()))
             })
             .collect(),
-    )
+        items.len() as u64,
+    ))
 }
 
 /// Why a backfill request cannot be queued.
@@ -260,8 +274,8 @@ mod tests {
     const DAY: u64 = 86_400_000;
     const T0: u64 = 1_735_657_200_000; // 2025-01-01T00:00:00+09:00
 
-    fn page(items: u64, has_next: bool) -> PageOutcome {
-        PageOutcome { items, has_next, last_product_no: None }
+    fn page(items: u64, links_next: bool) -> PageOutcome {
+        PageOutcome { items, links_next, last_product_no: None }
     }
 
     fn query(path: &str, k: &str) -> String {
@@ -316,23 +330,40 @@ mod tests {
     }
 
     #[test]
-    fn products_page_by_product_number_until_no_next_page() {
+    fn products_page_by_product_number_until_a_short_page() {
         let mut p = Progress::new("j", Resource::Products, 0, 0);
         assert_eq!(p.next_path().unwrap(), "products?since_product_no=0&limit=100");
-        p.advance(PageOutcome { items: 100, has_next: true, last_product_no: Some(140) });
+        // Cafe24's published product answers carry no `links`: a full page goes on regardless.
+        p.advance(PageOutcome { items: 100, links_next: false, last_product_no: Some(140) });
         assert_eq!(p.next_path().unwrap(), "products?since_product_no=140&limit=100");
         // A page that does not move the cursor ends the run instead of looping.
-        p.advance(PageOutcome { items: 100, has_next: true, last_product_no: Some(140) });
+        p.advance(PageOutcome { items: 100, links_next: true, last_product_no: Some(140) });
+        assert!(p.done);
+        let mut p = Progress::new("j", Resource::Products, 0, 0);
+        p.advance(PageOutcome { items: 99, links_next: false, last_product_no: Some(99) });
+        assert!(p.done, "a short page is the last");
+        let mut p = Progress::new("j", Resource::Products, 0, 0);
+        p.advance(PageOutcome { items: 99, links_next: true, last_product_no: Some(99) });
+        assert!(!p.done, "links that name a next page are followed even after a short page");
+    }
+
+    #[test]
+    fn an_order_window_goes_on_after_a_full_page_without_links() {
+        let mut p = Progress::new("j", Resource::Orders, T0, T0 + DAY);
+        p.advance(page(1000, false));
+        assert_eq!((p.offset, p.done), (1000, false), "a full page: the next one is read");
+        p.advance(page(999, false));
         assert!(p.done);
     }
 
     #[test]
     fn page_items_take_ids_defensively() {
         let body = json!({"orders": [{"order_id": "20250101-0000001"}, {"order_id": "../x"}, {"order_id": 5}, {}]});
-        let ids: Vec<String> = page_items(Resource::Orders, &body).unwrap().into_iter().map(|x| x.0).collect();
-        assert_eq!(ids, vec!["20250101-0000001".to_owned(), "5".to_owned()]);
+        let (items, returned) = page_items(Resource::Orders, &body).unwrap();
+        let ids: Vec<String> = items.into_iter().map(|x| x.0).collect();
+        assert_eq!((ids, returned), (vec!["20250101-0000001".to_owned(), "5".to_owned()], 4));
         let body = json!({"products": [{"product_no": 12}, {"product_no": -1}, {"product_no": "13"}]});
-        assert_eq!(page_items(Resource::Products, &body).unwrap().len(), 2);
+        assert_eq!(page_items(Resource::Products, &body).map(|(i, n)| (i.len(), n)), Some((2, 3)));
         assert!(page_items(Resource::Orders, &json!({"orders": {}})).is_none());
         assert!(page_items(Resource::Products, &json!(null)).is_none());
         assert_eq!((Resource::parse("orders"), Resource::parse("carts")), (Some(Resource::Orders), None));

@@ -227,8 +227,9 @@ pub trait SnapshotStore: Send + Sync {
 /// saw of the mall's webhook reception.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReconcileState {
-    /// `since_log_id` of the next read (`None`: never read; start at the look-back window).
-    pub since_log_id: Option<String>,
+    /// Every log requested before this instant has been read (epoch ms, a whole second; `None`:
+    /// never read, start at the look-back window). See `reconcile::LogWindow`.
+    pub checkpoint_ms: Option<u64>,
     /// Cafe24's `reception_status` at the last run (`None`: not read yet).
     pub reception_on: Option<bool>,
     /// Failed deliveries the last run found in the logs.

@@ -1,20 +1,27 @@
 //! Reconciliation from Cafe24's webhook logs: which logged deliveries the relay never accepted,
-//! the inbox messages that re-inject them, and how far the mall's checkpoint may advance.
+//! the inbox messages that re-inject them, and which window of request times to read next.
+//!
+//! Cafe24 documents neither the order of `GET /webhooks/logs` results nor what `since_log_id`
+//! means, log ids are opaque strings, and an answer may carry no `links`
+//! (docs/cafe24-conformance.md). So the logs are read by **request-time window**, never by id:
+//! - a window covers whole seconds from the checkpoint to `now - settle` ([`LogWindow`]);
+//! - a page shorter than its `limit` is the whole window, whatever its order; a full page is
+//!   not, and the window is narrowed ([`LogWindow::narrowed`]) and read again;
+//! - within a window, logs are de-duplicated by `log_id` and taken in request-time order;
+//! - the checkpoint moves to the window's end once its re-injections are stored.
 //!
 //! A re-injected webhook carries the deduplication id a live delivery of the same trace would
 //! have had ([`webhook_ids`]), so its jobs have the live job ids: a delivery that did
-//! arrive after all is skipped by the worker's idempotency record, never run twice.
+//! arrive after all is skipped by the worker's idempotency record, never run twice — which is
+//! also what makes reading a second twice harmless.
 //!
-//! Rules (one page of logs, in `log_id` order):
+//! Rules (one complete window):
 //! - test deliveries (`log_type` `T`) are never re-injected;
-//! - a trace with any successful log was accepted by ingest (a 2xx answer is only given once
-//!   the inbox stored the envelope) and is not re-injected;
-//! - a trace whose logs all failed is re-injected once, from its first log;
-//! - logs younger than the settle time are left for the next run (Cafe24 may still be retrying
-//!   them), and so is everything after the first of them: the checkpoint only ever covers a
-//!   settled prefix, so nothing is skipped.
+//! - a trace with any successful log in the window was accepted by ingest (a 2xx answer is only
+//!   given once the inbox stored the envelope) and is not re-injected;
+//! - a trace whose logs all failed is re-injected once, from its first log.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::envelope::InboxEnvelope;
 use crate::ids::{webhook_ids, MallId};
@@ -28,7 +35,7 @@ pub const SOURCE_WEBHOOK_LOG: &str = "cafe24-webhook-log";
 /// One entry of `GET /webhooks/logs`, the fields reconciliation reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
-    /// Sortable log id (the paging cursor, `since_log_id`).
+    /// Cafe24's log id: opaque, compared for equality only.
     pub log_id: String,
     /// `G` normal, `R` resend, `T` test.
     pub log_type: String,
@@ -70,41 +77,45 @@ pub enum Skip {
     Unusable,
 }
 
-/// What one page of logs asks for.
+/// What one complete window of logs asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PagePlan {
-    /// Inbox messages to send (mall group, live dedup ids), in log order.
+    /// Inbox messages to send (mall group, live dedup ids), in request-time order.
     pub reinject: Vec<OutboundMessage>,
-    /// The checkpoint once `reinject` is stored: the last settled log id, if any advanced.
-    pub checkpoint: Option<String>,
-    /// Failed deliveries seen in the settled part (every failed log, retries included).
+    /// Failed deliveries in the window (every failed log, retries included).
     pub failed_logs: usize,
     /// Failed logs that could not be re-injected, with the reason.
     pub skipped: Vec<(String, Skip)>,
-    /// Logs left for a later run because they are younger than the settle time.
-    pub unsettled: usize,
-    /// The newest request time of a successful, non-test delivery on the page (settled or not):
-    /// when Cafe24 last got a webhook through to ingest.
+    /// Logs answered twice (the same `log_id`), counted once.
+    pub duplicates: usize,
+    /// The newest request time of a successful, non-test delivery in the window: when Cafe24
+    /// last got a webhook through to ingest.
     pub last_delivered_ms: Option<u64>,
 }
 
-/// Plans one page of logs for `mall`. `now_ms - settle_ms` is the newest request time treated
-/// as settled; `received_at_ms` of a re-injected envelope is the log's request time (so a
-/// snapshot fetched after the lost event already covers it), or `now_ms` if that is unknown.
-pub fn plan_page(mall: &MallId, logs: &[LogEntry], now_ms: u64, settle_ms: u64) -> PagePlan {
-    let horizon = now_ms.saturating_sub(settle_ms);
-    let settled_len = logs.iter().position(|l| l.requested_ms.is_none_or(|t| t > horizon)).unwrap_or(logs.len());
-    let (settled, rest) = logs.split_at(settled_len);
-    let accepted: BTreeSet<&str> = logs.iter().filter(|l| l.success).filter_map(|l| l.trace_id.as_deref()).collect();
-    let last_delivered_ms = logs.iter().filter(|l| l.success && l.log_type != "T").filter_map(|l| l.requested_ms).max();
+/// Plans one complete window of logs for `mall`, in any order Cafe24 answered them.
+/// `received_at_ms` of a re-injected envelope is the end of the log's request second (Cafe24's
+/// `requested_time` has whole seconds, so a snapshot fetched within that second may predate the
+/// event: erring late makes the worker fetch), or `now_ms` if the time is unknown.
+pub fn plan_page(mall: &MallId, logs: &[LogEntry], now_ms: u64) -> PagePlan {
+    let mut by_id: BTreeMap<&str, &LogEntry> = BTreeMap::new();
+    for l in logs {
+        by_id.entry(l.log_id.as_str()).or_insert(l);
+    }
+    let mut ordered: Vec<&LogEntry> = by_id.values().copied().collect();
+    ordered.sort_by(|a, b| (a.requested_ms, &a.log_id).cmp(&(b.requested_ms, &b.log_id)));
+    let accepted: BTreeSet<&str> = ordered.iter().filter(|l| l.success).filter_map(|l| l.trace_id.as_deref()).collect();
     let mut plan = PagePlan {
-        checkpoint: settled.last().map(|l| l.log_id.clone()),
-        unsettled: rest.len(),
-        last_delivered_ms,
+        duplicates: logs.len() - ordered.len(),
+        last_delivered_ms: ordered
+            .iter()
+            .filter(|l| l.success && l.log_type != "T")
+            .filter_map(|l| l.requested_ms)
+            .max(),
         ..PagePlan::default()
     };
     let mut planned: BTreeSet<&str> = BTreeSet::new();
-    for l in settled.iter().filter(|l| l.log_type != "T" && !l.success) {
+    for l in ordered.iter().filter(|l| l.log_type != "T" && !l.success) {
         plan.failed_logs += 1;
         let Some(trace) = l.trace_id.as_deref() else {
             plan.skipped.push((l.log_id.clone(), Skip::NoTrace));
@@ -121,31 +132,105 @@ pub fn plan_page(mall: &MallId, logs: &[LogEntry], now_ms: u64, settle_ms: u64) 
     plan
 }
 
-/// Logs read per page (Cafe24 allows 1..=10000).
+/// Logs asked for per page at first (Cafe24 allows 1..=10000).
 pub const LOG_PAGE_LIMIT: u32 = 1_000;
+/// The largest page Cafe24 answers: a one-second window that fills [`LOG_PAGE_LIMIT`] is read
+/// again with it.
+pub const LOG_PAGE_LIMIT_MAX: u32 = 10_000;
 
-/// The query of the next `GET /webhooks/logs` page: from the checkpoint, or — for a mall never
-/// reconciled — from `now_ms - lookback_ms` by request time.
-pub fn logs_query(since_log_id: Option<&str>, now_ms: u64, lookback_ms: u64) -> String {
-    match since_log_id {
-        Some(id) => format!("since_log_id={}&limit={LOG_PAGE_LIMIT}", encode_query_value(id)),
-        None => format!(
-            "requested_start_date={}&limit={LOG_PAGE_LIMIT}",
-            encode_query_value(&kst_iso(now_ms.saturating_sub(lookback_ms)))
-        ),
+/// A window of request times to read: the whole seconds `start_ms..=end_ms`. Its query asks up
+/// to the second after `end_ms`, so the window is covered whether Cafe24's end bound is an
+/// instant or takes in its whole second (not documented); logs of that extra second are read
+/// again by the next window, which starts there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogWindow {
+    /// First second (epoch ms, a multiple of 1,000).
+    pub start_ms: u64,
+    /// Last second covered (epoch ms, a multiple of 1,000); the query's end is a second later,
+    /// never after `now - settle`.
+    pub end_ms: u64,
+    /// `limit` of the query.
+    pub limit: u32,
+}
+
+impl LogWindow {
+    /// The next window: from the checkpoint — or, for a mall never reconciled,
+    /// `now_ms - lookback_ms` — to the last whole second whose successor is settled
+    /// (`now_ms - settle_ms`). `None` when no such second is left.
+    pub fn next(checkpoint_ms: Option<u64>, now_ms: u64, lookback_ms: u64, settle_ms: u64) -> Option<Self> {
+        let start_ms = checkpoint_ms.unwrap_or(now_ms.saturating_sub(lookback_ms)) / 1_000 * 1_000;
+        let end_ms = (now_ms.saturating_sub(settle_ms) / 1_000 * 1_000).checked_sub(1_000)?;
+        (end_ms >= start_ms).then_some(Self { start_ms, end_ms, limit: LOG_PAGE_LIMIT })
+    }
+
+    /// The checkpoint once the window is read: the first second it does not cover.
+    pub fn checkpoint_after(&self) -> u64 {
+        self.end_ms + 1_000
+    }
+
+    /// The `GET /webhooks/logs` query of the window.
+    pub fn query(&self) -> String {
+        format!(
+            "requested_start_date={}&requested_end_date={}&limit={}",
+            encode_query_value(&kst_iso(self.start_ms)),
+            encode_query_value(&kst_iso(self.checkpoint_after())),
+            self.limit
+        )
+    }
+
+    /// Whether a page of `returned` logs (the list's length, before any filtering) holds the
+    /// whole window: it is shorter than the limit. `links` is never needed.
+    pub fn is_complete(&self, returned: usize) -> bool {
+        returned < self.limit as usize
+    }
+
+    /// After a full page: a window from the same second that holds fewer logs, whatever order
+    /// the page came in. By the median request second among `returned`: at the window's start,
+    /// the start's second alone; at its end, all but the last second (a burst in one second is
+    /// read apart from what came before it); between, the earlier of it and the middle second
+    /// (an oldest-first answer fits in one step, a newest-first one halves the window). A
+    /// one-second window is read at [`LOG_PAGE_LIMIT_MAX`]; `None` when even that was
+    /// full (over 10,000 deliveries in one second: the caller keeps the page it has and says so).
+    pub fn narrowed(&self, returned: &[LogEntry]) -> Option<Self> {
+        if self.end_ms <= self.start_ms {
+            return (self.limit < LOG_PAGE_LIMIT_MAX).then_some(Self { limit: LOG_PAGE_LIMIT_MAX, ..*self });
+        }
+        // The window's seconds before its last one: the narrowed window always ends earlier.
+        let middle = self.start_ms + (self.end_ms - self.start_ms) / 2_000 * 1_000;
+        let mut seconds: Vec<u64> = returned
+            .iter()
+            .filter_map(|l| l.requested_ms)
+            .map(|t| t / 1_000 * 1_000)
+            .filter(|t| (self.start_ms..=self.end_ms).contains(t))
+            .collect();
+        seconds.sort_unstable();
+        let end_ms = match seconds.get(seconds.len() / 2).copied() {
+            Some(m) if m == self.start_ms => m,
+            Some(m) if m == self.end_ms => m - 1_000,
+            Some(m) => middle.min(m),
+            None => middle,
+        };
+        // One second that a full page was narrowed down to: at the largest page at once.
+        let limit = if end_ms == self.start_ms { LOG_PAGE_LIMIT_MAX } else { self.limit };
+        Some(Self { end_ms, limit, ..*self })
     }
 }
 
-/// Whether a logs page says more pages follow (`links` with `rel: next`).
+/// Whether a list answer links a next page (`links` with `rel: next`). A hint only: an answer
+/// may carry no `links` (Cafe24's published product and log answers do not); paging goes on
+/// while pages are full.
 pub fn has_next_page(body: &serde_json::Value) -> bool {
     body.get("links")
         .and_then(serde_json::Value::as_array)
         .is_some_and(|l| l.iter().any(|x| x.get("rel").and_then(serde_json::Value::as_str) == Some("next")))
 }
 
-/// The log entries of a `{"logs": [...]}` page; `None` when the body has no such list.
-pub fn page_entries(body: &serde_json::Value) -> Option<Vec<LogEntry>> {
-    Some(body.get("logs")?.as_array()?.iter().filter_map(LogEntry::from_value).collect())
+/// The log entries of a `{"logs": [...]}` page and the list's length (entries without a
+/// `log_id` are left out of the first, counted in the second); `None` when the body has no
+/// such list.
+pub fn page_entries(body: &serde_json::Value) -> Option<(Vec<LogEntry>, usize)> {
+    let list = body.get("logs")?.as_array()?;
+    Some((list.iter().filter_map(LogEntry::from_value).collect(), list.len()))
 }
 
 /// `reception_status` of a `GET /webhooks/setting` answer (`{"webhook": {"reception_status": "T"}}`,
@@ -197,7 +282,7 @@ fn reinjection(mall: &MallId, trace: &str, l: &LogEntry, now_ms: u64) -> Option<
         return None;
     }
     let (dedup_id, trace_id) = webhook_ids(Some(trace), body.as_bytes());
-    let received = l.requested_ms.unwrap_or(now_ms);
+    let received = l.requested_ms.map_or(now_ms, |t| t / 1_000 * 1_000 + 999);
     let mut env = InboxEnvelope::new(trace_id, dedup_id.clone(), received, &classified, body.as_bytes()).ok()?;
     env.source = SOURCE_WEBHOOK_LOG.to_owned();
     Some(OutboundMessage { group_id: GroupId::mall(mall), dedup_id, body: env.to_message_body().ok()? })
@@ -210,7 +295,6 @@ mod tests {
     use serde_json::json;
 
     const NOW: u64 = 1_800_000_000_000;
-    const SETTLE: u64 = 300_000;
 
     fn log(id: &str, trace: &str, ok: bool, age_ms: u64, body: &serde_json::Value) -> LogEntry {
         LogEntry {
@@ -241,34 +325,55 @@ mod tests {
             log("L4", "tr-b", false, 790_000, &order("shop1", "20261201-0000002")), // retry failed too
             log("L5", "tr-c", true, 700_000, &order("shop1", "20261201-0000003")),
         ];
-        let p = plan_page(&mall(), &logs, NOW, SETTLE);
-        assert_eq!(p.reinject.len(), 1, "{p:?}");
-        let m = &p.reinject[0];
-        let body = order("shop1", "20261201-0000002").to_string();
-        assert_eq!(m.dedup_id, crate::DedupId::for_webhook(Some("tr-b"), body.as_bytes()));
-        assert_eq!(m.group_id, GroupId::mall(&mall()));
-        let env: serde_json::Value = serde_json::from_str(&m.body).unwrap();
-        assert_eq!(
-            (env["source"].as_str(), env["received_at_ms"].as_u64()),
-            (Some(SOURCE_WEBHOOK_LOG), Some(NOW - 800_000))
-        );
-        assert_eq!(env["payload"], json!(order("shop1", "20261201-0000002")), "the body byte for byte");
-        assert_eq!((p.failed_logs, p.checkpoint.as_deref(), p.unsettled), (3, Some("L5"), 0));
-        assert_eq!(p.last_delivered_ms, Some(NOW - 700_000), "the newest successful delivery");
+        for logs in [logs.clone(), logs.iter().rev().cloned().collect()] {
+            let p = plan_page(&mall(), &logs, NOW);
+            assert_eq!(p.reinject.len(), 1, "{p:?}");
+            let m = &p.reinject[0];
+            let body = order("shop1", "20261201-0000002").to_string();
+            assert_eq!(m.dedup_id, crate::DedupId::for_webhook(Some("tr-b"), body.as_bytes()));
+            assert_eq!(m.group_id, GroupId::mall(&mall()));
+            let env: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+            assert_eq!(
+                (env["source"].as_str(), env["received_at_ms"].as_u64()),
+                (Some(SOURCE_WEBHOOK_LOG), Some(NOW - 800_000 + 999)),
+                "received at the end of the first failed log's second"
+            );
+            assert_eq!(env["payload"], json!(order("shop1", "20261201-0000002")), "the body byte for byte");
+            assert_eq!(p.failed_logs, 3);
+            assert_eq!(p.last_delivered_ms, Some(NOW - 700_000), "the newest successful delivery");
+        }
     }
 
     #[test]
-    fn the_checkpoint_stops_before_the_first_unsettled_log() {
+    fn a_whole_second_request_time_errs_towards_fetching() {
+        // Cafe24 logs the request at 12:00:05 (whole seconds); the relay's snapshot of the order
+        // was fetched at 12:00:05.400. The event may have happened after the fetch, so the
+        // re-injected webhook must count as received after it (the worker then fetches again).
+        let mut l = log("L1", "t1", false, 0, &order("shop1", "20261201-0000001"));
+        l.requested_ms = Some(1_800_000_005_000);
+        let fetched_at = 1_800_000_005_400;
+        let p = plan_page(&mall(), &[l], NOW);
+        let env: serde_json::Value = serde_json::from_str(&p.reinject[0].body).unwrap();
+        assert!(env["received_at_ms"].as_u64().unwrap() > fetched_at, "{env}");
+    }
+
+    #[test]
+    fn a_log_answered_twice_is_planned_once_in_request_time_order() {
         let logs = vec![
-            log("L1", "t1", false, 900_000, &order("shop1", "20261201-0000001")),
-            log("L2", "t2", false, 10_000, &order("shop1", "20261201-0000002")), // Cafe24 may still retry
-            log("L3", "t3", false, 900_000, &order("shop1", "20261201-0000003")), // settled, but after L2
+            log("zV7Ur3oBsq3B53njmYm-", "t2", false, 100_000, &order("shop1", "20261201-0000002")),
+            log("Aq9", "t1", false, 200_000, &order("shop1", "20261201-0000001")),
+            log("zV7Ur3oBsq3B53njmYm-", "t2", false, 100_000, &order("shop1", "20261201-0000002")),
         ];
-        let p = plan_page(&mall(), &logs, NOW, SETTLE);
-        assert_eq!(p.reinject.len(), 1);
-        assert_eq!((p.checkpoint.as_deref(), p.unsettled), (Some("L1"), 2));
-        let none = plan_page(&mall(), &logs[1..], NOW, SETTLE);
-        assert_eq!((none.checkpoint, none.reinject.len()), (None, 0), "nothing settled, nothing advances");
+        let p = plan_page(&mall(), &logs, NOW);
+        assert_eq!((p.failed_logs, p.duplicates, p.reinject.len()), (2, 1, 2));
+        let traces: Vec<String> = p
+            .reinject
+            .iter()
+            .map(|m| {
+                serde_json::from_str::<serde_json::Value>(&m.body).unwrap()["trace_id"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(traces, ["t1", "t2"], "the older request first");
     }
 
     #[test]
@@ -277,38 +382,101 @@ mod tests {
         test.log_type = "T".into();
         let mut test_ok = test.clone();
         test_ok.success = true;
-        assert_eq!(
-            plan_page(&mall(), &[test_ok], NOW, SETTLE).last_delivered_ms,
-            None,
-            "a test delivery is no webhook"
-        );
+        assert_eq!(plan_page(&mall(), &[test_ok], NOW).last_delivered_ms, None, "a test delivery is no webhook");
         let mut traceless = log("L2", "x", false, 900_000, &order("shop1", "20261201-0000002"));
         traceless.trace_id = None;
         let foreign = log("L3", "t3", false, 900_000, &order("othershop", "20261201-0000003"));
         let mut garbage = log("L4", "t4", false, 900_000, &json!(null));
         garbage.request_body = Some("{not json".into());
-        let mut no_time = log("L5", "t5", false, 0, &order("shop1", "20261201-0000005"));
-        no_time.requested_ms = None;
-        let p = plan_page(&mall(), &[test, traceless, foreign, garbage], NOW, SETTLE);
+        let p = plan_page(&mall(), &[test, traceless, foreign, garbage], NOW);
         assert!(p.reinject.is_empty(), "{p:?}");
         assert_eq!(
             p.skipped,
             vec![("L2".into(), Skip::NoTrace), ("L3".into(), Skip::Unusable), ("L4".into(), Skip::Unusable)]
         );
-        assert_eq!(p.checkpoint.as_deref(), Some("L4"));
-        let p = plan_page(&mall(), &[no_time], NOW, SETTLE);
-        assert_eq!((p.checkpoint, p.unsettled), (None, 1), "an unreadable request time is never treated as settled");
+        let mut no_time = log("L5", "t5", false, 0, &order("shop1", "20261201-0000005"));
+        no_time.requested_ms = None;
+        let p = plan_page(&mall(), &[no_time], NOW);
+        let env: serde_json::Value = serde_json::from_str(&p.reinject[0].body).unwrap();
+        assert_eq!(env["received_at_ms"].as_u64(), Some(NOW), "an unreadable request time: received now");
     }
 
     #[test]
-    fn queries_timestamps_and_settings_read_back() {
+    fn windows_cover_whole_settled_seconds_from_the_checkpoint() {
+        let now = 1_800_000_000_500;
+        let w = LogWindow::next(None, now, 3_600_000, 300_000).unwrap();
+        assert_eq!((w.start_ms, w.end_ms, w.limit), (now - 500 - 3_600_000, now - 500 - 301_000, LOG_PAGE_LIMIT));
+        assert_eq!(w.checkpoint_after(), now - 500 - 300_000, "the query ends at the settle horizon");
+        let w2 = LogWindow::next(Some(w.checkpoint_after()), now + 10_000, 3_600_000, 300_000).unwrap();
+        assert_eq!((w2.start_ms, w2.end_ms), (w.checkpoint_after(), w.checkpoint_after() + 9_000));
+        assert_eq!(LogWindow::next(Some(w.checkpoint_after()), now, 3_600_000, 300_000), None, "nothing new settled");
+        assert_eq!(
+            LogWindow::next(Some(w.checkpoint_after()), now + 1_000, 3_600_000, 300_000).map(|w| w.end_ms),
+            Some(w.checkpoint_after()),
+            "one more second"
+        );
+        assert_eq!(LogWindow::next(None, 500, 1, 0), None, "no whole second before the epoch's first");
+        let q = LogWindow { start_ms: 86_400_000, end_ms: 86_401_000, limit: 7 }.query();
+        assert_eq!(
+            q,
+            "requested_start_date=1970-01-02T09%3A00%3A00%2B09%3A00&requested_end_date=1970-01-02T09%3A00%3A02%2B09%3A00&limit=7"
+        );
+    }
+
+    #[test]
+    fn a_full_page_narrows_the_window_until_it_fits() {
+        let w = LogWindow { start_ms: 1_000_000, end_ms: 1_100_000, limit: 4 };
+        assert!(w.is_complete(3) && !w.is_complete(4) && !w.is_complete(5));
+        let at = |s: &[u64]| -> Vec<LogEntry> {
+            s.iter()
+                .map(|t| LogEntry { requested_ms: Some(t * 1_000 + 250), ..log("x", "t", false, 0, &json!({})) })
+                .collect()
+        };
+        // Oldest-first: the returned logs are the window's first; their median ends the window.
+        assert_eq!(w.narrowed(&at(&[1_000, 1_001, 1_002, 1_003])).map(|n| n.end_ms), Some(1_002_000));
+        // Newest-first: the median is late, the middle second wins.
+        assert_eq!(w.narrowed(&at(&[1_099, 1_098, 1_097, 1_096])).map(|n| n.end_ms), Some(1_050_000));
+        // A burst in the last second is read apart; one in the first second alone.
+        assert_eq!(w.narrowed(&at(&[1_100, 1_100, 1_100, 1_040])).map(|n| n.end_ms), Some(1_099_000));
+        assert_eq!(
+            w.narrowed(&at(&[1_000, 1_000, 1_000, 1_040])).map(|n| (n.end_ms, n.limit)),
+            Some((1_000_000, LOG_PAGE_LIMIT_MAX)),
+            "a single second is read at the largest page at once"
+        );
+        // Times outside the window or unknown are ignored; none at all halves.
+        assert_eq!(w.narrowed(&at(&[5, 9_999])).map(|n| n.end_ms), Some(1_050_000));
+        assert_eq!(w.narrowed(&[]).map(|n| (n.start_ms, n.limit)), Some((1_000_000, 4)));
+        // Two seconds: the first alone. One second: the largest page, then give up.
+        let two = LogWindow { start_ms: 7_000, end_ms: 8_000, limit: 4 };
+        assert_eq!(
+            two.narrowed(&at(&[8, 8, 8, 8])),
+            Some(LogWindow { end_ms: 7_000, limit: LOG_PAGE_LIMIT_MAX, ..two })
+        );
+        let one = LogWindow { end_ms: 7_000, ..two };
+        let max = one.narrowed(&at(&[7])).unwrap();
+        assert_eq!(max, LogWindow { limit: LOG_PAGE_LIMIT_MAX, ..one });
+        assert_eq!(max.narrowed(&at(&[7])), None);
+        // Every narrowing ends strictly earlier or raises the limit, and a newest-first answer
+        // (the window's last seconds) halves it: a day comes down to a second in 17 steps.
+        let mut w = LogWindow { start_ms: 0, end_ms: 86_400_000, limit: LOG_PAGE_LIMIT };
+        let mut steps = 0;
+        while let Some(n) = {
+            let top = w.end_ms / 1_000;
+            w.narrowed(&at(&[top, top.saturating_sub(1), top.saturating_sub(2)]))
+        } {
+            assert!(n.end_ms < w.end_ms || n.limit > w.limit, "{w:?} -> {n:?}");
+            w = n;
+            steps += 1;
+        }
+        assert!(steps <= 19, "{steps} steps from a day to a second");
+    }
+
+    #[test]
+    fn settings_links_and_pages_read_back() {
         assert_eq!(kst_iso(0), "1970-01-01T09:00:00+09:00");
         for t in [1_764_547_200_000u64, 1_709_164_800_000, 951_782_400_000, NOW] {
             assert_eq!(parse_cafe24_token_time(&kst_iso(t)), Some(t), "{}", kst_iso(t));
         }
-        assert_eq!(logs_query(Some("L0001"), NOW, 1), "since_log_id=L0001&limit=1000");
-        let q = logs_query(None, 86_400_000, 3_600_000);
-        assert_eq!(q, "requested_start_date=1970-01-02T08%3A00%3A00%2B09%3A00&limit=1000");
         assert_eq!(reception_on(&json!({"webhook": {"reception_status": "F"}})), Some(false));
         assert_eq!(reception_on(&json!({"reception_status": "T"})), Some(true));
         for odd in [json!({}), json!({"webhook": {"reception_status": 1}}), json!({"reception_status": "yes"})] {
@@ -316,7 +484,9 @@ mod tests {
         }
         assert!(has_next_page(&json!({"links": [{"rel": "next", "href": "x"}]})));
         assert!(!has_next_page(&json!({"links": []})) && !has_next_page(&json!({"links": "next"})));
-        assert_eq!(page_entries(&json!({"logs": [{"log_id": "L1"}, {"nope": 1}]})).map(|v| v.len()), Some(1));
+        assert!(!has_next_page(&json!({"logs": []})), "no links at all");
+        let (entries, len) = page_entries(&json!({"logs": [{"log_id": "L1"}, {"nope": 1}]})).unwrap();
+        assert_eq!((entries.len(), len), (1, 2), "an entry without an id still counts towards a full page");
         assert!(page_entries(&json!({"logs": {}})).is_none() && page_entries(&json!(null)).is_none());
     }
 

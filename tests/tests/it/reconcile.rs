@@ -100,7 +100,7 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
     assert_eq!(all_calls() - before, reconcile_calls + lost as u64);
     for m in MALLS {
         let st = state.reconcile_state(&MallId::parse(m).unwrap()).await.unwrap();
-        assert!(st.since_log_id.is_some() && st.reception_on == Some(true), "{m}: {st:?}");
+        assert!(st.checkpoint_ms.is_some() && st.reception_on == Some(true), "{m}: {st:?}");
         assert_eq!(fx.sim.stats(m).status_429, 0);
     }
     println!(

@@ -224,7 +224,7 @@ fn gate(
         return a;
     }
 
-    let (status, body) = handle(sim, g, mall, rest, q, now);
+    let (status, body) = handle(sim, g, mall, rest, q);
     Answer { status, body, headers: limit_headers, delay }
 }
 
@@ -277,7 +277,7 @@ fn order_window(q: &HashMap<String, String>) -> Result<(u64, u64, String), Strin
     Ok((start, end, date_type))
 }
 
-fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, String>, now: u64) -> (u16, Value) {
+fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, String>) -> (u16, Value) {
     let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let logs_snapshot = if parts.as_slice() == ["webhooks", "logs"] { Some(g.logs.clone()) } else { None };
     let state = sim.mall(g, mall);
@@ -316,7 +316,8 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
                 .take(limit as usize)
                 .map(|o| o.to_json(embed, &data.products))
                 .collect();
-            (200, json!({"orders": page, "links": next_link(mall, "orders", q, offset, limit, all.len())}))
+            let links = sim.config.variants.links.on("orders");
+            list_answer("orders", page, links.then(|| next_link(mall, "orders", q, offset, limit, all.len())))
         }
         ["products", no] => match no.parse::<u64>() {
             Ok(n) => match data.products.get(&n) {
@@ -336,7 +337,8 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
             };
             let all: Vec<_> = data.products.values().filter(|p| p.product_no > since).collect();
             let page: Vec<Value> = all.iter().skip(offset as usize).take(limit as usize).map(|p| p.to_json()).collect();
-            (200, json!({"products": page, "links": next_link(mall, "products", q, offset, limit, all.len())}))
+            let links = sim.config.variants.links.on("products");
+            list_answer("products", page, links.then(|| next_link(mall, "products", q, offset, limit, all.len())))
         }
         ["customers"] => {
             let Some(ids) = q.get("member_id").filter(|s| !s.trim().is_empty()) else {
@@ -347,9 +349,21 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
             (200, json!({"customers": found}))
         }
         ["webhooks", "setting"] => (200, json!({"webhook": {"shop_no": 1, "reception_status": reception}})),
-        ["webhooks", "logs"] => crate::webhooks::query_logs(mall, q, logs_snapshot.as_deref().unwrap_or_default(), now),
+        ["webhooks", "logs"] => {
+            crate::webhooks::query_logs(mall, q, logs_snapshot.as_deref().unwrap_or_default(), sim.config.variants)
+        }
         _ => fail(404, "No such resource."),
     }
+}
+
+/// `{"<key>": [...]}`, with `links` when the variant sends them.
+fn list_answer(key: &str, page: Vec<Value>, links: Option<Value>) -> (u16, Value) {
+    let mut body = serde_json::Map::new();
+    body.insert(key.to_owned(), Value::Array(page));
+    if let Some(l) = links {
+        body.insert("links".into(), l);
+    }
+    (200, Value::Object(body))
 }
 
 fn in_window(o: &crate::data::Order, start: u64, end: u64, date_type: &str) -> bool {

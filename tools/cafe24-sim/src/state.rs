@@ -82,6 +82,68 @@ pub struct SimConfig {
     /// Share of events (0..=1) lost on Cafe24's side: logged as failed, never delivered (the
     /// intermittent loss Cafe24 announced; reconciliation must recover them).
     pub webhook_drop_rate: f64,
+    /// Behaviours Cafe24's documentation leaves open or its samples disagree on: each plausible
+    /// one, selectable, so the relay is tested under all (docs/cafe24-conformance.md).
+    pub variants: Variants,
+}
+
+/// Which of the plausible behaviours the simulator shows where Cafe24's documentation is silent
+/// or its published samples differ from a first reading. Defaults: as published.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Variants {
+    /// `links` on list answers.
+    pub links: Links,
+    /// Order of `/webhooks/logs` results (not documented).
+    pub log_order: LogOrder,
+    /// Shape of `log_id` values.
+    pub log_ids: LogIds,
+}
+
+/// `links` on list answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Links {
+    /// As Cafe24's published answers: orders carry `links`, products and webhook logs none.
+    #[default]
+    AsPublished,
+    /// Every list answer carries `links` (a `next` one while more follow).
+    Always,
+    /// No list answer carries `links`.
+    Never,
+}
+
+impl Links {
+    /// Whether an answer of `endpoint` (`orders`, `products`, `webhooks/logs`) carries `links`.
+    pub fn on(self, endpoint: &str) -> bool {
+        match self {
+            Self::AsPublished => endpoint == "orders",
+            Self::Always => true,
+            Self::Never => false,
+        }
+    }
+}
+
+/// Order of `/webhooks/logs` results.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogOrder {
+    /// Newest request first (how Cafe24's log screens list them; the API's order is undocumented).
+    #[default]
+    NewestFirst,
+    /// Oldest request first.
+    OldestFirst,
+}
+
+/// Shape of `log_id` values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogIds {
+    /// Random 20-character strings, like the published sample `zV7Ur3oBsq3B53njmYm-`.
+    #[default]
+    Opaque,
+    /// `L000000000123`: sortable in the order written.
+    Sortable,
 }
 
 /// Every read scope the simulator knows.
@@ -120,6 +182,7 @@ impl Default for SimConfig {
             webhook_timeout_ms: 3_000,
             retry_keeps_trace_id: true,
             webhook_drop_rate: 0.0,
+            variants: Variants::default(),
         }
     }
 }

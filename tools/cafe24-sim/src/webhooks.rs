@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 
 use crate::admin::error_body;
 use crate::kst;
-use crate::state::Sim;
+use crate::state::{LogIds, LogOrder, Sim, Variants};
 
 /// One entry of `/webhooks/logs`, as Cafe24 shapes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WebhookLog {
-    /// Sortable id.
+    /// Opaque or sortable, as `SimConfig::variants` says.
     pub log_id: String,
     /// `G` normal, `R` resend, `T` test.
     pub log_type: String,
@@ -90,12 +90,25 @@ pub fn event_body(mall: &str, event_no: u32, resource: &Value) -> Value {
     json!({"event_no": event_no, "resource": r})
 }
 
-fn log(sim: &Sim, e: WebhookLog) -> String {
+/// Records one delivery attempt in the logs; its id.
+pub fn log(sim: &Sim, e: WebhookLog) -> String {
     let mut g = sim.lock();
     g.next_log += 1;
-    let id = format!("L{:012}", g.next_log);
+    let id = match sim.config.variants.log_ids {
+        LogIds::Sortable => format!("L{:012}", g.next_log),
+        LogIds::Opaque => opaque_log_id(),
+    };
     g.logs.push(WebhookLog { log_id: id.clone(), ..e });
     id
+}
+
+/// 20 characters of Cafe24's published log-id alphabet (`zV7Ur3oBsq3B53njmYm-`): unique with
+/// overwhelming odds, with no order.
+fn opaque_log_id() -> String {
+    use rand::Rng as _;
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut r = rand::rng();
+    (0..20).filter_map(|_| A.get(r.random_range(0..A.len())).map(|b| char::from(*b))).collect()
 }
 
 /// Sends one event according to `opts`. Needs a target (`/sim/webhooks/target`).
@@ -186,8 +199,11 @@ pub async fn send(
     Ok(report)
 }
 
-/// `GET /webhooks/logs` for one mall, with Cafe24's filters.
-pub fn query_logs(mall: &str, q: &HashMap<String, String>, logs: &[WebhookLog], _now: u64) -> (u16, Value) {
+/// `GET /webhooks/logs` for one mall, with Cafe24's filters, in the variant's order.
+/// `requested_end_date` is an instant (a log later in its second is not included: the stricter
+/// reading); `since_log_id` answers the logs after that one in the answer's order (its meaning
+/// is undocumented; an id not found answers from the start).
+pub fn query_logs(mall: &str, q: &HashMap<String, String>, logs: &[WebhookLog], variants: Variants) -> (u16, Value) {
     let fail = |m: &str| (422, error_body(422, m));
     let limit = match q.get("limit").map(|v| v.trim().parse::<usize>()) {
         None => 100,
@@ -218,7 +234,7 @@ pub fn query_logs(mall: &str, q: &HashMap<String, String>, logs: &[WebhookLog], 
         return fail("log_type must be G, R or T.");
     }
     let since = q.get("since_log_id").cloned();
-    let matching: Vec<&WebhookLog> = logs
+    let mut matching: Vec<&WebhookLog> = logs
         .iter()
         .filter(|l| l.mall_id == mall)
         .filter(|l| event_no.is_none_or(|n| l.event_no == n))
@@ -226,9 +242,21 @@ pub fn query_logs(mall: &str, q: &HashMap<String, String>, logs: &[WebhookLog], 
         .filter(|l| end.is_none_or(|e| l.requested_ms <= e))
         .filter(|l| success.is_none_or(|s| l.success == s))
         .filter(|l| log_type.is_none_or(|t| l.log_type == t))
-        .filter(|l| since.as_ref().is_none_or(|s| l.log_id.as_str() > s.as_str()))
         .collect();
+    // Written in request order; a stable sort keeps that order within a millisecond.
+    matching.sort_by_key(|l| l.requested_ms);
+    if variants.log_order == LogOrder::NewestFirst {
+        matching.reverse();
+    }
+    if let Some(s) = since {
+        if let Some(i) = matching.iter().position(|l| l.log_id == s) {
+            matching.drain(..=i);
+        }
+    }
     let page: Vec<&WebhookLog> = matching.iter().take(limit).copied().collect();
+    if !variants.links.on("webhooks/logs") {
+        return (200, json!({"logs": page}));
+    }
     let links = match (matching.len() > limit, page.last()) {
         (true, Some(last)) => {
             json!([{"rel": "next", "href": format!("/{mall}/api/v2/admin/webhooks/logs?since_log_id={}&limit={limit}", last.log_id)}])

@@ -289,7 +289,7 @@ async fn list_parameters_are_limited_like_cafe24() {
     let r = fx.get("lists", "products?limit=10", &t).await;
     let b: Value = r.json().await.unwrap();
     assert_eq!(b["products"].as_array().unwrap().len(), 10);
-    assert!(b["links"][0]["href"].as_str().unwrap().contains("offset=10"));
+    assert!(b.get("links").is_none(), "as published: a products list carries no links");
     let b: Value = fx.get("lists", "products?since_product_no=35&limit=100", &t).await.json().await.unwrap();
     assert_eq!(b["products"].as_array().unwrap().len(), 5, "40 products, numbers 36..=40");
 
@@ -400,7 +400,9 @@ async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<(Strin
 
 #[tokio::test]
 async fn webhook_retries_duplicates_and_drops_are_visible_in_the_logs() {
-    let config = SimConfig { webhook_retry_delay_ms: 10, ..SimConfig::default() };
+    use cafe24_sim::state::{Links, LogIds, LogOrder, Variants};
+    let variants = Variants { links: Links::Always, log_order: LogOrder::OldestFirst, log_ids: LogIds::Sortable };
+    let config = SimConfig { webhook_retry_delay_ms: 10, variants, ..SimConfig::default() };
     let fx = Fx::start(config, Clock::manual(T0)).await;
     let (url, seen) = receiver(1).await;
     fx.http
@@ -538,4 +540,47 @@ async fn garbage_requests_get_clear_errors_not_crashes() {
         .await
         .unwrap();
     assert!(r.status().is_client_error());
+}
+
+/// Where Cafe24's documentation is silent, the simulator defaults to what its published answers
+/// show: no `links` on products and logs, opaque log ids, and an order the relay must not rely
+/// on (newest first).
+#[tokio::test]
+async fn by_default_lists_look_like_cafe24s_published_answers() {
+    let config = SimConfig { products_per_mall: 150, ..SimConfig::default() };
+    let fx = Fx::start(config, Clock::manual(T0)).await;
+    let t = fx.token("pub");
+    for i in 0..3u64 {
+        fx.advance(1_000);
+        cafe24_sim::webhooks::log(
+            &fx.sim,
+            cafe24_sim::webhooks::WebhookLog {
+                log_id: String::new(),
+                log_type: "G".into(),
+                event_no: 90023,
+                mall_id: "pub".into(),
+                trace_id: format!("t{i}"),
+                requested_time: cafe24_sim::kst::iso_kst(fx.sim.clock.now_ms()),
+                requested_ms: fx.sim.clock.now_ms(),
+                request_endpoint: "https://x.example/h".into(),
+                request_body: "{}".into(),
+                success: "F".into(),
+                response_http_code: None,
+                response_body: None,
+            },
+        );
+    }
+    let logs: Value = fx.get("pub", "webhooks/logs?limit=2", &t).await.json().await.unwrap();
+    assert!(logs.get("links").is_none(), "{logs}");
+    let traces: Vec<&str> = logs["logs"].as_array().unwrap().iter().map(|l| l["trace_id"].as_str().unwrap()).collect();
+    assert_eq!(traces, ["t2", "t1"], "newest first");
+    let id = logs["logs"][0]["log_id"].as_str().unwrap();
+    assert!(id.len() == 20 && !id.starts_with('L'), "opaque: {id}");
+    let rest: Value = fx.get("pub", &format!("webhooks/logs?since_log_id={id}"), &t).await.json().await.unwrap();
+    assert_eq!(rest["logs"].as_array().unwrap().len(), 2, "after it, in the answer's order");
+    let p: Value = fx.get("pub", "products?limit=100", &t).await.json().await.unwrap();
+    assert_eq!((p["products"].as_array().unwrap().len(), p.get("links")), (100, None));
+    let o: Value =
+        fx.get("pub", "orders?start_date=2026-08-01&end_date=2026-09-01&limit=1", &t).await.json().await.unwrap();
+    assert!(o["links"].is_array(), "orders carry links, as published");
 }

@@ -274,7 +274,7 @@ mod tests {
             ),
             queues: vec![("work", 3, 1)],
             reconcile: Some(ReconcileState {
-                since_log_id: Some("L1".into()),
+                checkpoint_ms: Some(now - 300_000),
                 reception_on: Some(false),
                 failed_logs: 4,
                 reinjected_total: 9,
