@@ -98,7 +98,7 @@ async fn pipeline_run() -> Run {
     }
     // Two refusals: a wrong key and a broken body.
     let r = http.post(format!("{url}/webhooks/cafe24")).header("X-API-Key", "wrong").body("{}").send().await.unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 403);
     let r = http.post(format!("{url}/webhooks/cafe24")).header("X-API-Key", KEY).body("{\"event_no\":").send().await;
     assert_eq!(r.unwrap().status(), 400);
     rejected += 1;
@@ -224,7 +224,7 @@ async fn metric_lines_follow_the_emf_specification_and_add_up() {
     };
     assert_eq!(sum("webhook-ingest", "WebhooksAccepted"), r.accepted);
     assert_eq!(sum("webhook-ingest", "WebhooksRejected"), r.rejected, "400s and 413s");
-    assert_eq!(sum("webhook-ingest", "WebhooksUnauthorized"), r.unauthorized, "401s, counted apart");
+    assert_eq!(sum("webhook-ingest", "WebhooksUnauthorized"), r.unauthorized, "403s, counted apart");
     assert_eq!(sum("worker", "Cafe24Calls"), r.calls, "every Cafe24 call counted once");
     assert_eq!(sum("worker", "JobsDone"), r.jobs_done);
     assert_eq!(sum("worker", "Cafe24Status429"), 0);

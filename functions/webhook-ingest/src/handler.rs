@@ -94,7 +94,7 @@ pub struct Ingest<Q, I = NoInstall> {
     unauthorized: UnauthorizedMeter,
 }
 
-/// Counts 401s without a metric document each: a flood of unauthenticated requests costs one
+/// Counts 403s (wrong or missing key) without a metric document each: a flood of unauthenticated requests costs one
 /// counter increment per request and at most one document per [`UnauthorizedMeter::EVERY_MS`]
 /// per instance; other requests' documents carry the count accumulated since.
 #[derive(Debug, Default)]
@@ -104,10 +104,10 @@ pub struct UnauthorizedMeter {
 }
 
 impl UnauthorizedMeter {
-    /// Longest a 401 count waits for a document of its own.
+    /// Longest a 403 count waits for a document of its own.
     pub const EVERY_MS: u64 = 60_000;
 
-    /// Records one 401 at `now_ms`; `Some(n)` when a document carrying `n` 401s is due.
+    /// Records one 403 at `now_ms`; `Some(n)` when a document carrying `n` 403s is due.
     pub fn record(&self, now_ms: u64) -> Option<u64> {
         use std::sync::atomic::Ordering::Relaxed;
         self.pending.fetch_add(1, Relaxed);
@@ -119,7 +119,7 @@ impl UnauthorizedMeter {
         self.last_doc_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).ok().map(|_| self.take())
     }
 
-    /// The 401s not yet in a document (for the next document of any request).
+    /// The 403s not yet in a document (for the next document of any request).
     pub fn take(&self) -> u64 {
         self.pending.swap(0, std::sync::atomic::Ordering::Relaxed)
     }
@@ -378,7 +378,8 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
                 StatusCode::OK,
                 &Accepted { status: r.outcome.as_str(), trace_id: r.trace_id.as_ref().map(TraceId::as_str) },
             ),
-            Outcome::Unauthorized => resp::empty(StatusCode::UNAUTHORIZED),
+            // Cafe24 asks receivers to answer a failed key check with 403 (developer notice, 2023-08-02).
+            Outcome::Unauthorized => resp::empty(StatusCode::FORBIDDEN),
             Outcome::TooLarge => resp::error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -413,7 +414,7 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
             if let Some(n) = self.unauthorized.record(now_ms()) {
                 metrics::emit("webhook-ingest", &[("WebhooksUnauthorized", Unit::Count, n)]);
             }
-            tracing::debug!(outcome = r.outcome.as_str(), status = 401, latency_ms, "webhook");
+            tracing::debug!(outcome = r.outcome.as_str(), status = 403, latency_ms, "webhook");
             return response;
         }
         let accepted = matches!(r.outcome, Outcome::Enqueued | Outcome::Parked(_));
@@ -532,7 +533,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn unauthenticated_oversized_body_is_401_not_413() {
+    async fn unauthenticated_oversized_body_is_403_not_413() {
         let (s, _, _) = service(10);
         assert_eq!(s.ingest(Some(b"bad"), None, &[b'x'; 50], 0).await.outcome, Outcome::Unauthorized);
     }
@@ -556,11 +557,11 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_401s_makes_at_most_one_metric_document_a_minute_and_loses_no_count() {
+    fn a_flood_of_403s_makes_at_most_one_metric_document_a_minute_and_loses_no_count() {
         let m = UnauthorizedMeter::default();
         let t0 = 1_000_000_000;
         let docs: Vec<u64> = (0..10_000).filter_map(|i| m.record(t0 + i)).collect();
-        assert_eq!(docs, vec![1], "the first 401 opens the minute, the rest wait");
+        assert_eq!(docs, vec![1], "the first 403 opens the minute, the rest wait");
         assert_eq!(m.take(), 9_999, "carried by the next document");
         assert_eq!(m.record(t0 + 30_000), None);
         assert_eq!(m.record(t0 + UnauthorizedMeter::EVERY_MS), Some(2));

@@ -6,7 +6,7 @@
 //!
 //! | request | answer | queued |
 //! |---|---|---|
-//! | `POST /webhooks/cafe24`, wrong or missing `X-API-Key` | 401, empty body | nothing |
+//! | `POST /webhooks/cafe24`, wrong or missing `X-API-Key` | 403, empty body (as Cafe24 asks) | nothing |
 //! | body larger than `MAX_BODY_BYTES` | 413 + JSON error | nothing |
 //! | body not JSON / truncated | 400 + JSON error | nothing |
 //! | JSON with usable `event_no` and `mall_id` | 200 after SQS accepted it | inbox, group = mall |

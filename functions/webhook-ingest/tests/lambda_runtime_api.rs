@@ -128,7 +128,7 @@ async fn the_real_binary_behind_the_lambda_runtime_api_enqueues_a_function_url_r
     assert_eq!(json["status"], "enqueued");
 
     let wrong = http.post(&url).header("X-API-Key", "nope").body(body.clone()).send().await.unwrap();
-    assert_eq!(wrong.status().as_u16(), 401);
+    assert_eq!(wrong.status().as_u16(), 403);
 
     let msgs = env.peek_all(&env.stack.inbox.url).await.unwrap();
     assert_eq!(msgs.len(), 1, "exactly the authenticated request was enqueued");

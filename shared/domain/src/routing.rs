@@ -40,7 +40,8 @@ pub struct RoutingTable {
 
 /// The default routes.
 pub const DEFAULT_ROUTES: &[(u32, Route)] = &[
-    // Orders: placed, shipping, payment, cancellation, return, exchange, refund, memo, tracking no.
+    // Orders: placed, shipping status, payment, cancellation, return, exchange, refund, 90031,
+    // shipping information (address) changed, tracking number changed.
     (90023, Route::SyncOrder),
     (90024, Route::SyncOrder),
     (90025, Route::SyncOrder),
@@ -51,6 +52,10 @@ pub const DEFAULT_ROUTES: &[(u32, Route)] = &[
     (90031, Route::SyncOrder),
     (90064, Route::SyncOrder),
     (90162, Route::SyncOrder),
+    // Order memo events: a memo is not part of the order the relay fetches; delivered as is.
+    (90066, Route::Forward),
+    (90068, Route::Forward),
+    (90069, Route::Forward),
     // Bulk order events (ids comma-joined): shipping, cancellation, refund, return.
     (90071, Route::SyncOrder),
     (90072, Route::SyncOrder),
@@ -64,12 +69,18 @@ pub const DEFAULT_ROUTES: &[(u32, Route)] = &[
     (90041, Route::SyncProduct),
     (90075, Route::SyncProduct),
     (90150, Route::SyncProduct),
-    // Customers: signed up, info changed.
+    // Customers: signed up, info changed, deleted (the fetch finds none → tombstone).
     (90032, Route::SyncCustomer),
     (90080, Route::SyncCustomer),
-    // App deleted; app expired is forwarded (the mall keeps its tokens until deletion).
+    (90147, Route::SyncCustomer),
+    // App deleted; app expired and renewed are forwarded (the mall keeps its tokens until deletion).
     (90077, Route::Uninstall),
     (90078, Route::Forward),
+    (90079, Route::Forward),
+    // Billing events: nothing to fetch; delivered as is.
+    (90157, Route::Forward),
+    (90158, Route::Forward),
+    (90159, Route::Forward),
 ];
 
 impl Default for RoutingTable {
@@ -318,6 +329,59 @@ mod tests {
             plan(&t, &envelope(r#"{"event_no":90078,"resource":{"mall_id":"m"}}"#, "t")),
             Dispatch::Forward("forwarded")
         );
+    }
+
+    /// Every event number of Cafe24's published tables (the project's reference on the platform,
+    /// sections 4 and 5; docs/cafe24-conformance.md) has a route of its own, and the one meant.
+    #[test]
+    fn every_published_event_number_has_its_intended_route() {
+        use Route::*;
+        const PUBLISHED: &[(u32, Route)] = &[
+            (90001, SyncProduct),  // product created
+            (90002, SyncProduct),  // product updated
+            (90003, SyncProduct),  // product deleted
+            (90022, SyncProduct),  // product restored
+            (90041, SyncProduct),  // products bulk-updated
+            (90075, SyncProduct),  // variant inventory changed
+            (90150, SyncProduct),  // sold-out status changed
+            (90023, SyncOrder),    // order placed
+            (90024, SyncOrder),    // shipping status changed
+            (90025, SyncOrder),    // payment status changed
+            (90026, SyncOrder),    // cancellation status changed
+            (90027, SyncOrder),    // return status changed
+            (90028, SyncOrder),    // exchange status changed
+            (90029, SyncOrder),    // refund status changed
+            (90064, SyncOrder),    // order shipping information changed
+            (90071, SyncOrder),    // shipping, bulk
+            (90072, SyncOrder),    // cancellation, bulk
+            (90073, SyncOrder),    // refund, bulk
+            (90074, SyncOrder),    // return, bulk
+            (90162, SyncOrder),    // tracking number changed
+            (90066, Forward),      // order memo
+            (90068, Forward),      // order memo
+            (90069, Forward),      // order memo
+            (90032, SyncCustomer), // customer signed up
+            (90080, SyncCustomer), // customer info changed
+            (90147, SyncCustomer), // customer deleted
+            (90077, Uninstall),    // app deleted from the mall
+            (90078, Forward),      // app expired
+            (90079, Forward),      // app renewed
+            (90157, Forward),      // billing
+            (90158, Forward),      // billing
+            (90159, Forward),      // billing
+        ];
+        let t = RoutingTable::default();
+        for (no, route) in PUBLISHED {
+            assert_eq!(t.route(*no), Some(*route), "event {no}");
+        }
+        let deleted = envelope(r#"{"event_no":90147,"resource":{"mall_id":"m","member_id":"kim01"}}"#, "t");
+        match plan(&t, &deleted) {
+            Dispatch::Jobs(j) => assert_eq!(
+                j.iter().map(|j| j.kind.clone()).collect::<Vec<_>>(),
+                vec![JobKind::SyncCustomer { member_id: "kim01".into() }]
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -233,7 +233,7 @@ fn the_alarms_cover_dlqs_backlog_age_errors_and_429s() {
     );
     assert!(has("Cafe24Status429", "worker"), "429s from the worker's EMF metric");
     // The quiet failures.
-    assert!(has("WebhooksUnauthorized", "webhook-ingest"), "401 spike (key rotation)");
+    assert!(has("WebhooksUnauthorized", "webhook-ingest"), "403 spike (key rotation)");
     assert!(has("WebhooksQueueFailed", "webhook-ingest"), "503 at ingest");
     assert!(has("WebhooksAccepted", "webhook-ingest"), "reception stopped");
     assert!(has("MallsNeedingReauth", "dispatcher"), "a mall needs re-authorization");

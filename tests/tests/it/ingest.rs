@@ -103,7 +103,7 @@ async fn the_same_delivery_twice_is_one_message() {
 }
 
 #[tokio::test]
-async fn wrong_or_missing_key_is_401_without_detail_and_enqueues_nothing() {
+async fn wrong_or_missing_key_is_403_without_detail_and_enqueues_nothing() {
     let env = TestEnv::new("unauth").await.unwrap();
     let body = fixture(ORDER);
     for headers in [
@@ -116,8 +116,8 @@ async fn wrong_or_missing_key_is_401_without_detail_and_enqueues_nothing() {
         let ingest = env.ingest();
         let event = http_event(Shape::FunctionUrl, "POST", "/webhooks/cafe24", &headers, &body, false);
         let r = ingest.handle(to_request(&event)).await;
-        assert_eq!(r.status().as_u16(), 401, "{headers:?}");
-        assert!(AsRef::<[u8]>::as_ref(r.body()).is_empty(), "401 must carry no detail");
+        assert_eq!(r.status().as_u16(), 403, "{headers:?}");
+        assert!(AsRef::<[u8]>::as_ref(r.body()).is_empty(), "403 must carry no detail");
     }
     assert_nothing_enqueued(&env).await;
 }
