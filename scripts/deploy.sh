@@ -18,7 +18,7 @@
 #   OAUTH_REDIRECT_URI optional: default (empty) = the ingest Function URL + oauth/callback, derived
 #                      by the function itself; set it when a custom domain fronts the Function URL
 #   SECRET_NAME        default cafe24-relay/secrets (must exist: see README, first deployment)
-#   CAFE24_API_VERSION optional, default in the template
+#   CAFE24_API_VERSION optional (template default: empty, no header; the developer center's app version)
 #   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
 #   ALARM_TOPIC_ARN    optional: an existing SNS topic for every alarm instead (AlarmTopicArn)
 #   EVENT_BUS_ARN      optional: deliver to an existing EventBridge bus (EventBusArn)

@@ -319,6 +319,7 @@ where
             ("LimiterWaitMs", Unit::Milliseconds, n(&c.inline_sleep_ms)),
             ("InvocationAsleepMs", Unit::Milliseconds, n(&w.asleep_ms)),
             ("TokenRefreshes", Unit::Count, n(&c.refreshes)),
+            ("Cafe24ConfigFaults", Unit::Count, n(&c.config_faults)),
             ("WebhooksReinjected", Unit::Count, n(&w.reinjected)),
             ("WebhookDeliveriesFailed", Unit::Count, n(&w.failed_deliveries)),
             ("ReceptionOff", Unit::Count, n(&w.reception_off)),
@@ -958,6 +959,17 @@ where
                 JobOutcome::DeadLetter { reason: format!("forbidden: {message}"), class: "forbidden" }
             }
             Cafe24Error::Decode(m) => JobOutcome::DeadLetter { reason: m, class: "decode" },
+            // Refused for every mall (a retired API version, a rotated client secret): nothing
+            // this job did. It waits out the process's probe period without spending an attempt;
+            // the operator is told by the Cafe24ConfigFaults alarm, once for the whole stack.
+            Cafe24Error::Config(fault) => {
+                tracing::warn!(
+                    outcome = "config_fault",
+                    fault = fault.as_str(),
+                    "job returned: Cafe24 refuses the relay's configuration"
+                );
+                self.defer_for(relay_cafe24::fault::PROBE_EVERY_MS)
+            }
             other => JobOutcome::Retry(other.class()),
         }
     }

@@ -16,7 +16,12 @@ async fn main() -> Result<(), Error> {
     let env = &env;
     let cfg = WorkerConfig::from_lookup(env)?;
     let cafe24_cfg = Cafe24Config::from_lookup(env)?;
-    let worker = Worker::on_aws(&relay_aws::Clients::new(&sdk), cfg, cafe24_cfg, system_clock())?;
+    let mut worker = Worker::on_aws(&relay_aws::Clients::new(&sdk), cfg, cafe24_cfg, system_clock())?;
+    // A client secret reissued in the developer center and rotated in Secrets Manager reaches
+    // this warm process on Cafe24's first refusal (relay_cafe24::fault).
+    if let Some(reader) = relay_aws::secrets::client_secret_reader(&sdk, |k| std::env::var(k).ok()) {
+        worker.cafe24.set_secret_reader(reader);
+    }
     let worker = &worker;
     run(service_fn(move |ev: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
         let deadline = ev.context.deadline();

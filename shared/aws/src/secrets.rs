@@ -94,6 +94,37 @@ pub async fn lookup(
     Ok(move |k: &str| secrets.get(k).cloned().or_else(|| env(k)))
 }
 
+/// Reads the current client secret again (after a rotation), as `relay_cafe24`'s `SecretReader`.
+pub type ClientSecretReader = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<relay_domain::tokens::Secret>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Where a warm process reads `client_secret` again when Cafe24 refuses the client (the secret
+/// was reissued and rotated in Secrets Manager): the secret named by `SECRET_ID`. `None` without
+/// `SECRET_ID` (the environment cannot change under a running process). A read that fails is
+/// `None` for that read (logged without the value); the client keeps what it has.
+pub fn client_secret_reader(
+    sdk: &aws_config::SdkConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Option<ClientSecretReader> {
+    let id = env("SECRET_ID").map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())?;
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    Some(std::sync::Arc::new(move || {
+        let (client, id) = (client.clone(), id.clone());
+        Box::pin(async move {
+            match load(&client, &id).await {
+                Ok(vars) => vars.get("CAFE24_CLIENT_SECRET").map(|s| relay_domain::tokens::Secret::new(s.as_str())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "client secret not read again");
+                    None
+                }
+            }
+        })
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ pub struct ClientStats {
     pub refresh_waits: AtomicU64,
     /// Fresh access tokens answered from this process's copy of the token record (no read).
     pub token_cache_hits: AtomicU64,
+    /// Calls and token requests refused for a configuration fault (by Cafe24, or by this
+    /// process while the fault holds).
+    pub config_faults: AtomicU64,
 }
 
 /// The Cafe24 client. Build once per cold start; cheap to share by reference.
@@ -50,7 +53,21 @@ pub struct Cafe24<G, S> {
     pub(crate) owner: String,
     /// Per mall, the token record last read (or written) by this process and when.
     pub(crate) token_cache: crate::tokens::TokenCache,
+    /// Configuration faults seen by this process, and how long they hold.
+    pub(crate) faults: crate::fault::FaultLatch,
+    /// The client secret, re-readable after a rotation.
+    pub(crate) secret: crate::fault::SecretSource,
     pub stats: ClientStats,
+}
+
+/// Does a 400 say the requested API version is not available? Implementers report "… version
+/// you requested is not available. The default value for the app version is …"; the exact
+/// wording is not documented, so any message naming the version as unavailable, expired or
+/// unsupported counts.
+fn reads_as_version_unavailable(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("version")
+        && ["not available", "unavailable", "expired", "not supported", "no longer"].iter().any(|k| m.contains(k))
 }
 
 /// Does a 403 body say the app was deleted from the mall? Cafe24's exact wording is not
@@ -81,7 +98,10 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             .build()
             .map_err(Cafe24Error::Transport)?;
         let owner = format!("{:016x}", rand::random::<u64>());
+        let secret = crate::fault::SecretSource::fixed(cfg.client_secret.clone());
         Ok(Self {
+            secret,
+            faults: crate::fault::FaultLatch::default(),
             cfg,
             http,
             gate,
@@ -91,6 +111,24 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             token_cache: crate::tokens::TokenCache::default(),
             stats: ClientStats::default(),
         })
+    }
+
+    /// Where the client secret can be read again after a rotation (Secrets Manager on AWS).
+    pub fn with_secret_reader(mut self, reader: crate::fault::SecretReader) -> Self {
+        self.set_secret_reader(reader);
+        self
+    }
+
+    /// [`Self::with_secret_reader`] on a client already in place.
+    pub fn set_secret_reader(&mut self, reader: crate::fault::SecretReader) {
+        self.secret = crate::fault::SecretSource::fixed(self.cfg.client_secret.clone()).with_reader(reader);
+    }
+
+    /// The configuration fault that holds in this process now, if any.
+    pub fn config_fault(&self) -> Option<crate::error::ConfigFault> {
+        use crate::error::ConfigFault::*;
+        let now = (self.clock)();
+        [ApiVersionUnavailable, ClientRejected].into_iter().find(|f| self.faults.holds(*f, now))
     }
 
     /// The configuration.
@@ -158,19 +196,22 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         let key = self.cfg.key_scope.key(mall);
         let key = key.as_str();
         let url = format!("{}/api/v2/admin/{}", self.cfg.base_url(mall), path_and_query.trim_start_matches('/'));
+        let version_fault = crate::error::ConfigFault::ApiVersionUnavailable;
+        if self.faults.holds(version_fault, (self.clock)()) {
+            self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
+            return Err(Cafe24Error::Config(version_fault));
+        }
         let mut token = self.token(mall, Need::Fresh).await?;
         let mut refreshed = false;
         loop {
             self.admit(key, class).await?;
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let sent = self
-                .http
-                .get(&url)
-                .bearer_auth(token.expose())
-                .header("X-Cafe24-Api-Version", &self.cfg.api_version)
-                .header("Content-Type", "application/json")
-                .send()
-                .await;
+            let mut request =
+                self.http.get(&url).bearer_auth(token.expose()).header("Content-Type", "application/json");
+            if let Some(v) = &self.cfg.api_version {
+                request = request.header("X-Cafe24-Api-Version", v);
+            }
+            let sent = request.send().await;
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) if e.is_timeout() => return Err(Cafe24Error::Timeout),
@@ -220,6 +261,16 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 500..=599 => Err(Cafe24Error::Server { status }),
                 _ => {
                     let (code, message) = error_fields(&body);
+                    if status == 400 && reads_as_version_unavailable(&message) {
+                        self.faults.raise(version_fault, (self.clock)(), crate::fault::PROBE_EVERY_MS);
+                        self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            outcome = "config_fault",
+                            fault = version_fault.as_str(),
+                            "Cafe24 refuses the API version"
+                        );
+                        return Err(Cafe24Error::Config(version_fault));
+                    }
                     Err(Cafe24Error::InvalidRequest { status, code, message })
                 }
             };
@@ -262,6 +313,17 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retired_version_is_recognised_from_its_wording() {
+        assert!(reads_as_version_unavailable(
+            "The version you requested is not available. The default value for the app version is 2025-06-01."
+        ));
+        assert!(reads_as_version_unavailable("API version 2024-03-01 has expired."));
+        for other in ["start_date is invalid.", "The search period cannot exceed 3 months.", "version", ""] {
+            assert!(!reads_as_version_unavailable(other), "{other}");
+        }
+    }
 
     #[test]
     fn app_deleted_is_recognised_only_from_its_wording() {

@@ -10,8 +10,9 @@ use relay_domain::tokens::Secret;
 pub struct Cafe24Config {
     /// Base URL template with `{mall_id}` (default `https://{mall_id}.cafe24api.com`).
     pub base_url_template: String,
-    /// Pinned `X-Cafe24-Api-Version` (e.g. `2025-12-01`).
-    pub api_version: String,
+    /// `X-Cafe24-Api-Version` to send (e.g. `2025-12-01`); `None` sends no header, so calls run
+    /// on the app version set in Cafe24's developer center.
+    pub api_version: Option<String>,
     /// OAuth client id.
     pub client_id: String,
     /// OAuth client secret (redacted in `Debug`).
@@ -51,14 +52,16 @@ impl Cafe24Config {
                 reason: "must be an http(s) URL containing {mall_id}".into(),
             });
         }
-        let api_version = env.required("CAFE24_API_VERSION")?;
-        let v = api_version.as_bytes();
-        if v.len() != 10
-            || v.get(4) != Some(&b'-')
-            || v.get(7) != Some(&b'-')
-            || !api_version.replace('-', "").bytes().all(|c| c.is_ascii_digit())
-        {
-            return Err(ConfigError::Invalid { var: "CAFE24_API_VERSION", reason: "must be YYYY-MM-DD".into() });
+        let api_version = get("CAFE24_API_VERSION");
+        if let Some(version) = &api_version {
+            let v = version.as_bytes();
+            if v.len() != 10
+                || v.get(4) != Some(&b'-')
+                || v.get(7) != Some(&b'-')
+                || !version.replace('-', "").bytes().all(|c| c.is_ascii_digit())
+            {
+                return Err(ConfigError::Invalid { var: "CAFE24_API_VERSION", reason: "must be YYYY-MM-DD".into() });
+            }
         }
         let client_id = env.required("CAFE24_CLIENT_ID")?;
         let client_secret = Secret::new(env.required("CAFE24_CLIENT_SECRET")?);
@@ -129,9 +132,21 @@ mod tests {
                 other => panic!("{k}={v}: {other:?}"),
             }
         }
-        for k in ["CAFE24_API_VERSION", "CAFE24_CLIENT_ID", "CAFE24_CLIENT_SECRET"] {
+        for k in ["CAFE24_CLIENT_ID", "CAFE24_CLIENT_SECRET"] {
             let p: Vec<(&str, &str)> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
+        }
+    }
+
+    #[test]
+    fn the_api_version_is_optional_and_kept_when_set() {
+        assert_eq!(cfg(OK).unwrap().api_version.as_deref(), Some("2025-12-01"));
+        for unset in [None, Some(""), Some("  ")] {
+            let mut p: Vec<(&str, &str)> = OK.iter().copied().filter(|(n, _)| *n != "CAFE24_API_VERSION").collect();
+            if let Some(v) = unset {
+                p.push(("CAFE24_API_VERSION", v));
+            }
+            assert_eq!(cfg(&p).unwrap().api_version, None, "{unset:?}: no header, the developer center's version");
         }
     }
 }

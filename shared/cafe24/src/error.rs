@@ -83,6 +83,32 @@ pub enum Cafe24Error {
     /// A store (limiter, tokens) failed.
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    /// The relay's own Cafe24 configuration is refused — for every mall at once, so no job is
+    /// at fault: the caller returns the work without counting an attempt and raises the alarm.
+    #[error("Cafe24 refuses the relay's configuration: {0}")]
+    Config(ConfigFault),
+}
+
+/// A configuration Cafe24 refuses for every mall (the operator must act, not the merchant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigFault {
+    /// A 400 saying the requested `X-Cafe24-Api-Version` is not available (a retired version).
+    #[error("the pinned API version is not available (CAFE24_API_VERSION)")]
+    ApiVersionUnavailable,
+    /// The token endpoint refuses the app's credentials (`invalid_client`,
+    /// `unauthorized_client`): a rotated client secret, after re-reading it failed to help.
+    #[error("the token endpoint refuses the client credentials (CAFE24_CLIENT_SECRET)")]
+    ClientRejected,
+}
+
+impl ConfigFault {
+    /// Short stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiVersionUnavailable => "api_version_unavailable",
+            Self::ClientRejected => "client_rejected",
+        }
+    }
 }
 
 impl Cafe24Error {
@@ -107,6 +133,7 @@ impl Cafe24Error {
             Self::RefreshFailed => "refresh_failed",
             Self::OutOfTime => "out_of_time",
             Self::Store(_) => "store",
+            Self::Config(_) => "config_fault",
         }
     }
 

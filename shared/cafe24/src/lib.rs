@@ -12,7 +12,7 @@
 //! | variable | required | default |
 //! |---|---|---|
 //! | `CAFE24_API_BASE_URL` | no | `https://{mall_id}.cafe24api.com` |
-//! | `CAFE24_API_VERSION` | yes | — (pin it, e.g. `2025-12-01`) |
+//! | `CAFE24_API_VERSION` | no | unset: no header, the app version set in the developer center (a pinned version that Cafe24 retires is a [`error::ConfigFault`]) |
 //! | `CAFE24_CLIENT_ID` / `CAFE24_CLIENT_SECRET` | yes | — |
 //! | `CAFE24_TIMEOUT_MS` | no | 10000 |
 //! | `CAFE24_REFRESH_MARGIN_S` | no | 600 |
@@ -25,6 +25,7 @@ pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod error;
+pub mod fault;
 pub mod idle;
 pub mod model;
 pub mod tokens;
@@ -32,7 +33,7 @@ pub mod turns;
 
 pub use client::{Cafe24, ClientStats, Clock};
 pub use config::Cafe24Config;
-pub use error::Cafe24Error;
+pub use error::{Cafe24Error, ConfigFault};
 
 /// Percent-encodes a path segment or query value (RFC 3986 unreserved pass through).
 pub fn encode_path(s: &str) -> String {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::client::Cafe24;
 use crate::deadline;
-use crate::error::Cafe24Error;
+use crate::error::{Cafe24Error, ConfigFault};
 
 /// A store attempt that outlasted its share of `deadline::PERSIST_BUDGET`.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,13 @@ pub(crate) enum TokenEndpointError {
     Client(String),
 }
 
+impl TokenEndpointError {
+    /// The app's own credentials are refused (a rotated secret), not the mall's grant.
+    fn is_client_rejected(&self) -> bool {
+        matches!(self, Self::Client(code) if code == "invalid_client" || code == "unauthorized_client")
+    }
+}
+
 /// Builds a pair from Cafe24's token response; `expires_at` values have no offset: KST.
 pub fn pair_from_response(body: &Value, now_ms: u64) -> Option<TokenPair> {
     let s = |k: &str| body.get(k).and_then(Value::as_str);
@@ -135,7 +142,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             self.cfg.client_id,
-            self.cfg.client_secret.expose()
+            self.secret.current().expose()
         ));
         self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
         let resp = self
@@ -163,11 +170,40 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         }
     }
 
+    /// The token request, once more with the secret read again when Cafe24 refuses the client
+    /// and the secret has changed since (a rotation). Still refused: the fault holds in this
+    /// process for [`crate::fault::PROBE_EVERY_MS`].
+    async fn token_request(
+        &self,
+        mall: &MallId,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<TokenPair, TokenEndpointError> {
+        let first = self.token_endpoint(mall, form, timeout).await;
+        let answer = match first {
+            Err(e) if e.is_client_rejected() && self.secret.reload((self.clock)()).await => {
+                tracing::warn!(mall_id = %mall, outcome = "secret_reloaded", "oauth: client refused; the secret changed, retrying once");
+                self.token_endpoint(mall, form, timeout).await
+            }
+            other => other,
+        };
+        match &answer {
+            Err(e) if e.is_client_rejected() => {
+                self.faults.raise(ConfigFault::ClientRejected, (self.clock)(), crate::fault::PROBE_EVERY_MS);
+                self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(mall_id = %mall, outcome = "config_fault", fault = ConfigFault::ClientRejected.as_str(), "oauth: the token endpoint refuses the client");
+            }
+            Ok(_) => self.faults.clear(ConfigFault::ClientRejected),
+            Err(_) => {}
+        }
+        answer
+    }
+
     /// Exchanges an authorization code (install flow) and stores the pair.
     pub async fn install(&self, mall: &MallId, code: &str, redirect_uri: &str) -> Result<TokenPair, Cafe24Error> {
         let form = [("grant_type", "authorization_code"), ("code", code), ("redirect_uri", redirect_uri)];
         let timeout = deadline::token_request_timeout(self.cfg.request_timeout).ok_or(Cafe24Error::OutOfTime)?;
-        match self.token_endpoint(mall, &form, timeout).await {
+        match self.token_request(mall, &form, timeout).await {
             Ok(pair) => {
                 let stored = tokio::time::timeout(
                     deadline::PERSIST_BUDGET,
@@ -183,6 +219,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             Err(TokenEndpointError::InvalidGrant(why)) => {
                 Err(Cafe24Error::InvalidRequest { status: 401, code: "invalid_grant".into(), message: why })
             }
+            Err(e) if e.is_client_rejected() => Err(Cafe24Error::Config(ConfigFault::ClientRejected)),
             Err(TokenEndpointError::Client(e)) => {
                 Err(Cafe24Error::InvalidRequest { status: 400, code: e, message: String::new() })
             }
@@ -222,6 +259,16 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 self.tokens.set_status(mall, TokenStatus::NeedsReauth, now).await?;
                 tracing::warn!(mall_id = %mall, outcome = "needs_reauth", reason = "refresh_token_expired", "oauth");
                 return Err(Cafe24Error::NeedsReauth);
+            }
+            // Cafe24 refuses this app's credentials (seen by this process within the minute):
+            // no mall asks again until the fault's probe, and a token that still works is used.
+            if self.faults.holds(ConfigFault::ClientRejected, now) {
+                self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
+                return if rec.access_usable(now) {
+                    Ok(rec.pair.access_token)
+                } else {
+                    Err(Cafe24Error::Config(ConfigFault::ClientRejected))
+                };
             }
             if rec.leased(now) {
                 if matches!(need, Need::Fresh) && rec.access_usable(now) {
@@ -267,7 +314,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
         // Whatever the outcome, the next caller in this process reads what the store says.
         self.token_cache.forget(mall);
-        match self.token_endpoint(mall, &form, timeout).await {
+        match self.token_request(mall, &form, timeout).await {
             Ok(pair) => {
                 // Persist before anything else: the old refresh token is already dead at Cafe24.
                 // Attempts are bounded so that they fit in `deadline::PERSIST_BUDGET`.
@@ -307,8 +354,17 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 tracing::warn!(mall_id = %mall, outcome = "needs_reauth", reason = "invalid_grant", "oauth");
                 Err(Cafe24Error::NeedsReauth)
             }
+            // The refresh token was not spent (the client was refused before the grant was
+            // read); the lease runs out by itself. A token that still works is used meanwhile.
+            Err(e) if e.is_client_rejected() => {
+                if before.access_usable((self.clock)()) {
+                    Ok(before.pair.access_token.clone())
+                } else {
+                    Err(Cafe24Error::Config(ConfigFault::ClientRejected))
+                }
+            }
             Err(TokenEndpointError::Client(code)) => {
-                tracing::error!(mall_id = %mall, outcome = "refresh_failed", code = %code, "oauth: token endpoint refused the client");
+                tracing::error!(mall_id = %mall, outcome = "refresh_failed", code = %code, "oauth: token endpoint refused the request");
                 Err(Cafe24Error::RefreshFailed)
             }
             Err(TokenEndpointError::Transient(why)) => {

@@ -81,3 +81,23 @@ async fn unusable_secrets_fail_the_cold_start_clearly() {
         assert!(text.contains(&id) && !text.contains("SECRET"), "{text}");
     }
 }
+
+/// A warm worker reads `client_secret` again from the secret after a rotation (on Cafe24's first
+/// `invalid_client`): the reader returns what the secret holds now, and nothing without
+/// `SECRET_ID`.
+#[tokio::test]
+async fn the_client_secret_reader_sees_a_rotation_in_secrets_manager() {
+    let sdk = sdk().await;
+    let id = name("sec-rot");
+    let client = aws_sdk_secretsmanager::Client::new(&sdk);
+    client.create_secret().name(&id).secret_string(r#"{"client_secret":"cs-1"}"#).send().await.unwrap();
+    let env_id = id.clone();
+    let reader = relay_aws::secrets::client_secret_reader(&sdk, move |k| (k == "SECRET_ID").then(|| env_id.clone()))
+        .expect("SECRET_ID set");
+    assert_eq!(reader().await.map(|s| s.expose().to_owned()).as_deref(), Some("cs-1"));
+    client.put_secret_value().secret_id(&id).secret_string(r#"{"client_secret":"cs-2"}"#).send().await.unwrap();
+    assert_eq!(reader().await.map(|s| s.expose().to_owned()).as_deref(), Some("cs-2"), "the rotated value");
+    client.put_secret_value().secret_id(&id).secret_string("not json").send().await.unwrap();
+    assert!(reader().await.is_none(), "an unreadable secret: keep what the client has");
+    assert!(relay_aws::secrets::client_secret_reader(&sdk, |_| None).is_none(), "no SECRET_ID, nothing to re-read");
+}

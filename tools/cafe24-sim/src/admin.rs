@@ -146,6 +146,19 @@ fn gate(
     if sim.mall(g, mall).uninstalled.contains(&t.client_id) {
         return Answer::err(403, "The app has been deleted from this mall.");
     }
+    // A retired API version (no header: the app's version in the developer center, never retired here).
+    if let (Some(retired), Some(asked)) =
+        (g.retired_before.as_deref(), headers.get("x-cafe24-api-version").and_then(|v| v.to_str().ok()))
+    {
+        if asked < retired && sim.config.variants.retired_version == crate::state::RetiredVersion::Refused {
+            return Answer::err(
+                400,
+                &format!(
+                    "The version you requested is not available. The default value for the app version is {retired}."
+                ),
+            );
+        }
+    }
 
     // Faults.
     let mut delay = None;

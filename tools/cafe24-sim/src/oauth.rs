@@ -159,8 +159,8 @@ fn token_now(
     let Some((client_id, secret)) = basic_client(&headers) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Basic client authentication is required");
     };
-    if sim.app(&client_id).is_none_or(|a| a.client_secret != secret) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "invalid client credentials");
+    if sim.client_secret(&client_id).is_none_or(|s| s != secret) {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "Invalid client_secret");
     }
     let Ok(Form(form)) = form else {
         return oauth_error(

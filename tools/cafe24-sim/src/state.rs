@@ -98,6 +98,20 @@ pub struct Variants {
     pub log_order: LogOrder,
     /// Shape of `log_id` values.
     pub log_ids: LogIds,
+    /// What a call naming a retired API version gets (see [`Sim::retire_versions_before`]).
+    pub retired_version: RetiredVersion,
+}
+
+/// What a call naming a retired `X-Cafe24-Api-Version` gets: the documentation can be read
+/// either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetiredVersion {
+    /// HTTP 400 "… version you requested is not available …" (what implementers report).
+    #[default]
+    Refused,
+    /// Runs on the oldest version still available, as if nothing happened.
+    RunsOnOldest,
 }
 
 /// `links` on list answers.
@@ -394,6 +408,10 @@ pub struct Inner {
     /// The token endpoint answers this much later, *after* issuing (a slow network on the way
     /// back: Cafe24 has already rotated the refresh token when the client gets the answer).
     pub token_answer_delay_ms: u64,
+    /// API versions before this one (`YYYY-MM-DD`) are retired.
+    pub retired_before: Option<String>,
+    /// Client secrets reissued since start, by client id (the configured one is dead then).
+    pub reissued_secrets: HashMap<String, String>,
 }
 
 /// Most call records kept for timelines.
@@ -427,6 +445,25 @@ impl Sim {
     /// The app with `client_id`.
     pub fn app(&self, client_id: &str) -> Option<&AppConfig> {
         self.config.apps.iter().find(|a| a.client_id == client_id)
+    }
+
+    /// The client secret that authenticates `client_id` now (the reissued one, if any).
+    pub fn client_secret(&self, client_id: &str) -> Option<String> {
+        if let Some(s) = self.lock().reissued_secrets.get(client_id) {
+            return Some(s.clone());
+        }
+        self.app(client_id).map(|a| a.client_secret.clone())
+    }
+
+    /// Reissues `client_id`'s secret, as the developer center does: the old one is refused
+    /// (`invalid_client`) from this instant.
+    pub fn reissue_client_secret(&self, client_id: &str, new_secret: &str) {
+        self.lock().reissued_secrets.insert(client_id.to_owned(), new_secret.to_owned());
+    }
+
+    /// Retires every API version before `version` (`YYYY-MM-DD`); `None` retires none.
+    pub fn retire_versions_before(&self, version: Option<&str>) {
+        self.lock().retired_before = version.map(str::to_owned);
     }
 
     /// The rate-limit key for a call by `client_id` to `mall`.

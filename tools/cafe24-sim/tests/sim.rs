@@ -401,7 +401,12 @@ async fn receiver(fail_first: usize) -> (String, Arc<std::sync::Mutex<Vec<(Strin
 #[tokio::test]
 async fn webhook_retries_duplicates_and_drops_are_visible_in_the_logs() {
     use cafe24_sim::state::{Links, LogIds, LogOrder, Variants};
-    let variants = Variants { links: Links::Always, log_order: LogOrder::OldestFirst, log_ids: LogIds::Sortable };
+    let variants = Variants {
+        links: Links::Always,
+        log_order: LogOrder::OldestFirst,
+        log_ids: LogIds::Sortable,
+        ..Variants::default()
+    };
     let config = SimConfig { webhook_retry_delay_ms: 10, variants, ..SimConfig::default() };
     let fx = Fx::start(config, Clock::manual(T0)).await;
     let (url, seen) = receiver(1).await;

@@ -1,0 +1,199 @@
+//! The worker's backfill jobs against the simulator's list endpoints (in-memory ports): pages,
+//! progress, slices, kills, and list answers with and without `links`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use cafe24_sim::state::{Fault, FaultKind, DAY_MS};
+use relay_domain::jobs::{Job, JobKind};
+use relay_domain::ratelimit::{Acquire, Class};
+use relay_domain::SnapshotKind;
+
+fn backfill_job(fx: &Fx, id: &str, since_ms: u64, until_ms: u64) -> String {
+    let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Orders, since_ms, until_ms };
+    serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
+}
+
+fn product_backfill_job(fx: &Fx, id: &str) -> String {
+    let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Products, since_ms: 0, until_ms: 0 };
+    serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
+}
+
+/// Cafe24's published product list answers carry no `links`: paging goes on while pages are
+/// full. 250 products (two full pages and a short one) are all stored under every variant.
+#[tokio::test]
+async fn a_product_backfill_of_250_products_completes_with_or_without_links() {
+    use cafe24_sim::state::{Links, Variants};
+    for links in [Links::AsPublished, Links::Never, Links::Always] {
+        let fx = Fx::with(|c| {
+            c.products_per_mall = 250;
+            c.variants = Variants { links, ..Variants::default() };
+        })
+        .await;
+        let w = fx.worker();
+        let body = product_backfill_job(&fx, "bf-products");
+        for _ in 0..5 {
+            if !returned(&run(&w, &body).await) {
+                break;
+            }
+        }
+        let p = relay_domain::ports::BackfillStore::backfill_progress(
+            &fx.state,
+            &fx.mall,
+            relay_domain::backfill::Resource::Products,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(p.done, "{links:?}: {p:?}");
+        assert_eq!((p.stored, p.seen, p.pages), (250, 250, 3), "{links:?}");
+        assert_eq!(fx.endpoint_calls("products"), 3, "{links:?}: no page read twice, none after the short one");
+        assert_eq!(fx.state.outcome("bf-products").as_deref(), Some("backfilled"), "{links:?}");
+    }
+}
+
+/// A mall with 2,500 orders over the last year (several list pages and windows).
+async fn year_of_orders() -> Fx {
+    Fx::with(|c| {
+        c.orders_per_mall = 2_500;
+        c.order_history_days = 365;
+    })
+    .await
+}
+
+async fn progress(fx: &Fx) -> relay_domain::backfill::Progress {
+    progress_or_none(fx).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it_was_cut_off() {
+    let fx = year_of_orders().await;
+    let w = fx.worker();
+    let orders: Vec<String> = {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.orders.keys().cloned().collect()
+    };
+    let now = fx.sim.clock.now_ms();
+    let body = backfill_job(&fx, "bf1", now - 366 * DAY_MS, now);
+    // The limiter says "wait 10 s" at the third page: the job is cut off there.
+    fx.gate.script([Acquire::Admitted, Acquire::Admitted, Acquire::Wait(10_000)]);
+    let r = run(&w, &body).await;
+    assert!(returned(&r), "cut off: comes back");
+    assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "a limiter wait is not an attempt");
+    let cut = progress(&fx).await;
+    assert_eq!((cut.pages, cut.done), (2, false));
+    let r = run(&w, &body).await;
+    assert!(!returned(&r));
+    let p = progress(&fx).await;
+    assert!(p.done, "{p:?}");
+    for id in &orders {
+        let (_, data) =
+            fx.state.stored(&fx.mall, SnapshotKind::Order, id).unwrap_or_else(|| panic!("order {id} not stored"));
+        assert!(data.unwrap()["items"].as_array().is_some_and(|i| !i.is_empty()), "stored with its items");
+    }
+    let needed = (orders.len() as u64).div_ceil(1_000);
+    let calls = fx.endpoint_calls("orders");
+    assert_eq!((calls, p.pages, p.pages_reread), (p.pages, p.pages, 0), "no page read twice across the cut");
+    // At most one partial page per 90-day window beyond ⌈orders / 1000⌉ (a year = 5 windows).
+    assert!(calls <= needed + 5, "{calls} calls for {needed} pages' worth");
+    assert_eq!((p.stored, p.seen), (orders.len() as u64, orders.len() as u64));
+    assert_eq!(fx.bus.events().len(), orders.len(), "each stored version delivered once");
+    assert!(orders.iter().all(|id| fx.state.stored_by(&fx.mall, SnapshotKind::Order, id).as_deref() == Some("bf1")));
+    assert_eq!(fx.state.outcome("bf1").as_deref(), Some("backfilled"));
+}
+
+/// A backfill received in one batch with another message group (here the mall's live group)
+/// runs one page and comes back, so that group is acknowledged without waiting for a slice;
+/// alone in its batch it runs a slice of pages and finishes.
+#[tokio::test]
+async fn a_backfill_beside_another_group_in_its_batch_runs_one_page_and_comes_back() {
+    let fx = year_of_orders().await;
+    let w = fx.worker();
+    let now = fx.sim.clock.now_ms();
+    let backfill = backfill_job(&fx, "bf-shared", now - 366 * DAY_MS, now);
+    let live = serde_json::to_string(&fx.job("live-1", JobKind::SyncOrder { order_id: fx.order() })).unwrap();
+    let record = |id: &str, group: &str, body: &str| {
+        serde_json::json!({
+            "messageId": id, "receiptHandle": format!("rh-{id}"), "body": body,
+            "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": "1"},
+            "messageAttributes": {}, "eventSource": "aws:sqs"
+        })
+    };
+    let event: SqsEvent = serde_json::from_value(serde_json::json!({"Records": [
+        record("m-bulk", "shop.bulk", &backfill),
+        record("m-live", "shop", &live),
+    ]}))
+    .unwrap();
+    let r = w.handle_batch(event, || Duration::from_secs(60)).await;
+    let back: Vec<&str> = r.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(back, ["m-bulk"], "the backfill comes back, the live job is done");
+    assert!(fx.state.stored(&fx.mall, SnapshotKind::Order, &fx.order()).is_some(), "the live order synced");
+    let p = progress(&fx).await;
+    assert_eq!((p.pages, p.done), (1, false), "one page beside another group");
+    // Alone in its batch: the rest in one slice (the in-process simulator answers at once).
+    let r = run(&w, &backfill).await;
+    assert!(!returned(&r));
+    let p = progress(&fx).await;
+    assert!(p.done && p.pages > 2, "{p:?}");
+    assert_eq!(p.pages_reread, 0);
+}
+
+/// A backfill invocation stopped anywhere (its future dropped, as Lambda stops the process) —
+/// before its first page, while a page is read, between pages — resumes on redelivery from its
+/// stored progress: every order of the year stored, no window skipped, and at most the page that
+/// was in flight at the kill read a second time.
+#[tokio::test]
+async fn a_backfill_killed_mid_page_resumes_without_a_gap_rereading_at_most_that_page() {
+    for kill_ms in [50u64, 250, 450] {
+        let fx = year_of_orders().await;
+        // Every list page takes 200 ms at Cafe24, so the kills land on different pages.
+        fx.sim.lock().faults.push(Fault {
+            mall: Some("shop".into()),
+            endpoint: Some("orders".into()),
+            kind: FaultKind::Latency { ms: 200 },
+            remaining: None,
+        });
+        let w = fx.worker();
+        let now = fx.sim.clock.now_ms();
+        let body = backfill_job(&fx, "bf-kill", now - 366 * DAY_MS, now);
+        // A 1 s invocation, so its claim on the job lapses when the invocation would have.
+        let invocation = w.handle_batch(one_record(&body, 1), || Duration::from_secs(1));
+        let killed = tokio::time::timeout(Duration::from_millis(kill_ms), invocation).await.is_err();
+        assert!(killed, "kill at {kill_ms} ms: the run was still going");
+        let at_kill = progress_or_none(&fx).await.map_or(0, |p| p.pages);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let mut receive = 2;
+        while returned(&run_receive(&w, &body, receive).await) {
+            receive += 1;
+            assert!(receive < 20, "kill at {kill_ms} ms: never finished");
+        }
+        let p = progress(&fx).await;
+        assert!(p.done, "kill at {kill_ms} ms: {p:?}");
+        let orders: Vec<String> = {
+            let mut g = fx.sim.lock();
+            fx.sim.mall(&mut g, "shop").data.orders.keys().cloned().collect()
+        };
+        let missing = orders.iter().filter(|id| fx.state.stored(&fx.mall, SnapshotKind::Order, id).is_none()).count();
+        assert_eq!(missing, 0, "kill at {kill_ms} ms (after {at_kill} pages): orders skipped");
+        assert_eq!((p.stored, p.seen), (orders.len() as u64, orders.len() as u64), "kill at {kill_ms} ms");
+        let calls = fx.endpoint_calls("orders");
+        assert!(
+            calls <= p.pages + 1,
+            "kill at {kill_ms} ms (after {at_kill} pages): {calls} list calls for {} pages",
+            p.pages
+        );
+    }
+}
+
+async fn progress_or_none(fx: &Fx) -> Option<relay_domain::backfill::Progress> {
+    relay_domain::ports::BackfillStore::backfill_progress(&fx.state, &fx.mall, relay_domain::backfill::Resource::Orders)
+        .await
+        .unwrap()
+}
