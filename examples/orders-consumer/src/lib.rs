@@ -42,6 +42,15 @@ pub enum ConsumerError {
     Store(String),
 }
 
+/// The table key of an order: `<mall>#<id>`, or `<mall>#<shop>/<id>` in a multi-shop mall's
+/// other shops (events carry `shop_no`; one without it is of shop 1, as before shops were read).
+pub fn order_key(mall: &str, shop_no: Option<u64>, id: &str) -> String {
+    match shop_no {
+        Some(n) if n != 1 => format!("{mall}#{n}/{id}"),
+        _ => format!("{mall}#{id}"),
+    }
+}
+
 impl std::fmt::Display for ConsumerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -90,7 +99,7 @@ impl Orders {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&format!("{mall}#{id}")))
+            .item("pk", s(&order_key(mall, d.get("shop_no").and_then(Value::as_u64), id)))
             .item("version", AttributeValue::N(version.to_string()))
             .item("deleted", AttributeValue::Bool(deleted))
             .item("event_id", s(event_id))

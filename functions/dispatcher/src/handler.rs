@@ -13,7 +13,7 @@ use relay_domain::routing::{plan, Dispatch};
 
 use crate::config::DispatcherConfig;
 use relay_domain::tokens::TokenStore;
-use relay_domain::{DedupId, MallId, TraceId};
+use relay_domain::{DedupId, MallId, ShopNo, TraceId};
 use relay_lambda::fifo::sqs::retry_delay_s;
 use relay_lambda::fifo::{drive, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
@@ -388,6 +388,8 @@ where
                 class: Class::Bulk,
                 trace_id: Some(TraceId::derived(name, slot)),
                 event_received_ms: now_ms,
+                // Reconcile and keep-alive are per mall: the logs and the tokens are the mall's.
+                shop_no: ShopNo::DEFAULT,
             })
             .collect();
         let msgs = jobs.iter().filter_map(|j| self.job_message(j)).collect();

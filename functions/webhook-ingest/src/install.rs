@@ -91,8 +91,9 @@ impl InstallConfig {
                 });
             }
         }
-        let scopes = get("OAUTH_SCOPES")
-            .unwrap_or_else(|| "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into());
+        let scopes = get("OAUTH_SCOPES").unwrap_or_else(|| {
+            "mall.read_order,mall.read_product,mall.read_customer,mall.read_application,mall.read_store".into()
+        });
         let event_bus = env.required("EVENT_BUS_NAME")?;
         let backfill_days = env.bounded("BACKFILL_ON_INSTALL_DAYS", 30, 0..=730)?;
         let work_queue_url = if backfill_days > 0 { Some(env.url("WORK_QUEUE_URL")?) } else { None };
@@ -255,6 +256,7 @@ impl<G: RateGate, S: TokenStore, O: OnceStore, B: EventBus, Q: MessageQueue> Ins
         let scope = &self.cafe24.config().key_scope;
         let (job, msg) = relay_domain::backfill::request(
             mall,
+            None, // every shop of the mall
             relay_domain::backfill::Resource::Orders,
             period,
             now,

@@ -20,7 +20,7 @@ use relay_domain::ports::{
 use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
 use relay_domain::tokens::{TokenStatus, TokenStore};
-use relay_domain::{DedupId, SnapshotKind};
+use relay_domain::{DedupId, ShopNo, SnapshotKind};
 use relay_lambda::fifo::{drive_overlapping, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
 use relay_lambda::telemetry::record_span;
@@ -194,7 +194,7 @@ fn overlap_key(m: &SqsMessage) -> Option<String> {
 
 /// The snapshot a record's job syncs (`None`: not a sync job, or not a job).
 fn sync_target(m: &SqsMessage) -> Option<(SnapshotKind, String)> {
-    Job::parse(m.body.as_deref()?).ok()?.kind.target()
+    Job::parse(m.body.as_deref()?).ok()?.target()
 }
 
 impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
@@ -375,7 +375,7 @@ where
         // A job that stores a snapshot needs no claim: the versioned snapshot, which names the
         // job that stored it, is its idempotency record (`run_within` reads it first), and its
         // FIFO group keeps any other run of it from overlapping. Other jobs claim.
-        let claimed = job.kind.target().is_none();
+        let claimed = job.target().is_none();
         if claimed {
             let now = self.now();
             let claim = self
@@ -416,7 +416,7 @@ where
         };
         let budget = if shared { SHARED_BATCH_BUDGET } else { Duration::from_millis(time_left_ms / 2) };
         let outcome = self.run_within(&job, receipt, budget).await;
-        if let (Some(n), Some(_)) = (count, job.kind.target()) {
+        if let (Some(n), Some(_)) = (count, job.target()) {
             match outcome {
                 // Every `Defer` of a sync job comes before its snapshot write (see `OwnReturns`).
                 JobOutcome::Defer(_) => self.deferrals.note(sqs::message_id(m), n, Returned::Deferred),
@@ -533,7 +533,7 @@ where
             return JobOutcome::Completed("already_done");
         }
         let first_receive = receipt != Receipt::Redelivery;
-        if let Some((kind, id)) = job.kind.target() {
+        if let Some((kind, id)) = job.target() {
             if first_receive && self.versions.covers(mall, kind, &id, job.event_received_ms, job.job_id.as_str()) {
                 // What the head read below would find (see `memo`), known without it.
                 self.stats.coalesced_unread.fetch_add(1, Ordering::Relaxed);
@@ -591,18 +591,20 @@ where
         let fetched_at = self.now();
         let result: Result<Option<serde_json::Value>, Cafe24Error> = match &job.kind {
             JobKind::SyncOrder { order_id } => {
-                self.cafe24.order_with_items(mall, order_id, job.class).await.map(|o| Some(o.raw))
+                self.cafe24.order_with_items(mall, job.shop_no, order_id, job.class).await.map(|o| Some(o.raw))
             }
             JobKind::SyncProduct { product_no } => {
-                self.cafe24.product(mall, *product_no, job.class).await.map(|p| Some(p.raw))
+                self.cafe24.product(mall, job.shop_no, *product_no, job.class).await.map(|p| Some(p.raw))
             }
-            JobKind::SyncCustomer { member_id } => match self.cafe24.customers(mall, &[member_id], job.class).await {
-                Ok(list) => list.into_iter().next().map(|c| Some(c.raw)).ok_or(Cafe24Error::NotFound),
-                Err(e) => Err(e),
-            },
+            JobKind::SyncCustomer { member_id } => {
+                match self.cafe24.customers(mall, job.shop_no, &[member_id], job.class).await {
+                    Ok(list) => list.into_iter().next().map(|c| Some(c.raw)).ok_or(Cafe24Error::NotFound),
+                    Err(e) => Err(e),
+                }
+            }
             JobKind::Reconcile => return self.reconcile(job).await,
-            JobKind::Backfill { resource, since_ms, until_ms } => {
-                return self.backfill(job, *resource, (*since_ms, *until_ms), budget).await
+            JobKind::Backfill { resource, since_ms, until_ms, only_shop } => {
+                return self.backfill(job, *resource, (*since_ms, *until_ms), *only_shop, budget).await
             }
             JobKind::RefreshToken => {
                 return match self
@@ -617,7 +619,7 @@ where
         };
         match result {
             Ok(data) => {
-                if let Some((kind, id)) = job.kind.target() {
+                if let Some((kind, id)) = job.target() {
                     let stored =
                         self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), job.job_id.as_str()).await;
                     match stored {
@@ -628,7 +630,7 @@ where
                     }
                     match stored {
                         Ok(true) => {
-                            if !self.publish(job, kind, &id, fetched_at, data.as_ref()).await {
+                            if !self.publish(job, kind, fetched_at, data.as_ref()).await {
                                 return JobOutcome::PublishPending;
                             }
                         }
@@ -739,8 +741,16 @@ where
     /// is kept) and published like a live version; the progress is saved after each page, so a
     /// job cut off anywhere resumes at the next unread page. A slice of pages per invocation
     /// (at least one, at most 5 s of them), then the job returns (not an attempt) and the next
-    /// delivery continues.
-    async fn backfill(&self, job: &Job, resource: Resource, period: (u64, u64), budget: Duration) -> JobOutcome {
+    /// delivery continues. A multi-shop mall is read shop after shop (`only`: one of them),
+    /// the shops listed from Cafe24 before the first page.
+    async fn backfill(
+        &self,
+        job: &Job,
+        resource: Resource,
+        period: (u64, u64),
+        only: Option<ShopNo>,
+        budget: Duration,
+    ) -> JobOutcome {
         use futures::stream::{self, StreamExt as _};
         const PAGES_PER_RUN: usize = 20;
         /// A slice's length when the job has its batch to itself (beside other groups it runs
@@ -761,12 +771,22 @@ where
                 return JobOutcome::Retry("store");
             }
         };
+        if p.shops.is_empty() {
+            p.shops = match only {
+                Some(shop) => vec![shop],
+                None => match self.shops(job).await {
+                    Ok(shops) => shops,
+                    Err(outcome) => return outcome,
+                },
+            };
+        }
         for page in 0..PAGES_PER_RUN {
             // At least one page per run, so a job always moves on.
             if page > 0 && started.elapsed() >= budget {
                 break;
             }
             let Some(path) = p.next_path() else { break };
+            let shop = p.shop();
             let fetched_at = self.now();
             let body = match self.cafe24.get_json(mall, &path, Class::Bulk).await {
                 Ok(b) => b,
@@ -781,7 +801,8 @@ where
             let mut events = Vec::new();
             let upserts: Vec<_> = stream::iter(&items)
                 .map(|(id, item)| async move {
-                    (id, item, self.state.upsert(mall, kind, id, fetched_at, Some(item), job.job_id.as_str()).await)
+                    let key = shop.entity_key(id);
+                    (id, item, self.state.upsert(mall, kind, &key, fetched_at, Some(item), job.job_id.as_str()).await)
                 })
                 .buffered(WRITES_IN_FLIGHT)
                 .collect()
@@ -789,7 +810,7 @@ where
             for (id, item, result) in upserts {
                 match result {
                     Ok(true) => {
-                        events.push(snapshot_event(mall, kind, id, fetched_at, job.trace(), Some(item)));
+                        events.push(snapshot_event(mall, shop, kind, id, fetched_at, job.trace(), Some(item)));
                     }
                     Ok(false) => {}
                     Err(e) if e.too_large().is_some() => {
@@ -819,6 +840,26 @@ where
             JobOutcome::Completed("backfilled")
         } else {
             JobOutcome::Defer(1)
+        }
+    }
+
+    /// The mall's shops (`GET /shops`, bulk class). Without the `mall.read_store` scope (an
+    /// install from before it was requested) or with an answer that lists none, the default
+    /// shop alone, said in the log: other shops then need `relay resync --shop`.
+    async fn shops(&self, job: &Job) -> Result<Vec<ShopNo>, JobOutcome> {
+        match self.cafe24.get_json(&job.mall_id, "shops", Class::Bulk).await {
+            Ok(body) => Ok(relay_domain::backfill::shops_from_body(&body).unwrap_or_else(|| {
+                tracing::warn!(outcome = "shops_unlisted", "the shops answer lists none; backfilling shop 1");
+                vec![ShopNo::DEFAULT]
+            })),
+            Err(Cafe24Error::Forbidden { .. }) => {
+                tracing::warn!(
+                    outcome = "shops_unlisted",
+                    "shops not readable (scope mall.read_store?); backfilling shop 1"
+                );
+                Ok(vec![ShopNo::DEFAULT])
+            }
+            Err(e) => Err(self.map_error(job, e).await),
         }
     }
 
@@ -875,18 +916,12 @@ where
         accepted
     }
 
-    /// Publishes the event of a version this job stored. `false` = the bus did not take it (the
-    /// job comes back, finds its own version stored and [`Self::publish_stored`] retries
-    /// without calling Cafe24).
-    async fn publish(
-        &self,
-        job: &Job,
-        kind: SnapshotKind,
-        id: &str,
-        version: u64,
-        data: Option<&serde_json::Value>,
-    ) -> bool {
-        let event = snapshot_event(&job.mall_id, kind, id, version, job.trace(), data);
+    /// Publishes the event of a version of the job's target that this job stored. `false` =
+    /// the bus did not take it (the job comes back, finds its own version stored and
+    /// [`Self::publish_stored`] retries without calling Cafe24).
+    async fn publish(&self, job: &Job, kind: SnapshotKind, version: u64, data: Option<&serde_json::Value>) -> bool {
+        let Some((_, id)) = job.kind.target() else { return true };
+        let event = snapshot_event(&job.mall_id, job.shop_no, kind, &id, version, job.trace(), data);
         if !self.publish_all(std::slice::from_ref(&event)).await {
             tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
             return false;
@@ -897,7 +932,7 @@ where
     /// Publishes the stored version of the job's target (stored by this job).
     async fn publish_stored(&self, job: &Job, kind: SnapshotKind, id: &str) -> bool {
         match self.state.snapshot(&job.mall_id, kind, id).await {
-            Ok(Some((version, data))) => self.publish(job, kind, id, version, data.as_ref()).await,
+            Ok(Some((version, data))) => self.publish(job, kind, version, data.as_ref()).await,
             Ok(None) => true,
             Err(e) => {
                 tracing::warn!(error = %e, "stored snapshot not readable for publishing");
@@ -917,12 +952,12 @@ where
             Cafe24Error::RefreshInProgress { wait_ms } => self.defer_for(wait_ms),
             // No token request was made: a fresh invocation has the time for it.
             Cafe24Error::OutOfTime => JobOutcome::Defer(1),
-            Cafe24Error::NotFound => match job.kind.target() {
+            Cafe24Error::NotFound => match job.target() {
                 Some((kind, id)) => {
                     let at = self.now();
                     match self.state.upsert(mall, kind, &id, at, None, job.job_id.as_str()).await {
                         Ok(stored) => {
-                            if stored && !self.publish(job, kind, &id, at, None).await {
+                            if stored && !self.publish(job, kind, at, None).await {
                                 return JobOutcome::PublishPending;
                             }
                             self.stats.tombstoned.fetch_add(1, Ordering::Relaxed);

@@ -17,12 +17,18 @@ use relay_domain::ratelimit::{Acquire, Class};
 use relay_domain::SnapshotKind;
 
 fn backfill_job(fx: &Fx, id: &str, since_ms: u64, until_ms: u64) -> String {
-    let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Orders, since_ms, until_ms };
+    let kind =
+        JobKind::Backfill { resource: relay_domain::backfill::Resource::Orders, since_ms, until_ms, only_shop: None };
     serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
 }
 
 fn product_backfill_job(fx: &Fx, id: &str) -> String {
-    let kind = JobKind::Backfill { resource: relay_domain::backfill::Resource::Products, since_ms: 0, until_ms: 0 };
+    let kind = JobKind::Backfill {
+        resource: relay_domain::backfill::Resource::Products,
+        since_ms: 0,
+        until_ms: 0,
+        only_shop: None,
+    };
     serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
 }
 
@@ -82,8 +88,9 @@ async fn a_backfill_stores_a_year_of_orders_from_list_pages_and_resumes_where_it
     };
     let now = fx.sim.clock.now_ms();
     let body = backfill_job(&fx, "bf1", now - 366 * DAY_MS, now);
-    // The limiter says "wait 10 s" at the third page: the job is cut off there.
-    fx.gate.script([Acquire::Admitted, Acquire::Admitted, Acquire::Wait(10_000)]);
+    // The limiter says "wait 10 s" at the third page (after the shops list and two pages): the
+    // job is cut off there.
+    fx.gate.script([Acquire::Admitted, Acquire::Admitted, Acquire::Admitted, Acquire::Wait(10_000)]);
     let r = run(&w, &body).await;
     assert!(returned(&r), "cut off: comes back");
     assert_eq!(w.stats.failures.load(Ordering::Relaxed), 0, "a limiter wait is not an attempt");

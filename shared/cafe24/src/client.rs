@@ -7,7 +7,7 @@ use std::time::Duration;
 use relay_domain::ports::RateGate;
 use relay_domain::ratelimit::{Acquire, Class, Feedback};
 use relay_domain::tokens::TokenStore;
-use relay_domain::MallId;
+use relay_domain::{MallId, ShopNo};
 use serde_json::Value;
 
 use crate::config::Cafe24Config;
@@ -277,26 +277,41 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         }
     }
 
-    /// `GET /orders/{order_id}?embed=items`.
-    pub async fn order_with_items(&self, mall: &MallId, order_id: &str, class: Class) -> Result<Order, Cafe24Error> {
+    /// `GET /orders/{order_id}?embed=items` in `shop`'s view (every call names its shop:
+    /// without `shop_no` Cafe24 answers for shop 1).
+    pub async fn order_with_items(
+        &self,
+        mall: &MallId,
+        shop: ShopNo,
+        order_id: &str,
+        class: Class,
+    ) -> Result<Order, Cafe24Error> {
         let id = crate::encode_path(order_id);
-        Order::from_body(&self.get_json(mall, &format!("orders/{id}?embed=items"), class).await?)
+        Order::from_body(&self.get_json(mall, &format!("orders/{id}?shop_no={shop}&embed=items"), class).await?)
     }
 
-    /// `GET /products/{product_no}`.
-    pub async fn product(&self, mall: &MallId, product_no: u64, class: Class) -> Result<Product, Cafe24Error> {
-        Product::from_body(&self.get_json(mall, &format!("products/{product_no}"), class).await?)
+    /// `GET /products/{product_no}` in `shop`'s view.
+    pub async fn product(
+        &self,
+        mall: &MallId,
+        shop: ShopNo,
+        product_no: u64,
+        class: Class,
+    ) -> Result<Product, Cafe24Error> {
+        Product::from_body(&self.get_json(mall, &format!("products/{product_no}?shop_no={shop}"), class).await?)
     }
 
-    /// `GET /customers?member_id=…` (non-personal fields).
+    /// `GET /customers?member_id=…` (non-personal fields) in `shop`'s view.
     pub async fn customers(
         &self,
         mall: &MallId,
+        shop: ShopNo,
         member_ids: &[&str],
         class: Class,
     ) -> Result<Vec<Customer>, Cafe24Error> {
         let ids: Vec<String> = member_ids.iter().map(|m| crate::encode_path(m)).collect();
-        Customer::list_from_body(&self.get_json(mall, &format!("customers?member_id={}", ids.join(",")), class).await?)
+        let path = format!("customers?shop_no={shop}&member_id={}", ids.join(","));
+        Customer::list_from_body(&self.get_json(mall, &path, class).await?)
     }
 
     /// `GET /webhooks/logs` with already-encoded query parameters.

@@ -7,6 +7,8 @@
 //! A window whose orders do not fit under Cafe24's offset cap ([`ORDER_OFFSET_MAX`]) is halved
 //! and read again from its start — the only case where a page is read twice, and it is counted.
 //! Products are read after `since_product_no` (no offset cap), pages of [`PRODUCT_PAGE_LIMIT`].
+//! A multi-shop mall is read shop after shop (every call names its `shop_no`: without it Cafe24
+//! answers for shop 1 only); the shops are listed from Cafe24 before the first page.
 
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +91,13 @@ pub struct Progress {
     pub seen: u64,
     /// Finished.
     pub done: bool,
+    /// The shops to read, in order (empty: not listed yet — the worker lists them before the
+    /// first page; a progress saved before shops were read reads as shop 1's).
+    #[serde(default)]
+    pub shops: Vec<crate::ShopNo>,
+    /// Which of `shops` is being read.
+    #[serde(default)]
+    pub shop_index: usize,
 }
 
 /// What a page told the progress.
@@ -129,6 +138,26 @@ impl Progress {
             stored: 0,
             seen: 0,
             done: false,
+            shops: Vec::new(),
+            shop_index: 0,
+        }
+    }
+
+    /// The shop being read (shop 1 until the shops are listed).
+    pub fn shop(&self) -> crate::ShopNo {
+        self.shops.get(self.shop_index).copied().unwrap_or_default()
+    }
+
+    /// The current shop's listing is done: the next shop from its start, or done.
+    fn finish_shop(&mut self) {
+        if self.shop_index + 1 < self.shops.len() {
+            self.shop_index += 1;
+            self.window_start_ms = self.since_ms;
+            self.window_len_ms = ORDER_WINDOW_MS;
+            self.offset = 0;
+            self.since_product_no = 0;
+        } else {
+            self.done = true;
         }
     }
 
@@ -143,15 +172,16 @@ impl Progress {
         if self.done {
             return None;
         }
+        let shop = self.shop();
         Some(match self.resource {
             Resource::Orders => format!(
-                "orders?start_date={}&end_date={}&date_type=order_date&embed=items&limit={ORDER_PAGE_LIMIT}&offset={}",
+                "orders?shop_no={shop}&start_date={}&end_date={}&date_type=order_date&embed=items&limit={ORDER_PAGE_LIMIT}&offset={}",
                 encode_query_value(&kst_iso(self.window_start_ms)),
                 encode_query_value(&kst_iso(self.window_end_ms())),
                 self.offset
             ),
             Resource::Products => {
-                format!("products?since_product_no={}&limit={PRODUCT_PAGE_LIMIT}", self.since_product_no)
+                format!("products?shop_no={shop}&since_product_no={}&limit={PRODUCT_PAGE_LIMIT}", self.since_product_no)
             }
         })
     }
@@ -175,7 +205,7 @@ impl Progress {
                     let end = self.window_end_ms();
                     self.offset = 0;
                     if end >= self.until_ms {
-                        self.done = true;
+                        self.finish_shop();
                     } else {
                         self.window_start_ms = end + 1_000;
                     }
@@ -185,7 +215,7 @@ impl Progress {
                 Some(n) if page.more_after(PRODUCT_PAGE_LIMIT) && n > self.since_product_no => {
                     self.since_product_no = n
                 }
-                _ => self.done = true,
+                _ => self.finish_shop(),
             },
         }
     }
@@ -216,6 +246,19 @@ pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<(Vec<(
     ))
 }
 
+/// The shops of a `GET /shops` answer (`{"shops": [{"shop_no": 1, …}, …]}`, numbers or
+/// strings), in order, each once; `None` when the body has no usable list.
+pub fn shops_from_body(body: &serde_json::Value) -> Option<Vec<crate::ShopNo>> {
+    let mut out: Vec<crate::ShopNo> = Vec::new();
+    for s in body.get("shops")?.as_array()? {
+        let n = crate::ShopNo::from_event(Some(s.get("shop_no")?))?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Why a backfill request cannot be queued.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
@@ -230,6 +273,7 @@ pub enum RequestError {
 /// id = dedup id = idempotency key).
 pub fn request(
     mall: &crate::MallId,
+    shop_no: Option<crate::ShopNo>,
     resource: Resource,
     (since_ms, until_ms): (u64, u64),
     now_ms: u64,
@@ -239,25 +283,29 @@ pub fn request(
     if since_ms > until_ms {
         return Err(RequestError::Reversed);
     }
-    let minute = (now_ms / 60_000).to_string();
-    let id = crate::DedupId::derive(
-        "backfill",
-        &[
-            mall.as_str().as_bytes(),
-            resource.as_str().as_bytes(),
-            since_ms.to_string().as_bytes(),
-            until_ms.to_string().as_bytes(),
-            minute.as_bytes(),
-        ],
-    );
+    let (minute, since, until) = ((now_ms / 60_000).to_string(), since_ms.to_string(), until_ms.to_string());
+    let shop = shop_no.map(|s| s.to_string());
+    let mut parts: Vec<&[u8]> = vec![
+        mall.as_str().as_bytes(),
+        resource.as_str().as_bytes(),
+        since.as_bytes(),
+        until.as_bytes(),
+        minute.as_bytes(),
+    ];
+    // A request for one shop is another job than one for every shop (the latter's id as before).
+    if let Some(s) = &shop {
+        parts.push(s.as_bytes());
+    }
+    let id = crate::DedupId::derive("backfill", &parts);
     let job = crate::jobs::Job {
         v: crate::jobs::JOB_VERSION,
         job_id: id.clone(),
         mall_id: mall.clone(),
-        kind: crate::jobs::JobKind::Backfill { resource, since_ms, until_ms },
+        kind: crate::jobs::JobKind::Backfill { resource, since_ms, until_ms, only_shop: shop_no },
         class: crate::ratelimit::Class::Bulk,
         trace_id: Some(crate::TraceId::derived(trace_prefix, now_ms / 60_000)),
         event_received_ms: now_ms,
+        shop_no: crate::ShopNo::DEFAULT,
     };
     let group_id = scope.key(mall).group(crate::ratelimit::Class::Bulk);
     let body = job.to_body();
@@ -332,10 +380,10 @@ mod tests {
     #[test]
     fn products_page_by_product_number_until_a_short_page() {
         let mut p = Progress::new("j", Resource::Products, 0, 0);
-        assert_eq!(p.next_path().unwrap(), "products?since_product_no=0&limit=100");
+        assert_eq!(p.next_path().unwrap(), "products?shop_no=1&since_product_no=0&limit=100");
         // Cafe24's published product answers carry no `links`: a full page goes on regardless.
         p.advance(PageOutcome { items: 100, links_next: false, last_product_no: Some(140) });
-        assert_eq!(p.next_path().unwrap(), "products?since_product_no=140&limit=100");
+        assert_eq!(p.next_path().unwrap(), "products?shop_no=1&since_product_no=140&limit=100");
         // A page that does not move the cursor ends the run instead of looping.
         p.advance(PageOutcome { items: 100, links_next: true, last_product_no: Some(140) });
         assert!(p.done);
@@ -373,15 +421,62 @@ mod tests {
     fn a_request_goes_to_the_bulk_group_and_a_repeat_within_a_minute_is_the_same_job() {
         use crate::ratelimit::KeyScope;
         let m = crate::MallId::parse("bigshop").unwrap();
-        let (j, msg) = request(&m, Resource::Orders, (1, 2), 60_000, &KeyScope::Mall, "resync").unwrap();
+        let (j, msg) = request(&m, None, Resource::Orders, (1, 2), 60_000, &KeyScope::Mall, "resync").unwrap();
         assert_eq!(msg.group_id.as_str(), "bigshop.bulk");
         assert_eq!(msg.dedup_id, j.job_id);
         assert_eq!(crate::jobs::Job::parse(&msg.body).unwrap(), j);
         assert_eq!(j.trace(), "resync-1");
-        let (again, _) = request(&m, Resource::Orders, (1, 2), 119_999, &KeyScope::Mall, "resync").unwrap();
+        let (again, _) = request(&m, None, Resource::Orders, (1, 2), 119_999, &KeyScope::Mall, "resync").unwrap();
         assert_eq!(again.job_id, j.job_id);
-        let (later, _) = request(&m, Resource::Orders, (1, 2), 120_000, &KeyScope::Mall, "resync").unwrap();
+        let (later, _) = request(&m, None, Resource::Orders, (1, 2), 120_000, &KeyScope::Mall, "resync").unwrap();
         assert_ne!(later.job_id, j.job_id);
-        assert_eq!(request(&m, Resource::Orders, (3, 2), 0, &KeyScope::Mall, "x"), Err(RequestError::Reversed));
+        assert_eq!(request(&m, None, Resource::Orders, (3, 2), 0, &KeyScope::Mall, "x"), Err(RequestError::Reversed));
+        let two = crate::ShopNo::new(2);
+        let (one_shop, _) = request(&m, two, Resource::Orders, (1, 2), 60_000, &KeyScope::Mall, "resync").unwrap();
+        assert_ne!(one_shop.job_id, j.job_id, "one shop is another job than every shop");
+        assert!(matches!(one_shop.kind, crate::jobs::JobKind::Backfill { only_shop: Some(s), .. } if Some(s) == two));
+    }
+
+    #[test]
+    fn a_multi_shop_mall_is_read_shop_after_shop_each_call_naming_its_shop() {
+        let shops: Vec<crate::ShopNo> = [1, 2].into_iter().filter_map(crate::ShopNo::new).collect();
+        let mut p = Progress::new("j", Resource::Products, 0, 0);
+        assert!(p.next_path().unwrap().starts_with("products?shop_no=1&"), "shop 1 until listed");
+        p.shops = shops;
+        p.advance(PageOutcome { items: 100, links_next: false, last_product_no: Some(100) });
+        p.advance(PageOutcome { items: 3, links_next: false, last_product_no: Some(103) });
+        assert!(!p.done, "shop 2 is next");
+        assert_eq!(p.next_path().unwrap(), "products?shop_no=2&since_product_no=0&limit=100", "from its start");
+        p.advance(PageOutcome { items: 7, links_next: false, last_product_no: Some(7) });
+        assert!(p.done && p.next_path().is_none());
+        assert_eq!((p.pages, p.seen), (3, 110));
+
+        let mut o = Progress::new("j", Resource::Orders, T0, T0 + DAY);
+        o.shops = [3, 1].into_iter().filter_map(crate::ShopNo::new).collect();
+        assert_eq!(query(&o.next_path().unwrap(), "shop_no"), "3");
+        o.advance(page(10, false));
+        assert_eq!((query(&o.next_path().unwrap(), "shop_no"), o.window_start_ms, o.offset), ("1".into(), T0, 0));
+        o.advance(page(10, false));
+        assert!(o.done);
+    }
+
+    #[test]
+    fn shops_are_read_from_cafe24s_list() {
+        let got = |v: serde_json::Value| {
+            shops_from_body(&v).map(|s| s.into_iter().map(crate::ShopNo::get).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            got(json!({"shops": [{"shop_no": 1, "shop_name": "KR"}, {"shop_no": "2"}, {"shop_no": 1}]})),
+            Some(vec![1, 2])
+        );
+        for bad in [
+            json!({}),
+            json!({"shops": []}),
+            json!({"shops": [{"shop_no": 0}]}),
+            json!({"shops": [{}]}),
+            json!({"shops": "1"}),
+        ] {
+            assert_eq!(got(bad.clone()), None, "{bad}");
+        }
     }
 }

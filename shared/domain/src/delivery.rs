@@ -53,7 +53,7 @@ impl BusEvent {
     }
 }
 
-/// The stable id of the event for a snapshot version.
+/// The stable id of the event for a snapshot version; `id` is the entity key (`ShopNo::entity_key`).
 pub fn snapshot_event_id(mall: &MallId, kind: SnapshotKind, id: &str, version_ms: u64) -> String {
     let v = version_ms.to_string();
     DedupId::derive("evt", &[mall.as_str().as_bytes(), kind.as_str().as_bytes(), id.as_bytes(), v.as_bytes()])
@@ -94,17 +94,19 @@ pub fn webhook_received(env: &InboxEnvelope) -> Option<BusEvent> {
 /// (`data_omitted`) and read back from the state table (`relay snapshot get`).
 pub fn snapshot_event(
     mall: &MallId,
+    shop: crate::ShopNo,
     kind: SnapshotKind,
     id: &str,
     version_ms: u64,
     trace_id: &str,
     data: Option<&Value>,
 ) -> BusEvent {
-    let event_id = snapshot_event_id(mall, kind, id, version_ms);
+    let event_id = snapshot_event_id(mall, kind, &shop.entity_key(id), version_ms);
     let mut detail = Map::new();
     detail.insert("schema_version".into(), json!(EVENT_SCHEMA_VERSION));
     detail.insert("event_id".into(), json!(event_id));
     detail.insert("mall_id".into(), json!(mall.as_str()));
+    detail.insert("shop_no".into(), json!(shop.get()));
     detail.insert("kind".into(), json!(kind.as_str()));
     detail.insert("id".into(), json!(id));
     detail.insert("version".into(), json!(version_ms));
@@ -118,7 +120,11 @@ pub fn snapshot_event(
                     "data_omitted".into(),
                     json!({
                         "bytes": size,
-                        "read_with": format!("relay snapshot get --mall {} {kind} {id}", mall.as_str()),
+                        "read_with": if shop.is_default() {
+                            format!("relay snapshot get --mall {} {kind} {id}", mall.as_str())
+                        } else {
+                            format!("relay snapshot get --mall {} --shop {shop} {kind} {id}", mall.as_str())
+                        },
                     }),
                 );
             } else {
@@ -242,17 +248,30 @@ mod tests {
     }
 
     #[test]
+    fn two_shops_entities_of_the_same_id_are_two_events_each_naming_its_shop() {
+        let data = json!({"product_no": 12});
+        let two = crate::ShopNo::new(2).unwrap();
+        let a = snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Product, "12", 5, "t", Some(&data));
+        let b = snapshot_event(&mall(), two, SnapshotKind::Product, "12", 5, "t", Some(&data));
+        assert_ne!(a.event_id, b.event_id);
+        assert_eq!(a.event_id, snapshot_event_id(&mall(), SnapshotKind::Product, "12", 5), "shop 1's id as before");
+        let d: Value = serde_json::from_str(&b.detail).unwrap();
+        assert_eq!((d["shop_no"].as_u64(), d["id"].as_str()), (Some(2), Some("12")), "the plain id beside its shop");
+    }
+
+    #[test]
     fn snapshot_events_name_the_version_and_differ_per_version() {
         let data = json!({"order_id": "o1"});
-        let a = snapshot_event(&mall(), SnapshotKind::Order, "o1", 5, "t", Some(&data));
-        let b = snapshot_event(&mall(), SnapshotKind::Order, "o1", 6, "t", Some(&data));
-        let again = snapshot_event(&mall(), SnapshotKind::Order, "o1", 5, "other-trace", Some(&data));
+        let a = snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Order, "o1", 5, "t", Some(&data));
+        let b = snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Order, "o1", 6, "t", Some(&data));
+        let again =
+            snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Order, "o1", 5, "other-trace", Some(&data));
         assert_ne!(a.event_id, b.event_id);
         assert_eq!(a.event_id, again.event_id, "the id names the version, not the delivery");
         assert_eq!(a.detail_type, "order.synced");
         let d: Value = serde_json::from_str(&a.detail).unwrap();
         assert_eq!((d["version"].as_u64(), &d["data"]), (Some(5), &data));
-        let gone = snapshot_event(&mall(), SnapshotKind::Product, "7", 9, "t", None);
+        let gone = snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Product, "7", 9, "t", None);
         assert_eq!(gone.detail_type, "product.deleted");
         assert!(serde_json::from_str::<Value>(&gone.detail).unwrap().get("data").is_none());
     }
@@ -260,7 +279,7 @@ mod tests {
     #[test]
     fn a_snapshot_too_large_for_an_entry_becomes_a_pointer() {
         let data = json!({"description": "x".repeat(400_000)});
-        let e = snapshot_event(&mall(), SnapshotKind::Product, "7", 9, "t", Some(&data));
+        let e = snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Product, "7", 9, "t", Some(&data));
         assert!(e.size() <= MAX_ENTRY_BYTES);
         let d: Value = serde_json::from_str(&e.detail).unwrap();
         assert!(d["data"].is_null());
@@ -269,8 +288,16 @@ mod tests {
 
     #[test]
     fn put_chunks_respect_the_entry_count_and_the_request_size() {
-        let small = snapshot_event(&mall(), SnapshotKind::Order, "o", 1, "t", Some(&json!({})));
-        let big = snapshot_event(&mall(), SnapshotKind::Order, "o", 1, "t", Some(&json!({"d": "x".repeat(200_000)})));
+        let small = snapshot_event(&mall(), crate::ShopNo::DEFAULT, SnapshotKind::Order, "o", 1, "t", Some(&json!({})));
+        let big = snapshot_event(
+            &mall(),
+            crate::ShopNo::DEFAULT,
+            SnapshotKind::Order,
+            "o",
+            1,
+            "t",
+            Some(&json!({"d": "x".repeat(200_000)})),
+        );
         let events = vec![small.clone(); 23];
         assert_eq!(put_chunks(&events), vec![0..10, 10..20, 20..23]);
         let mixed = vec![small.clone(), big.clone(), big.clone(), small];

@@ -73,6 +73,82 @@ pub fn is_resource_id(id: &str) -> bool {
         && !id.bytes().all(|b| b == b'.')
 }
 
+/// A shop of a multi-shop mall (`shop_no`). Shop 1 is the default: an Admin API call without
+/// `shop_no` answers for it, and a webhook without `event_shop_no` is one of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct ShopNo(u32);
+
+impl Default for ShopNo {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl TryFrom<u32> for ShopNo {
+    type Error = String;
+    fn try_from(n: u32) -> Result<Self, String> {
+        Self::new(n).ok_or_else(|| format!("shop_no must be 1..={}", Self::MAX))
+    }
+}
+
+impl From<ShopNo> for u32 {
+    fn from(s: ShopNo) -> u32 {
+        s.0
+    }
+}
+
+impl fmt::Display for ShopNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ShopNo {
+    /// The default shop.
+    pub const DEFAULT: Self = Self(1);
+    /// Largest shop number accepted (Cafe24 malls run a handful of shops; the bound keeps
+    /// garbage out of keys and URLs).
+    pub const MAX: u32 = 9_999;
+
+    /// A shop number in `1..=MAX`.
+    pub fn new(n: u32) -> Option<Self> {
+        (1..=Self::MAX).contains(&n).then_some(Self(n))
+    }
+
+    /// The number.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+
+    /// Whether this is shop 1 (kept out of serialized jobs, so they read as before).
+    pub fn is_default(&self) -> bool {
+        *self == Self::DEFAULT
+    }
+
+    /// A webhook's `event_shop_no` (a string in Cafe24's samples; a number is taken too):
+    /// absent or null is the default shop, anything else unusable is `None`.
+    pub fn from_event(v: Option<&serde_json::Value>) -> Option<Self> {
+        match v {
+            None | Some(serde_json::Value::Null) => Some(Self::DEFAULT),
+            Some(serde_json::Value::String(s)) => s.trim().parse::<u32>().ok().and_then(Self::new),
+            Some(serde_json::Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()).and_then(Self::new),
+            Some(_) => None,
+        }
+    }
+
+    /// The key of entity `id` of this shop, for snapshots and event ids: the id itself in the
+    /// default shop (so keys stored before shops were told apart still match), `<shop>/<id>`
+    /// in any other (`/` is never part of a resource id, see [`is_resource_id`]).
+    pub fn entity_key(self, id: &str) -> String {
+        if self.is_default() {
+            id.to_owned()
+        } else {
+            format!("{}/{id}", self.0)
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for MallId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -292,6 +368,30 @@ impl fmt::Display for SnapshotKind {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn shop_numbers_from_webhooks_default_to_one_and_refuse_garbage() {
+        use serde_json::json;
+        assert_eq!(ShopNo::from_event(None), Some(ShopNo::DEFAULT));
+        assert_eq!(ShopNo::from_event(Some(&json!(null))), Some(ShopNo::DEFAULT));
+        assert_eq!(ShopNo::from_event(Some(&json!("4"))).map(ShopNo::get), Some(4), "a string, as published");
+        assert_eq!(ShopNo::from_event(Some(&json!(" 2 "))).map(ShopNo::get), Some(2));
+        assert_eq!(ShopNo::from_event(Some(&json!(3))).map(ShopNo::get), Some(3));
+        for bad in [json!("0"), json!(""), json!("two"), json!(-1), json!(1.5), json!(10_000), json!([1]), json!({})] {
+            assert_eq!(ShopNo::from_event(Some(&bad)), None, "{bad}");
+        }
+        assert_eq!(serde_json::from_str::<ShopNo>("2").ok().map(ShopNo::get), Some(2));
+        assert!(serde_json::from_str::<ShopNo>("0").is_err() && serde_json::from_str::<ShopNo>("\"2\"").is_err());
+    }
+
+    #[test]
+    fn entity_keys_keep_the_default_shop_as_it_was_and_tell_the_others_apart() {
+        let two = ShopNo::new(2).unwrap();
+        assert_eq!(ShopNo::DEFAULT.entity_key("12"), "12");
+        assert_eq!(two.entity_key("12"), "2/12");
+        assert_ne!(two.entity_key("12"), ShopNo::new(21).unwrap().entity_key("2"));
+        assert!(!is_resource_id(&two.entity_key("12")), "a key is never mistaken for an id");
+    }
 
     #[test]
     fn snapshot_kinds_round_trip_and_nothing_else_parses() {

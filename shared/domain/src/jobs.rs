@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DedupId, MallId, SnapshotKind, TraceId};
+use crate::ids::{DedupId, MallId, ShopNo, SnapshotKind, TraceId};
 use crate::ratelimit::Class;
 
 /// Current job format version.
@@ -39,6 +39,10 @@ pub enum JobKind {
         since_ms: u64,
         /// Orders placed until, epoch ms (inclusive).
         until_ms: u64,
+        /// One shop only; absent: every shop of the mall, as Cafe24 lists them. (Not
+        /// `shop_no`: the job's own field of that name sits beside the kind's in the message.)
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only_shop: Option<ShopNo>,
     },
     /// Read the mall's webhook logs since its checkpoint and re-inject every delivery the
     /// relay never accepted; record the mall's reception status (scheduled, bulk class).
@@ -78,6 +82,10 @@ pub struct Job {
     pub job_id: DedupId,
     /// Mall.
     pub mall_id: MallId,
+    /// The shop the job's entity belongs to (its webhook's `event_shop_no`); every Admin API
+    /// call of the job names it. Left out when it is shop 1, so such jobs read as before.
+    #[serde(default, skip_serializing_if = "ShopNo::is_default")]
+    pub shop_no: ShopNo,
     /// What to do.
     #[serde(flatten)]
     pub kind: JobKind,
@@ -126,6 +134,12 @@ impl Job {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// Snapshot kind and the entity's key (its id, told apart by shop: [`ShopNo::entity_key`]),
+    /// for jobs that produce a snapshot.
+    pub fn target(&self) -> Option<(SnapshotKind, String)> {
+        self.kind.target().map(|(kind, id)| (kind, self.shop_no.entity_key(&id)))
+    }
+
     /// The trace id as text for logs and events (`""` when the job has none).
     pub fn trace(&self) -> &str {
         self.trace_id.as_ref().map_or("", TraceId::as_str)
@@ -169,10 +183,29 @@ mod tests {
             class: Class::Live,
             trace_id: "t".to_owned().try_into().ok(),
             event_received_ms: 5,
+            shop_no: ShopNo::DEFAULT,
         };
         let s = serde_json::to_string(&j).unwrap();
         assert!(s.contains(r#""kind":"sync_order""#), "{s}");
+        assert!(!s.contains("shop_no"), "shop 1 is left out: {s}");
         assert_eq!(Job::parse(&s).unwrap(), j);
+        let two = Job { shop_no: ShopNo::new(2).unwrap(), ..j.clone() };
+        let s2 = serde_json::to_string(&two).unwrap();
+        assert!(s2.contains(r#""shop_no":2"#), "{s2}");
+        assert_eq!(Job::parse(&s2).unwrap(), two);
+        assert_eq!(two.target(), Some((SnapshotKind::Order, "2/20200717-0029236".into())));
+        assert_eq!(j.target(), Some((SnapshotKind::Order, "20200717-0029236".into())));
+        let one_shop = Job {
+            kind: JobKind::Backfill {
+                resource: crate::backfill::Resource::Products,
+                since_ms: 0,
+                until_ms: 0,
+                only_shop: ShopNo::new(3),
+            },
+            ..j.clone()
+        };
+        let s3 = serde_json::to_string(&one_shop).unwrap();
+        assert_eq!(Job::parse(&s3).unwrap(), one_shop, "the kind's shop is not the job's: {s3}");
         for bad in [
             "",
             "{}",
@@ -193,6 +226,9 @@ mod tests {
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"carts","since_ms":1,"until_ms":2}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"orders","since_ms":3,"until_ms":2}"#,
             r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"orders"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token","shop_no":0}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"refresh_token","shop_no":"2"}"#,
+            r#"{"v":1,"job_id":"x","mall_id":"shop1","kind":"backfill","resource":"orders","since_ms":1,"until_ms":2,"shop_no":-3}"#,
         ] {
             assert!(Job::parse(bad).is_err(), "{bad}");
         }

@@ -36,5 +36,5 @@ pub mod webhook;
 
 pub use auth::ApiKeyVerifier;
 pub use envelope::{InboxEnvelope, ENVELOPE_VERSION};
-pub use ids::{webhook_ids, DedupId, MallId, SnapshotKind, TraceId};
+pub use ids::{webhook_ids, DedupId, MallId, ShopNo, SnapshotKind, TraceId};
 pub use webhook::{classify, Classified, EventNo, ParkReason};

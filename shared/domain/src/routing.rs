@@ -170,10 +170,16 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
         Err(_) => return Dispatch::Park("payload_not_json"),
     };
     let resource = payload.get("resource").filter(|r| r.is_object()).unwrap_or(&payload);
+    // The shop whose view every call of the jobs asks for (an Admin API call without
+    // `shop_no` answers for shop 1, whatever shop the event was of).
+    let Some(shop_no) = crate::ShopNo::from_event(resource.get("event_shop_no")) else {
+        return Dispatch::Park("bad_shop_no");
+    };
     let make = |kind: JobKind, target: &str| Job {
         v: JOB_VERSION,
-        job_id: job_id(&env.dedup_id, kind.name(), target),
+        job_id: job_id(&env.dedup_id, kind.name(), &shop_no.entity_key(target)),
         mall_id: mall.clone(),
+        shop_no,
         kind,
         class: Class::Live,
         trace_id: Some(env.trace_id.clone()),
@@ -329,6 +335,26 @@ mod tests {
             plan(&t, &envelope(r#"{"event_no":90078,"resource":{"mall_id":"m"}}"#, "t")),
             Dispatch::Forward("forwarded")
         );
+    }
+
+    #[test]
+    fn an_events_shop_travels_into_its_jobs_and_an_unusable_one_is_parked() {
+        let t = RoutingTable::default();
+        let jobs = |body: &str| match plan(&t, &envelope(body, "t")) {
+            Dispatch::Jobs(j) => j,
+            other => panic!("{other:?}"),
+        };
+        let two = jobs(r#"{"event_no":90001,"resource":{"mall_id":"m","event_shop_no":"2","product_no":12}}"#);
+        let one = jobs(r#"{"event_no":90001,"resource":{"mall_id":"m","event_shop_no":"1","product_no":12}}"#);
+        let none = jobs(r#"{"event_no":90001,"resource":{"mall_id":"m","product_no":12}}"#);
+        assert_eq!((two[0].shop_no.get(), one[0].shop_no.get(), none[0].shop_no.get()), (2, 1, 1));
+        assert_eq!(two[0].target(), Some((crate::SnapshotKind::Product, "2/12".into())));
+        assert_eq!(one[0].job_id, none[0].job_id, "shop 1 named or not: the same job as before shops were read");
+        for bad in [r#""0""#, r#""x""#, "[2]", "-1"] {
+            let body =
+                format!(r#"{{"event_no":90001,"resource":{{"mall_id":"m","event_shop_no":{bad},"product_no":12}}}}"#);
+            assert_eq!(plan(&t, &envelope(&body, "t")), Dispatch::Park("bad_shop_no"), "{bad}");
+        }
     }
 
     /// Every event number of Cafe24's published tables (the project's reference on the platform,

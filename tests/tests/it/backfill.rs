@@ -53,10 +53,16 @@ async fn a_year_of_orders_is_backfilled_from_list_pages_while_live_webhooks_pass
         v: JOB_VERSION,
         job_id: "backfill-e2e".parse().unwrap(),
         mall_id: mall.clone(),
-        kind: JobKind::Backfill { resource: Resource::Orders, since_ms: now - 366 * 86_400_000, until_ms: now },
+        kind: JobKind::Backfill {
+            resource: Resource::Orders,
+            since_ms: now - 366 * 86_400_000,
+            until_ms: now,
+            only_shop: None,
+        },
         class: Class::Bulk,
         trace_id: "resync-e2e".to_owned().try_into().ok(),
         event_received_ms: now,
+        shop_no: relay_domain::ShopNo::DEFAULT,
     };
     SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.work.url.clone())
         .send(&OutboundMessage {

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+use relay_domain::ShopNo;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,7 +112,7 @@ async fn twenty_concurrent_callers_after_expiry_cause_exactly_one_issuance() {
     let stored = fx.store().get(&mall).await.unwrap().unwrap().pair.access_token;
     assert!(got.iter().all(|t| *t == stored), "every caller ends with the stored, refreshed token");
     // And that token is the valid one at Cafe24.
-    clients[7].product(&mall, 1, Class::Live).await.unwrap();
+    clients[7].product(&mall, ShopNo::DEFAULT, 1, Class::Live).await.unwrap();
     let s = fx.sim.stats("racemall");
     assert_eq!(s.token_issuances, 1, "exactly one refresh reached Cafe24");
     assert_eq!((s.invalid_grants, s.refresh_reuse_attempts), (0, 0));
@@ -128,9 +129,9 @@ async fn an_access_token_that_expired_between_calls_is_refreshed_transparently()
     let fx = Fx::new("tok-expire").await;
     let mall = fx.install("m-exp").await;
     let c = fx.client();
-    c.product(&mall, 1, Class::Live).await.unwrap();
+    c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await.unwrap();
     fx.sim.clock.advance(2 * HOUR_MS + 1);
-    c.order_with_items(&mall, &first_order(&fx, "m-exp"), Class::Live).await.unwrap();
+    c.order_with_items(&mall, ShopNo::DEFAULT, &first_order(&fx, "m-exp"), Class::Live).await.unwrap();
     assert_eq!(fx.sim.stats("m-exp").token_issuances, 1);
     assert_eq!(fx.sim.stats("m-exp").status_401, 0, "refreshed ahead of expiry, not after a 401");
 }
@@ -146,12 +147,12 @@ async fn a_401_on_a_token_we_thought_valid_triggers_one_refresh_and_a_retry() {
     let mall = fx.install("m401").await;
     fx.fault("m401", "products", FaultKind::Status { status: 401 }, 1);
     let c = fx.client();
-    let p = c.product(&mall, 3, Class::Live).await.unwrap();
+    let p = c.product(&mall, ShopNo::DEFAULT, 3, Class::Live).await.unwrap();
     assert_eq!(p.product_no, 3);
     assert_eq!(fx.sim.stats("m401").token_issuances, 1);
     // Twice in a row: refresh once, then give up with Unauthorized.
     fx.fault("m401", "products", FaultKind::Status { status: 401 }, 2);
-    assert!(matches!(c.product(&mall, 3, Class::Live).await, Err(Cafe24Error::Unauthorized)));
+    assert!(matches!(c.product(&mall, ShopNo::DEFAULT, 3, Class::Live).await, Err(Cafe24Error::Unauthorized)));
     assert_eq!(fx.sim.stats("m401").token_issuances, 2);
 }
 
@@ -172,11 +173,11 @@ async fn fourteen_idle_days_with_only_the_keep_alive_keep_the_refresh_token_aliv
             }
         }
     }
-    c.product(&kept, 1, Class::Live).await.unwrap();
+    c.product(&kept, ShopNo::DEFAULT, 1, Class::Live).await.unwrap();
     assert_eq!(fx.sim.stats("kept").invalid_grants, 0);
     assert!(fx.sim.stats("kept").token_issuances >= 2, "keep-alive refresh + the refresh for the call");
     // The mall the keep-alive skipped is locked out after 14 idle days.
-    assert!(matches!(c.product(&idle, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
+    assert!(matches!(c.product(&idle, ShopNo::DEFAULT, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
 }
 
 #[tokio::test]
@@ -186,13 +187,16 @@ async fn a_revoked_refresh_token_marks_the_mall_needs_reauth_and_stops_trying() 
     fx.sim.revoke("revoked");
     fx.sim.clock.advance(2 * HOUR_MS);
     let c = fx.client();
-    assert!(matches!(c.product(&mall, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
+    assert!(matches!(c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
     assert_eq!(fx.store().get(&mall).await.unwrap().unwrap().status, TokenStatus::NeedsReauth);
     assert_eq!(fx.store().needing_reauth().await.unwrap(), vec![mall.clone()]);
     let before = c.stats.token_requests.load(std::sync::atomic::Ordering::Relaxed);
     for _ in 0..5 {
-        assert!(matches!(c.product(&mall, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
-        assert!(matches!(fx.client().product(&mall, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
+        assert!(matches!(c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await, Err(Cafe24Error::NeedsReauth)));
+        assert!(matches!(
+            fx.client().product(&mall, ShopNo::DEFAULT, 1, Class::Live).await,
+            Err(Cafe24Error::NeedsReauth)
+        ));
     }
     assert_eq!(
         c.stats.token_requests.load(std::sync::atomic::Ordering::Relaxed),
@@ -217,8 +221,8 @@ async fn a_transient_refresh_failure_is_retried_at_most_once_per_lease_period() 
         }
     }
     fx.sim.clock.advance(2 * HOUR_MS - 60_000); // inside the margin, still usable
-    c.product(&mall, 1, Class::Live).await.unwrap(); // refresh fails, the usable token is used
-    c.product(&mall, 1, Class::Live).await.unwrap(); // lease still held: no second attempt
+    c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await.unwrap(); // refresh fails, the usable token is used
+    c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await.unwrap(); // lease still held: no second attempt
     assert_eq!(fx.sim.stats("capped").issuance_cap_refusals, 1);
     assert_eq!(c.stats.token_requests.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
@@ -229,18 +233,24 @@ async fn every_error_class_is_produced_and_mapped() {
     let mall = fx.install("errs").await;
     let c = fx.client();
     fx.fault("errs", "products", FaultKind::Status { status: 500 }, 1);
-    assert!(matches!(c.product(&mall, 1, Class::Live).await, Err(Cafe24Error::Server { status: 500 })));
+    assert!(matches!(
+        c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await,
+        Err(Cafe24Error::Server { status: 500 })
+    ));
     fx.fault("errs", "products", FaultKind::Status { status: 503 }, 1);
-    assert!(matches!(c.product(&mall, 1, Class::Live).await, Err(Cafe24Error::Server { status: 503 })));
+    assert!(matches!(
+        c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await,
+        Err(Cafe24Error::Server { status: 503 })
+    ));
     fx.fault("errs", "products", FaultKind::RateLimit, 1);
-    match c.product(&mall, 1, Class::Live).await {
+    match c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await {
         Err(Cafe24Error::RateLimited { feedback }) => assert!(feedback.rate_limited && feedback.call_limit.is_some()),
         other => panic!("{other:?}"),
     }
     fx.sim.clock.advance(5_000);
     fx.fault("errs", "products", FaultKind::Timeout { ms: 3_000 }, 1);
-    assert!(matches!(c.product(&mall, 1, Class::Live).await, Err(Cafe24Error::Timeout)));
-    assert!(matches!(c.product(&mall, 999_999, Class::Live).await, Err(Cafe24Error::NotFound)));
+    assert!(matches!(c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await, Err(Cafe24Error::Timeout)));
+    assert!(matches!(c.product(&mall, ShopNo::DEFAULT, 999_999, Class::Live).await, Err(Cafe24Error::NotFound)));
     match c.get_json(&mall, "orders?start_date=2026-01-01&end_date=2026-11-01", Class::Live).await {
         Err(Cafe24Error::InvalidRequest { status: 422, code, message }) => {
             assert_eq!(code, "422");
@@ -260,7 +270,10 @@ async fn every_error_class_is_produced_and_mapped() {
         scopes: vec![],
     };
     fx.store().put_installed(&m2, &pair, now).await.unwrap();
-    assert!(matches!(c.customers(&m2, &["member0001"], Class::Live).await, Err(Cafe24Error::Forbidden { .. })));
+    assert!(matches!(
+        c.customers(&m2, ShopNo::DEFAULT, &["member0001"], Class::Live).await,
+        Err(Cafe24Error::Forbidden { .. })
+    ));
     // App deleted from the mall.
     fx.sim.uninstall("errs", "relay-client");
     let (fresh, _) = fx.sim.seed_tokens("errs", "relay-client", vec!["mall.read_product".into()]);
@@ -272,10 +285,10 @@ async fn every_error_class_is_produced_and_mapped() {
         scopes: vec![],
     };
     fx.store().put_installed(&mall, &pair, now).await.unwrap();
-    assert!(matches!(c.product(&mall, 1, Class::Live).await, Err(Cafe24Error::AppDeleted)));
+    assert!(matches!(c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await, Err(Cafe24Error::AppDeleted)));
     // Never installed.
     assert!(matches!(
-        c.product(&MallId::parse("nobody").unwrap(), 1, Class::Live).await,
+        c.product(&MallId::parse("nobody").unwrap(), ShopNo::DEFAULT, 1, Class::Live).await,
         Err(Cafe24Error::NotInstalled)
     ));
     // Nothing listening.
@@ -283,7 +296,10 @@ async fn every_error_class_is_produced_and_mapped() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     cfg.base_url_template = format!("http://127.0.0.1:{port}/{{mall_id}}");
     let m4 = fx.install("unreachable").await;
-    assert!(matches!(fx.client_with(cfg).product(&m4, 1, Class::Live).await, Err(Cafe24Error::Transport(_))));
+    assert!(matches!(
+        fx.client_with(cfg).product(&m4, ShopNo::DEFAULT, 1, Class::Live).await,
+        Err(Cafe24Error::Transport(_))
+    ));
     // The limiter says wait longer than a call may sleep.
     let mut cfg = fx.config();
     cfg.max_inline_wait_ms = 0;
@@ -292,7 +308,7 @@ async fn every_error_class_is_produced_and_mapped() {
     let fb = relay_domain::ratelimit::Feedback::from_headers(429, [("X-Api-Call-Limit", "40/40")]);
     strict.gate().feedback("throttled", &fb).await.unwrap();
     assert!(
-        matches!(strict.product(&m3, 1, Class::Live).await, Err(Cafe24Error::Throttled { wait_ms }) if wait_ms > 0)
+        matches!(strict.product(&m3, ShopNo::DEFAULT, 1, Class::Live).await, Err(Cafe24Error::Throttled { wait_ms }) if wait_ms > 0)
     );
 }
 
@@ -358,10 +374,10 @@ async fn token_values_never_appear_in_logs_or_debug_output() {
     // The configured request timeout, not the fixture's 800 ms: on a loaded machine a refresh
     // that timed out would be a transient error, and the refusal below would never be logged.
     let c = fx.client_with(sim_cafe24_config(&fx.base));
-    c.product(&mall, 1, Class::Live).await.unwrap();
+    c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await.unwrap();
     fx.sim.revoke("secretive");
     fx.sim.clock.advance(2 * HOUR_MS);
-    let refused = c.product(&mall, 1, Class::Live).await;
+    let refused = c.product(&mall, ShopNo::DEFAULT, 1, Class::Live).await;
     assert!(matches!(refused, Err(Cafe24Error::NeedsReauth)), "the revoked refresh token is refused: {refused:?}");
     let new = fx.store().get(&mall).await.unwrap().unwrap();
     let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();

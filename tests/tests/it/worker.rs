@@ -144,6 +144,7 @@ fn job(id: &str, mall: &MallId, kind: JobKind, received_ms: u64) -> Job {
         class: Class::Live,
         trace_id: format!("trace-{id}").try_into().ok(),
         event_received_ms: received_ms,
+        shop_no: relay_domain::ShopNo::DEFAULT,
     }
 }
 

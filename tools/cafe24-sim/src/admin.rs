@@ -39,6 +39,7 @@ fn required_scope(endpoint: &str) -> Option<&'static str> {
         Some("products") => Some("mall.read_product"),
         Some("customers") => Some("mall.read_customer"),
         Some("webhooks") => Some("mall.read_application"),
+        Some("shops") => Some("mall.read_store"),
         _ => None,
     }
 }
@@ -114,7 +115,8 @@ fn gate_and_handle(sim: &Sim, mall: &str, rest: &str, q: &HashMap<String, String
         e.status_429 += 1;
     }
     if g.calls.len() < MAX_CALL_RECORDS {
-        g.calls.push(CallRecord { at_ms: now, mall: mall.to_owned(), endpoint, status: answer.status });
+        let shop_no = q.get("shop_no").and_then(|v| v.trim().parse().ok());
+        g.calls.push(CallRecord { at_ms: now, mall: mall.to_owned(), endpoint, status: answer.status, shop_no });
     }
     answer
 }
@@ -295,9 +297,28 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
     let logs_snapshot = if parts.as_slice() == ["webhooks", "logs"] { Some(g.logs.clone()) } else { None };
     let state = sim.mall(g, mall);
     let reception = if state.reception_off { "F" } else { "T" };
-    let data = &state.data;
     let fail = |status: u16, m: &str| (status, error_body(status, m));
+    // Without `shop_no`, shop 1's view (as Cafe24 answers); a shop the mall does not have is refused.
+    let shop = match q.get("shop_no").map(|v| v.trim().parse::<u32>()) {
+        None => 1,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return fail(422, "shop_no must be an integer."),
+    };
+    let Some(data) = state.shop(shop) else {
+        return fail(422, &format!("shop_no {shop} is not a shop of this mall."));
+    };
     match parts.as_slice() {
+        ["shops"] => {
+            let shops: Vec<Value> = state
+                .shop_numbers()
+                .into_iter()
+                .map(|n| {
+                    json!({"shop_no": n, "default": if n == 1 { "T" } else { "F" }, "shop_name": format!("Shop {n}"),
+                        "language_code": if n == 1 { "ko_KR" } else { "en_US" }})
+                })
+                .collect();
+            (200, json!({"shops": shops}))
+        }
         ["orders", "count"] => match order_window(q) {
             Ok((s, e, dt)) => {
                 let n = data.orders.values().filter(|o| in_window(o, s, e, &dt)).count();

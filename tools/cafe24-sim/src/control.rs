@@ -11,9 +11,9 @@
 //! | `POST /sim/malls/{mall}/revoke` | | revokes every token of the mall |
 //! | `GET /sim/malls/{mall}/launch?app_url=&client_id=` | | 302 to the App URL with Cafe24's signed launch query (`hmac`, `timestamp`) |
 //! | `POST /sim/malls/{mall}/uninstall` | `{"client_id"?,"emit_webhook"?}` | deletes the app from the mall (403 from then on), optionally sends 90077 |
-//! | `POST /sim/malls/{mall}/orders` | `{"member_id"?,"paid"?,"emit_webhook"?}` | places an order, optionally sends 90023 |
-//! | `POST /sim/malls/{mall}/orders/{id}/change` | `{"paid"?,"shipping_status"?,"emit_event_no"?,"duplicate"?,"drop"?}` | changes it (bumps `updated_date`), optionally sends the event |
-//! | `POST /sim/malls/{mall}/products/{no}/change` | `{"price"?,"selling"?,"description_bytes"?,"emit_event_no"?,…}` | the same for a product |
+//! | `POST /sim/malls/{mall}/orders` | `{"shop_no"?,"member_id"?,"paid"?,"emit_webhook"?}` | places an order in a shop (default 1), optionally sends 90023 with that `event_shop_no` |
+//! | `POST /sim/malls/{mall}/orders/{id}/change` | `{"shop_no"?,"paid"?,"shipping_status"?,"emit_event_no"?,"duplicate"?,"drop"?}` | changes it (bumps `updated_date`), optionally sends the event |
+//! | `POST /sim/malls/{mall}/products/{no}/change` | `{"shop_no"?,"price"?,"selling"?,"description_bytes"?,"emit_event_no"?,…}` | the same for a product in one shop's view |
 //! | `GET /sim/malls/{mall}/orders` | | the mall's order ids |
 //! | `POST /sim/faults` / `DELETE /sim/faults` | a fault (see [`crate::state::Fault`]) | inject / clear faults |
 //! | `POST /sim/webhooks/target` | `{"url","api_key"}` | where webhooks go |
@@ -146,6 +146,8 @@ async fn uninstall(
 
 #[derive(Deserialize, Default)]
 struct NewOrder {
+    /// The shop it is placed in (default 1); its webhook carries it as `event_shop_no`.
+    shop_no: Option<u32>,
     member_id: Option<String>,
     paid: Option<bool>,
     #[serde(default)]
@@ -168,16 +170,19 @@ async fn create_order(State(sim): State<Arc<Sim>>, Path(mall): Path<String>, bod
     let now = sim.clock.now_ms();
     let header = {
         let mut g = sim.lock();
-        let m = sim.mall(&mut g, &mall);
-        let product = m.data.products.keys().next().copied().unwrap_or(1);
-        let id = m.data.add_order(
+        let shop = r.shop_no.unwrap_or(1);
+        let Some(data) = sim.mall(&mut g, &mall).shop_mut(shop) else {
+            return bad(StatusCode::NOT_FOUND, "no such shop");
+        };
+        let product = data.products.keys().next().copied().unwrap_or(1);
+        let id = data.add_order(
             now,
             r.member_id.unwrap_or_else(|| "member0001".into()),
             vec![(product, 1, 10_000)],
             r.paid.unwrap_or(false),
         );
-        match m.data.orders.get(&id) {
-            Some(o) => order_header(o),
+        match data.orders.get(&id) {
+            Some(o) => with_shop(order_header(o), shop),
             None => return bad(StatusCode::INTERNAL_SERVER_ERROR, "order vanished"),
         }
     };
@@ -185,6 +190,14 @@ async fn create_order(State(sim): State<Arc<Sim>>, Path(mall): Path<String>, bod
         return emit(&sim, &mall, 90023, header, SendOptions { duplicate: r.duplicate, drop: r.drop }).await;
     }
     Json(header).into_response()
+}
+
+/// A webhook resource of shop `shop` (`event_shop_no` is a string in Cafe24's samples).
+fn with_shop(mut resource: Value, shop: u32) -> Value {
+    if let Some(r) = resource.as_object_mut() {
+        r.insert("event_shop_no".into(), Value::String(shop.to_string()));
+    }
+    resource
 }
 
 fn order_header(o: &crate::data::Order) -> Value {
@@ -205,6 +218,8 @@ async fn list_orders(State(sim): State<Arc<Sim>>, Path(mall): Path<String>) -> J
 
 #[derive(Deserialize, Default)]
 struct Change {
+    /// The shop whose view changes (default 1).
+    shop_no: Option<u32>,
     paid: Option<bool>,
     shipping_status: Option<String>,
     price: Option<u64>,
@@ -227,8 +242,8 @@ async fn change_order(
     let now = sim.clock.now_ms();
     let header = {
         let mut g = sim.lock();
-        let m = sim.mall(&mut g, &mall);
-        let Some(o) = m.data.orders.get_mut(&id) else {
+        let shop = c.shop_no.unwrap_or(1);
+        let Some(o) = sim.mall(&mut g, &mall).shop_mut(shop).and_then(|d| d.orders.get_mut(&id)) else {
             return bad(StatusCode::NOT_FOUND, "no such order");
         };
         if let Some(p) = c.paid {
@@ -238,7 +253,7 @@ async fn change_order(
             o.shipping_status = s;
         }
         o.updated_ms = now.max(o.updated_ms + 1);
-        order_header(o)
+        with_shop(order_header(o), shop)
     };
     match c.emit_event_no {
         Some(n) => emit(&sim, &mall, n, header, SendOptions { duplicate: c.duplicate, drop: c.drop }).await,
@@ -255,8 +270,8 @@ async fn change_product(
     let now = sim.clock.now_ms();
     let resource = {
         let mut g = sim.lock();
-        let m = sim.mall(&mut g, &mall);
-        let Some(p) = m.data.products.get_mut(&no) else {
+        let shop = c.shop_no.unwrap_or(1);
+        let Some(p) = sim.mall(&mut g, &mall).shop_mut(shop).and_then(|d| d.products.get_mut(&no)) else {
             return bad(StatusCode::NOT_FOUND, "no such product");
         };
         if let Some(price) = c.price {
@@ -269,7 +284,10 @@ async fn change_product(
             p.description = crate::data::Product::long_description(no, b.min(5_000_000));
         }
         p.updated_ms = now.max(p.updated_ms + 1);
-        json!({"product_no": p.product_no, "product_code": p.product_code, "updated_date": kst::iso_kst(p.updated_ms)})
+        with_shop(
+            json!({"product_no": p.product_no, "product_code": p.product_code, "updated_date": kst::iso_kst(p.updated_ms)}),
+            shop,
+        )
     };
     match c.emit_event_no {
         Some(n) => emit(&sim, &mall, n, resource, SendOptions { duplicate: c.duplicate, drop: c.drop }).await,

@@ -258,6 +258,30 @@ impl MallData {
         d
     }
 
+    /// Generates the data of shop `shop` (2 or more) of a multi-shop mall: the same product
+    /// numbers with the shop's own names and prices (Cafe24 shares products across a mall's
+    /// shops, each shop with its own display), its own customers and orders (order ids stay
+    /// unique in the mall: each shop's sequence starts a million further).
+    pub fn generate_shop(seed: u64, mall: &str, shop: u32, sizes: DataSizes, now_ms: u64) -> Self {
+        let mut d = Self::generate(seed, &format!("{mall}#shop{shop}"), DataSizes { orders: 0, ..sizes }, now_ms);
+        for p in d.products.values_mut() {
+            p.product_name = format!("{} (shop {shop})", p.product_name);
+        }
+        d.next_order_seq = u64::from(shop.saturating_sub(1)) * 1_000_000;
+        let mut rng = Rng::new(seed, &format!("{mall}#shop{shop}#orders"));
+        let day = 86_400_000u64;
+        let span = u64::from(sizes.history_days.max(1)) * day;
+        let start = now_ms.saturating_sub(span);
+        let mut times: Vec<u64> = (0..sizes.orders).map(|_| start + rng.below(span)).collect();
+        times.sort_unstable();
+        for t in times {
+            let product = 1 + rng.below(u64::from(sizes.products.max(1)));
+            let member = format!("member{:04}", 1 + rng.below(u64::from(sizes.customers.max(1))));
+            d.add_order(t, member, vec![(product, 1, 1_000 * (1 + rng.below(50)))], rng.below(4) > 0);
+        }
+        d
+    }
+
     /// Adds a new order placed at `at_ms`; returns its id.
     pub fn add_order(&mut self, at_ms: u64, member_id: String, items: Vec<(u64, u32, u64)>, paid: bool) -> String {
         self.next_order_seq += 1;

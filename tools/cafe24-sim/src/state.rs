@@ -85,6 +85,9 @@ pub struct SimConfig {
     /// Behaviours Cafe24's documentation leaves open or its samples disagree on: each plausible
     /// one, selectable, so the relay is tested under all (docs/cafe24-conformance.md).
     pub variants: Variants,
+    /// Multi-shop malls: mall id → number of shops (every other mall has shop 1 only). Shops
+    /// hold different data; a call without `shop_no` answers for shop 1, as Cafe24's does.
+    pub shops: BTreeMap<String, u32>,
 }
 
 /// Which of the plausible behaviours the simulator shows where Cafe24's documentation is silent
@@ -197,6 +200,7 @@ impl Default for SimConfig {
             retry_keeps_trace_id: true,
             webhook_drop_rate: 0.0,
             variants: Variants::default(),
+            shops: BTreeMap::new(),
         }
     }
 }
@@ -262,6 +266,9 @@ pub struct CallRecord {
     pub endpoint: String,
     /// Status answered.
     pub status: u16,
+    /// The `shop_no` the call named (`None`: none, which Cafe24 answers for shop 1).
+    #[serde(default)]
+    pub shop_no: Option<u32>,
 }
 
 /// State of a refresh token.
@@ -368,8 +375,10 @@ pub struct KeyLimits {
 /// One mall.
 #[derive(Clone, Debug, Default)]
 pub struct MallState {
-    /// Data (generated on first touch).
+    /// Data of shop 1, the default shop (generated on first touch).
     pub data: MallData,
+    /// Data of the mall's other shops, by shop number (multi-shop malls only).
+    pub other_shops: BTreeMap<u32, MallData>,
     /// Apps deleted from this mall (client ids).
     pub uninstalled: Vec<String>,
     /// Issuance times within the window.
@@ -380,6 +389,31 @@ pub struct MallState {
     /// Webhook reception switched off (as Cafe24 does after repeated failures): nothing is
     /// delivered, every event is logged as failed, `/webhooks/setting` says `F`.
     pub reception_off: bool,
+}
+
+impl MallState {
+    /// The data of shop `n` (`None`: the mall has no such shop).
+    pub fn shop(&self, n: u32) -> Option<&MallData> {
+        if n == 1 {
+            Some(&self.data)
+        } else {
+            self.other_shops.get(&n)
+        }
+    }
+
+    /// [`Self::shop`], to change.
+    pub fn shop_mut(&mut self, n: u32) -> Option<&mut MallData> {
+        if n == 1 {
+            Some(&mut self.data)
+        } else {
+            self.other_shops.get_mut(&n)
+        }
+    }
+
+    /// The mall's shop numbers, in order.
+    pub fn shop_numbers(&self) -> Vec<u32> {
+        std::iter::once(1).chain(self.other_shops.keys().copied()).collect()
+    }
 }
 
 /// Everything mutable.
@@ -484,8 +518,12 @@ impl Sim {
             customers: self.config.customers_per_mall,
             history_days: self.config.order_history_days,
         };
+        let shops = self.config.shops.get(mall).copied().unwrap_or(1);
         inner.malls.entry(mall.to_owned()).or_insert_with(|| MallState {
             data: MallData::generate(self.config.seed, mall, sizes, now),
+            other_shops: (2..=shops)
+                .map(|n| (n, MallData::generate_shop(self.config.seed, mall, n, sizes, now)))
+                .collect(),
             ..Default::default()
         })
     }

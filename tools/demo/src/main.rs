@@ -34,6 +34,8 @@ use worker::{Worker, WorkerConfig};
 
 const KEY: &str = "demo-webhook-key";
 const MALLS: [(&str, usize); 3] = [("bigshop", 90), ("midshop", 30), ("byeshop", 12)];
+/// The mall with two shops.
+const MULTI_SHOP: &str = "midshop";
 
 /// `make demo`: the whole pipeline locally — moto, the Cafe24 simulator at Cafe24's real limits,
 /// webhook-ingest over HTTP, the dispatcher and the worker — with live progress and a report.
@@ -95,7 +97,14 @@ async fn main() -> Result<()> {
         scopes: ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect(),
     };
     let sim = Arc::new(Sim::new(
-        SimConfig { apps: vec![app], orders_per_mall: 100, webhook_retry_delay_ms: 50, ..SimConfig::default() },
+        SimConfig {
+            apps: vec![app],
+            orders_per_mall: 100,
+            webhook_retry_delay_ms: 50,
+            // midshop runs a second (English) shop: its own orders, its own view of each product.
+            shops: [(MULTI_SHOP.to_owned(), 2)].into(),
+            ..SimConfig::default()
+        },
         Clock::Real,
     ));
     let (sim_addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse()?).await?;
@@ -112,7 +121,7 @@ async fn main() -> Result<()> {
     let install_cfg = InstallConfig {
         state_secret: Secret::new("demo-state-secret-0123456789abcdef"),
         redirect_uri: None,
-        scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application".into(),
+        scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application,mall.read_store".into(),
         state_ttl_ms: 600_000,
         event_bus: stack.event_bus.clone(),
         // The demo shows recovery through reconciliation; `relay resync` shows a backfill.
@@ -333,11 +342,87 @@ async fn main() -> Result<()> {
         w.stats.reinjected.load(Ordering::Relaxed)
     );
 
-    // Report.
+    // A multi-shop mall: shop 2's order and product events, then a products backfill of every
+    // shop (the job `relay resync --mall midshop --kind products` queues).
+    let calls_before = sim.lock().calls.len();
+    http.post(format!("{sim_base}/sim/malls/{MULTI_SHOP}/orders"))
+        .json(&json!({"shop_no": 2, "emit_webhook": true}))
+        .send()
+        .await?;
+    http.post(format!("{sim_base}/sim/malls/{MULTI_SHOP}/products/3/change"))
+        .json(&json!({"shop_no": 2, "price": 33_000, "emit_event_no": 90002}))
+        .send()
+        .await?;
+    let multi = MallId::parse(MULTI_SHOP)?;
+    let (_, backfill) = relay_domain::backfill::request(
+        &multi,
+        None,
+        relay_domain::backfill::Resource::Products,
+        (0, 0),
+        relay_lambda::clock::now_ms(),
+        &relay_domain::ratelimit::KeyScope::Mall,
+        "resync",
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    use relay_domain::ports::MessageQueue as _;
+    relay_aws::sqs::SqsQueue::new(sqs.clone(), stack.work.url.clone())
+        .send(&backfill)
+        .await
+        .map_err(|e| anyhow::anyhow!("queueing the backfill: {e}"))?;
+    stop.store(false, Ordering::Relaxed);
+    let watch = async {
+        let (t0, mut quiet) = (Instant::now(), 0);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let idle = sqs_depth(&sqs, &stack.inbox.url).await + sqs_depth(&sqs, &stack.work.url).await == 0;
+            quiet = if idle { quiet + 1 } else { 0 };
+            if quiet >= 2 || t0.elapsed() > Duration::from_secs(60) {
+                stop.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+    };
+    tokio::join!(poll(0), poll(1), poll(1), watch);
+    let shop2_reads = sim
+        .lock()
+        .calls
+        .iter()
+        .skip(calls_before)
+        .filter(|c| c.mall == MULTI_SHOP && c.shop_no == Some(2) && c.endpoint.contains("{id}"))
+        .count();
     let state = DynamoState::new(ddb.clone(), stack.state_table.clone());
+    let name = |d: Option<(u64, Option<Value>)>| {
+        d.and_then(|(_, d)| d).and_then(|d| d.get("product_name").and_then(Value::as_str).map(str::to_owned))
+    };
+    let (p1, p2) = (
+        name(state.snapshot(&multi, SnapshotKind::Product, "3").await?),
+        name(state.snapshot(&multi, SnapshotKind::Product, "2/3").await?),
+    );
+    let products = SimConfig::default().products_per_mall;
+    let mut backfilled = [0u32; 2];
+    for no in 1..=products {
+        for (count, key) in backfilled.iter_mut().zip([no.to_string(), format!("2/{no}")]) {
+            if state.snapshot(&multi, SnapshotKind::Product, &key).await?.is_some() {
+                *count += 1;
+            }
+        }
+    }
+    let shops_ok = shop2_reads >= 2
+        && p2.as_deref().is_some_and(|n| n.ends_with("(shop 2)"))
+        && p1.as_deref().is_some_and(|n| !n.contains("shop 2"))
+        && backfilled == [products; 2];
+    println!(
+        "==> two-shop mall {MULTI_SHOP}: shop 2's order and product read with shop_no=2 ({shop2_reads} calls); product 3 is {:?} in shop 1 and {:?} in shop 2; the backfill stored {}/{products} products of shop 1 and {}/{products} of shop 2",
+        p1.unwrap_or_default(),
+        p2.unwrap_or_default(),
+        backfilled[0],
+        backfilled[1]
+    );
+
+    // Report.
     println!("\n| mall | webhook events delivered | Cafe24 calls | 429s | max bucket | max calls in 1 s | order snapshots current | status |");
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
-    let mut ok = true;
+    let mut ok = shops_ok;
     let mut synced_orders = Vec::new();
     for (m, _) in MALLS {
         let s = sim.stats(m);
@@ -355,33 +440,33 @@ async fn main() -> Result<()> {
             .await?
             .map(|r| r.status)
             .unwrap_or(TokenStatus::NeedsReauth);
-        let order_ids: Vec<String> = {
-            let mut g = sim.lock();
-            sim.mall(&mut g, m).data.orders.iter().filter(|(_, o)| o.updated_ms > 0).map(|(k, _)| k.clone()).collect()
-        };
+        // Orders the events named, with their shop (`event_shop_no`, 1 when absent).
         let mut touched = std::collections::BTreeSet::new();
         for b in &logs {
             if let Ok(v) = serde_json::from_str::<Value>(b) {
+                let shop = v.pointer("/resource/event_shop_no").and_then(Value::as_str).and_then(|s| s.parse().ok());
                 if let Some(ids) = v.pointer("/resource/order_id").and_then(Value::as_str) {
-                    touched.extend(ids.split(',').map(str::to_owned));
+                    touched.extend(ids.split(',').map(|id| (shop.unwrap_or(1u32), id.to_owned())));
                 }
             }
         }
         let mut current = 0;
-        for id in touched.iter().filter(|i| order_ids.contains(i)) {
+        for (shop, id) in &touched {
             let want = {
                 let mut g = sim.lock();
-                sim.mall(&mut g, m).data.orders.get(id).map(|o| cafe24_sim::kst::iso_kst(o.updated_ms))
+                let data = sim.mall(&mut g, m).shop(*shop).and_then(|d| d.orders.get(id));
+                data.map(|o| cafe24_sim::kst::iso_kst(o.updated_ms))
             };
-            if let Some((_, Some(data))) = state.snapshot(&mall, SnapshotKind::Order, id).await? {
-                if data.get("updated_date").and_then(Value::as_str) == want.as_deref() {
+            let key = relay_domain::ShopNo::new(*shop).unwrap_or_default().entity_key(id);
+            if let Some((_, Some(data))) = state.snapshot(&mall, SnapshotKind::Order, &key).await? {
+                if want.is_some() && data.get("updated_date").and_then(Value::as_str) == want.as_deref() {
                     current += 1;
                 }
             }
         }
         let expect_all = status == TokenStatus::Active;
         if expect_all {
-            synced_orders.extend(touched.iter().filter(|i| order_ids.contains(i)).map(|i| (mall.clone(), i.clone())));
+            synced_orders.extend(touched.iter().map(|(shop, id)| (mall.clone(), *shop, id.clone())));
         }
         if m == "byeshop" && status != TokenStatus::Uninstalled {
             ok = false;
@@ -431,23 +516,29 @@ async fn main() -> Result<()> {
     // What the app received, and the example consumer's table against the relay's snapshots.
     let consumer = orders_consumer::Orders::new(ddb.clone(), &app_orders);
     let mut by_type = std::collections::BTreeMap::<String, usize>::new();
+    let mut shop2_events = 0usize;
     for body in drain(&sqs, &app_queue).await {
         let event: Value = serde_json::from_str(&body)?;
         *by_type.entry(event.get("detail-type").and_then(Value::as_str).unwrap_or("?").to_owned()).or_default() += 1;
+        if event.pointer("/detail/shop_no").and_then(Value::as_u64) == Some(2) {
+            shop2_events += 1;
+        }
         if let Err(e) = consumer.apply(&event).await {
             bail!("the example consumer refused an event: {e}");
         }
     }
     let mut equal = 0;
-    for (mall, id) in &synced_orders {
+    for (mall, shop, id) in &synced_orders {
+        let pk = orders_consumer::order_key(mall.as_str(), Some(u64::from(*shop)), id);
         let theirs = ddb
             .get_item()
             .table_name(&app_orders)
-            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("{}#{id}", mall.as_str())))
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk))
             .send()
             .await?;
         let theirs = theirs.item().and_then(|i| i.get("data")).and_then(|d| d.as_s().ok());
-        let ours = state.snapshot(mall, SnapshotKind::Order, id).await?.and_then(|(_, d)| d);
+        let key = relay_domain::ShopNo::new(*shop).unwrap_or_default().entity_key(id);
+        let ours = state.snapshot(mall, SnapshotKind::Order, &key).await?.and_then(|(_, d)| d);
         if theirs.and_then(|t| serde_json::from_str::<Value>(t).ok()) == ours && ours.is_some() {
             equal += 1;
         }
@@ -458,10 +549,15 @@ async fn main() -> Result<()> {
 your app received: {}",
         received.join(", ")
     );
+    println!("({shop2_events} of them name shop 2 of {MULTI_SHOP})");
     println!(
         "the example consumer's orders table (examples/orders-consumer) equals the relay's snapshots for {equal}/{} orders",
         synced_orders.len()
     );
+    // Shop 2's order, product 3 and its 40 backfilled products at least.
+    if shop2_events < 2 + products as usize {
+        ok = false;
+    }
     if equal != synced_orders.len() {
         ok = false;
     }

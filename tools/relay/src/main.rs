@@ -101,6 +101,9 @@ struct ResyncArgs {
     /// What to backfill: orders or products.
     #[arg(long, value_parser = resync::parse_kind, default_value = "orders")]
     kind: relay_domain::backfill::Resource,
+    /// One shop of a multi-shop mall (default: every shop, as Cafe24 lists them).
+    #[arg(long, value_parser = parse_shop)]
+    shop: Option<relay_domain::ShopNo>,
     /// Queue the job and return without following its progress.
     #[arg(long)]
     no_wait: bool,
@@ -128,7 +131,19 @@ enum SnapshotCommand {
         kind: relay_domain::SnapshotKind,
         /// order_id, product_no or member_id.
         id: String,
+        /// The shop of a multi-shop mall.
+        #[arg(long, value_parser = parse_shop, default_value = "1")]
+        shop: relay_domain::ShopNo,
     },
+}
+
+/// `--shop`: a shop number, 1 or more.
+fn parse_shop(s: &str) -> Result<relay_domain::ShopNo, String> {
+    s.trim()
+        .parse::<u32>()
+        .ok()
+        .and_then(relay_domain::ShopNo::new)
+        .ok_or_else(|| format!("{s:?} is not a shop number (1..={})", relay_domain::ShopNo::MAX))
 }
 
 #[derive(Subcommand, Debug)]
@@ -375,7 +390,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .ok_or_else(|| anyhow::anyhow!("RATE_LIMIT_KEY {v:?} is not mall, app:<id> or global:<name>"))?,
                 None => relay_domain::ratelimit::KeyScope::default(),
             };
-            let (job, msg) = resync::job(&m, resource, since, until, now, &scope)?;
+            let (job, msg) = resync::job(&m, a.shop, resource, since, until, now, &scope)?;
             let sdk = target.sdk_config().await;
             relay_aws::sqs::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), target.require("WORK_QUEUE_URL")?)
                 .send(&msg)
@@ -407,11 +422,11 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Snapshot { command: SnapshotCommand::Get { mall, kind, id } } => {
+        Command::Snapshot { command: SnapshotCommand::Get { mall, kind, id, shop } } => {
             let m = mall::parse_mall(&mall)?;
             let ddb = aws_sdk_dynamodb::Client::new(&target.sdk_config().await);
             let state = relay_aws::state::DynamoState::new(ddb, target.require("STATE_TABLE")?);
-            println!("{:#}", snapshot::get(&state, &m, kind, &id).await?);
+            println!("{:#}", snapshot::get(&state, &m, shop, kind, &id).await?);
         }
     }
     Ok(())

@@ -36,17 +36,18 @@ pub fn parse_time(raw: &str) -> Result<u64> {
 /// [`relay_domain::backfill::request`]).
 pub fn job(
     mall: &MallId,
+    shop: Option<relay_domain::ShopNo>,
     resource: Resource,
     since_ms: u64,
     until_ms: u64,
     now_ms: u64,
     scope: &KeyScope,
 ) -> Result<(Job, OutboundMessage)> {
-    relay_domain::backfill::request(mall, resource, (since_ms, until_ms), now_ms, scope, "resync").map_err(
-        |e| match e {
+    relay_domain::backfill::request(mall, shop, resource, (since_ms, until_ms), now_ms, scope, "resync").map_err(|e| {
+        match e {
             relay_domain::backfill::RequestError::Reversed => anyhow::anyhow!("--since is after --until"),
-        },
-    )
+        }
+    })
 }
 
 /// Share of the work done, 0..=1000 (orders by the window reached; products done or not).
@@ -119,10 +120,10 @@ mod tests {
     #[test]
     fn a_reversed_period_is_refused_in_the_cli_s_words() {
         let m = MallId::parse("bigshop").unwrap();
-        let e = job(&m, Resource::Orders, 3, 2, 0, &KeyScope::Mall).unwrap_err().to_string();
+        let e = job(&m, None, Resource::Orders, 3, 2, 0, &KeyScope::Mall).unwrap_err().to_string();
         assert!(e.contains("--since is after --until"), "{e}");
         assert_eq!(
-            job(&m, Resource::Orders, 1, 2, 60_000, &KeyScope::Mall).unwrap().1.group_id.as_str(),
+            job(&m, None, Resource::Orders, 1, 2, 60_000, &KeyScope::Mall).unwrap().1.group_id.as_str(),
             "bigshop.bulk"
         );
     }

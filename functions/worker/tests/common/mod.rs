@@ -176,6 +176,7 @@ impl Fx {
             class: Class::Live,
             trace_id: format!("t-{id}").try_into().ok(),
             event_received_ms: 1_000,
+            shop_no: relay_domain::ShopNo::DEFAULT,
         }
     }
 
