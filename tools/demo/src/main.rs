@@ -322,19 +322,7 @@ async fn main() -> Result<()> {
     let now = relay_lambda::clock::now_ms();
     let jobs = d.reconcile_all(now).await?;
     stop.store(false, Ordering::Relaxed);
-    let watch = async {
-        let (t0, mut quiet) = (Instant::now(), 0);
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let idle = sqs_depth(&sqs, &stack.inbox.url).await + sqs_depth(&sqs, &stack.work.url).await == 0;
-            quiet = if idle { quiet + 1 } else { 0 };
-            if quiet >= 2 || t0.elapsed() > Duration::from_secs(60) {
-                stop.store(true, Ordering::Relaxed);
-                break;
-            }
-        }
-    };
-    tokio::join!(poll(0), poll(1), poll(1), watch);
+    tokio::join!(poll(0), poll(1), poll(1), until_idle(&sqs, [&stack.inbox.url, &stack.work.url], &stop));
     println!(
         "==> reconcile: Cafe24 never delivered {lost} webhooks (logged as failed); one cycle ({jobs} reconcile jobs, \
          {} Cafe24 calls) re-injected {}",
@@ -370,19 +358,7 @@ async fn main() -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("queueing the backfill: {e}"))?;
     stop.store(false, Ordering::Relaxed);
-    let watch = async {
-        let (t0, mut quiet) = (Instant::now(), 0);
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let idle = sqs_depth(&sqs, &stack.inbox.url).await + sqs_depth(&sqs, &stack.work.url).await == 0;
-            quiet = if idle { quiet + 1 } else { 0 };
-            if quiet >= 2 || t0.elapsed() > Duration::from_secs(60) {
-                stop.store(true, Ordering::Relaxed);
-                break;
-            }
-        }
-    };
-    tokio::join!(poll(0), poll(1), poll(1), watch);
+    tokio::join!(poll(0), poll(1), poll(1), until_idle(&sqs, [&stack.inbox.url, &stack.work.url], &stop));
     let shop2_reads = sim
         .lock()
         .calls
@@ -600,6 +576,20 @@ async fn drain(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// Waits until both queues read empty twice in a row (at most a minute), then stops the pollers.
+async fn until_idle(sqs: &aws_sdk_sqs::Client, queues: [&str; 2], stop: &AtomicBool) {
+    let (t0, mut quiet) = (Instant::now(), 0);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle = sqs_depth(sqs, queues[0]).await + sqs_depth(sqs, queues[1]).await == 0;
+        quiet = if idle { quiet + 1 } else { 0 };
+        if quiet >= 2 || t0.elapsed() > Duration::from_secs(60) {
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
 }
 
 async fn sqs_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
