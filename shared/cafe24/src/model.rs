@@ -23,7 +23,7 @@ fn object<'a>(body: &'a Value, key: &str) -> Result<&'a Value, Cafe24Error> {
 pub struct Order {
     /// `20200717-0029236`
     pub order_id: String,
-    /// `updated_date` as sent (ISO-8601 with offset), if any.
+    /// `updated_date` as sent, if any: Cafe24's order object has none (nothing relies on it).
     pub updated_date: Option<String>,
     /// Number of items embedded.
     pub item_count: usize,

@@ -361,10 +361,7 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
         invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
     };
     let state = DynamoState::new(fx.env.ddb.clone(), fx.env.stack.state_table.clone());
-    let current = |m: &str, id: &str| {
-        let mut g = fx.sim.lock();
-        fx.sim.mall(&mut g, m).data.orders.get(id).map(|o| cafe24_sim::kst::iso_kst(o.updated_ms))
-    };
+    let current = |m: &str, id: &str| fx.sim.order_json(m, 1, id);
     let pollers = async {
         let a = async {
             while !stop.load(Ordering::Relaxed) {
@@ -405,7 +402,7 @@ async fn five_hundred_webhooks_across_five_malls_end_to_end() {
             expected += 1;
             match state.snapshot(&mall, SnapshotKind::Order, id).await.unwrap() {
                 Some((_, Some(data))) => {
-                    if data["updated_date"].as_str() != current(m, id).as_deref() {
+                    if Some(data) != current(m, id) {
                         stale += 1;
                     }
                 }

@@ -12,7 +12,7 @@
 //! | `GET /sim/malls/{mall}/launch?app_url=&client_id=` | | 302 to the App URL with Cafe24's signed launch query (`hmac`, `timestamp`) |
 //! | `POST /sim/malls/{mall}/uninstall` | `{"client_id"?,"emit_webhook"?}` | deletes the app from the mall (403 from then on), optionally sends 90077 |
 //! | `POST /sim/malls/{mall}/orders` | `{"shop_no"?,"member_id"?,"paid"?,"emit_webhook"?}` | places an order in a shop (default 1), optionally sends 90023 with that `event_shop_no` |
-//! | `POST /sim/malls/{mall}/orders/{id}/change` | `{"shop_no"?,"paid"?,"shipping_status"?,"emit_event_no"?,"duplicate"?,"drop"?}` | changes it (bumps `updated_date`), optionally sends the event |
+//! | `POST /sim/malls/{mall}/orders/{id}/change` | `{"shop_no"?,"paid"?,"shipping_status"?,"emit_event_no"?,"duplicate"?,"drop"?}` | changes it, optionally sends the event |
 //! | `POST /sim/malls/{mall}/products/{no}/change` | `{"shop_no"?,"price"?,"selling"?,"description_bytes"?,"emit_event_no"?,…}` | the same for a product in one shop's view |
 //! | `GET /sim/malls/{mall}/orders` | | the mall's order ids |
 //! | `POST /sim/faults` / `DELETE /sim/faults` | a fault (see [`crate::state::Fault`]) | inject / clear faults |

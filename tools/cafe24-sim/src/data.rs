@@ -1,5 +1,6 @@
 //! Deterministic per-mall data: orders with items, products, customers. The same seed and mall
-//! id give the same data; the control API changes it (bumping `updated_date`).
+//! id give the same data; the control API changes it (a product's `updated_date` moves; an
+//! order, like Cafe24's, has none: its content changes).
 
 use std::collections::BTreeMap;
 
@@ -43,7 +44,8 @@ pub struct Order {
     pub order_id: String,
     /// Placed at, epoch ms.
     pub order_date_ms: u64,
-    /// Last change, epoch ms.
+    /// Last change, epoch ms. Internal: Cafe24's order object has no `updated_date` (nor any
+    /// other "modified" field), so the answer does not carry it; compare contents instead.
     pub updated_ms: u64,
     /// `T`/`F`
     pub paid: bool,
@@ -70,7 +72,6 @@ impl Order {
             "shipping_status": self.shipping_status,
             "member_id": self.member_id,
             "actual_order_amount": { "order_price_amount": format!("{total}.00"), "shipping_fee": "0.00" },
-            "updated_date": kst::iso_kst(self.updated_ms),
         });
         if embed_items {
             let items: Vec<Value> = self

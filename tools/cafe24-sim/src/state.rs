@@ -481,6 +481,15 @@ impl Sim {
         self.config.apps.iter().find(|a| a.client_id == client_id)
     }
 
+    /// Order `id` of shop `shop` as `GET /orders/{id}?embed=items` answers it now (`None`: no
+    /// such order): what a current snapshot holds, for freshness checks (orders carry no
+    /// modification time).
+    pub fn order_json(&self, mall: &str, shop: u32, id: &str) -> Option<serde_json::Value> {
+        let mut g = self.lock();
+        let data = self.mall(&mut g, mall).shop(shop)?;
+        Some(data.orders.get(id)?.to_json(true, &data.products))
+    }
+
     /// The client secret that authenticates `client_id` now (the reissued one, if any).
     pub fn client_secret(&self, client_id: &str) -> Option<String> {
         if let Some(s) = self.lock().reissued_secrets.get(client_id) {

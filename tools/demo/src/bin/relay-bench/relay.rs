@@ -149,7 +149,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
             tokio::time::sleep(Duration::from_millis(100)).await;
             for p in &mut pending {
                 while let Some((mall, id, want)) = p.last() {
-                    let current = matches!(state.snapshot(mall, SnapshotKind::Order, id).await, Ok(Some((_, Some(v)))) if v.get("updated_date").and_then(Value::as_str) == want.as_deref());
+                    let current = matches!(state.snapshot(mall, SnapshotKind::Order, id).await, Ok(Some((_, Some(v)))) if want.as_deref() == Some(v.to_string().as_str()));
                     if !current {
                         break;
                     }
@@ -177,7 +177,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
         let cur = current_orders(sim, m);
         let mall = MallId::parse(m)?;
         for id in ids {
-            let ok = matches!(state.snapshot(&mall, SnapshotKind::Order, id).await?, Some((_, Some(v))) if v.get("updated_date").and_then(Value::as_str) == cur.get(id).map(String::as_str));
+            let ok = matches!(state.snapshot(&mall, SnapshotKind::Order, id).await?, Some((_, Some(v))) if cur.get(id).map(String::as_str) == Some(v.to_string().as_str()));
             lost += u64::from(!ok);
         }
     }

@@ -108,14 +108,12 @@ impl EmuLoad {
     }
 }
 
+/// Each order of the mall as Cafe24 answers it now, as JSON text: a fetched copy is current
+/// when it equals it (orders carry no modification time).
 pub fn current_orders(sim: &Sim, mall: &str) -> BTreeMap<String, String> {
     let mut g = sim.lock();
-    sim.mall(&mut g, mall)
-        .data
-        .orders
-        .iter()
-        .map(|(k, o)| (k.clone(), cafe24_sim::kst::iso_kst(o.updated_ms)))
-        .collect()
+    let data = &sim.mall(&mut g, mall).data;
+    data.orders.iter().map(|(k, o)| (k.clone(), o.to_json(true, &data.products).to_string())).collect()
 }
 
 /// Fires the burst for `malls` through the simulator's webhook sender, concurrently. Returns the
