@@ -232,16 +232,28 @@ where
                     (RecordResult::Deferred { delay_s: retry_delay_s(m, 2) }, "send_failed", n)
                 }
             }
-            Dispatch::Uninstall(mall_id) => match self.tokens.mark_uninstalled(&mall_id, (self.clock)()).await {
-                Ok(()) => {
-                    self.stats.uninstalled.fetch_add(1, Ordering::Relaxed);
-                    (RecordResult::Done, "uninstalled", 0)
+            Dispatch::Uninstall(mall_id, at) => {
+                match self.tokens.mark_uninstalled(&mall_id, at.ms, (self.clock)()).await {
+                    Ok(true) => {
+                        self.stats.uninstalled.fetch_add(1, Ordering::Relaxed);
+                        (RecordResult::Done, "uninstalled", 0)
+                    }
+                    // Delivered late: the merchant has reinstalled since. The new tokens are kept;
+                    // the webhook still reaches the app (its payload says which deletion it was).
+                    Ok(false) => {
+                        tracing::info!(
+                            deleted_at_ms = at.ms,
+                            from_cafe24 = at.from_cafe24,
+                            "an uninstall older than the mall's installation: not applied"
+                        );
+                        (RecordResult::Done, "uninstall_superseded", 0)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "token store unavailable");
+                        (RecordResult::Deferred { delay_s: retry_delay_s(m, 5) }, "store_failed", 0)
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "token store unavailable");
-                    (RecordResult::Deferred { delay_s: retry_delay_s(m, 5) }, "store_failed", 0)
-                }
-            },
+            }
             Dispatch::Forward(reason) => {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 (RecordResult::Done, reason, 0)
@@ -259,9 +271,12 @@ where
         // the bus before the inbox message is acknowledged; a refusal returns the message (its
         // jobs are deduplicated on the way back, the events carry the same ids).
         let (result, outcome) = match (&result, outcome) {
-            (RecordResult::Done, "routed" | "uninstalled" | "forwarded" | "unknown_event_no") => {
+            (
+                RecordResult::Done,
+                "routed" | "uninstalled" | "uninstall_superseded" | "forwarded" | "unknown_event_no",
+            ) => {
                 let mut events: Vec<BusEvent> = webhook_received(&env).into_iter().collect();
-                if let (Dispatch::Uninstall(mall), "uninstalled") = (&d, outcome) {
+                if let (Dispatch::Uninstall(mall, _), "uninstalled") = (&d, outcome) {
                     events.push(mall_event(mall, MallStatusEvent::Uninstalled, env.received_at_ms));
                 }
                 if self.publish(&events).await {

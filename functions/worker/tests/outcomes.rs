@@ -543,7 +543,8 @@ async fn an_uninstall_behind_a_cached_token_drops_the_job_after_one_refused_call
     // The app is deleted from the mall (Cafe24 revokes its tokens) and the 90077 webhook marks
     // the record; this process still holds the active record.
     fx.sim.uninstall("shop", "relay-client");
-    fx.tokens.mark_uninstalled(&fx.mall, fx.sim.clock.now_ms()).await.unwrap();
+    let now = fx.sim.clock.now_ms();
+    assert!(fx.tokens.mark_uninstalled(&fx.mall, now, now).await.unwrap());
     let calls = fx.calls();
     let job = |id: &str| {
         let j = Job {

@@ -216,7 +216,7 @@ impl TokenStore for DynamoTokenStore {
             .key("pk", s(mall.as_str()))
             .update_expression(
                 "SET access = :a, access_exp = :ae, refresh = :r, refresh_exp = :re, scopes = :sc, #st = :active, \
-                 lease_until = :zero, lease_owner = :none, updated = :now ADD v :one",
+                 lease_until = :zero, lease_owner = :none, updated = :now, installed = :now ADD v :one",
             )
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":a", s(pair.access_token.expose()))
@@ -333,22 +333,31 @@ impl TokenStore for DynamoTokenStore {
         }
     }
 
-    async fn mark_uninstalled(&self, mall: &MallId, now_ms: u64) -> Result<(), StoreError> {
-        self.client
+    async fn mark_uninstalled(&self, mall: &MallId, deleted_at_ms: u64, now_ms: u64) -> Result<bool, StoreError> {
+        // Only the installation the uninstall belongs to: one stored before the deletion (or
+        // before `installed` was recorded). Idempotent: a retried write whose first attempt was
+        // applied meets the same condition (the install time does not move) and applies again.
+        let out = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(mall.as_str()))
             .update_expression("SET #st = :s, updated = :now, access = :none, refresh = :none, access_exp = :zero, refresh_exp = :zero ADD v :one")
+            .condition_expression("attribute_not_exists(installed) OR installed <= :deleted")
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":s", s(TokenStatus::Uninstalled.as_str()))
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":none", s(""))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":deleted", n(deleted_at_ms))
             .send()
-            .await
-            .map_err(err)?;
-        Ok(())
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if conflict_item(&e).is_some() => Ok(false),
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn expiring_before(&self, before_ms: u64) -> Result<Vec<MallId>, StoreError> {

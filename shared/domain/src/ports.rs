@@ -720,6 +720,8 @@ pub mod memory {
     pub struct MemoryTokens {
         /// (records, failing, reads)
         inner: Arc<Mutex<TokensInner>>,
+        /// When each mall's current installation was stored (`put_installed`).
+        installed: Arc<Mutex<std::collections::HashMap<String, u64>>>,
     }
 
     type TokensInner = (std::collections::HashMap<String, crate::tokens::TokenRecord>, bool, u64);
@@ -756,6 +758,7 @@ pub mod memory {
             if g.1 {
                 return Err(down());
             }
+            lock(&self.installed).insert(mall.as_str().to_owned(), now_ms);
             let version = g.0.get(mall.as_str()).map_or(1, |r| r.version + 1);
             g.0.insert(
                 mall.as_str().to_owned(),
@@ -838,8 +841,11 @@ pub mod memory {
             Ok(())
         }
 
-        async fn mark_uninstalled(&self, mall: &MallId, now_ms: u64) -> Result<(), StoreError> {
-            self.set_status(mall, crate::tokens::TokenStatus::Uninstalled, now_ms).await
+        async fn mark_uninstalled(&self, mall: &MallId, deleted_at_ms: u64, now_ms: u64) -> Result<bool, StoreError> {
+            if lock(&self.installed).get(mall.as_str()).is_some_and(|&at| at > deleted_at_ms) {
+                return Ok(false);
+            }
+            self.set_status(mall, crate::tokens::TokenStatus::Uninstalled, now_ms).await.map(|()| true)
         }
 
         async fn expiring_before(&self, before_ms: u64) -> Result<Vec<MallId>, StoreError> {

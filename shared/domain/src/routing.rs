@@ -114,13 +114,34 @@ impl RoutingTable {
     }
 }
 
+/// When the app was deleted from the mall, as far as the webhook tells: Cafe24's
+/// `deleted_date` (whole seconds, KST), else when the relay received the webhook (later than
+/// the deletion when the delivery was retried).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UninstalledAt {
+    /// Epoch ms.
+    pub ms: u64,
+    /// `true` when it is Cafe24's `deleted_date`, `false` when it is the receipt time.
+    pub from_cafe24: bool,
+}
+
+impl UninstalledAt {
+    /// From a 90077's `resource` and the envelope's receipt time.
+    pub fn of(resource: &Value, received_at_ms: u64) -> Self {
+        match resource.get("deleted_date").and_then(Value::as_str).and_then(crate::tokens::parse_cafe24_token_time) {
+            Some(ms) => Self { ms, from_cafe24: true },
+            None => Self { ms: received_at_ms, from_cafe24: false },
+        }
+    }
+}
+
 /// What to do with one inbox envelope.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dispatch {
     /// Enqueue these jobs (group = rate-limit key).
     Jobs(Vec<Job>),
     /// Mark the mall uninstalled.
-    Uninstall(MallId),
+    Uninstall(MallId, UninstalledAt),
     /// No job: deliver the webhook to the app only (reason for logs/metrics).
     Forward(&'static str),
     /// Nothing to do, not delivered (reason for logs/metrics).
@@ -188,7 +209,7 @@ pub fn plan(table: &RoutingTable, env: &InboxEnvelope) -> Dispatch {
     let jobs: Vec<Job> = match route {
         Route::Forward => return Dispatch::Forward("forwarded"),
         Route::Ignore => return Dispatch::Ignore("ignored_event_no"),
-        Route::Uninstall => return Dispatch::Uninstall(mall),
+        Route::Uninstall => return Dispatch::Uninstall(mall, UninstalledAt::of(resource, env.received_at_ms)),
         Route::SyncOrder => split_ids(resource.get("order_id"))
             .iter()
             .filter(|id| crate::ids::is_resource_id(id))
@@ -276,7 +297,7 @@ mod tests {
             ),
             (
                 include_str!("../../../tests/fixtures/cafe24/90077-app-deleted.json"),
-                &[r#"Uninstall(MallId("leesunsin"))"#],
+                &[r#"Uninstall(MallId("leesunsin"), UninstalledAt { ms: 1593574215000, from_cafe24: true })"#],
             ),
             (
                 include_str!("../../../tests/fixtures/cafe24/quirk-event-no-as-string.json"),

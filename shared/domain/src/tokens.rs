@@ -184,8 +184,17 @@ pub trait TokenStore: Send + Sync {
         status: TokenStatus,
         now_ms: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The app was deleted from the mall: status `uninstalled`, token values removed.
-    fn mark_uninstalled(&self, mall: &MallId, now_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The app was deleted from the mall at `deleted_at_ms`: status `uninstalled`, token values
+    /// removed — unless the mall's current installation is newer (the merchant reinstalled
+    /// before this uninstall was delivered: a retry, the inbox backoff, reconciliation's
+    /// look-back). `Ok(false)`: a newer installation was kept. Repeating an applied uninstall
+    /// applies it again (nothing changes): safe to retry.
+    fn mark_uninstalled(
+        &self,
+        mall: &MallId,
+        deleted_at_ms: u64,
+        now_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
     /// Malls (active) whose refresh token expires before `before_ms`.
     fn expiring_before(&self, before_ms: u64) -> impl Future<Output = Result<Vec<MallId>, StoreError>> + Send;
     /// Malls needing re-authorization (for reports).

@@ -240,6 +240,37 @@ async fn app_deleted_drops_queued_work_and_removes_tokens() {
     assert_eq!(fx.env.depth(&fx.env.stack.work.url).await.unwrap(), 0);
 }
 
+/// The merchant deleted the app and reinstalled it; the deletion's 90077 arrives only now (a
+/// retry, the inbox backoff, reconciliation's look-back). The newer installation keeps its
+/// tokens; an uninstall that is not older than the installation still applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_uninstall_does_not_wipe_a_newer_installation() {
+    let fx = Fx::new("d-late-bye").await;
+    let mall = fx.install("returning").await; // installed now, after the deletion below
+    let an_hour_ago = cafe24_sim::kst::iso_kst(fx.sim.clock.now_ms() - 3_600_000);
+    fx.ingest(
+        &json!({"event_no": 90077, "resource": {"mall_id": "returning", "deleted_date": an_hour_ago}}),
+        "late-bye",
+    )
+    .await;
+    let d = fx.dispatcher();
+    run_dispatcher(&fx, &d).await;
+    let rec = fx.tokens().get(&mall).await.unwrap().unwrap();
+    assert_eq!(rec.status, TokenStatus::Active, "the reinstalled mall keeps working");
+    assert!(!rec.pair.refresh_token.is_empty(), "its tokens are kept");
+    assert_eq!(d.stats.uninstalled.load(Ordering::Relaxed), 0);
+
+    let later = cafe24_sim::kst::iso_kst(fx.sim.clock.now_ms() + 2_000);
+    fx.ingest(&json!({"event_no": 90077, "resource": {"mall_id": "returning", "deleted_date": later}}), "real-bye")
+        .await;
+    run_dispatcher(&fx, &d).await;
+    assert_eq!(
+        fx.tokens().get(&mall).await.unwrap().unwrap().status,
+        TokenStatus::Uninstalled,
+        "a current uninstall applies"
+    );
+}
+
 #[tokio::test]
 async fn scheduled_keep_alive_enqueues_refreshes_and_reports_reauth() {
     let fx = Fx::new("d-keepalive").await;
