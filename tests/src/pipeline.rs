@@ -96,6 +96,15 @@ impl Pipeline {
 
     /// [`Self::worker`] with some settings of its environment overridden.
     pub fn worker_with(&self, overrides: &[(&str, &str)]) -> W {
+        self.worker_configured(overrides, |_| {})
+    }
+
+    /// [`Self::worker_with`], its Cafe24 client's configuration changed by `tweak`.
+    pub fn worker_configured(
+        &self,
+        overrides: &[(&str, &str)],
+        tweak: impl FnOnce(&mut relay_cafe24::Cafe24Config),
+    ) -> W {
         let overridden = |k: &str| overrides.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
         let wcfg = WorkerConfig::from_lookup(|k| {
             overridden(k).or_else(|| match k {
@@ -112,7 +121,9 @@ impl Pipeline {
             })
         })
         .unwrap();
-        Worker::on_aws(&self.env.clients, wcfg, sim_cafe24_config(&self.base), system_clock()).unwrap()
+        let mut ccfg = sim_cafe24_config(&self.base);
+        tweak(&mut ccfg);
+        Worker::on_aws(&self.env.clients, wcfg, ccfg, system_clock()).unwrap()
     }
 
     /// The token store.

@@ -1003,7 +1003,7 @@ where
                     fault = fault.as_str(),
                     "job returned: Cafe24 refuses the relay's configuration"
                 );
-                self.defer_for(relay_cafe24::fault::PROBE_EVERY_MS)
+                self.defer_for(self.cafe24.config().fault_probe_ms)
             }
             other => JobOutcome::Retry(other.class()),
         }

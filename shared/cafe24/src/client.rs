@@ -262,7 +262,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 _ => {
                     let (code, message) = error_fields(&body);
                     if status == 400 && reads_as_version_unavailable(&message) {
-                        self.faults.raise(version_fault, (self.clock)(), crate::fault::PROBE_EVERY_MS);
+                        self.faults.raise(version_fault, (self.clock)(), self.cfg.fault_probe_ms);
                         self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(
                             outcome = "config_fault",

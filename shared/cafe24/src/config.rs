@@ -34,6 +34,9 @@ pub struct Cafe24Config {
     /// How long this process answers "a fresh access token" from the token record it last read
     /// (0 = read the store every time). A 401 or an app-deleted 403 drops the copy at once.
     pub token_cache_ms: u64,
+    /// After a configuration fault, how long the process stops asking Cafe24 (and a job waits)
+    /// before one call probes again ([`crate::fault::PROBE_EVERY_MS`]; tests shorten it).
+    pub fault_probe_ms: u64,
 }
 
 pub use relay_domain::config::ConfigError;
@@ -82,6 +85,7 @@ impl Cafe24Config {
             max_inline_wait_ms: 1_000,
             key_scope,
             token_cache_ms: cache_s * 1000,
+            fault_probe_ms: crate::fault::PROBE_EVERY_MS,
         })
     }
 

@@ -17,7 +17,8 @@ use relay_domain::tokens::Secret;
 
 use crate::error::ConfigFault;
 
-/// How long a process stops asking after a configuration fault (then one call probes again).
+/// How long a process stops asking after a configuration fault (then one call probes again), by
+/// default (`Cafe24Config::fault_probe_ms`).
 pub const PROBE_EVERY_MS: u64 = 60_000;
 /// Least time between two reloads of the client secret by one process.
 pub const RELOAD_EVERY_MS: u64 = 60_000;

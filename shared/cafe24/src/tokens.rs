@@ -189,7 +189,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         };
         match &answer {
             Err(e) if e.is_client_rejected() => {
-                self.faults.raise(ConfigFault::ClientRejected, (self.clock)(), crate::fault::PROBE_EVERY_MS);
+                self.faults.raise(ConfigFault::ClientRejected, (self.clock)(), self.cfg.fault_probe_ms);
                 self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(mall_id = %mall, outcome = "config_fault", fault = ConfigFault::ClientRejected.as_str(), "oauth: the token endpoint refuses the client");
             }

@@ -4,6 +4,7 @@
 
 mod backfill;
 mod cafe24_client;
+mod config_faults;
 mod delivery;
 mod dispatcher;
 mod flood;
