@@ -14,8 +14,8 @@ use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource};
 use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
-    BackfillStore, Claim, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage, RateGate, ReconcileStore,
-    SnapshotStore, VisibilityControl,
+    BackfillStore, Claim, ConfigFaultStore, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage,
+    RateGate, ReconcileStore, SnapshotStore, VisibilityControl,
 };
 use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
@@ -141,6 +141,8 @@ pub struct Worker<G, S, I, Q, V, B> {
     deltas: Deltas,
     versions: StoredVersions,
     deferrals: OwnReturns,
+    /// When this process last noted a configuration fault in the state table (0: never).
+    fault_noted_ms: AtomicU64,
 }
 
 /// The worker as deployed: DynamoDB limiter, token store and state table, SQS DLQ and visibility.
@@ -201,7 +203,7 @@ impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
 where
     G: RateGate,
     S: TokenStore,
-    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore,
+    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
     Q: MessageQueue,
     V: VisibilityControl,
     B: EventBus,
@@ -210,7 +212,20 @@ where
     pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, inbox: Q, visibility: V, cfg: WorkerConfig) -> Self {
         let (stats, deltas) = (WorkerStats::default(), Deltas::default());
         let (versions, deferrals) = (StoredVersions::default(), OwnReturns::default());
-        Self { cafe24, state, bus, dlq, inbox, visibility, cfg, stats, deltas, versions, deferrals }
+        Self {
+            cafe24,
+            state,
+            bus,
+            dlq,
+            inbox,
+            visibility,
+            cfg,
+            stats,
+            deltas,
+            versions,
+            deferrals,
+            fault_noted_ms: AtomicU64::new(0),
+        }
     }
 
     /// The state store (benchmarks read its write counter).
@@ -1003,7 +1018,17 @@ where
                     fault = fault.as_str(),
                     "job returned: Cafe24 refuses the relay's configuration"
                 );
-                self.defer_for(self.cafe24.config().fault_probe_ms)
+                let probe_ms = self.cafe24.config().fault_probe_ms;
+                // Noted for `relay mall status` at most once a probe period per process.
+                let (now, last) = (self.now(), self.fault_noted_ms.load(Ordering::Relaxed));
+                if (last == 0 || now >= last.saturating_add(probe_ms))
+                    && self.fault_noted_ms.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+                {
+                    if let Err(e) = self.state.note_config_fault(fault.as_str(), now).await {
+                        tracing::warn!(error = %e, "configuration fault not noted");
+                    }
+                }
+                self.defer_for(probe_ms)
             }
             other => JobOutcome::Retry(other.class()),
         }

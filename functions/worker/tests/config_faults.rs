@@ -42,6 +42,8 @@ async fn a_retired_api_version_returns_every_job_without_an_attempt_and_probes_o
     assert!(fx.dlq.messages().is_empty(), "nothing dead-lettered");
     assert_eq!(config_faults(&w), 2, "both jobs counted for the alarm");
     assert_eq!(status(&fx).await, TokenStatus::Active, "no mall is at fault");
+    let noted = relay_domain::ports::ConfigFaultStore::config_fault(&fx.state).await.unwrap();
+    assert_eq!(noted.map(|(f, _)| f).as_deref(), Some("api_version_unavailable"), "noted for `relay mall status`");
 
     // Fixed by configuration (the version unset: the developer center's), deployed: both run.
     let fixed = fx.worker_with_cafe24(|c| c.api_version = None, |c| c);

@@ -4,7 +4,7 @@
 //!   `PutItem` returning `ALL_OLD` on conflict, complete with `UpdateItem`, release with
 //!   `DeleteItem`. Expiry is checked in the condition; TTL only cleans up.
 //! - `att#<job id>`: real attempts (`ADD attempts 1`), separate so a release never loses the count.
-//! - `snap#<mall>#<kind>#<id>`: snapshot (`data` as JSON text, or `data_z` zlib-compressed
+//! - `snap#<mall>#<kind>#<id>` (`<shop>/<id>` for a multi-shop mall's other shops): snapshot (`data` as JSON text, or `data_z` zlib-compressed
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
 //!   what is stored; `by_job` names the job that stored the version (the outbox: that job publishes
 //!   the version's event after the write, and only its own later runs publish it again).
@@ -13,6 +13,8 @@
 //! - `recon#<mall>`: reconciliation checkpoint (`checkpoint` ms, `reception` T/F, `last_delivered`, `failed_logs`,
 //!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
 //!   work-queue group serializes them).
+//! - `fault#cafe24`: the stack's last configuration fault (`fault`, `at` ms), noted by workers at
+//!   most once a probe period each; read by `relay mall status`.
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -20,8 +22,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use relay_domain::ports::{
-    BackfillStore, Claim, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead, SnapshotStore,
-    SnapshotTooLarge, StoreError, StoredSnapshot,
+    BackfillStore, Claim, ConfigFaultStore, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead,
+    SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot,
 };
 use relay_domain::{MallId, SnapshotKind};
 
@@ -218,6 +220,40 @@ impl IdempotencyStore for DynamoState {
             .and_then(|v| v.as_n().ok())
             .and_then(|x| x.parse().ok())
             .unwrap_or(1))
+    }
+}
+
+/// The stack's last configuration fault: one item, `fault#cafe24` (`fault`, `at`).
+impl ConfigFaultStore for DynamoState {
+    async fn note_config_fault(&self, fault: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s("fault#cafe24"))
+            .item("fault", s(fault))
+            .item("at", n(at_ms))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn config_fault(&self) -> Result<Option<(String, u64)>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s("fault#cafe24"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item.and_then(|i| {
+            let fault = i.get("fault")?.as_s().ok()?.clone();
+            let at = i.get("at")?.as_n().ok()?.parse().ok()?;
+            Some((fault, at))
+        }))
     }
 }
 

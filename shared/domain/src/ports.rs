@@ -270,6 +270,15 @@ pub trait BackfillStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Where a configuration fault of the whole stack (Cafe24 refusing the relay's API version or
+/// client credentials) is noted for operators: `relay mall status` shows the last one.
+pub trait ConfigFaultStore: Send + Sync {
+    /// Notes that Cafe24 refused the configuration with `fault` at `at_ms` (the latest wins).
+    fn note_config_fault(&self, fault: &str, at_ms: u64) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The last fault noted and when, if any.
+    fn config_fault(&self) -> impl Future<Output = Result<Option<(String, u64)>, StoreError>> + Send;
+}
+
 /// The event bus the user's application subscribes to.
 pub trait EventBus: Send + Sync {
     /// Publishes the events (any number; the adapter splits them into requests). `Ok(failed)`
@@ -395,6 +404,7 @@ pub mod memory {
         snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, String)>,
         reconcile: std::collections::HashMap<String, ReconcileState>,
         backfill: std::collections::HashMap<String, crate::backfill::Progress>,
+        config_fault: Option<(String, u64)>,
         failing: bool,
         failing_upserts: bool,
         head_reads: u64,
@@ -514,6 +524,25 @@ pub mod memory {
             }
             g.reconcile.insert(mall.as_str().to_owned(), state.clone());
             Ok(())
+        }
+    }
+
+    impl ConfigFaultStore for MemoryState {
+        async fn note_config_fault(&self, fault: &str, at_ms: u64) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            g.config_fault = Some((fault.to_owned(), at_ms));
+            Ok(())
+        }
+
+        async fn config_fault(&self) -> Result<Option<(String, u64)>, StoreError> {
+            let g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            Ok(g.config_fault.clone())
         }
     }
 

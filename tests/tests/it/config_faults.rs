@@ -63,6 +63,9 @@ async fn a_retired_api_version_and_a_reissued_secret_mid_burst_dead_letter_nothi
     let d = p.dispatcher();
     p.run_for(&d, &w, Duration::from_secs(6)).await;
     assert!(faults(&w) > 0, "the retired version was met: {:?}", w.samples());
+    let state = DynamoState::new(p.env.ddb.clone(), p.env.stack.state_table.clone());
+    let noted = relay_domain::ports::ConfigFaultStore::config_fault(&state).await.unwrap();
+    assert_eq!(noted.map(|(f, _)| f).as_deref(), Some("api_version_unavailable"), "what `relay mall status` shows");
     assert_eq!(p.env.depth(&p.env.stack.work.dlq_url).await.unwrap(), 0, "nothing dead-lettered while it holds");
 
     // Fixed by configuration (no version header: the developer center's app version), deployed
@@ -74,7 +77,6 @@ async fn a_retired_api_version_and_a_reissued_secret_mid_burst_dead_letter_nothi
     fixed.cafe24.set_secret_reader(reader());
     p.run_until_drained(&d, &fixed, Duration::from_secs(180)).await;
 
-    let state = DynamoState::new(p.env.ddb.clone(), p.env.stack.state_table.clone());
     for m in MALLS {
         let mall = MallId::parse(m).unwrap();
         for id in p.orders(m).iter().rev().take(8) {

@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use relay_aws::tokens::{DynamoTokenStore, MallPage};
-use relay_domain::ports::{ReconcileState, ReconcileStore};
+use relay_domain::ports::{ConfigFaultStore, ReconcileState, ReconcileStore};
 use relay_domain::ratelimit::{KeyScope, LimiterConfig, LimiterState};
 use relay_domain::tokens::{TokenRecord, TokenStatus, TokenStore};
 use relay_domain::MallId;
@@ -37,7 +37,7 @@ pub fn reauth_url(ingest_url: &str, mall: &MallId) -> Result<String> {
 }
 
 /// Everything `mall status` shows.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Status {
     pub mall: MallId,
     /// Token record, if the mall was ever installed.
@@ -48,7 +48,13 @@ pub struct Status {
     pub queues: Vec<(&'static str, u64, u64)>,
     /// What the last reconcile run saw (`None` without a `STATE_TABLE` in the target).
     pub reconcile: Option<ReconcileState>,
+    /// The stack's last configuration fault (Cafe24 refusing the API version or the client
+    /// secret, for every mall) and when a worker last met it.
+    pub config_fault: Option<(String, u64)>,
 }
+
+/// A configuration fault met within this long is shown as current.
+const FAULT_RECENT_MS: u64 = 15 * 60_000;
 
 /// Reads a mall's status.
 pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId) -> Result<Status> {
@@ -64,14 +70,13 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
         None => KeyScope::default(),
     };
     let key = scope.key(mall);
-    let reconcile = match target.get("STATE_TABLE") {
-        Some(t) => Some(
-            relay_aws::state::DynamoState::new(ddb.clone(), t)
-                .reconcile_state(mall)
-                .await
-                .map_err(|e| anyhow::anyhow!("reading the state table: {e}"))?,
-        ),
-        None => None,
+    let (reconcile, config_fault) = match target.get("STATE_TABLE") {
+        Some(t) => {
+            let state = relay_aws::state::DynamoState::new(ddb.clone(), t);
+            let read = |e: relay_domain::ports::StoreError| anyhow::anyhow!("reading the state table: {e}");
+            (Some(state.reconcile_state(mall).await.map_err(read)?), state.config_fault().await.map_err(read)?)
+        }
+        None => (None, None),
     };
     let limiter = relay_aws::limiter::DynamoLimiter::new(
         ddb,
@@ -92,7 +97,7 @@ pub async fn status(target: &Target, sdk: &aws_config::SdkConfig, mall: &MallId)
             queues.push((name, v, f));
         }
     }
-    Ok(Status { mall: mall.clone(), token, limiter: (key.as_str().to_owned(), state), queues, reconcile })
+    Ok(Status { mall: mall.clone(), token, limiter: (key.as_str().to_owned(), state), queues, reconcile, config_fault })
 }
 
 fn when(ms: u64, now: u64) -> String {
@@ -118,6 +123,12 @@ fn when(ms: u64, now: u64) -> String {
 /// Renders a status for a terminal (`now_ms` makes it testable).
 pub fn render(s: &Status, now: u64) -> String {
     let mut out = format!("mall {}\n", s.mall.as_str());
+    if let Some((fault, at)) = s.config_fault.as_ref().filter(|(_, at)| now.saturating_sub(*at) < FAULT_RECENT_MS) {
+        out.push_str(&format!(
+            "  CAFE24 REFUSES THE RELAY'S CONFIGURATION ({fault}), last met {} — every mall waits; see Cafe24ConfigFaultAlarm in docs/operations.md\n",
+            when(*at, now)
+        ));
+    }
     match &s.token {
         None => out.push_str("  token:    none (never installed here) — send the operator `relay mall reauth-url`\n"),
         Some(t) => {
@@ -281,8 +292,12 @@ mod tests {
                 last_run_ms: now - 120_000,
                 last_delivered_ms: now - 7_200_000,
             }),
+            config_fault: Some(("api_version_unavailable".into(), now - 30_000)),
         };
         let text = render(&s, now);
+        assert!(text.contains("REFUSES THE RELAY'S CONFIGURATION (api_version_unavailable)"), "{text}");
+        let old = Status { config_fault: Some(("client_rejected".into(), now - FAULT_RECENT_MS)), ..s.clone() };
+        assert!(!render(&old, now).contains("REFUSES"), "an old fault is not shown as current");
         assert!(text.contains("reception OFF at Cafe24") && text.contains("4 failed deliveries"), "{text}");
         assert!(text.contains("last delivered") && text.contains("(2h 0m ago)"), "{text}");
         assert!(text.contains("active") && text.contains("in 1h 0m") && text.contains("in 14d 0h"), "{text}");
