@@ -172,7 +172,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
 
     /// The token request, once more with the secret read again when Cafe24 refuses the client
     /// and the secret has changed since (a rotation). Still refused: the fault holds in this
-    /// process for [`crate::fault::PROBE_EVERY_MS`].
+    /// process for `Cafe24Config::fault_probe_ms`.
     async fn token_request(
         &self,
         mall: &MallId,
