@@ -14,6 +14,9 @@ pub struct WorkerConfig {
     pub reconcile_settle_ms: u64,
     /// How far back a mall's first reconciliation reads the webhook logs, ms.
     pub reconcile_lookback_ms: u64,
+    /// Backfills of customers by join date (`/customersprivacy`: personal data, scope
+    /// `mall.read_privacy`) are allowed: `CUSTOMER_BACKFILL=on` (template `CustomerBackfill`).
+    pub customer_backfill: bool,
     /// The worker's FIFO DLQ.
     pub dlq_url: String,
     /// State table (idempotency, attempts, snapshots).
@@ -55,7 +58,7 @@ impl WorkerConfig {
     /// `EVENT_BUS_NAME`, `INBOX_QUEUE_URL`, `RECONCILE_SETTLE_S` (300), `RECONCILE_LOOKBACK_HOURS` (24),
     /// `MAX_ATTEMPTS` (5), `DEFER_MIN_S` (1), `MIN_TIME_LEFT_MS` (5000), `KEEPALIVE_DAYS` (3),
     /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (140),
-    /// `WORKER_MAX_SLEEP_MS` (200), `JOBS_IN_FLIGHT` (2).
+    /// `WORKER_MAX_SLEEP_MS` (200), `JOBS_IN_FLIGHT` (2), `CUSTOMER_BACKFILL` (`off`; `on`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = relay_domain::config::Env(lookup);
         let req = |k: &'static str| env.required(k);
@@ -74,6 +77,13 @@ impl WorkerConfig {
             inbox_queue_url: req("INBOX_QUEUE_URL")?,
             reconcile_settle_ms: num("RECONCILE_SETTLE_S", 300, 0, 86_400)? * 1_000,
             reconcile_lookback_ms: num("RECONCILE_LOOKBACK_HOURS", 24, 1, 24 * 90)? * 3_600_000,
+            customer_backfill: match env.get("CUSTOMER_BACKFILL").as_deref() {
+                None | Some("off") => false,
+                Some("on") => true,
+                Some(_) => {
+                    return Err(ConfigError::Invalid { var: "CUSTOMER_BACKFILL", reason: "must be on or off".into() })
+                }
+            },
             dlq_url: req("WORKER_DLQ_URL")?,
             state_table: req("STATE_TABLE")?,
             token_table: req("TOKEN_TABLE")?,
@@ -115,6 +125,10 @@ mod tests {
         let c = cfg(OK).unwrap();
         assert_eq!((c.max_attempts, c.defer_min_s, c.limiter.burst, c.jobs_in_flight), (5, 1, 40, 2));
         assert_eq!((c.reconcile_settle_ms, c.reconcile_lookback_ms), (300_000, 86_400_000));
+        assert!(!c.customer_backfill, "personal data only when opted in");
+        let mut on = OK.to_vec();
+        on.push(("CUSTOMER_BACKFILL", "on"));
+        assert!(cfg(&on).unwrap().customer_backfill);
         for k in [
             "WORK_QUEUE_URL",
             "WORKER_DLQ_URL",
@@ -147,6 +161,8 @@ mod tests {
             ("JOBS_IN_FLIGHT", "0"),
             ("JOBS_IN_FLIGHT", "9"),
             ("JOBS_IN_FLIGHT", "four"),
+            ("CUSTOMER_BACKFILL", "yes"),
+            ("CUSTOMER_BACKFILL", "ON"),
         ] {
             let mut p: Vec<_> = OK.to_vec();
             p.push((k, v));

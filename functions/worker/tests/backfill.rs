@@ -204,3 +204,68 @@ async fn progress_or_none(fx: &Fx) -> Option<relay_domain::backfill::Progress> {
         .await
         .unwrap()
 }
+
+fn customer_backfill_job(fx: &Fx, id: &str) -> String {
+    let now = fx.sim.clock.now_ms();
+    let kind = JobKind::Backfill {
+        resource: relay_domain::backfill::Resource::Customers,
+        since_ms: now - 3 * 365 * DAY_MS,
+        until_ms: now,
+        only_shop: None,
+    };
+    serde_json::to_string(&Job { class: Class::Bulk, ..fx.job(id, kind) }).unwrap()
+}
+
+/// Members by join date, opted in: 2,500 members over two years, several joined in the same
+/// second (so pages of 1,000 end inside a second and the next page answers its members again):
+/// every member stored and published once.
+#[tokio::test]
+async fn a_customer_backfill_pages_members_by_join_date_and_stores_each_once() {
+    let fx = Fx::with(|c| c.customers_per_mall = 2_500).await;
+    let w = fx.worker_with_env(&[("CUSTOMER_BACKFILL", "on")]);
+    let body = customer_backfill_job(&fx, "bf-members");
+    for _ in 0..5 {
+        if !returned(&run(&w, &body).await) {
+            break;
+        }
+    }
+    assert_eq!(fx.state.outcome("bf-members").as_deref(), Some("backfilled"));
+    let members: Vec<String> = {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.customers.keys().cloned().collect()
+    };
+    for m in &members {
+        assert!(fx.state.stored(&fx.mall, SnapshotKind::Customer, m).is_some(), "member {m}");
+    }
+    let ids: Vec<String> = fx.bus.events().iter().map(|e| e.event_id.clone()).collect();
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (2_500, 2_500), "each member published once");
+    assert!(fx.endpoint_calls("customersprivacy") <= 4, "{} pages", fx.endpoint_calls("customersprivacy"));
+}
+
+#[tokio::test]
+async fn a_customer_backfill_is_refused_unless_the_stack_opted_in() {
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    let r = run(&w, &customer_backfill_job(&fx, "bf-off")).await;
+    assert!(!returned(&r));
+    assert_eq!(dlq_class(&fx.dlq), ["config"], "dead-lettered with the reason, no call");
+    assert_eq!(fx.endpoint_calls("customersprivacy"), 0);
+}
+
+/// Cafe24 does not say in what order `/customersprivacy` answers: newest first, the cursor
+/// cannot page past the first page, and the job says so instead of ending early with a third of
+/// the members missed (a listing that fits one page is read whole in any order).
+#[tokio::test]
+async fn a_customer_listing_answered_newest_first_is_refused_loudly_not_cut_short() {
+    use cafe24_sim::state::{MemberOrder, Variants};
+    let fx = Fx::with(|c| {
+        c.customers_per_mall = 1_500;
+        c.variants = Variants { member_order: MemberOrder::NewestFirst, ..Variants::default() };
+    })
+    .await;
+    let w = fx.worker_with_env(&[("CUSTOMER_BACKFILL", "on")]);
+    assert!(!returned(&run(&w, &customer_backfill_job(&fx, "bf-newest")).await));
+    assert_eq!(dlq_class(&fx.dlq), ["decode"], "dead-lettered with the reason");
+    assert_ne!(fx.state.outcome("bf-newest").as_deref(), Some("backfilled"), "not reported done");
+}

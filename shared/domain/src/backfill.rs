@@ -24,6 +24,8 @@ pub const ORDER_OFFSET_MAX: u64 = 15_000;
 pub const ORDER_WINDOW_MS: u64 = 90 * 86_400_000;
 /// Products per page (Cafe24's maximum).
 pub const PRODUCT_PAGE_LIMIT: u64 = 100;
+/// Members per page of `GET /customersprivacy` (Cafe24's maximum).
+pub const CUSTOMER_PAGE_LIMIT: u64 = 1_000;
 
 /// What a resync reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,11 @@ pub enum Resource {
     Orders,
     /// `GET /products` by product number (dates do not apply).
     Products,
+    /// `GET /customersprivacy` by join date (`search_type=created_date` and a
+    /// `created_start_date` cursor): personal data, scope `mall.read_privacy`, opt-in
+    /// (`CUSTOMER_BACKFILL`). Assumed, unverified: members come oldest join first from the
+    /// cursor, the cursor's own second included (docs/cafe24-conformance.md).
+    Customers,
 }
 
 impl Resource {
@@ -41,23 +48,26 @@ impl Resource {
         match self {
             Self::Orders => crate::SnapshotKind::Order,
             Self::Products => crate::SnapshotKind::Product,
+            Self::Customers => crate::SnapshotKind::Customer,
         }
     }
 
-    /// Parses `orders` / `products`.
+    /// Parses `orders` / `products` / `customers`.
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim() {
             "orders" => Some(Self::Orders),
             "products" => Some(Self::Products),
+            "customers" => Some(Self::Customers),
             _ => None,
         }
     }
 
-    /// `orders` / `products`.
+    /// `orders` / `products` / `customers`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Orders => "orders",
             Self::Products => "products",
+            Self::Customers => "customers",
         }
     }
 }
@@ -98,6 +108,12 @@ pub struct Progress {
     /// Which of `shops` is being read.
     #[serde(default)]
     pub shop_index: usize,
+    /// Customers: the next page starts at members who joined in this second (epoch ms).
+    #[serde(default)]
+    pub joined_from_ms: u64,
+    /// Customers: members of that second already stored (the next page answers them again).
+    #[serde(default)]
+    pub cursor_ids: Vec<String>,
 }
 
 /// What a page told the progress.
@@ -140,6 +156,8 @@ impl Progress {
             done: false,
             shops: Vec::new(),
             shop_index: 0,
+            joined_from_ms: since_ms,
+            cursor_ids: Vec::new(),
         }
     }
 
@@ -156,8 +174,44 @@ impl Progress {
             self.window_len_ms = ORDER_WINDOW_MS;
             self.offset = 0;
             self.since_product_no = 0;
+            self.joined_from_ms = self.since_ms;
+            self.cursor_ids.clear();
         } else {
             self.done = true;
+        }
+    }
+
+    /// Customers: whether member `id` of a page is one this backfill has not stored yet.
+    pub fn is_new_member(&self, id: &str) -> bool {
+        !self.cursor_ids.iter().any(|c| c == id)
+    }
+
+    /// Customers: moves past a page of `returned` members, `members` being their ids and join
+    /// times (whatever their order) — the new ones stored. A short page, or one reaching past
+    /// the period, ends the shop's listing; a full one moves the cursor to its latest join
+    /// second. `true` when the page could not move the cursor (over a page of members joined
+    /// in one second: the rest of that second is skipped, and the caller says so).
+    pub fn advance_members(&mut self, returned: u64, members: &[(String, u64)]) -> bool {
+        self.pages += 1;
+        let new: Vec<&(String, u64)> = members.iter().filter(|(id, _)| self.is_new_member(id)).collect();
+        self.seen += new.len() as u64;
+        let latest = members.iter().map(|(_, t)| t / 1_000 * 1_000).max().unwrap_or(self.joined_from_ms);
+        if returned < CUSTOMER_PAGE_LIMIT || latest > self.until_ms {
+            self.finish_shop();
+            return false;
+        }
+        if latest > self.joined_from_ms {
+            self.joined_from_ms = latest;
+            self.cursor_ids =
+                members.iter().filter(|(_, t)| t / 1_000 * 1_000 == latest).map(|(id, _)| id.clone()).collect();
+            false
+        } else if new.is_empty() {
+            self.joined_from_ms += 1_000;
+            self.cursor_ids.clear();
+            true
+        } else {
+            self.cursor_ids.extend(new.into_iter().map(|(id, _)| id.clone()));
+            false
         }
     }
 
@@ -183,6 +237,10 @@ impl Progress {
             Resource::Products => {
                 format!("products?shop_no={shop}&since_product_no={}&limit={PRODUCT_PAGE_LIMIT}", self.since_product_no)
             }
+            Resource::Customers => format!(
+                "customersprivacy?shop_no={shop}&search_type=created_date&created_start_date={}&limit={CUSTOMER_PAGE_LIMIT}",
+                encode_query_value(&kst_iso(self.joined_from_ms))
+            ),
         })
     }
 
@@ -217,6 +275,13 @@ impl Progress {
                 }
                 _ => self.finish_shop(),
             },
+            // Members move by their join times (`advance_members`); a page told only its
+            // size ends the listing when short.
+            Resource::Customers => {
+                if !page.more_after(CUSTOMER_PAGE_LIMIT) {
+                    self.finish_shop();
+                }
+            }
         }
     }
 }
@@ -228,6 +293,7 @@ pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<(Vec<(
     let (list, key) = match resource {
         Resource::Orders => ("orders", "order_id"),
         Resource::Products => ("products", "product_no"),
+        Resource::Customers => ("customersprivacy", "member_id"),
     };
     let items = body.get(list)?.as_array()?;
     Some((
@@ -458,6 +524,37 @@ mod tests {
         assert_eq!((query(&o.next_path().unwrap(), "shop_no"), o.window_start_ms, o.offset), ("1".into(), T0, 0));
         o.advance(page(10, false));
         assert!(o.done);
+    }
+
+    #[test]
+    fn members_page_by_join_second_without_storing_one_twice() {
+        let mut p = Progress::new("j", Resource::Customers, T0, T0 + 10 * DAY);
+        assert_eq!(query(&p.next_path().unwrap(), "created_start_date"), "2025-01-01T00:00:00+09:00");
+        let page = |n: usize, from: u64, at: u64| -> Vec<(String, u64)> {
+            (0..n).map(|i| (format!("m{:05}", from + i as u64), if i + 2 >= n { at } else { T0 })).collect()
+        };
+        // A full page whose last two members joined at T0 + 5 s: the cursor moves there.
+        let first = page(1_000, 0, T0 + 5_000);
+        assert!(!p.advance_members(1_000, &first));
+        assert_eq!((p.joined_from_ms, p.cursor_ids.len(), p.seen), (T0 + 5_000, 2, 1_000));
+        assert!(!p.is_new_member("m00999") && p.is_new_member("m01000"), "the cursor's members are known");
+        // The next page answers those two again: they are not counted (or stored) twice.
+        let mut second = vec![("m00998".to_owned(), T0 + 5_000), ("m00999".to_owned(), T0 + 5_000)];
+        second.push(("m01000".to_owned(), T0 + 6_000));
+        assert!(!p.advance_members(3, &second));
+        assert!(p.done && p.seen == 1_001, "a short page ends it: {p:?}");
+
+        // A full page of members all at the cursor's second adds them; one with nothing new
+        // skips the rest of that second (and says so).
+        let mut q = Progress::new("j", Resource::Customers, T0, T0 + DAY);
+        let same: Vec<(String, u64)> = (0..1_000).map(|i| (format!("s{i:04}"), T0)).collect();
+        assert!(!q.advance_members(1_000, &same));
+        assert_eq!((q.joined_from_ms, q.cursor_ids.len()), (T0, 1_000));
+        assert!(q.advance_members(1_000, &same), "stuck: reported");
+        assert_eq!((q.joined_from_ms, q.cursor_ids.len()), (T0 + 1_000, 0));
+        // A page reaching past the period ends the listing.
+        let late: Vec<(String, u64)> = (0..1_000).map(|i| (format!("l{i:04}"), T0 + 2 * DAY)).collect();
+        assert!(!q.advance_members(1_000, &late) && q.done);
     }
 
     #[test]

@@ -24,6 +24,7 @@ fn sample(k: &str) -> Option<String> {
         "ROUTING_OVERRIDES" => "{}".into(),
         "OAUTH_STATE_SECRET" => "0123456789abcdef0123456789abcdef".into(),
         "MAX_BODY_BYTES" => "1000".into(),
+        "CUSTOMER_BACKFILL" => "off".into(),
         k if k.ends_with("_MS")
             || k.ends_with("_S")
             || k.ends_with("_DAYS")

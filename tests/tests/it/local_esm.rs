@@ -339,16 +339,17 @@ async fn a_message_coming_back_into_view_is_counted_at_every_instant() {
             let out = env.sqs.receive_message().queue_url(&q).visibility_timeout(1).send().await.unwrap();
             assert_eq!(out.messages().len(), 1);
         }
+        // Through the second in which they come back into view, and at least 100 reads however
+        // slow the machine is (a loaded CI machine managed 81 in 1.5 s once).
         let until = std::time::Instant::now() + std::time::Duration::from_millis(1_500);
         let mut reads = 0;
-        while std::time::Instant::now() < until {
+        while std::time::Instant::now() < until || reads < 100 {
             let depth = env.depth(&q).await.unwrap();
             reads += 1;
             if depth != N {
                 short.push(depth);
             }
         }
-        assert!(reads > 100, "{reads} reads");
         env.sqs.purge_queue().queue_url(&q).send().await.unwrap();
     }
     assert!(short.is_empty(), "depth read short of {N} {} times: {short:?}", short.len());

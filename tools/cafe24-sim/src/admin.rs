@@ -38,6 +38,7 @@ fn required_scope(endpoint: &str) -> Option<&'static str> {
         Some("orders") => Some("mall.read_order"),
         Some("products") => Some("mall.read_product"),
         Some("customers") => Some("mall.read_customer"),
+        Some("customersprivacy") => Some("mall.read_privacy"),
         Some("webhooks") => Some("mall.read_application"),
         Some("shops") => Some("mall.read_store"),
         _ => None,
@@ -381,6 +382,28 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
             let found: Vec<Value> =
                 ids.split(',').filter_map(|id| data.customers.get(id.trim())).map(|c| c.to_json()).collect();
             (200, json!({"customers": found}))
+        }
+        // All members by join date: from `created_start_date` (its second included), oldest
+        // first — the order a cursor implies; Cafe24 does not state it (an assumption).
+        ["customersprivacy"] => {
+            if q.get("search_type").map(String::as_str) != Some("created_date") {
+                return fail(422, "search_type must be created_date.");
+            }
+            let Some(start) = q.get("created_start_date").and_then(|v| kst::parse(v)) else {
+                return fail(422, "created_start_date is required.");
+            };
+            let limit = match param_u64(q, "limit", 10, 1000, 1) {
+                Ok(l) => l as usize,
+                Err(m) => return fail(422, &m),
+            };
+            let mut all: Vec<&crate::data::Customer> =
+                data.customers.values().filter(|c| c.created_ms >= start).collect();
+            all.sort_by(|a, b| (a.created_ms, &a.member_id).cmp(&(b.created_ms, &b.member_id)));
+            if sim.config.variants.member_order == crate::state::MemberOrder::NewestFirst {
+                all.reverse();
+            }
+            let page: Vec<Value> = all.iter().take(limit).map(|c| c.to_privacy_json()).collect();
+            (200, json!({"customersprivacy": page}))
         }
         ["webhooks", "setting"] => (200, json!({"webhook": {"shop_no": 1, "reception_status": reception}})),
         ["webhooks", "logs"] => {

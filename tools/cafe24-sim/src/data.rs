@@ -169,6 +169,17 @@ pub struct Customer {
 }
 
 impl Customer {
+    /// `/customersprivacy`'s representation: personal data (made up here) beside the rest.
+    pub fn to_privacy_json(&self) -> Value {
+        let mut v = self.to_json();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("name".into(), Value::String(format!("Member {}", self.member_id)));
+            o.insert("email".into(), Value::String(format!("{}@example.com", self.member_id)));
+            o.insert("cellphone".into(), Value::String("010-0000-0000".into()));
+        }
+        v
+    }
+
     /// The API representation.
     pub fn to_json(&self) -> Value {
         json!({

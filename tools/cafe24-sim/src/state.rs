@@ -103,6 +103,19 @@ pub struct Variants {
     pub log_ids: LogIds,
     /// What a call naming a retired API version gets (see [`Sim::retire_versions_before`]).
     pub retired_version: RetiredVersion,
+    /// Order of `/customersprivacy` members (not documented).
+    pub member_order: MemberOrder,
+}
+
+/// Order of `/customersprivacy` members from the `created_start_date` cursor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberOrder {
+    /// Oldest join first (what a cursor implies).
+    #[default]
+    OldestFirst,
+    /// Newest join first.
+    NewestFirst,
 }
 
 /// What a call naming a retired `X-Cafe24-Api-Version` gets: the documentation can be read
@@ -164,8 +177,14 @@ pub enum LogIds {
 }
 
 /// Every read scope the simulator knows.
-pub const ALL_READ_SCOPES: &[&str] =
-    &["mall.read_order", "mall.read_product", "mall.read_customer", "mall.read_application", "mall.read_store"];
+pub const ALL_READ_SCOPES: &[&str] = &[
+    "mall.read_order",
+    "mall.read_product",
+    "mall.read_customer",
+    "mall.read_application",
+    "mall.read_store",
+    "mall.read_privacy",
+];
 
 impl Default for SimConfig {
     fn default() -> Self {

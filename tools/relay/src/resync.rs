@@ -10,16 +10,11 @@ use relay_domain::ratelimit::KeyScope;
 use relay_domain::tokens::parse_cafe24_token_time;
 use relay_domain::MallId;
 
-/// Parses `--kind`: `orders` or `products`. Customers are refused with the reason: Cafe24's
-/// documented customer list (`GET /customers?member_id=…`) takes member ids, not a period, so
-/// there is nothing to page through by date.
+/// Parses `--kind`: `orders`, `products` or `customers` (by join date, through Cafe24's
+/// personal-data list: the worker runs it only when the stack opted in, `CustomerBackfill`).
 pub fn parse_kind(raw: &str) -> std::result::Result<Resource, String> {
-    match raw.trim() {
-        "customers" => Err("customers cannot be backfilled: Cafe24's customer list takes member ids, not a period \
-                            (customers sync from their webhooks; see docs/decisions/reconcile.md)"
-            .into()),
-        other => Resource::parse(other).ok_or_else(|| format!("must be orders or products, not {other:?}")),
-    }
+    let raw = raw.trim();
+    Resource::parse(raw).ok_or_else(|| format!("must be orders, products or customers, not {raw:?}"))
 }
 
 /// Parses `YYYY-MM-DD` (the start of that day in KST) or a full Cafe24 timestamp.
@@ -61,6 +56,10 @@ pub fn permille(p: &Progress) -> u64 {
             (p.window_start_ms.saturating_sub(p.since_ms) * 1000 / span).min(999)
         }
         Resource::Products => 0,
+        Resource::Customers => {
+            let span = (p.until_ms - p.since_ms).max(1);
+            (p.joined_from_ms.saturating_sub(p.since_ms) * 1000 / span).min(999)
+        }
     }
 }
 
@@ -98,13 +97,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds_parse_and_customers_are_refused_with_the_reason() {
+    fn kinds_parse_and_anything_else_is_refused() {
         assert_eq!(parse_kind("orders").unwrap(), Resource::Orders);
         assert_eq!(parse_kind(" products ").unwrap(), Resource::Products);
-        let e = parse_kind("customers").unwrap_err();
-        assert!(e.contains("member ids"), "{e}");
-        for bad in ["", "order", "ORDERS", "orders,products"] {
-            assert!(parse_kind(bad).unwrap_err().contains("must be orders or products"), "{bad:?}");
+        assert_eq!(parse_kind("customers").unwrap(), Resource::Customers);
+        for bad in ["", "order", "ORDERS", "orders,products", "members"] {
+            assert!(parse_kind(bad).unwrap_err().contains("must be orders, products or customers"), "{bad:?}");
         }
     }
 

@@ -82,7 +82,12 @@ impl Fx {
         gate: G,
         jobs_in_flight: usize,
     ) -> Worker<G, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus> {
-        self.worker_built(gate, jobs_in_flight, |_| {}, |c| c)
+        self.worker_built(gate, jobs_in_flight, &[], |_| {}, |c| c)
+    }
+
+    /// [`Fx::worker`] with some of the worker's environment set (`("CUSTOMER_BACKFILL", "on")`).
+    pub fn worker_with_env(&self, env: &[(&str, &str)]) -> W {
+        self.worker_built(self.gate.clone(), 1, env, |_| {}, |c| c)
     }
 
     /// [`Fx::worker`] with its Cafe24 configuration changed by `tweak` and its client by `client`
@@ -92,13 +97,14 @@ impl Fx {
         tweak: impl FnOnce(&mut Cafe24Config),
         client: impl FnOnce(Cafe24<MemoryGate, MemoryTokens>) -> Cafe24<MemoryGate, MemoryTokens>,
     ) -> W {
-        self.worker_built(self.gate.clone(), 1, tweak, client)
+        self.worker_built(self.gate.clone(), 1, &[], tweak, client)
     }
 
     fn worker_built<G: RateGate>(
         &self,
         gate: G,
         jobs_in_flight: usize,
+        env: &[(&str, &str)],
         tweak: impl FnOnce(&mut Cafe24Config),
         client: impl FnOnce(Cafe24<G, MemoryTokens>) -> Cafe24<G, MemoryTokens>,
     ) -> Worker<G, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus> {
@@ -114,7 +120,9 @@ impl Fx {
         .unwrap();
         ccfg.max_inline_wait_ms = 200;
         tweak(&mut ccfg);
+        let set = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
         let wcfg = WorkerConfig::from_lookup(|k| match k {
+            _ if set(k).is_some() => set(k),
             "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
             "WORKER_DLQ_URL" => Some("https://sqs.example/1/work-dlq.fifo".into()),
             "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
