@@ -92,48 +92,51 @@ async fn reconcile_pages_through_the_logs_and_a_refused_inbox_keeps_the_checkpoi
 #[tokio::test]
 async fn reconcile_recovers_2500_failed_deliveries_under_every_log_order_id_shape_and_links_variant() {
     use cafe24_sim::state::{Links, LogIds, LogOrder, Variants};
+    let mut all = Vec::new();
     for log_order in [LogOrder::NewestFirst, LogOrder::OldestFirst] {
         for log_ids in [LogIds::Opaque, LogIds::Sortable] {
             for links in [Links::AsPublished, Links::Always] {
-                let variants = Variants { links, log_order, log_ids, ..Variants::default() };
-                let fx = Fx::with(|c| c.variants = variants).await;
-                let w = fx.worker();
-                let now = fx.sim.clock.now_ms();
-                for i in 0..2_500u64 {
-                    let at = now - 7_200_000 + i * 2_870;
-                    fx.log_at(at, &format!("tr-{i:05}"), "G", false, &format!("20261201-{:07}", i + 1));
-                    if i % 100 == 0 {
-                        fx.log_at(at, &format!("ok-{i:05}"), "G", true, &format!("20261202-{:07}", i + 1));
-                    }
-                }
-                // One run reads everything settled, whatever the answers' order and links.
-                let r = run(&w, &reconcile_job(&fx, "rc-1")).await;
-                assert!(!returned(&r), "{variants:?}");
-                let ids = dedup_ids(&fx.inbox);
-                let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
-                assert_eq!((ids.len(), distinct.len()), (2_500, 2_500), "{variants:?}: every lost delivery once");
-                let first_reads = fx.endpoint_calls("webhooks/logs");
-                // Deliveries that fail later are found by the next run, from the checkpoint on
-                // (logged at the checkpoint's instant, once the second after it has passed).
-                let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
-                let later = st.checkpoint_ms.unwrap();
-                let settled_at = later + 2_000;
-                tokio::time::sleep(Duration::from_millis(settled_at.saturating_sub(fx.sim.clock.now_ms()))).await;
-                for i in 0..30u64 {
-                    fx.log_at(later, &format!("late-{i:02}"), "G", false, &format!("20261203-{:07}", i + 1));
-                }
-                let r = run(&w, &reconcile_job(&fx, "rc-2")).await;
-                assert!(!returned(&r), "{variants:?}");
-                let ids = dedup_ids(&fx.inbox);
-                let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
-                assert_eq!((ids.len(), distinct.len()), (2_530, 2_530), "{variants:?}: the later ones too, once");
-                println!(
-                    "{variants:?}: {first_reads} log reads, then {}",
-                    fx.endpoint_calls("webhooks/logs") - first_reads
-                );
+                all.push(Variants { links, log_order, log_ids, ..Variants::default() });
             }
         }
     }
+    // The variants are independent (a simulator and a worker each): side by side.
+    futures::future::join_all(all.into_iter().map(recovers_every_lost_delivery_under)).await;
+}
+
+async fn recovers_every_lost_delivery_under(variants: cafe24_sim::state::Variants) {
+    let fx = Fx::with(|c| c.variants = variants).await;
+    let w = fx.worker();
+    let now = fx.sim.clock.now_ms();
+    for i in 0..2_500u64 {
+        let at = now - 7_200_000 + i * 2_870;
+        fx.log_at(at, &format!("tr-{i:05}"), "G", false, &format!("20261201-{:07}", i + 1));
+        if i % 100 == 0 {
+            fx.log_at(at, &format!("ok-{i:05}"), "G", true, &format!("20261202-{:07}", i + 1));
+        }
+    }
+    // One run reads everything settled, whatever the answers' order and links.
+    let r = run(&w, &reconcile_job(&fx, "rc-1")).await;
+    assert!(!returned(&r), "{variants:?}");
+    let ids = dedup_ids(&fx.inbox);
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (2_500, 2_500), "{variants:?}: every lost delivery once");
+    let first_reads = fx.endpoint_calls("webhooks/logs");
+    // Deliveries that fail later are found by the next run, from the checkpoint on (logged at
+    // the checkpoint's instant, once the second after it has passed).
+    let st = relay_domain::ports::ReconcileStore::reconcile_state(&fx.state, &fx.mall).await.unwrap();
+    let later = st.checkpoint_ms.unwrap();
+    let settled_at = later + 2_000;
+    tokio::time::sleep(Duration::from_millis(settled_at.saturating_sub(fx.sim.clock.now_ms()))).await;
+    for i in 0..30u64 {
+        fx.log_at(later, &format!("late-{i:02}"), "G", false, &format!("20261203-{:07}", i + 1));
+    }
+    let r = run(&w, &reconcile_job(&fx, "rc-2")).await;
+    assert!(!returned(&r), "{variants:?}");
+    let ids = dedup_ids(&fx.inbox);
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!((ids.len(), distinct.len()), (2_530, 2_530), "{variants:?}: the later ones too, once");
+    println!("{variants:?}: {first_reads} log reads, then {}", fx.endpoint_calls("webhooks/logs") - first_reads);
 }
 
 #[tokio::test]
