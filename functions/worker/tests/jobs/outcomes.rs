@@ -3,8 +3,6 @@
 //! Cafe24 answer or a store state becomes (done, deferred, retried, dead-lettered) and what it
 //! leaves behind. Runs in well under a second.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -18,9 +16,7 @@ use relay_domain::ratelimit::{Acquire, Class, Feedback};
 use relay_domain::tokens::{TokenPair, TokenStatus, TokenStore};
 use relay_domain::SnapshotKind;
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn ok_syncs_the_snapshot_and_completes() {

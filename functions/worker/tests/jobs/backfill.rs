@@ -1,11 +1,7 @@
 //! The worker's backfill jobs against the simulator's list endpoints (in-memory ports): pages,
 //! progress, slices, kills, and list answers with and without `links`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

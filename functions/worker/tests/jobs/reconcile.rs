@@ -1,11 +1,7 @@
 //! The worker's reconcile jobs against the simulator's webhook logs (in-memory ports): what is
 //! re-injected, how the checkpoint moves, and every variant of the logs Cafe24 leaves open.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

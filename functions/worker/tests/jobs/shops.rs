@@ -2,11 +2,7 @@
 //! `shop_no` with shop 1's), two shops' entities of the same number are two snapshots and two
 //! events, and a backfill reads every shop Cafe24 lists.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use relay_domain::jobs::JobKind;
 use relay_domain::{ShopNo, SnapshotKind};
 

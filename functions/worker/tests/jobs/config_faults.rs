@@ -3,15 +3,11 @@
 //! per process, mark no mall `needs_reauth`, and heal: a version fixed by configuration, a secret
 //! rotated in the secret store is read again by a warm process.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
+use crate::common::*;
 use cafe24_sim::state::{RetiredVersion, Variants};
-use common::*;
 use relay_cafe24::fault::SecretReader;
 use relay_cafe24::ConfigFault;
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};

@@ -1,7 +1,7 @@
 //! The worker's test fixture without moto: the ports are the in-memory fakes of `relay-domain`
 //! (`test-util`), Cafe24 is the simulator in-process. Shared by the worker's test binaries.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
