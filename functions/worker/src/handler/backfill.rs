@@ -1,0 +1,198 @@
+//! The backfill job: list pages (orders, products, customers; shop after shop) stored as
+//! snapshots and published, the progress saved after each page (`relay_domain::backfill`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use relay_cafe24::Cafe24Error;
+use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource};
+use relay_domain::delivery::snapshot_event;
+use relay_domain::jobs::Job;
+use relay_domain::ports::{
+    BackfillStore, ConfigFaultStore, EventBus, IdempotencyStore, MessageQueue, RateGate, ReconcileStore, SnapshotStore,
+    VisibilityControl,
+};
+use relay_domain::ratelimit::Class;
+use relay_domain::reconcile::has_next_page;
+use relay_domain::tokens::TokenStore;
+use relay_domain::ShopNo;
+
+use super::{JobOutcome, Worker};
+
+impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
+where
+    G: RateGate,
+    S: TokenStore,
+    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
+    Q: MessageQueue,
+    V: VisibilityControl,
+    B: EventBus,
+{
+    /// A backfill job: list pages (bulk class, through the limiter) from the stored progress,
+    /// every item stored as a snapshot straight from the page (versioned: a newer stored version
+    /// is kept) and published like a live version; the progress is saved after each page, so a
+    /// job cut off anywhere resumes at the next unread page. A slice of pages per invocation
+    /// (at least one, at most 5 s of them), then the job returns (not an attempt) and the next
+    /// delivery continues. A multi-shop mall is read shop after shop (`only`: one of them),
+    /// the shops listed from Cafe24 before the first page.
+    pub(super) async fn backfill(
+        &self,
+        job: &Job,
+        resource: Resource,
+        period: (u64, u64),
+        only: Option<ShopNo>,
+        budget: Duration,
+    ) -> JobOutcome {
+        use futures::stream::{self, StreamExt as _};
+        const PAGES_PER_RUN: usize = 20;
+        /// A slice's length when the job has its batch to itself (beside other groups it runs
+        /// one page: [`super::SHARED_BATCH_BUDGET`]).
+        const SLICE: Duration = Duration::from_secs(5);
+        let budget = budget.min(SLICE);
+        /// Snapshot writes in flight at once (a page holds up to 1,000 items).
+        const WRITES_IN_FLIGHT: usize = 16;
+        let (since_ms, until_ms) = period;
+        let started = std::time::Instant::now();
+        let mall = &job.mall_id;
+        let kind = resource.snapshot_kind();
+        if resource == Resource::Customers && !self.cfg.customer_backfill {
+            // Personal data: only when the stack opted in (and its installs asked for the scope).
+            return JobOutcome::DeadLetter {
+                reason: "customer backfill is off (template parameter CustomerBackfill, CUSTOMER_BACKFILL=on)".into(),
+                class: "config",
+            };
+        }
+        let mut p = match self.state.backfill_progress(mall, resource).await {
+            Ok(Some(p)) if p.job_id == job.job_id.as_str() => p,
+            Ok(_) => Progress::new(job.job_id.as_str(), resource, since_ms, until_ms),
+            Err(e) => {
+                tracing::warn!(error = %e, "backfill progress not readable");
+                return JobOutcome::Retry("store");
+            }
+        };
+        if p.shops.is_empty() {
+            p.shops = match only {
+                Some(shop) => vec![shop],
+                None => match self.shops(job).await {
+                    Ok(shops) => shops,
+                    Err(outcome) => return outcome,
+                },
+            };
+        }
+        for page in 0..PAGES_PER_RUN {
+            // At least one page per run, so a job always moves on.
+            if page > 0 && started.elapsed() >= budget {
+                break;
+            }
+            let Some(path) = p.next_path() else { break };
+            let shop = p.shop();
+            let fetched_at = self.now();
+            let body = match self.cafe24.get_json(mall, &path, Class::Bulk).await {
+                Ok(b) => b,
+                Err(e) => return self.map_error(job, e).await,
+            };
+            let Some((mut items, returned)) = page_items(resource, &body) else {
+                return JobOutcome::DeadLetter {
+                    reason: format!("{} page without a list", resource.as_str()),
+                    class: "decode",
+                };
+            };
+            // Members by join time; those already stored at the cursor's second, and those who
+            // joined after the period, are not stored again.
+            let members: Vec<(String, u64)> = items
+                .iter()
+                .filter_map(|(id, item)| {
+                    let joined =
+                        item.get("created_date")?.as_str().and_then(relay_domain::tokens::parse_cafe24_token_time)?;
+                    Some((id.clone(), joined))
+                })
+                .collect();
+            if resource == Resource::Customers
+                && returned >= relay_domain::backfill::CUSTOMER_PAGE_LIMIT
+                && members.first().zip(members.last()).is_some_and(|(a, z)| a.1 > z.1)
+            {
+                // The cursor pages oldest first; a full page newest first cannot be paged by it
+                // and would end the listing early. Said, not guessed (docs/cafe24-conformance.md).
+                return JobOutcome::DeadLetter {
+                    reason: "customersprivacy answered newest join first: the created_start_date cursor cannot page it"
+                        .into(),
+                    class: "decode",
+                };
+            }
+            if resource == Resource::Customers {
+                items.retain(|(id, _)| p.is_new_member(id) && members.iter().any(|(m, t)| m == id && *t <= p.until_ms));
+            }
+            let mut events = Vec::new();
+            let upserts: Vec<_> = stream::iter(&items)
+                .map(|(id, item)| async move {
+                    let key = shop.entity_key(id);
+                    (id, item, self.state.upsert(mall, kind, &key, fetched_at, Some(item), job.job_id.as_str()).await)
+                })
+                .buffered(WRITES_IN_FLIGHT)
+                .collect()
+                .await;
+            for (id, item, result) in upserts {
+                match result {
+                    Ok(true) => {
+                        events.push(snapshot_event(mall, shop, kind, id, fetched_at, job.trace(), Some(item)));
+                    }
+                    Ok(false) => {}
+                    Err(e) if e.too_large().is_some() => {
+                        tracing::warn!(id = %id, error = %e, "backfilled item too large to store; skipped");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "backfilled snapshot not stored");
+                        return JobOutcome::Retry("store");
+                    }
+                }
+            }
+            if !events.is_empty() && !self.publish_all(&events).await {
+                // The page is read again on the way back and its versions stored again (newer).
+                return JobOutcome::PublishPending;
+            }
+            p.stored += events.len() as u64;
+            self.stats.backfilled.fetch_add(events.len() as u64, Ordering::Relaxed);
+            if resource == Resource::Customers {
+                if p.advance_members(returned, &members) {
+                    tracing::warn!(
+                        outcome = "members_truncated",
+                        "over a page of members joined in one second; the rest of it is skipped"
+                    );
+                }
+            } else {
+                let last_product_no = items.iter().filter_map(|(id, _)| id.parse::<u64>().ok()).max();
+                p.advance(PageOutcome { items: returned, links_next: has_next_page(&body), last_product_no });
+            }
+            if let Err(e) = self.state.save_backfill_progress(mall, &p).await {
+                tracing::warn!(error = %e, "backfill progress not stored");
+                return JobOutcome::Retry("store");
+            }
+        }
+        tracing::info!(pages = p.pages, stored = p.stored, done = p.done, "backfill");
+        if p.done {
+            JobOutcome::Completed("backfilled")
+        } else {
+            JobOutcome::Defer(1)
+        }
+    }
+
+    /// The mall's shops (`GET /shops`, bulk class). Without the `mall.read_store` scope (an
+    /// install from before it was requested) or with an answer that lists none, the default
+    /// shop alone, said in the log: other shops then need `relay resync --shop`.
+    async fn shops(&self, job: &Job) -> Result<Vec<ShopNo>, JobOutcome> {
+        match self.cafe24.get_json(&job.mall_id, "shops", Class::Bulk).await {
+            Ok(body) => Ok(relay_domain::backfill::shops_from_body(&body).unwrap_or_else(|| {
+                tracing::warn!(outcome = "shops_unlisted", "the shops answer lists none; backfilling shop 1");
+                vec![ShopNo::DEFAULT]
+            })),
+            Err(Cafe24Error::Forbidden { .. }) => {
+                tracing::warn!(
+                    outcome = "shops_unlisted",
+                    "shops not readable (scope mall.read_store?); backfilling shop 1"
+                );
+                Ok(vec![ShopNo::DEFAULT])
+            }
+            Err(e) => Err(self.map_error(job, e).await),
+        }
+    }
+}
