@@ -219,6 +219,155 @@ def _receive_atomic(self, queue_name, count, wait_seconds_timeout, visibility_ti
 
 SQSBackend.receive_message = _receive_atomic
 
+
+# ---------------------------------------------------------------------------------------------
+# Injected faults: what moto never does and AWS does. A test adds rules over HTTP
+# (`POST /_relay/faults`, JSON below) and removes them (`DELETE /_relay/faults?scope=<text>`);
+# `GET /_relay/faults` lists them with how often each fired. A rule matches a request by its
+# action (the `X-Amz-Target` suffix: "UpdateItem", "SendMessage", "PutEvents", ...) and by a
+# text its body contains (`scope`: a test's unique resource prefix, so tests sharing one server
+# never meet each other's faults). It fires on matching requests `skip`+1, `skip`+2, ... up to
+# `times` of them (0 = every one), on every `every`-th of those (throttling at a rate).
+#
+# Faults (`fault`):
+# - "apply_500": the request is applied, then answered 500 (InternalServerError). The SDK retries
+#   an attempt whose outcome it cannot know; the retry meets the applied write.
+# - "apply_delay": applied, answered after `delay_ms` (past the client's attempt timeout, the
+#   SDK gives up on the attempt and retries it).
+# - "apply_reset": applied, then the connection is closed without an answer.
+# - "reject_500": answered 500 without applying (a clean transient error).
+# - "throttle": answered 400 with the service's throttling error without applying
+#   (DynamoDB ThrottlingException, SQS RequestThrottled, EventBridge ThrottlingException).
+#
+# This is a patch of the server rather than a proxy in front of it: the fault must know whether
+# the request was applied, and only the server knows that; one process also keeps one port and
+# one lifecycle for every test. Rules live in memory: a restarted server has none.
+# ---------------------------------------------------------------------------------------------
+import io  # noqa: E402
+import socket  # noqa: E402
+import struct  # noqa: E402
+from urllib.parse import parse_qs  # noqa: E402
+
+_FAULTS = []
+_FAULTS_LOCK = threading.Lock()
+_FAULT_KINDS = ("apply_500", "apply_delay", "apply_reset", "reject_500", "throttle")
+
+
+def _json_answer(start_response, status, doc, headers=()):
+    body = json.dumps(doc).encode()
+    start_response(status, [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(body))), *headers])
+    return [body]
+
+
+def _control(environ, start_response):
+    method = environ.get("REQUEST_METHOD", "GET")
+    if method == "POST":
+        try:
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            rule = json.loads(environ["wsgi.input"].read(size) or b"{}")
+            if rule.get("fault") not in _FAULT_KINDS or not rule.get("action") or not rule.get("scope"):
+                raise ValueError("a rule needs action, scope and a fault of " + ", ".join(_FAULT_KINDS))
+            rule = {
+                "action": str(rule["action"]), "scope": str(rule["scope"]), "fault": rule["fault"],
+                "skip": int(rule.get("skip", 0)), "times": int(rule.get("times", 1)),
+                "every": max(1, int(rule.get("every", 1))), "delay_ms": int(rule.get("delay_ms", 0)),
+                "seen": 0, "fired": 0,
+            }
+        except (ValueError, TypeError, json.JSONDecodeError) as e:
+            return _json_answer(start_response, "400 Bad Request", {"error": str(e)})
+        with _FAULTS_LOCK:
+            _FAULTS.append(rule)
+        return _json_answer(start_response, "200 OK", rule)
+    if method == "DELETE":
+        scope = parse_qs(environ.get("QUERY_STRING", "")).get("scope", [""])[0]
+        with _FAULTS_LOCK:
+            _FAULTS[:] = [r for r in _FAULTS if scope and r["scope"] != scope]
+        return _json_answer(start_response, "200 OK", {"left": len(_FAULTS)})
+    with _FAULTS_LOCK:
+        return _json_answer(start_response, "200 OK", list(_FAULTS))
+
+
+def _pick(action, body):
+    """The rule that fires on this request, counting it against every rule it matches."""
+    text = body.decode("utf-8", "replace")
+    with _FAULTS_LOCK:
+        for r in _FAULTS:
+            if r["action"] != action or r["scope"] not in text:
+                continue
+            r["seen"] += 1
+            k = r["seen"] - r["skip"]
+            if k <= 0 or (r["times"] and r["fired"] >= r["times"]) or k % r["every"]:
+                continue
+            r["fired"] += 1
+            return dict(r)
+    return None
+
+
+def _throttle_type(target):
+    if target.startswith("AmazonSQS"):
+        return "AWS.SimpleQueueService.RequestThrottled", [("x-amzn-query-error", "RequestThrottled;Sender")]
+    if target.startswith("DynamoDB"):
+        return "com.amazonaws.dynamodb.v20120810#ThrottlingException", []
+    return "ThrottlingException", []
+
+
+def _with_faults(app):
+    def run(environ, start_response):
+        if environ.get("PATH_INFO") == "/_relay/faults":
+            return _control(environ, start_response)
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not _FAULTS or not target:
+            return app(environ, start_response)
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size)
+        environ["wsgi.input"] = io.BytesIO(body)
+        rule = _pick(target.rsplit(".", 1)[-1], body)
+        if rule is None:
+            return app(environ, start_response)
+        fault = rule["fault"]
+        if fault == "throttle":
+            kind, headers = _throttle_type(target)
+            return _json_answer(start_response, "400 Bad Request", {"__type": kind, "message": "Rate exceeded (injected)"}, headers)
+        if fault == "reject_500":
+            return _json_answer(start_response, "500 Internal Server Error", {"__type": "InternalServerError", "message": "injected, not applied"})
+        held = {}
+
+        def keep(status, headers, exc_info=None):
+            held["status"], held["headers"] = status, headers
+            return lambda _data: None
+
+        answer = b"".join(app(environ, keep))  # applied here
+        if fault == "apply_500":
+            return _json_answer(start_response, "500 Internal Server Error", {"__type": "InternalServerError", "message": "injected, applied"})
+        if fault == "apply_reset":
+            sock = environ.get("werkzeug.socket")
+            if sock is not None:
+                try:
+                    # Linger 0: close answers with a TCP reset, as a dropped connection does.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.close()
+                except OSError:
+                    pass
+            return _json_answer(start_response, "500 Internal Server Error", {"__type": "InternalServerError", "message": "injected reset"})
+        time.sleep(rule["delay_ms"] / 1000.0)
+        start_response(held["status"], held["headers"])
+        return [answer]
+
+    return run
+
+
+import moto.server  # noqa: E402
+
+_Dispatcher = moto.server.DomainDispatcherApplication
+
+
+class _FaultyDispatcher(_Dispatcher):
+    def __call__(self, environ, start_response):
+        return _with_faults(super().__call__)(environ, start_response)
+
+
+moto.server.DomainDispatcherApplication = _FaultyDispatcher
+
 from moto.server import main  # noqa: E402  (after the patch)
 
 if __name__ == "__main__":

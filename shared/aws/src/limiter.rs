@@ -3,7 +3,8 @@
 //!
 //! ## Item
 //! `pk` (S, the rate-limit key), `tat`, `nb`, `last` (N, epoch ms — see `LimiterState`), `v` (N,
-//! a version bumped by every write).
+//! a version bumped by every write), `w` (S, a token of the write that set it: a retried write
+//! that finds its own token was applied, and admits its call once).
 //!
 //! ## Fast path: one write per admitted call
 //! The decision is made on the last state *this process* saw (no read), and persisted with one
@@ -139,13 +140,15 @@ impl DynamoLimiter {
 
     async fn write(&self, key: &str, from: &Cached, to: &LimiterState) -> Result<Write, LimiterError> {
         self.stats.writes.fetch_add(1, Ordering::Relaxed);
+        let tok = crate::state::write_token();
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(key.to_owned()))
-            .update_expression("SET tat = :tat, nb = :nb, #last = :last, v = :nv")
+            .update_expression("SET tat = :tat, nb = :nb, #last = :last, v = :nv, w = :w")
             .expression_attribute_names("#last", "last")
+            .expression_attribute_values(":w", AttributeValue::S(tok.clone()))
             .expression_attribute_values(":tat", n(to.tat_ms))
             .expression_attribute_values(":nb", n(to.not_before_ms))
             .expression_attribute_values(":last", n(to.last_ms))
@@ -166,6 +169,12 @@ impl DynamoLimiter {
                     UpdateItemError::ConditionalCheckFailedException(e) => e.item().cloned(),
                     _ => None,
                 };
+                // Our own token at the version we set: the SDK retried an applied write, and the
+                // call is admitted once (deciding again would spend a second slot for it).
+                if item.as_ref().and_then(|i| i.get("w")).and_then(|v| v.as_s().ok()) == Some(&tok) {
+                    self.stats.conflicts.fetch_sub(1, Ordering::Relaxed);
+                    return Ok(Write::Done);
+                }
                 Ok(Write::Conflict(from_item(item.as_ref())))
             }
             Err(e) => Err(relay_domain::ports::StoreError(Box::new(e))),

@@ -3,7 +3,16 @@
 //!   `in_progress_expiration` ms, `outcome`) — the Powertools design: claim with one conditional
 //!   `PutItem` returning `ALL_OLD` on conflict, complete with `UpdateItem`, release with
 //!   `DeleteItem`. Expiry is checked in the condition; TTL only cleans up.
-//! - `att#<job id>`: real attempts (`ADD attempts 1`), separate so a release never loses the count.
+//! - `att#<job id>`: real attempts (`attempts`), separate so a release never loses the count.
+//!
+//! **Every conditional write recognises its own earlier attempt.** The SDK retries an attempt
+//! that timed out or was answered 500 although DynamoDB may have applied it; the retry then fails
+//! its condition against the first attempt's write. Each write therefore leaves a mark that only
+//! it could have left (a random `claimant`/`tok`, or the job and fetch time of a snapshot) and
+//! asks for the old item on a failed condition (`ReturnValuesOnConditionCheckFailure = ALL_OLD`):
+//! finding its own mark, it reports success instead of "someone else got there first". The
+//! unconditional writes (`complete`, `release`, progress, checkpoint) are idempotent as they are.
+//! Shown with faults injected under the SDK in `tests/tests/it/ambiguous.rs`.
 //! - `snap#<mall>#<kind>#<id>` (`<shop>/<id>` for a multi-shop mall's other shops): snapshot (`data` as JSON text, or `data_z` zlib-compressed
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
 //!   what is stored; `by_job` names the job that stored the version (the outbox: that job publishes
@@ -73,6 +82,12 @@ fn ttl(expires_ms: u64) -> AttributeValue {
     n(expires_ms / 1000 + 1)
 }
 
+/// A mark only this write leaves: how a retried write tells its own applied first attempt from
+/// another writer's item.
+pub(crate) fn write_token() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
 impl DynamoState {
     /// The table.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
@@ -129,11 +144,13 @@ impl IdempotencyStore for DynamoState {
         expires_ms: u64,
     ) -> Result<Claim, StoreError> {
         self.count_write();
+        let claimant = write_token();
         let r = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", s(&format!("idem#{job_id}")))
+            .item("claimant", s(&claimant))
             .item("status", s("INPROGRESS"))
             .item("expiration", n(expires_ms))
             .item("in_progress_expiration", n(in_progress_until_ms))
@@ -155,6 +172,9 @@ impl IdempotencyStore for DynamoState {
                     _ => Default::default(),
                 };
                 let get = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                if get("claimant") == claimant && get("status") == "INPROGRESS" {
+                    return Ok(Claim::Claimed); // this claim's own first attempt was applied
+                }
                 if get("status") == "COMPLETED" {
                     Ok(Claim::Completed(get("outcome")))
                 } else {
@@ -201,25 +221,39 @@ impl IdempotencyStore for DynamoState {
 
     async fn add_failure(&self, job_id: &str, expires_ms: u64) -> Result<u32, StoreError> {
         self.count_write();
+        // Counted once per failure even when the SDK retries an applied increment: the write
+        // leaves its token, and a retry that finds it reads the count it already made.
+        let tok = write_token();
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&format!("att#{job_id}")))
-            .update_expression("ADD attempts :one SET #ttl = :ttl")
+            .update_expression("ADD attempts :one SET #ttl = :ttl, tok = :tok")
+            .condition_expression("attribute_not_exists(tok) OR tok <> :tok")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":ttl", ttl(expires_ms))
+            .expression_attribute_values(":tok", s(&tok))
             .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map_err(err)?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get("attempts"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|x| x.parse().ok())
-            .unwrap_or(1))
+            .await;
+        let attempts = |a: Option<&std::collections::HashMap<String, AttributeValue>>| {
+            a.and_then(|a| a.get("attempts")).and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(1)
+        };
+        match out {
+            Ok(out) => Ok(attempts(out.attributes())),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => Ok(attempts(c.item())),
+                    _ => Ok(1),
+                }
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 }
 
@@ -401,6 +435,7 @@ impl SnapshotStore for DynamoState {
             .expression_attribute_values(":f", n(fetched_at_ms))
             .expression_attribute_values(":del", AttributeValue::Bool(data.is_none()))
             .expression_attribute_values(":m", s(mall.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match r {
@@ -408,7 +443,13 @@ impl SnapshotStore for DynamoState {
             Err(SdkError::ServiceError(se))
                 if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
             {
-                Ok(false)
+                // This job's own version (same fetch instant) is the stored one: a retry of an
+                // applied write. Anything else is a newer version stored by someone else.
+                let UpdateItemError::ConditionalCheckFailedException(c) = se.err() else { return Ok(false) };
+                let stored = c.item();
+                let by_job = stored.and_then(|i| i.get("by_job")).and_then(|v| v.as_s().ok());
+                let fetched = stored.and_then(|i| i.get("fetched_at")).and_then(|v| v.as_n().ok());
+                Ok(by_job.map(String::as_str) == Some(by) && fetched == Some(&fetched_at_ms.to_string()))
             }
             Err(e) => Err(err(e)),
         }

@@ -5,7 +5,8 @@
 //! `status` (S), `v` (N, bumped by every write), `lease_until` (N), `lease_owner` (S), `updated` (N).
 //! The refresh lease is a conditional write on `v` and `lease_until`, so exactly one caller
 //! refreshes a mall at a time, and the new pair is written (conditioned on still holding the
-//! lease) before anyone uses it.
+//! lease) before anyone uses it. A retried write that finds its own applied first attempt (the
+//! lease owner it wrote, or the pair it stored, at the version it set) reports success.
 
 use std::collections::HashMap;
 
@@ -265,6 +266,11 @@ impl TokenStore for DynamoTokenStore {
                 None => LeaseOutcome::Lost(None),
             }),
             Err(e) => match conflict_item(&e) {
+                // `owner` names one lease attempt: finding it at the version this write sets
+                // means the SDK retried our own applied write — the lease is ours.
+                Some(Some(item)) if get_s(&item, "lease_owner") == owner && get_n(&item, "v") == seen_version + 1 => {
+                    Ok(record(&item).map_or(LeaseOutcome::Lost(None), LeaseOutcome::Acquired))
+                }
                 Some(item) => Ok(LeaseOutcome::Lost(item.as_ref().and_then(record))),
                 None => Err(err(e)),
             },
@@ -300,12 +306,20 @@ impl TokenStore for DynamoTokenStore {
             .expression_attribute_values(":nv", n(lease_version + 1))
             .expression_attribute_values(":o", s(owner))
             .expression_attribute_values(":lv", n(lease_version))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match r {
             Ok(_) => Ok(true),
-            Err(e) if conflict_item(&e).is_some() => Ok(false),
-            Err(e) => Err(err(e)),
+            Err(e) => match conflict_item(&e) {
+                // The stored pair is the one this write carries, at the version it sets: the
+                // SDK retried our own applied write (the pair was stored; nobody lost a lease).
+                Some(Some(item)) => Ok(get_n(&item, "v") == lease_version + 1
+                    && get_s(&item, "refresh") == pair.refresh_token.expose()
+                    && get_s(&item, "access") == pair.access_token.expose()),
+                Some(None) => Ok(false),
+                None => Err(err(e)),
+            },
         }
     }
 

@@ -292,20 +292,24 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 return Err(Cafe24Error::OutOfTime);
             };
             let until = now + self.cfg.lease_ms;
-            let leased = match self.tokens.try_lease(mall, rec.version, &self.owner, now, until).await? {
+            // One owner per lease attempt, not per process: two tasks of one process must never
+            // both read a retried lease write as their own.
+            let owner = format!("{}.{:08x}", self.owner, rand::random::<u32>());
+            let leased = match self.tokens.try_lease(mall, rec.version, &owner, now, until).await? {
                 LeaseOutcome::Acquired(r) => r,
                 LeaseOutcome::Lost(_) => {
                     tokio::time::sleep(Duration::from_millis(5 + rand::random::<u64>() % 20)).await;
                     continue;
                 }
             };
-            return self.refresh_holding_lease(mall, &leased, &rec, timeout).await;
+            return self.refresh_holding_lease(mall, &owner, &leased, &rec, timeout).await;
         }
     }
 
     async fn refresh_holding_lease(
         &self,
         mall: &MallId,
+        owner: &str,
         leased: &TokenRecord,
         before: &TokenRecord,
         timeout: Duration,
@@ -321,7 +325,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 let persist_until = Instant::now() + deadline::PERSIST_BUDGET;
                 for attempt in 0..4u64 {
                     let left = persist_until.saturating_duration_since(Instant::now());
-                    let write = self.tokens.complete_refresh(mall, &self.owner, leased.version, &pair, (self.clock)());
+                    let write = self.tokens.complete_refresh(mall, owner, leased.version, &pair, (self.clock)());
                     let result = match tokio::time::timeout(left.min(deadline::STORE_ATTEMPT), write).await {
                         Ok(r) => r,
                         Err(_) => Err(StoreError(Box::new(PersistTimeout))),

@@ -2,6 +2,7 @@
 //! binary: the AWS SDK and the functions are linked once, not once per file. (`logs.rs` stays a
 //! binary of its own: it installs the process-wide log subscriber and reads every line.)
 
+mod ambiguous;
 mod backfill;
 mod cafe24_client;
 mod config_faults;

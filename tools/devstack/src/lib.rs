@@ -30,6 +30,13 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// [`sdk_config`] with the functions' own timeouts (`relay_aws::timeout_config`): an attempt
+/// slower than 1.5 s is abandoned and retried, as in a deployed function. For tests that inject
+/// delays; the others keep the SDK's defaults, so a loaded machine's slow moto is not a fault.
+pub async fn sdk_config_strict(endpoint: &str) -> aws_config::SdkConfig {
+    sdk_config(endpoint).await.into_builder().timeout_config(relay_aws::timeout_config()).build()
+}
+
 /// A fresh, unique resource-name prefix (tests use one each, so they never share state).
 pub fn unique_prefix(tag: &str) -> String {
     let n: u32 = rand::random();

@@ -11,6 +11,7 @@
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod emf;
+pub mod faults;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,21 @@ impl TestEnv {
     pub async fn new(tag: &str) -> Result<Self> {
         let endpoint = devstack::moto::endpoint().await?;
         Self::on(&endpoint, tag).await
+    }
+
+    /// [`TestEnv::new`] whose clients have the functions' own timeouts
+    /// (`devstack::sdk_config_strict`): for tests that inject delays with [`faults`].
+    pub async fn strict(tag: &str) -> Result<Self> {
+        let endpoint = devstack::moto::endpoint().await?;
+        let clients = relay_aws::Clients::new(&devstack::sdk_config_strict(&endpoint).await);
+        let stack = Stack::create(&clients, &devstack::unique_prefix(tag)).await?;
+        let (sqs, ddb, events) = (clients.sqs.clone(), clients.ddb.clone(), clients.events.clone());
+        Ok(Self { endpoint, sqs, ddb, events, clients, stack })
+    }
+
+    /// Adds an injected fault on this test's endpoint (scope it with one of the stack's names).
+    pub async fn inject(&self, rule: &faults::Rule) -> Result<()> {
+        faults::inject(&self.endpoint, rule).await
     }
 
     /// Creates fresh resources on a given endpoint.
