@@ -527,6 +527,18 @@ where
         }
     }
 
+    /// A job of many steps saved a step (`progress`: the first save of this run). Only its
+    /// consecutive failures count toward the DLQ: a long backfill meeting a transient error a
+    /// few times a day must not be dead-lettered for their sum. A message that comes back after
+    /// a failure is a `Redelivery` (a failure notes nothing in `deferrals`), so only those clear.
+    async fn progressed(&self, job: &Job, receipt: Receipt, first_save: bool) {
+        if first_save && receipt == Receipt::Redelivery {
+            if let Err(e) = self.state.clear_failures(job.job_id.as_str()).await {
+                tracing::warn!(job_id = %job.job_id, error = %e, "failure count not reset after progress");
+            }
+        }
+    }
+
     /// Defer until the limiter's next credit (SQS visibility has whole seconds), at least
     /// `DEFER_MIN_S`.
     fn defer_for(&self, wait_ms: u64) -> JobOutcome {
@@ -617,9 +629,9 @@ where
                     Err(e) => Err(e),
                 }
             }
-            JobKind::Reconcile => return self.reconcile(job).await,
+            JobKind::Reconcile => return self.reconcile(job, receipt).await,
             JobKind::Backfill { resource, since_ms, until_ms, only_shop } => {
-                return self.backfill(job, *resource, (*since_ms, *until_ms), *only_shop, budget).await
+                return self.backfill(job, *resource, (*since_ms, *until_ms), *only_shop, budget, receipt).await
             }
             JobKind::RefreshToken => {
                 return match self

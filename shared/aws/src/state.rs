@@ -3,7 +3,8 @@
 //!   `in_progress_expiration` ms, `outcome`) — the Powertools design: claim with one conditional
 //!   `PutItem` returning `ALL_OLD` on conflict, complete with `UpdateItem`, release with
 //!   `DeleteItem`. Expiry is checked in the condition; TTL only cleans up.
-//! - `att#<job id>`: real attempts (`attempts`), separate so a release never loses the count.
+//! - `att#<job id>`: failed attempts since the job last made progress (`attempts`; deleted on
+//!   progress), separate so a release never loses the count.
 //!
 //! **Every conditional write recognises its own earlier attempt.** The SDK retries an attempt
 //! that timed out or was answered 500 although DynamoDB may have applied it; the retry then fails
@@ -254,6 +255,18 @@ impl IdempotencyStore for DynamoState {
             }
             Err(e) => Err(err(e)),
         }
+    }
+
+    async fn clear_failures(&self, job_id: &str) -> Result<(), StoreError> {
+        self.count_write();
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("att#{job_id}")))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 }
 

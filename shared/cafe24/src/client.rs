@@ -204,10 +204,23 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         let mut token = self.token(mall, Need::Fresh).await?;
         let mut refreshed = false;
         loop {
+            // Checked before the limiter, so a call that cannot finish spends no credit, and
+            // again after it (an admission may wait inline).
+            let timeout = || {
+                crate::deadline::call_timeout(self.cfg.request_timeout, self.cfg.call_margin, self.cfg.min_call_wait)
+            };
+            if timeout().is_none() {
+                return Err(Cafe24Error::OutOfTime);
+            }
             self.admit(key, class).await?;
+            let timeout = timeout().unwrap_or(self.cfg.min_call_wait);
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
-            let mut request =
-                self.http.get(&url).bearer_auth(token.expose()).header("Content-Type", "application/json");
+            let mut request = self
+                .http
+                .get(&url)
+                .timeout(timeout)
+                .bearer_auth(token.expose())
+                .header("Content-Type", "application/json");
             if let Some(v) = &self.cfg.api_version {
                 request = request.header("X-Cafe24-Api-Version", v);
             }

@@ -37,6 +37,11 @@ pub struct Cafe24Config {
     /// After a configuration fault, how long the process stops asking Cafe24 (and a job waits)
     /// before one call probes again ([`crate::fault::PROBE_EVERY_MS`]; tests shorten it).
     pub fault_probe_ms: u64,
+    /// Time an Admin API call leaves before the invocation's deadline, for what follows it
+    /// ([`crate::deadline::CALL_MARGIN`]; tests with in-memory stores and 1 s invocations shorten it).
+    pub call_margin: Duration,
+    /// The least time worth giving an Admin API call ([`crate::deadline::MIN_CALL_WAIT`]).
+    pub min_call_wait: Duration,
 }
 
 pub use relay_domain::config::ConfigError;
@@ -86,6 +91,8 @@ impl Cafe24Config {
             key_scope,
             token_cache_ms: cache_s * 1000,
             fault_probe_ms: crate::fault::PROBE_EVERY_MS,
+            call_margin: crate::deadline::CALL_MARGIN,
+            min_call_wait: crate::deadline::MIN_CALL_WAIT,
         })
     }
 

@@ -25,6 +25,35 @@ pub const MARGIN: Duration = Duration::from_millis(500);
 /// The least time worth giving the token endpoint.
 pub const MIN_TOKEN_WAIT: Duration = Duration::from_secs(2);
 
+/// Left after an Admin API call for what follows it in the invocation: storing the snapshot,
+/// publishing its event and answering the batch (each an AWS call of milliseconds, bounded by the
+/// SDK's 4 s operation timeout when AWS is slow).
+pub const CALL_MARGIN: Duration = Duration::from_secs(2);
+/// The least time worth giving an Admin API call; with less left none starts (the job is
+/// deferred, not failed).
+pub const MIN_CALL_WAIT: Duration = Duration::from_secs(1);
+
+/// How long an Admin API call may take so that the invocation can still finish its record before
+/// the deadline, capped at `configured`; `None` when no call should start now. A call cut by this
+/// timeout fails like any timeout (a transient error, the job retried) — without it, a slow
+/// Cafe24 ran the invocation into its deadline and Lambda returned the whole batch, finished
+/// records included, after the visibility timeout.
+/// `margin` and `min_wait`: [`CALL_MARGIN`] and [`MIN_CALL_WAIT`] unless configured otherwise.
+pub fn call_timeout(configured: Duration, margin: Duration, min_wait: Duration) -> Option<Duration> {
+    call_timeout_with(time_left(), configured, margin, min_wait)
+}
+
+fn call_timeout_with(
+    left: Option<Duration>,
+    configured: Duration,
+    margin: Duration,
+    min_wait: Duration,
+) -> Option<Duration> {
+    let Some(left) = left else { return Some(configured) };
+    let available = left.saturating_sub(margin);
+    (available >= min_wait).then(|| available.min(configured))
+}
+
 /// Runs `f` with `deadline` as the invocation's deadline (a task-local: every future `f` polls
 /// in this task sees it).
 pub async fn within<F: Future>(deadline: Instant, f: F) -> F::Output {
@@ -62,6 +91,19 @@ mod tests {
         assert_eq!(token_request_timeout_with(Some(Duration::from_millis(6_500)), ten), Some(MIN_TOKEN_WAIT));
         assert_eq!(token_request_timeout_with(Some(Duration::from_millis(6_499)), ten), None);
         assert_eq!(token_request_timeout_with(Some(Duration::ZERO), ten), None);
+    }
+
+    #[test]
+    fn an_admin_call_gets_what_leaves_room_to_finish_the_record() {
+        let ten = Duration::from_secs(10);
+        let at = |left: Option<Duration>| call_timeout_with(left, ten, CALL_MARGIN, MIN_CALL_WAIT);
+        assert_eq!(at(None), Some(ten));
+        assert_eq!(at(Some(Duration::from_secs(60))), Some(ten));
+        assert_eq!(at(Some(Duration::from_secs(12))), Some(ten));
+        assert_eq!(at(Some(Duration::from_secs(5))), Some(Duration::from_secs(3)));
+        assert_eq!(at(Some(Duration::from_secs(3))), Some(MIN_CALL_WAIT));
+        assert_eq!(at(Some(Duration::from_millis(2_999))), None);
+        assert_eq!(at(Some(Duration::ZERO)), None);
     }
 
     #[tokio::test]

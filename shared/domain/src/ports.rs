@@ -174,8 +174,11 @@ pub trait IdempotencyStore: Send + Sync {
         -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Drops the claim so a later delivery can run the job.
     fn release(&self, job_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Counts one real failed attempt; returns the total so far.
+    /// Counts one real failed attempt; returns the failures since the job last made progress.
     fn add_failure(&self, job_id: &str, expires_ms: u64) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    /// The job made progress (a saved page, an advanced checkpoint): its failures so far no
+    /// longer count toward the dead-letter queue — only consecutive ones do.
+    fn clear_failures(&self, job_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// What the worker needs to know about a stored snapshot before a job runs.
@@ -505,6 +508,15 @@ pub mod memory {
             let n = g.attempts.entry(job_id.to_owned()).or_insert(0);
             *n += 1;
             Ok(*n)
+        }
+
+        async fn clear_failures(&self, job_id: &str) -> Result<(), StoreError> {
+            let mut g = lock(&self.inner);
+            if g.failing {
+                return Err(down());
+            }
+            g.attempts.remove(job_id);
+            Ok(())
         }
     }
 

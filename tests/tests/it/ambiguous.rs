@@ -102,6 +102,9 @@ async fn a_failure_count_whose_increment_was_applied_counts_once() {
     for (fault, n) in futures::future::join_all(runs).await {
         assert_eq!(n, 2, "{fault:?}: one failure counted {} times", n - 1);
     }
+    // Progress clears the count: only consecutive failures lead to the DLQ.
+    state.clear_failures("job-att-0").await.unwrap();
+    assert_eq!(state.add_failure("job-att-0", t + 3_600_000).await.unwrap(), 1);
 }
 
 #[tokio::test]

@@ -42,6 +42,7 @@ where
         period: (u64, u64),
         only: Option<ShopNo>,
         budget: Duration,
+        receipt: super::Receipt,
     ) -> JobOutcome {
         use futures::stream::{self, StreamExt as _};
         const PAGES_PER_RUN: usize = 20;
@@ -79,6 +80,7 @@ where
                 },
             };
         }
+        let mut saved_once = false;
         for page in 0..PAGES_PER_RUN {
             // At least one page per run, so a job always moves on.
             if page > 0 && started.elapsed() >= budget {
@@ -167,6 +169,8 @@ where
                 tracing::warn!(error = %e, "backfill progress not stored");
                 return JobOutcome::Retry("store");
             }
+            self.progressed(job, receipt, !saved_once).await;
+            saved_once = true;
         }
         tracing::info!(pages = p.pages, stored = p.stored, done = p.done, "backfill");
         if p.done {

@@ -30,7 +30,7 @@ where
     /// after a window's re-injections are stored, so a job cut off anywhere resumes without a
     /// gap; a window read twice re-sends the same deduplication ids (SQS drops them within
     /// 5 minutes, the worker's idempotency records after that).
-    pub(super) async fn reconcile(&self, job: &Job) -> JobOutcome {
+    pub(super) async fn reconcile(&self, job: &Job, receipt: super::Receipt) -> JobOutcome {
         use relay_domain::reconcile::{page_entries, plan_page, reception_on, LogWindow};
         const MAX_PAGES: usize = 20;
         let mall = &job.mall_id;
@@ -46,6 +46,7 @@ where
             Err(e) => return self.map_error(job, e).await,
         }
         let (mut failed, mut reinjected) = (0u64, 0u64);
+        let mut saved_once = false;
         let (lookback, settle) = (self.cfg.reconcile_lookback_ms, self.cfg.reconcile_settle_ms);
         let mut window = LogWindow::next(st.checkpoint_ms, self.now(), lookback, settle);
         for _ in 0..MAX_PAGES {
@@ -88,6 +89,8 @@ where
                 tracing::warn!(error = %e, "reconcile checkpoint not stored");
                 return JobOutcome::Retry("store");
             }
+            self.progressed(job, receipt, !saved_once).await;
+            saved_once = true;
             window = LogWindow::next(st.checkpoint_ms, self.now(), lookback, settle);
         }
         st.failed_logs = failed;

@@ -265,3 +265,53 @@ async fn a_customer_listing_answered_newest_first_is_refused_loudly_not_cut_shor
     assert_eq!(dlq_class(&fx.dlq), ["decode"], "dead-lettered with the reason");
     assert_ne!(fx.state.outcome("bf-newest").as_deref(), Some("backfilled"), "not reported done");
 }
+
+/// Only consecutive failures count toward the dead-letter queue: a long backfill that meets a
+/// transient Cafe24 error between pages every now and then keeps going as long as it makes
+/// progress (issue 30, item 9). With `MAX_ATTEMPTS` 2, three failures spread over a
+/// three-page backfill, each followed by a saved page, dead-lettered it before.
+#[tokio::test]
+async fn transient_failures_between_saved_pages_never_add_up_to_a_dead_letter() {
+    let fx = Fx::with(|c| c.products_per_mall = 250).await;
+    let w = fx.worker_with_env(&[("MAX_ATTEMPTS", "2")]);
+    let body = product_backfill_job(&fx, "bf-flaky");
+    let mut receive = 0;
+    let mut next = || {
+        receive += 1;
+        receive
+    };
+    let pages = |fx: &Fx| {
+        let p = futures::executor::block_on(relay_domain::ports::BackfillStore::backfill_progress(
+            &fx.state,
+            &fx.mall,
+            relay_domain::backfill::Resource::Products,
+        ));
+        p.unwrap().map_or(0, |p| p.pages)
+    };
+    // Run 1: the shops list and one page, then the limiter cuts the slice.
+    fx.gate.script([Acquire::Admitted, Acquire::Admitted, Acquire::Wait(10_000)]);
+    assert!(returned(&run_receive(&w, &body, next()).await));
+    for page in 2..=3 {
+        // A failing run: Cafe24 answers 503 to the page.
+        fx.fault("products", FaultKind::Status { status: 503 });
+        assert!(returned(&run_receive(&w, &body, next()).await), "a transient failure comes back");
+        assert!(fx.dlq.messages().is_empty(), "dead-lettered after a failure following saved pages (page {page})");
+        // The next run saves a page (the last one ends the job).
+        if page < 3 {
+            fx.gate.script([Acquire::Admitted, Acquire::Wait(10_000)]);
+        }
+        let r = run_receive(&w, &body, next()).await;
+        assert_eq!(pages(&fx), page);
+        assert_eq!(returned(&r), page < 3);
+    }
+    assert!(fx.dlq.messages().is_empty());
+    assert_eq!(fx.state.outcome("bf-flaky").as_deref(), Some("backfilled"));
+    // Two failures in a row still reach the DLQ.
+    let now = fx.sim.clock.now_ms();
+    let body = backfill_job(&fx, "bf-broken", now - 30 * DAY_MS, now);
+    for _ in 0..2 {
+        fx.fault("", FaultKind::Status { status: 503 });
+        run_receive(&w, &body, next()).await;
+    }
+    assert_eq!(fx.dlq.messages().len(), 1, "consecutive failures must still end in the DLQ");
+}

@@ -652,3 +652,36 @@ async fn an_invocation_killed_at_any_point_of_a_job_loses_nothing_and_duplicates
         assert!(synced >= 1, "kill at {kill_ms} ms");
     }
 }
+
+/// A slow Cafe24 answer must not run the invocation into its deadline: Lambda would then return
+/// the whole batch after the visibility timeout, finished records included (issue 30, item 10).
+/// The call gets the time left less the margin to finish the record; cut, it is a transient
+/// failure of this record only, and the batch answers before the deadline.
+#[tokio::test]
+async fn a_cafe24_call_slower_than_the_time_left_is_cut_before_the_deadline() {
+    let fx = Fx::new().await;
+    // The deployed margins (the fixture shortens them for its 1 s invocations).
+    let w = fx.worker_with_cafe24(
+        |c| {
+            c.call_margin = relay_cafe24::deadline::CALL_MARGIN;
+            c.min_call_wait = relay_cafe24::deadline::MIN_CALL_WAIT;
+        },
+        |c| c,
+    );
+    let order = fx.order();
+    fx.fault("orders", FaultKind::Latency { ms: 5_000 });
+    let body = serde_json::to_string(&fx.job("slow", JobKind::SyncOrder { order_id: order.clone() })).unwrap();
+    let time_left = Duration::from_secs(4);
+    let started = std::time::Instant::now();
+    let r = w.handle_batch(one_record(&body, 1), || time_left).await;
+    let took = started.elapsed();
+    assert!(took < time_left, "the batch answered after its deadline ({took:?}): Lambda would have killed it");
+    assert!(returned(&r), "the cut record comes back for another try");
+    assert!(fx.dlq.messages().is_empty());
+    assert!(fx.state.stored(&fx.mall, SnapshotKind::Order, &order).is_none());
+    // With less than the margin and a second left, no call starts (no credit spent).
+    let calls = fx.calls();
+    let r = w.handle_batch(one_record(&body, 2), || Duration::from_millis(2_500)).await;
+    assert!(returned(&r));
+    assert_eq!(fx.calls(), calls, "a call that could not finish was started");
+}

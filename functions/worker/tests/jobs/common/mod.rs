@@ -119,6 +119,9 @@ impl Fx {
         })
         .unwrap();
         ccfg.max_inline_wait_ms = 200;
+        // In-memory stores finish a record at once; the kill tests run 1 s invocations.
+        ccfg.call_margin = Duration::from_millis(100);
+        ccfg.min_call_wait = Duration::from_millis(100);
         tweak(&mut ccfg);
         let set = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
         let wcfg = WorkerConfig::from_lookup(|k| match k {
