@@ -733,6 +733,34 @@ where
         accepted
     }
 
+    /// Publishes `events`, offering the bus only what it refused again (the same events, the
+    /// same ids) after a short pause, twice. Returns the indices still refused. A backfill page
+    /// is never read again for its events: re-reading would store new versions and publish the
+    /// accepted ones a second time under new ids, which consumers cannot de-duplicate.
+    async fn publish_retrying(&self, events: &[relay_domain::delivery::BusEvent]) -> Vec<usize> {
+        let mut left: Vec<usize> = (0..events.len()).collect();
+        for pause_ms in [0u64, 100, 500] {
+            if left.is_empty() {
+                break;
+            }
+            if pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
+            let offered: Vec<_> = left.iter().filter_map(|&i| events.get(i).cloned()).collect();
+            match self.bus.publish(&offered).await {
+                Ok(refused) => {
+                    self.stats.published.fetch_add((offered.len() - refused.len()) as u64, Ordering::Relaxed);
+                    left = refused.into_iter().filter_map(|j| left.get(j).copied()).collect();
+                }
+                Err(e) => tracing::warn!(error = %e, "event bus unavailable"),
+            }
+        }
+        if !left.is_empty() {
+            self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        left
+    }
+
     /// Publishes the event of a version of the job's target that this job stored. `false` =
     /// the bus did not take it (the job comes back, finds its own version stored and
     /// [`Self::publish_stored`] retries without calling Cafe24).

@@ -114,6 +114,19 @@ pub struct Progress {
     /// Customers: members of that second already stored (the next page answers them again).
     #[serde(default)]
     pub cursor_ids: Vec<String>,
+    /// Items stored from a read page whose events the bus refused: published from the store
+    /// under the same event ids before the next page is read (the page is never read again).
+    #[serde(default)]
+    pub unpublished: Vec<Unpublished>,
+}
+
+/// An item stored by a backfill whose event is still to be published.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unpublished {
+    /// Its shop.
+    pub shop: crate::ShopNo,
+    /// Its id in the shop.
+    pub id: String,
 }
 
 /// What a page told the progress.
@@ -158,6 +171,7 @@ impl Progress {
             shop_index: 0,
             joined_from_ms: since_ms,
             cursor_ids: Vec::new(),
+            unpublished: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use relay_cafe24::Cafe24Error;
-use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource};
+use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource, Unpublished};
 use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::Job;
 use relay_domain::ports::{
@@ -15,7 +15,7 @@ use relay_domain::ports::{
 use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
 use relay_domain::tokens::TokenStore;
-use relay_domain::ShopNo;
+use relay_domain::{ShopNo, SnapshotKind};
 
 use super::{JobOutcome, Worker};
 
@@ -80,6 +80,11 @@ where
                 },
             };
         }
+        if !p.unpublished.is_empty() {
+            if let Err(outcome) = self.publish_unpublished(job, kind, &mut p).await {
+                return outcome;
+            }
+        }
         let mut saved_once = false;
         for page in 0..PAGES_PER_RUN {
             // At least one page per run, so a job always moves on.
@@ -125,6 +130,7 @@ where
                 items.retain(|(id, _)| p.is_new_member(id) && members.iter().any(|(m, t)| m == id && *t <= p.until_ms));
             }
             let mut events = Vec::new();
+            let mut event_ids = Vec::new();
             let upserts: Vec<_> = stream::iter(&items)
                 .map(|(id, item)| async move {
                     let key = shop.entity_key(id);
@@ -137,6 +143,7 @@ where
                 match result {
                     Ok(true) => {
                         events.push(snapshot_event(mall, shop, kind, id, fetched_at, job.trace(), Some(item)));
+                        event_ids.push(id);
                     }
                     Ok(false) => {}
                     Err(e) if e.too_large().is_some() => {
@@ -148,10 +155,14 @@ where
                     }
                 }
             }
-            if !events.is_empty() && !self.publish_all(&events).await {
-                // The page is read again on the way back and its versions stored again (newer).
-                return JobOutcome::PublishPending;
-            }
+            // What the bus still refuses is kept in the progress and published from the store
+            // (same versions, same event ids) before the next page: the page is not read again.
+            let refused = if events.is_empty() { Vec::new() } else { self.publish_retrying(&events).await };
+            p.unpublished = refused
+                .iter()
+                .filter_map(|&i| event_ids.get(i))
+                .map(|id| Unpublished { shop, id: (*id).clone() })
+                .collect();
             p.stored += events.len() as u64;
             self.stats.backfilled.fetch_add(events.len() as u64, Ordering::Relaxed);
             if resource == Resource::Customers {
@@ -171,12 +182,60 @@ where
             }
             self.progressed(job, receipt, !saved_once).await;
             saved_once = true;
+            if !p.unpublished.is_empty() {
+                tracing::warn!(
+                    unpublished = p.unpublished.len(),
+                    outcome = "publish_failed",
+                    "backfill events refused by the bus; kept for the next run"
+                );
+                return JobOutcome::PublishPending;
+            }
         }
         tracing::info!(pages = p.pages, stored = p.stored, done = p.done, "backfill");
         if p.done {
             JobOutcome::Completed("backfilled")
         } else {
             JobOutcome::Defer(1)
+        }
+    }
+
+    /// Publishes the events a run left unpublished, from the store: the version each item has
+    /// there, if this job stored it (a newer version is its own job's to publish), under the
+    /// event id that version always has. The progress is saved with what is still refused.
+    async fn publish_unpublished(&self, job: &Job, kind: SnapshotKind, p: &mut Progress) -> Result<(), JobOutcome> {
+        let mall = &job.mall_id;
+        let mut events = Vec::new();
+        let mut owners = Vec::new();
+        for u in &p.unpublished {
+            let key = u.shop.entity_key(&u.id);
+            let head = self.state.head(mall, kind, &key).await;
+            let stored = match head {
+                Ok(Some(h)) if h.stored_by == job.job_id.as_str() => self.state.snapshot(mall, kind, &key).await,
+                Ok(_) => continue,
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(Some((version, data))) => {
+                    events.push(snapshot_event(mall, u.shop, kind, &u.id, version, job.trace(), data.as_ref()));
+                    owners.push(u.clone());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored snapshot not readable for publishing");
+                    return Err(JobOutcome::PublishPending);
+                }
+            }
+        }
+        let refused = self.publish_retrying(&events).await;
+        p.unpublished = refused.iter().filter_map(|&i| owners.get(i).cloned()).collect();
+        if let Err(e) = self.state.save_backfill_progress(mall, p).await {
+            tracing::warn!(error = %e, "backfill progress not stored");
+            return Err(JobOutcome::Retry("store"));
+        }
+        if p.unpublished.is_empty() {
+            Ok(())
+        } else {
+            Err(JobOutcome::PublishPending)
         }
     }
 

@@ -315,3 +315,41 @@ async fn transient_failures_between_saved_pages_never_add_up_to_a_dead_letter() 
     }
     assert_eq!(fx.dlq.messages().len(), 1, "consecutive failures must still end in the DLQ");
 }
+
+/// Event ids of the bus's accepted events, per entity id (`<kind>.synced` events of products).
+fn product_event_ids(fx: &Fx) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut by_id = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for e in fx.bus.events() {
+        let d: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+        by_id.entry(d["id"].as_str().unwrap_or_default().to_owned()).or_default().insert(e.event_id.clone());
+    }
+    by_id
+}
+
+/// A backfill page whose events the bus partly refuses: only the refused ones are offered
+/// again, under the same ids, and the page is never read again (issue 30, item 7). Before, the
+/// job re-read the page, stored every item as a new version and published the whole page again
+/// under new event ids — 99 products with two ids each for one refused entry.
+#[tokio::test]
+async fn refused_backfill_events_are_retried_alone_under_their_ids_without_reading_the_page_again() {
+    // One refused entry (taken on the next offer), and a whole page refused on every offer of
+    // a run (published from the store by the next run).
+    for refused in [1usize, 300] {
+        let fx = Fx::with(|c| c.products_per_mall = 250).await;
+        let w = fx.worker();
+        let body = product_backfill_job(&fx, "bf-refused");
+        fx.bus.refuse_next(refused);
+        let mut runs = 0;
+        while returned(&run(&w, &body).await) {
+            runs += 1;
+            assert!(runs < 5, "refused {refused}: never finished");
+        }
+        assert_eq!(fx.endpoint_calls("products"), 3, "refused {refused}: a page was read again");
+        let ids = product_event_ids(&fx);
+        assert_eq!(ids.len(), 250, "refused {refused}: every product published");
+        let twice: Vec<_> = ids.iter().filter(|(_, v)| v.len() > 1).map(|(k, _)| k).collect();
+        assert!(twice.is_empty(), "refused {refused}: {} products published under two ids", twice.len());
+        assert!(fx.dlq.messages().is_empty());
+        assert_eq!(fx.state.outcome("bf-refused").as_deref(), Some("backfilled"));
+    }
+}
