@@ -115,7 +115,7 @@ async fn pipeline_run() -> Run {
     let (_, needs_reauth) = {
         use tracing::Instrument as _;
         let span = relay_lambda::telemetry::invocation_span("dispatcher", &new_request_id());
-        d.keep_alive(now).instrument(span).await.unwrap()
+        d.keep_alive(now, || std::time::Duration::from_secs(30)).instrument(span).await.unwrap()
     };
     let secrets = vec![
         rec.pair.access_token.expose().to_owned(),

@@ -7,7 +7,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_domain::delivery::{mall_event, webhook_received, BusEvent, MallStatusEvent};
 use relay_domain::envelope::InboxEnvelope;
 use relay_domain::jobs::{Job, JobKind, JOB_VERSION};
-use relay_domain::ports::{EventBus, GroupId, MessageQueue, OutboundMessage, VisibilityControl};
+use relay_domain::ports::{EventBus, GroupId, MessageQueue, OutboundMessage, ScheduleCursor, VisibilityControl};
 use relay_domain::ratelimit::Class;
 use relay_domain::routing::{plan, Dispatch};
 
@@ -44,6 +44,8 @@ pub struct DispatchStats {
     pub keepalive_jobs: AtomicU64,
     /// Reconcile jobs enqueued.
     pub reconcile_jobs: AtomicU64,
+    /// Scheduled runs that stopped before reaching every mall (the next run goes on from there).
+    pub fanout_cut: AtomicU64,
 }
 
 /// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store, `V` the
@@ -78,6 +80,17 @@ const BATCH_PATH_MAX_JOBS: usize = 100;
 /// Rounds of re-sending refused entries before giving the inbox message back.
 const SEND_ROUNDS: usize = 3;
 
+/// A scheduled fan-out sends its messages in waves of this many `SendMessageBatch` requests
+/// at once, each wave lasting at least [`FANOUT_WAVE_MIN`]: at most 100 requests a second, a
+/// third of what a FIFO queue takes per action without high throughput, the rest left to live
+/// dispatching (docs/scale.md).
+const FANOUT_IN_FLIGHT: usize = 2;
+/// See [`FANOUT_IN_FLIGHT`].
+const FANOUT_WAVE_MIN: Duration = Duration::from_millis(20);
+/// No wave starts with less time left than this (a wave's sends and their retries, the
+/// cursor write, the metrics).
+const FANOUT_MARGIN: Duration = Duration::from_secs(5);
+
 impl Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore> {
     /// The production wiring: the work and parking queues and the token table named by `cfg`.
     pub fn on_aws(aws: &relay_aws::Clients, cfg: DispatcherConfig) -> Self {
@@ -96,7 +109,7 @@ impl Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore> {
 impl<Q, S, P, V, B> Dispatcher<Q, S, P, V, B>
 where
     Q: MessageQueue,
-    S: TokenStore,
+    S: TokenStore + ScheduleCursor,
     P: MessageQueue,
     V: VisibilityControl,
     B: EventBus,
@@ -379,11 +392,12 @@ where
             ("JobSendRetries", Unit::Count, n(&s.retried_entries)),
             ("KeepAliveJobs", Unit::Count, n(&s.keepalive_jobs)),
             ("ReconcileJobs", Unit::Count, n(&s.reconcile_jobs)),
+            ("ScheduledRunsCut", Unit::Count, n(&s.fanout_cut)),
         ]
     }
 
-    /// One bulk job of `kind` per mall for a scheduled run, its id per (mall, `slot`), and their
-    /// messages (a job whose message cannot be built is left out of the second list).
+    /// One bulk job of `kind` per mall for a scheduled run, its id per (mall, `slot`), as
+    /// messages by mall (a job whose message cannot be built is left out and logged).
     fn scheduled(
         &self,
         malls: &[MallId],
@@ -391,9 +405,9 @@ where
         name: &str,
         slot: u64,
         now_ms: u64,
-    ) -> (Vec<Job>, Vec<OutboundMessage>) {
+    ) -> Vec<(MallId, OutboundMessage)> {
         let slot_text = slot.to_string();
-        let jobs: Vec<Job> = malls
+        malls
             .iter()
             .map(|m| Job {
                 v: JOB_VERSION,
@@ -406,52 +420,112 @@ where
                 // Reconcile and keep-alive are per mall: the logs and the tokens are the mall's.
                 shop_no: ShopNo::DEFAULT,
             })
-            .collect();
-        let msgs = jobs.iter().filter_map(|j| self.job_message(j)).collect();
-        (jobs, msgs)
+            .filter_map(|j| match self.job_message(&j) {
+                Some(msg) => Some((j.mall_id, msg)),
+                None => {
+                    tracing::error!(mall_id = %j.mall_id, job_id = %j.job_id, "scheduled job not serializable");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Sends a scheduled run's messages (`name`: its cursor), in mall order from where the last
+    /// run stopped, wrapping around, for as long as the invocation has time: a run cut short
+    /// saves the last mall it reached, so with 10,000 malls and a slow queue every mall is still
+    /// reached within a few runs — never the same ones left out every time. Returns
+    /// (messages sent, whether every one was).
+    async fn fan_out(
+        &self,
+        name: &str,
+        mut msgs: Vec<(MallId, OutboundMessage)>,
+        time_left: &(dyn Fn() -> Duration + Sync),
+    ) -> (usize, bool) {
+        msgs.sort_by(|a, b| a.0.cmp(&b.0));
+        let cursor = self.tokens.cursor(name).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "{name}: cursor not readable; starting at the first mall");
+            None
+        });
+        let start = cursor.as_ref().map_or(0, |c| msgs.partition_point(|(m, _)| m <= c));
+        msgs.rotate_left(start);
+        let (mut sent, mut reached) = (0, None);
+        for wave in msgs.chunks(10 * FANOUT_IN_FLIGHT) {
+            if time_left() < FANOUT_MARGIN {
+                break;
+            }
+            let began = tokio::time::Instant::now();
+            let sends = wave.chunks(10).map(|c| self.send_all(c.iter().map(|(_, m)| m.clone()).collect()));
+            if !futures::future::join_all(sends).await.into_iter().all(|ok| ok) {
+                break;
+            }
+            sent += wave.len();
+            reached = wave.last().map(|(m, _)| m.clone());
+            tokio::time::sleep_until(began + FANOUT_WAVE_MIN).await;
+        }
+        let complete = sent == msgs.len();
+        if !complete {
+            self.stats.fanout_cut.fetch_add(1, Ordering::Relaxed);
+        }
+        let save = if complete { None } else { reached.or(cursor) };
+        if let Err(e) = self.tokens.save_cursor(name, save.as_ref()).await {
+            tracing::warn!(error = %e, "{name}: cursor not stored; the next run starts at the first mall");
+        }
+        (sent, complete)
     }
 
     /// Scheduled reconciliation: one `Reconcile` job (bulk class) per active mall, its id per
     /// mall and period of `RECONCILE_MINUTES`, so extra firings in one period add nothing.
     /// Returns the jobs enqueued.
-    pub async fn reconcile_all(&self, now_ms: u64) -> Result<usize, relay_domain::ports::StoreError> {
+    /// `time_left`: the invocation's; the run stops in time and the next one goes on from there
+    /// ([`Self::fan_out`]).
+    pub async fn reconcile_all(
+        &self,
+        now_ms: u64,
+        time_left: impl Fn() -> Duration + Sync,
+    ) -> Result<usize, relay_domain::ports::StoreError> {
         let malls = self.tokens.expiring_before(u64::MAX).await?;
         let slot = now_ms / self.cfg.reconcile_interval_ms.max(1);
-        let (jobs, msgs) = self.scheduled(&malls, JobKind::Reconcile, "reconcile", slot, now_ms);
-        let ok = msgs.len() == jobs.len() && self.send_all(msgs).await;
-        if ok {
-            self.stats.reconcile_jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        }
+        let msgs = self.scheduled(&malls, JobKind::Reconcile, "reconcile", slot, now_ms);
+        let (sent, complete) = self.fan_out("reconcile", msgs, &time_left).await;
+        self.stats.reconcile_jobs.fetch_add(sent as u64, Ordering::Relaxed);
         metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
-        tracing::info!(jobs = jobs.len(), outcome = if ok { "enqueued" } else { "send_failed" }, "reconcile");
-        Ok(if ok { jobs.len() } else { 0 })
+        tracing::info!(
+            jobs = sent,
+            malls = malls.len(),
+            outcome = if complete { "enqueued" } else { "cut" },
+            "reconcile"
+        );
+        Ok(sent)
     }
 
     /// Scheduled keep-alive: one `RefreshToken` job per mall whose refresh token expires within
     /// the window (job id per mall and day, so a re-run the same day adds nothing). Returns
     /// (jobs enqueued, malls needing re-authorization).
-    pub async fn keep_alive(&self, now_ms: u64) -> Result<(usize, usize), relay_domain::ports::StoreError> {
+    pub async fn keep_alive(
+        &self,
+        now_ms: u64,
+        time_left: impl Fn() -> Duration + Sync,
+    ) -> Result<(usize, usize), relay_domain::ports::StoreError> {
         let malls = self.tokens.expiring_before(now_ms + self.cfg.keepalive_window_ms).await?;
-        let (jobs, msgs) = self.scheduled(&malls, JobKind::RefreshToken, "keepalive", now_ms / 86_400_000, now_ms);
-        let ok = self.send_all(msgs).await;
+        let msgs = self.scheduled(&malls, JobKind::RefreshToken, "keepalive", now_ms / 86_400_000, now_ms);
+        let (sent, ok) = self.fan_out("keepalive", msgs, &time_left).await;
         let reauth = self.tokens.needing_reauth().await?;
         for m in &reauth {
             tracing::warn!(mall_id = %m, outcome = "needs_reauth", "keepalive: mall must re-authorize");
         }
-        if ok {
-            self.stats.keepalive_jobs.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-        }
+        self.stats.keepalive_jobs.fetch_add(sent as u64, Ordering::Relaxed);
         metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
         // A gauge, not a counter: how many malls need re-authorization now (the
         // MallsNeedReauth alarm watches its maximum over the schedule's 12 h).
         metrics::emit("dispatcher", &[("MallsNeedingReauth", Unit::Count, reauth.len() as u64)]);
         tracing::info!(
-            jobs = jobs.len(),
+            jobs = sent,
+            malls = malls.len(),
             needs_reauth = reauth.len(),
-            outcome = if ok { "enqueued" } else { "send_failed" },
+            outcome = if ok { "enqueued" } else { "cut" },
             "keepalive"
         );
-        Ok((if ok { jobs.len() } else { 0 }, reauth.len()))
+        Ok((sent, reauth.len()))
     }
 }
 

@@ -24,7 +24,7 @@ async fn main() -> Result<(), Error> {
 async fn handle<Q, S, V, B>(d: &Dispatcher<Q, S, Q, V, B>, ev: LambdaEvent<Value>) -> Result<Value, Error>
 where
     Q: relay_domain::ports::MessageQueue,
-    S: relay_domain::tokens::TokenStore,
+    S: relay_domain::tokens::TokenStore + relay_domain::ports::ScheduleCursor,
     V: relay_domain::ports::VisibilityControl,
     B: relay_domain::ports::EventBus,
 {
@@ -36,11 +36,13 @@ where
     } else {
         // An EventBridge schedule (or a manual invoke): reconciliation or the keep-alive.
         let now = relay_lambda::clock::now_ms();
+        let deadline = ev.context.deadline();
+        let left = move || deadline.duration_since(std::time::SystemTime::now()).unwrap_or_default();
         if ev.payload.get("source").and_then(Value::as_str) == Some(dispatcher::RECONCILE_SOURCE) {
-            let jobs = d.reconcile_all(now).await?;
+            let jobs = d.reconcile_all(now, left).await?;
             return Ok(serde_json::json!({"reconcile_jobs": jobs}));
         }
-        let (jobs, reauth) = d.keep_alive(now).await?;
+        let (jobs, reauth) = d.keep_alive(now, left).await?;
         Ok(serde_json::json!({"keepalive_jobs": jobs, "needs_reauth": reauth}))
     }
 }

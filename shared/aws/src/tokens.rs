@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use relay_domain::ports::StoreError;
+use relay_domain::ports::{ScheduleCursor, StoreError};
 use relay_domain::tokens::{LeaseOutcome, Secret, TokenPair, TokenRecord, TokenStatus, TokenStore};
 use relay_domain::MallId;
 
@@ -380,5 +380,36 @@ impl TokenStore for DynamoTokenStore {
 
     async fn needing_reauth(&self) -> Result<Vec<MallId>, StoreError> {
         self.scan("#st = :s", vec![(":s", s(TokenStatus::NeedsReauth.as_str()))]).await
+    }
+}
+
+/// Scheduled fan-outs' cursors: item `sched#<name>` (`after`, a mall id) in the token table. No
+/// mall id contains `#`, so the item is never read as a mall (and it has none of the attributes
+/// the listings filter on). The dispatcher may read only `sched#` items (the template's
+/// `dynamodb:LeadingKeys` condition): never a token.
+impl ScheduleCursor for DynamoTokenStore {
+    async fn cursor(&self, name: &str) -> Result<Option<MallId>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(&format!("sched#{name}")))
+            .projection_expression("#after")
+            .expression_attribute_names("#after", "after")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item().map(|i| get_s(i, "after")).and_then(|m| MallId::parse(m).ok()))
+    }
+
+    async fn save_cursor(&self, name: &str, after: Option<&MallId>) -> Result<(), StoreError> {
+        let req = self.client.update_item().table_name(&self.table).key("pk", s(&format!("sched#{name}")));
+        let req = match after {
+            Some(m) => req.update_expression("SET #after = :a").expression_attribute_values(":a", s(m.as_str())),
+            None => req.update_expression("REMOVE #after"),
+        };
+        req.expression_attribute_names("#after", "after").send().await.map_err(err)?;
+        Ok(())
     }
 }

@@ -273,6 +273,16 @@ pub trait BackfillStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Where a scheduled fan-out (reconciliation, keep-alive) stopped when its time ran out, so the
+/// next run starts there instead of at the first mall again: a run that cannot reach every mall
+/// must not leave the same ones out every time.
+pub trait ScheduleCursor: Send + Sync {
+    /// The last mall the run `name` reached, if it stopped before the end.
+    fn cursor(&self, name: &str) -> impl Future<Output = Result<Option<MallId>, StoreError>> + Send;
+    /// Notes where the run stopped (`None`: it reached every mall).
+    fn save_cursor(&self, name: &str, after: Option<&MallId>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Where a configuration fault of the whole stack (Cafe24 refusing the relay's API version or
 /// client credentials) is noted for operators: `relay mall status` shows the last one.
 pub trait ConfigFaultStore: Send + Sync {
@@ -763,6 +773,8 @@ pub mod memory {
         inner: Arc<Mutex<TokensInner>>,
         /// When each mall's current installation was stored (`put_installed`).
         installed: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+        /// Scheduled fan-outs' cursors.
+        cursors: Arc<Mutex<std::collections::HashMap<String, MallId>>>,
     }
 
     type TokensInner = (std::collections::HashMap<String, crate::tokens::TokenRecord>, bool, u64);
@@ -901,6 +913,27 @@ pub mod memory {
                 .filter(|r| r.status == crate::tokens::TokenStatus::NeedsReauth)
                 .map(|r| r.mall_id.clone())
                 .collect())
+        }
+    }
+
+    impl ScheduleCursor for MemoryTokens {
+        async fn cursor(&self, name: &str) -> Result<Option<MallId>, StoreError> {
+            if lock(&self.inner).1 {
+                return Err(down());
+            }
+            Ok(lock(&self.cursors).get(name).cloned())
+        }
+
+        async fn save_cursor(&self, name: &str, after: Option<&MallId>) -> Result<(), StoreError> {
+            if lock(&self.inner).1 {
+                return Err(down());
+            }
+            let mut g = lock(&self.cursors);
+            match after {
+                Some(m) => g.insert(name.to_owned(), m.clone()),
+                None => g.remove(name),
+            };
+            Ok(())
         }
     }
 }

@@ -30,7 +30,7 @@ fn esm(fx: &Fx, url: &str, arn: &str) -> LocalEsm {
     )
 }
 
-async fn run_dispatcher<Q: MessageQueue, S: TokenStore>(
+async fn run_dispatcher<Q: MessageQueue, S: TokenStore + relay_domain::ports::ScheduleCursor>(
     fx: &Fx,
     d: &Dispatcher<Q, S, SqsQueue>,
 ) -> devstack::esm::EsmReport {
@@ -284,8 +284,8 @@ async fn scheduled_keep_alive_enqueues_refreshes_and_reports_reauth() {
     let locked = fx.install("locked").await;
     store.set_status(&locked, TokenStatus::NeedsReauth, now).await.unwrap();
     let d = fx.dispatcher();
-    assert_eq!(d.keep_alive(now).await.unwrap(), (1, 1));
-    assert_eq!(d.keep_alive(now).await.unwrap(), (1, 1), "idempotent per day");
+    assert_eq!(d.keep_alive(now, || std::time::Duration::from_secs(30)).await.unwrap(), (1, 1));
+    assert_eq!(d.keep_alive(now, || std::time::Duration::from_secs(30)).await.unwrap(), (1, 1), "idempotent per day");
     assert_eq!(fx.env.depth(&fx.env.stack.work.url).await.unwrap(), 1, "the same day's job is deduplicated");
     let w = fx.worker();
     let e = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);

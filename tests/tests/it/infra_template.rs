@@ -121,7 +121,7 @@ fn each_function_has_exactly_the_actions_it_uses() {
         ),
         // its mapping (receive, delete, attributes on the inbox); sends jobs / parks; defers inbox
         // messages by visibility; marks uninstalled; keep-alive scans the token table; publishes
-        // webhook.received.
+        // webhook.received; reads its scheduled runs' cursors (`sched#` items only).
         (
             "DispatcherFunction",
             expect(&[
@@ -130,6 +130,7 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "sqs:GetQueueAttributes",
                 "sqs:SendMessage",
                 "sqs:ChangeMessageVisibility",
+                "dynamodb:GetItem",
                 "dynamodb:UpdateItem",
                 "dynamodb:Scan",
                 "events:PutEvents",
@@ -497,6 +498,28 @@ fn the_keep_alive_scan_may_read_keys_only() {
         .collect();
     assert!(!attrs.iter().any(|a| a.contains("token")), "{attrs:?}");
     assert_eq!(scan["Condition"]["StringEqualsIfExists"]["dynamodb:Select"].as_str(), Some("SPECIFIC_ATTRIBUTES"));
+}
+
+#[test]
+fn the_dispatcher_may_get_its_schedule_cursors_and_no_token_item() {
+    let t = template();
+    let policy = &t["Resources"]["DispatcherFunction"]["Properties"]["Policies"][0]["Statement"];
+    let get = policy
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|st| st["Action"].as_sequence().unwrap().iter().any(|a| a.as_str() == Some("dynamodb:GetItem")))
+        .unwrap();
+    assert_eq!(get["Action"].as_sequence().unwrap().len(), 1, "GetItem has its own statement");
+    let keys: Vec<&str> = get["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["sched#*"]);
+    // A mall id can never match it (the cursor items' prefix is no mall id).
+    assert!(relay_domain::MallId::parse("sched#reconcile").is_err());
 }
 
 #[test]

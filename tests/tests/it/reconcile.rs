@@ -78,7 +78,11 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
     let all_calls = || MALLS.iter().map(|m| fx.sim.stats(m).calls).sum::<u64>();
     let before = all_calls();
     let cycle = std::time::Instant::now();
-    assert_eq!(d.reconcile_all(now_ms()).await.unwrap(), MALLS.len(), "one reconcile job per active mall");
+    assert_eq!(
+        d.reconcile_all(now_ms(), || std::time::Duration::from_secs(30)).await.unwrap(),
+        MALLS.len(),
+        "one reconcile job per active mall"
+    );
     fx.run_until_drained(&d, &w, drain).await;
     let cycle = cycle.elapsed();
 
@@ -109,7 +113,10 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
     );
 
     // A second cycle in a later period finds nothing new: two calls per mall, nothing re-injected.
-    assert_eq!(d.reconcile_all(now_ms() + 3_600_000).await.unwrap(), MALLS.len());
+    assert_eq!(
+        d.reconcile_all(now_ms() + 3_600_000, || std::time::Duration::from_secs(30)).await.unwrap(),
+        MALLS.len()
+    );
     fx.run_until_drained(&d, &w, drain).await;
     assert_eq!(w.stats.reinjected.load(Ordering::Relaxed), lost as u64);
     assert_eq!(order_calls() - calls_before, lost as u64);

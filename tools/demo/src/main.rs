@@ -320,7 +320,7 @@ async fn main() -> Result<()> {
     // Cafe24 never delivered come back from its webhook logs.
     let lost = sim.lock().logs.iter().filter(|l| l.log_type == "G" && l.response_http_code.is_none()).count();
     let now = relay_lambda::clock::now_ms();
-    let jobs = d.reconcile_all(now).await?;
+    let jobs = d.reconcile_all(now, || std::time::Duration::from_secs(30)).await?;
     stop.store(false, Ordering::Relaxed);
     tokio::join!(poll(0), poll(1), poll(1), until_idle(&sqs, [&stack.inbox.url, &stack.work.url], &stop));
     println!(
