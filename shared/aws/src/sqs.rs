@@ -116,32 +116,61 @@ impl SqsVisibility {
 }
 
 impl relay_domain::ports::VisibilityControl for SqsVisibility {
+    /// Each chunk of ten in one `ChangeMessageVisibilityBatch`; what SQS refuses for its own
+    /// reasons (throttling past the SDK's retries, a 5xx, an entry failed without the sender's
+    /// fault) is asked again twice, after 100 and 400 ms. A visibility change that never lands
+    /// leaves the message to the queue's default (minutes instead of the one second asked): under
+    /// a FIFO queue's per-action quota that is the first request to be throttled in a backlog.
     async fn defer(&self, items: &[(String, u32)]) -> Result<usize, relay_domain::ports::StoreError> {
         use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
         let mut failed = 0;
+        let mut last_error = None;
         for chunk in items.chunks(10) {
-            let entries: Vec<Entry> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (rh, d))| {
-                    Entry::builder()
-                        .id(format!("e{i}"))
-                        .receipt_handle(rh)
-                        .visibility_timeout((*d).min(43_200) as i32)
-                        .build()
-                        .ok()
-                })
-                .collect();
-            let out = self
-                .client
-                .change_message_visibility_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| relay_domain::ports::StoreError(Box::new(e)))?;
-            failed += out.failed().len();
+            let mut pending: Vec<usize> = (0..chunk.len()).collect();
+            for pause_ms in [0u64, 100, 400] {
+                if pending.is_empty() {
+                    break;
+                }
+                if pause_ms > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                }
+                let entries: Vec<Entry> = pending
+                    .iter()
+                    .filter_map(|&i| {
+                        let (rh, d) = chunk.get(i)?;
+                        Entry::builder()
+                            .id(format!("e{i}"))
+                            .receipt_handle(rh)
+                            .visibility_timeout((*d).min(43_200) as i32)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                match self
+                    .client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                {
+                    Ok(out) => {
+                        // Entries failed by the sender's fault (a stale receipt handle) stay failed.
+                        let (retry, final_): (Vec<_>, Vec<_>) = out.failed().iter().partition(|f| !f.sender_fault());
+                        failed += final_.len();
+                        pending = retry
+                            .iter()
+                            .filter_map(|f| f.id().strip_prefix('e').and_then(|n| n.parse().ok()))
+                            .collect();
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            failed += pending.len();
         }
-        Ok(failed)
+        match last_error {
+            Some(e) if failed == items.len() => Err(relay_domain::ports::StoreError(Box::new(e))),
+            _ => Ok(failed),
+        }
     }
 }

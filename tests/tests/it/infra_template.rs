@@ -393,7 +393,8 @@ impl TaggedStr for Value {
 #[test]
 fn high_throughput_fifo_is_one_switch_on_the_inbox_and_work_queues() {
     let t = template();
-    assert_eq!(t["Parameters"]["HighThroughputFifo"]["Default"].as_str(), Some("false"));
+    // On by default: a backlog of a few hundred malls is over a plain FIFO queue's quota.
+    assert_eq!(t["Parameters"]["HighThroughputFifo"]["Default"].as_str(), Some("true"));
     for q in ["InboxQueue", "WorkQueue"] {
         for (prop, on) in [("DeduplicationScope", "messageGroup"), ("FifoThroughputLimit", "perMessageGroupId")] {
             let Value::Tagged(tagged) = &t["Resources"][q]["Properties"][prop] else { panic!("{q}.{prop}") };

@@ -16,6 +16,7 @@ mod install;
 mod limiter_moto;
 mod limiter_sim;
 mod local_esm;
+mod quotas;
 mod reconcile;
 mod secrets;
 mod worker;
