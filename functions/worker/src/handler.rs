@@ -813,13 +813,28 @@ where
                 }
                 None => JobOutcome::DeadLetter { reason: "not found".into(), class: "not_found" },
             },
-            Cafe24Error::AppDeleted | Cafe24Error::Uninstalled => {
+            Cafe24Error::AppDeleted => {
                 if let Err(e) = self.cafe24.token_store().set_status(mall, TokenStatus::Uninstalled, self.now()).await {
                     // Next job for the mall gets the same 403 and tries again.
                     tracing::warn!(error = %e, "uninstalled status not recorded");
                 }
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("the app is uninstalled at Cafe24; dropping the mall's jobs");
+                tracing::warn!(
+                    outcome = "dropped_uninstalled",
+                    decided_by = "cafe24",
+                    "Cafe24 answered that the app is deleted; dropping the mall's jobs"
+                );
+                JobOutcome::Completed("dropped_uninstalled")
+            }
+            Cafe24Error::Uninstalled => {
+                // The mall's token record says so (a 90077 the dispatcher applied), read before a
+                // call or after Cafe24 refused a cached token with a 401.
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    outcome = "dropped_uninstalled",
+                    decided_by = "token_record",
+                    "the mall's token record says uninstalled; dropping its job"
+                );
                 JobOutcome::Completed("dropped_uninstalled")
             }
             Cafe24Error::NeedsReauth => {

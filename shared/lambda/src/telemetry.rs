@@ -257,6 +257,12 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+        // Only our context spans fill the line: a dependency's span (the Lambda runtime's own
+        // invocation span at trace level carries `request_id = Some("…")` in Debug form) must not
+        // overwrite a schema field with another shape.
+        if attrs.metadata().target() != CONTEXT_TARGET {
+            return;
+        }
         let mut m = Map::new();
         attrs.record(&mut Visitor(&mut m));
         if let Some(span) = ctx.span(id) {
@@ -353,6 +359,19 @@ mod tests {
         assert_eq!(lines[0]["latency_ms"], 12);
         assert_eq!(lines[1]["mall_id"], "other");
         assert_eq!(lines.len(), 2, "spans themselves are not printed");
+    }
+
+    #[test]
+    fn a_dependencys_span_never_fills_a_schema_field_even_at_trace() {
+        let lines = capture("trace", || {
+            let inv = invocation_span("worker", "req-1");
+            let _i = inv.enter();
+            let dep = tracing::info_span!(target: "some_runtime", "invoke", request_id = ?Some("req-1"), xray = "x");
+            let _d = dep.enter();
+            tracing::info!("inside");
+        });
+        assert_eq!(lines[0]["request_id"], "req-1", "a plain id, never `Some(\"…\")`");
+        assert!(lines[0].get("xray").is_none());
     }
 
     #[tokio::test(flavor = "current_thread")]

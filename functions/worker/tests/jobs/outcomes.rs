@@ -401,11 +401,14 @@ async fn an_uninstalled_app_drops_the_job_and_marks_the_mall() {
         let mut g = fx.sim.lock();
         fx.sim.mall(&mut g, "shop").uninstalled.push("relay-client".into());
     }
+    let logs = LogBuf::default();
+    let _logs = tracing::subscriber::set_default(relay_lambda::telemetry::subscriber("info", logs.clone()));
     let r = run(&w, &serde_json::to_string(&fx.job("j7", JobKind::SyncOrder { order_id: fx.order() })).unwrap()).await;
     assert!(!returned(&r));
     assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 1);
     assert_eq!(fx.tokens.get(&fx.mall).await.unwrap().unwrap().status, TokenStatus::Uninstalled);
     assert!(fx.dlq.messages().is_empty());
+    assert_eq!(deciders(&logs), ["cafe24"], "Cafe24's 403 decided this drop");
     // The refusal dropped this process's copy of the token record: the next job reads the
     // record, finds the mall uninstalled and calls nobody.
     let calls = fx.calls();
@@ -549,6 +552,8 @@ async fn an_uninstall_behind_a_cached_token_drops_the_job_after_one_refused_call
         };
         serde_json::to_string(&j).unwrap()
     };
+    let logs = LogBuf::default();
+    let _logs = tracing::subscriber::set_default(relay_lambda::telemetry::subscriber("info", logs.clone()));
     let r = run(&w, &job("j51")).await;
     assert!(!returned(&r));
     assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 1);
@@ -557,6 +562,42 @@ async fn an_uninstall_behind_a_cached_token_drops_the_job_after_one_refused_call
     run(&w, &job("j52")).await;
     assert_eq!((w.stats.dropped.load(Ordering::Relaxed), fx.calls()), (2, calls + 1));
     assert!(fx.dlq.messages().is_empty());
+    // The log says who decided: the token record both times (read after Cafe24's 401 to the
+    // cached token, then before any call).
+    assert_eq!(deciders(&logs), ["token_record", "token_record"]);
+}
+
+/// `decided_by` of the log lines that drop a job for an uninstalled mall.
+fn deciders(logs: &LogBuf) -> Vec<String> {
+    logs.lines().iter().filter_map(|l| l["decided_by"].as_str().map(str::to_owned)).collect()
+}
+
+/// Log lines written through the functions' JSON subscriber.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl LogBuf {
+    fn lines(&self) -> Vec<serde_json::Value> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
 }
 
 #[tokio::test]
