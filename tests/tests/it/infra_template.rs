@@ -477,6 +477,27 @@ fn the_token_and_state_tables_survive_a_stack_deletion() {
         assert_eq!(r["DeletionPolicy"].as_str(), Some("Retain"), "{name}");
         assert_eq!(r["UpdateReplacePolicy"].as_str(), Some("Retain"), "{name}");
         assert_eq!(r["Properties"]["DeletionProtectionEnabled"].as_bool(), Some(true), "{name}");
+        // Point-in-time recovery on both, switched by one parameter that defaults to on.
+        let Value::Tagged(pitr) = &r["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+        else {
+            panic!("{name}: PITR is not the parameter's")
+        };
+        assert_eq!(pitr.value.as_sequence().unwrap()[0].as_str(), Some("Pitr"), "{name}");
+    }
+    assert_eq!(t["Parameters"]["PointInTimeRecovery"]["Default"].as_str(), Some("true"));
+}
+
+/// Every queue holds accepted webhooks or the jobs they became: deleting or replacing the stack
+/// must not drop them (issue 30, item 12).
+#[test]
+fn every_queue_survives_a_stack_deletion_or_replacement() {
+    let t = template();
+    let queues = of_type(&t, "AWS::SQS::Queue");
+    assert!(queues.len() >= 4);
+    for (name, q) in queues {
+        assert_eq!(q["DeletionPolicy"].as_str(), Some("Retain"), "{name}");
+        assert_eq!(q["UpdateReplacePolicy"].as_str(), Some("Retain"), "{name}");
+        assert!(q["Properties"].get("QueueName").is_none(), "{name}: a named queue kept would block a new stack");
     }
 }
 
