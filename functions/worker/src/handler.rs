@@ -14,7 +14,7 @@ use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
     BackfillStore, Claim, ConfigFaultStore, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage,
-    RateGate, ReconcileStore, SnapshotStore, VisibilityControl,
+    RateGate, ReconcileStore, SnapshotStore, Upsert, VisibilityControl,
 };
 use relay_domain::tokens::{TokenStatus, TokenStore};
 use relay_domain::{DedupId, SnapshotKind};
@@ -90,6 +90,8 @@ pub struct WorkerStats {
     pub asleep_ms: AtomicU64,
     /// Jobs completed by calling Cafe24.
     pub synced: AtomicU64,
+    /// Of those, fetches that found the stored content unchanged (no version, no event).
+    pub unchanged: AtomicU64,
     /// Jobs skipped because the snapshot was already newer than the event.
     pub coalesced: AtomicU64,
     pub deferred: AtomicU64,
@@ -650,19 +652,25 @@ where
                     let stored =
                         self.state.upsert(mall, kind, &id, fetched_at, data.as_ref(), job.job_id.as_str()).await;
                     match stored {
-                        Ok(true) => self.versions.note(mall, kind, &id, fetched_at, job.job_id.as_str()),
-                        // Something at least as new is stored, by a job not known here.
-                        Ok(false) => self.versions.note(mall, kind, &id, fetched_at, ""),
+                        Ok(Upsert::Stored) => self.versions.note(mall, kind, &id, fetched_at, job.job_id.as_str()),
+                        // Something at least as new is stored (or was confirmed), by a job not known here.
+                        Ok(Upsert::Older | Upsert::Unchanged) => self.versions.note(mall, kind, &id, fetched_at, ""),
                         Err(_) => {}
                     }
                     match stored {
-                        Ok(true) => {
+                        Ok(Upsert::Stored) => {
                             if !self.publish(job, kind, fetched_at, data.as_ref()).await {
                                 return JobOutcome::PublishPending;
                             }
                         }
+                        // Cafe24 returned what is stored: no new version, no event.
+                        Ok(Upsert::Unchanged) => {
+                            self.stats.synced.fetch_add(1, Ordering::Relaxed);
+                            self.stats.unchanged.fetch_add(1, Ordering::Relaxed);
+                            return JobOutcome::Completed("unchanged");
+                        }
                         // A newer version is stored: its own job publishes it.
-                        Ok(false) => {}
+                        Ok(Upsert::Older) => {}
                         Err(e) => {
                             if let Some(big) = e.too_large() {
                                 // No retry can store it: one billed call, then the DLQ with the sizes.
@@ -802,7 +810,7 @@ where
                     let at = self.now();
                     match self.state.upsert(mall, kind, &id, at, None, job.job_id.as_str()).await {
                         Ok(stored) => {
-                            if stored && !self.publish(job, kind, at, None).await {
+                            if stored == Upsert::Stored && !self.publish(job, kind, at, None).await {
                                 return JobOutcome::PublishPending;
                             }
                             self.stats.tombstoned.fetch_add(1, Ordering::Relaxed);

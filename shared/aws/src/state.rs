@@ -16,7 +16,8 @@
 //! Shown with faults injected under the SDK in `tests/tests/it/ambiguous.rs`.
 //! - `snap#<mall>#<kind>#<id>` (`<shop>/<id>` for a multi-shop mall's other shops): snapshot (`data` as JSON text, or `data_z` zlib-compressed
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
-//!   what is stored; `by_job` names the job that stored the version (the outbox: that job publishes
+//!   what is stored and different (`digest`, `relay_domain::delivery::content_digest`: an unchanged
+//!   fetch only sets `confirmed` ms, and `head` reads the later of the two); `by_job` names the job that stored the version (the outbox: that job publishes
 //!   the version's event after the write, and only its own later runs publish it again).
 //!   `unpub`, the flag of earlier releases, is removed by the next write and otherwise ignored.
 //! - `bf#<mall>#<resource>`: a backfill's progress (`progress`, JSON), saved after every page.
@@ -33,7 +34,7 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use relay_domain::ports::{
     BackfillStore, Claim, ConfigFaultStore, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead,
-    SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot,
+    SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot, Upsert,
 };
 use relay_domain::{MallId, SnapshotKind};
 
@@ -111,6 +112,31 @@ impl DynamoState {
 
     fn snap_key(mall: &MallId, kind: SnapshotKind, id: &str) -> String {
         format!("snap#{}#{kind}#{id}", mall.as_str())
+    }
+
+    /// Notes that a fetch at `at_ms` found the stored content unchanged (`confirmed`, read by
+    /// `head` as the version's freshness). Only forward; a retry or a later confirmation wins.
+    async fn confirm(&self, mall: &MallId, kind: SnapshotKind, id: &str, at_ms: u64) -> Result<(), StoreError> {
+        self.count_write();
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&Self::snap_key(mall, kind, id)))
+            .update_expression("SET confirmed = :c")
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(confirmed) OR confirmed < :c)")
+            .expression_attribute_values(":c", n(at_ms))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     /// The snapshot item (consistent read), only `projection`'s attributes when given.
@@ -397,9 +423,10 @@ impl ReconcileStore for DynamoState {
 
 impl SnapshotStore for DynamoState {
     async fn head(&self, mall: &MallId, kind: SnapshotKind, id: &str) -> Result<Option<SnapshotHead>, StoreError> {
-        let item = self.snap_item(mall, kind, id, Some("fetched_at, by_job")).await?;
+        let item = self.snap_item(mall, kind, id, Some("fetched_at, by_job, confirmed")).await?;
         Ok(item.as_ref().and_then(|i| {
-            let fetched_at_ms = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok())?;
+            let num = |k: &str| i.get(k).and_then(|v| v.as_n().ok()).and_then(|x| x.parse::<u64>().ok());
+            let fetched_at_ms = num("fetched_at")?.max(num("confirmed").unwrap_or(0));
             let stored_by = i.get("by_job").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
             Some(SnapshotHead { fetched_at_ms, stored_by })
         }))
@@ -413,8 +440,9 @@ impl SnapshotStore for DynamoState {
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
         by: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Upsert, StoreError> {
         let body = data.map(|d| d.to_string()).unwrap_or_default();
+        let digest = relay_domain::delivery::content_digest(data);
         let (update, value) = if body.len() > COMPRESS_ABOVE_BYTES {
             let z = deflate(body.as_bytes())?;
             if z.len() > MAX_STORED_BYTES {
@@ -425,12 +453,12 @@ impl SnapshotStore for DynamoState {
                 })));
             }
             (
-                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by REMOVE #data, unpub",
+                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg REMOVE #data, unpub, confirmed",
                 AttributeValue::B(Blob::new(z)),
             )
         } else {
             (
-                "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by REMOVE data_z, unpub",
+                "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg REMOVE data_z, unpub, confirmed",
                 s(&body),
             )
         };
@@ -441,8 +469,12 @@ impl SnapshotStore for DynamoState {
             .table_name(&self.table)
             .key("pk", s(&Self::snap_key(mall, kind, id)))
             .update_expression(update)
-            .condition_expression("attribute_not_exists(pk) OR fetched_at < :f")
+            // A new version only for new content (an item from before digests has none).
+            .condition_expression(
+                "attribute_not_exists(pk) OR (fetched_at < :f AND (attribute_not_exists(digest) OR digest <> :dg))",
+            )
             .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":dg", s(&digest))
             .expression_attribute_values(":d", value)
             .expression_attribute_values(":by", s(by))
             .expression_attribute_values(":f", n(fetched_at_ms))
@@ -452,17 +484,27 @@ impl SnapshotStore for DynamoState {
             .send()
             .await;
         match r {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Upsert::Stored),
             Err(SdkError::ServiceError(se))
                 if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
             {
-                // This job's own version (same fetch instant) is the stored one: a retry of an
-                // applied write. Anything else is a newer version stored by someone else.
-                let UpdateItemError::ConditionalCheckFailedException(c) = se.err() else { return Ok(false) };
+                let UpdateItemError::ConditionalCheckFailedException(c) = se.err() else { return Ok(Upsert::Older) };
                 let stored = c.item();
-                let by_job = stored.and_then(|i| i.get("by_job")).and_then(|v| v.as_s().ok());
-                let fetched = stored.and_then(|i| i.get("fetched_at")).and_then(|v| v.as_n().ok());
-                Ok(by_job.map(String::as_str) == Some(by) && fetched == Some(&fetched_at_ms.to_string()))
+                let text = |k: &str| stored.and_then(|i| i.get(k)).and_then(|v| v.as_s().ok()).map(String::as_str);
+                let fetched = stored
+                    .and_then(|i| i.get("fetched_at"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|x| x.parse::<u64>().ok())
+                    .unwrap_or(u64::MAX);
+                if fetched == fetched_at_ms && text("by_job") == Some(by) {
+                    // This job's own version is the stored one: a retry of an applied write.
+                    return Ok(Upsert::Stored);
+                }
+                if fetched < fetched_at_ms && text("digest") == Some(digest.as_str()) {
+                    self.confirm(mall, kind, id, fetched_at_ms).await?;
+                    return Ok(Upsert::Unchanged);
+                }
+                Ok(Upsert::Older)
             }
             Err(e) => Err(err(e)),
         }

@@ -61,6 +61,16 @@ pub fn snapshot_event_id(mall: &MallId, kind: SnapshotKind, id: &str, version_ms
         .to_owned()
 }
 
+/// The digest of a snapshot's content (`None`: a tombstone): a fetch whose content has this
+/// digest again stores no new version and publishes nothing (`SnapshotStore::upsert` answers
+/// [`crate::ports::Upsert::Unchanged`]). SHA-256 of the JSON text, hex, first 32 characters.
+pub fn content_digest(data: Option<&Value>) -> String {
+    use sha2::{Digest, Sha256};
+    let Some(d) = data else { return "deleted".to_owned() };
+    let hash = Sha256::digest(d.to_string().as_bytes());
+    hash.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// `webhook.received` for an authentic webhook with a usable event number and mall (`None`
 /// for anything else: parked envelopes are not published). The payload is the body Cafe24 sent;
 /// when it would not fit an entry it is left out (`payload_omitted`, with its size).

@@ -194,11 +194,24 @@ pub struct SnapshotHead {
 /// A stored snapshot: (version = fetched at, epoch ms; data, `None` for a tombstone).
 pub type StoredSnapshot = (u64, Option<serde_json::Value>);
 
+/// What an upsert did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new version was stored: the storing job publishes it.
+    Stored,
+    /// The stored version has exactly this content: no new version, nothing to publish; the
+    /// stored one was confirmed fresh at this fetch (its head reads the later instant).
+    Unchanged,
+    /// A version fetched at the same time or later is stored: its own job publishes it.
+    Older,
+}
+
 /// The up-to-date copy of each mall's orders, products and customers. Each version names the
 /// job that stored it, which publishes its event after storing it; the snapshot is also that
 /// job's idempotency record (a job whose version is stored has had its effect).
 pub trait SnapshotStore: Send + Sync {
-    /// The stored version and the job that stored it, if there is a snapshot.
+    /// The stored version and the job that stored it, if there is a snapshot; `fetched_at_ms`
+    /// is the later of the version's fetch and its last confirmation ([`Upsert::Unchanged`]).
     fn head(
         &self,
         mall: &MallId,
@@ -206,8 +219,9 @@ pub trait SnapshotStore: Send + Sync {
         id: &str,
     ) -> impl Future<Output = Result<Option<SnapshotHead>, StoreError>> + Send;
     /// Stores `data` (or a tombstone when `None`) fetched at `fetched_at_ms` by job `by`,
-    /// unless a snapshot fetched at the same time or later is already stored. `Ok(false)` = a
-    /// newer one was kept.
+    /// unless a snapshot fetched at the same time or later is already stored ([`Upsert::Older`])
+    /// or the stored one has the same content ([`Upsert::Unchanged`]: compared by
+    /// [`crate::delivery::content_digest`]).
     fn upsert(
         &self,
         mall: &MallId,
@@ -216,7 +230,7 @@ pub trait SnapshotStore: Send + Sync {
         fetched_at_ms: u64,
         data: Option<&serde_json::Value>,
         by: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Upsert, StoreError>> + Send;
     /// The stored snapshot, if there is one.
     fn snapshot(
         &self,
@@ -415,6 +429,8 @@ pub mod memory {
         idem: std::collections::HashMap<String, IdemRecord>,
         attempts: std::collections::HashMap<String, u32>,
         snapshots: std::collections::HashMap<String, (u64, Option<serde_json::Value>, String)>,
+        /// When an unchanged fetch last confirmed a snapshot.
+        confirmed: std::collections::HashMap<String, u64>,
         reconcile: std::collections::HashMap<String, ReconcileState>,
         backfill: std::collections::HashMap<String, crate::backfill::Progress>,
         config_fault: Option<(String, u64)>,
@@ -607,9 +623,11 @@ pub mod memory {
             if g.failing {
                 return Err(down());
             }
+            let key = format!("{}#{}#{id}", mall.as_str(), kind.as_str());
+            let confirmed = g.confirmed.get(&key).copied().unwrap_or(0);
             Ok(g.snapshots
-                .get(&format!("{}#{}#{id}", mall.as_str(), kind.as_str()))
-                .map(|s| SnapshotHead { fetched_at_ms: s.0, stored_by: s.2.clone() }))
+                .get(&key)
+                .map(|s| SnapshotHead { fetched_at_ms: s.0.max(confirmed), stored_by: s.2.clone() }))
         }
 
         async fn upsert(
@@ -620,17 +638,24 @@ pub mod memory {
             fetched_at_ms: u64,
             data: Option<&serde_json::Value>,
             by: &str,
-        ) -> Result<bool, StoreError> {
+        ) -> Result<Upsert, StoreError> {
             let mut g = lock(&self.inner);
             if g.failing || g.failing_upserts {
                 return Err(down());
             }
             let key = format!("{}#{}#{id}", mall.as_str(), kind.as_str());
-            if g.snapshots.get(&key).is_some_and(|s| s.0 >= fetched_at_ms) {
-                return Ok(false);
+            match g.snapshots.get(&key) {
+                Some(s) if s.0 >= fetched_at_ms => return Ok(Upsert::Older),
+                Some(s) if crate::delivery::content_digest(s.1.as_ref()) == crate::delivery::content_digest(data) => {
+                    let c = g.confirmed.entry(key).or_insert(0);
+                    *c = (*c).max(fetched_at_ms);
+                    return Ok(Upsert::Unchanged);
+                }
+                _ => {}
             }
+            g.confirmed.remove(&key);
             g.snapshots.insert(key, (fetched_at_ms, data.cloned(), by.to_owned()));
-            Ok(true)
+            Ok(Upsert::Stored)
         }
 
         async fn snapshot(

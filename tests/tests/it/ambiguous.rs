@@ -16,7 +16,7 @@ use relay_aws::limiter::{Acquire, DynamoLimiter};
 use relay_aws::once::DynamoOnceStore;
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
-use relay_domain::ports::{Claim, IdempotencyStore, OnceStore, SnapshotStore};
+use relay_domain::ports::{Claim, IdempotencyStore, OnceStore, SnapshotStore, Upsert};
 use relay_domain::ratelimit::{Class, LimiterConfig};
 use relay_domain::tokens::{LeaseOutcome, TokenPair, TokenStore};
 use relay_domain::{MallId, SnapshotKind};
@@ -54,14 +54,27 @@ async fn a_snapshot_upsert_whose_first_attempt_was_applied_reports_the_version_s
         }
     });
     for (fault, stored) in futures::future::join_all(runs).await {
-        assert!(stored, "{fault:?}: the applied write was read as someone else's newer version (nothing published)");
+        assert_eq!(
+            stored,
+            Upsert::Stored,
+            "{fault:?}: the applied write was read as someone else's newer version (nothing published)"
+        );
     }
     // A real newer version stored by another job is still refused.
     let older = state.upsert(&mall, SnapshotKind::Order, "o0", t - 1, Some(&json!({})), "job-b").await.unwrap();
-    assert!(!older, "an older fetch must not replace the stored version");
+    assert_eq!(older, Upsert::Older, "an older fetch must not replace the stored version");
     let same_instant_other_job =
         state.upsert(&mall, SnapshotKind::Order, "o0", t, Some(&json!({})), "job-b").await.unwrap();
-    assert!(!same_instant_other_job, "another job's write of the same instant is not this job's");
+    assert_eq!(same_instant_other_job, Upsert::Older, "another job's write of the same instant is not this job's");
+    // A later fetch of the same content stores no version: the head reads the confirmation.
+    let again = state.upsert(&mall, SnapshotKind::Order, "o0", t + 5, Some(&json!({"i": 0})), "job-c").await.unwrap();
+    assert_eq!(again, Upsert::Unchanged);
+    let head = state.head(&mall, SnapshotKind::Order, "o0").await.unwrap().unwrap();
+    assert_eq!((head.fetched_at_ms, head.stored_by.as_str()), (t + 5, "job-a"));
+    assert_eq!(state.snapshot(&mall, SnapshotKind::Order, "o0").await.unwrap().unwrap().0, t, "the version is kept");
+    // New content is a new version.
+    let changed = state.upsert(&mall, SnapshotKind::Order, "o0", t + 9, Some(&json!({"i": 9})), "job-d").await.unwrap();
+    assert_eq!(changed, Upsert::Stored);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::Job;
 use relay_domain::ports::{
     BackfillStore, ConfigFaultStore, EventBus, IdempotencyStore, MessageQueue, RateGate, ReconcileStore, SnapshotStore,
-    VisibilityControl,
+    Upsert, VisibilityControl,
 };
 use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
@@ -141,11 +141,12 @@ where
                 .await;
             for (id, item, result) in upserts {
                 match result {
-                    Ok(true) => {
+                    Ok(Upsert::Stored) => {
                         events.push(snapshot_event(mall, shop, kind, id, fetched_at, job.trace(), Some(item)));
                         event_ids.push(id);
                     }
-                    Ok(false) => {}
+                    // Unchanged content (a re-run, a resync of what is stored) or a newer version.
+                    Ok(Upsert::Unchanged | Upsert::Older) => {}
                     Err(e) if e.too_large().is_some() => {
                         tracing::warn!(id = %id, error = %e, "backfilled item too large to store; skipped");
                     }

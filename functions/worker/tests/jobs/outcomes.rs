@@ -499,7 +499,17 @@ async fn a_job_covered_by_a_version_this_process_stored_is_coalesced_without_a_r
     };
     run(&w, &serde_json::to_string(&late).unwrap()).await;
     assert_eq!((fx.state.head_reads(), fx.calls()), (reads + 3, 2));
-    assert_eq!(fx.bus.events().len(), 2, "the first version and the late job's, nothing for the others");
+    // Cafe24 answered what is stored: no new version and no event (issue 30, "publish only what
+    // changed"); a changed order is a new version, published.
+    assert_eq!(w.stats.unchanged.load(Ordering::Relaxed), 1);
+    assert_eq!(fx.bus.events().len(), 1, "the first version only: nothing for the others");
+    fx.sim.lock().malls.get_mut("shop").unwrap().data.orders.get_mut(&order).unwrap().shipping_status = "M".into();
+    let changed = Job {
+        event_received_ms: fx.sim.clock.now_ms() + 120_000,
+        ..fx.job("j23", JobKind::SyncOrder { order_id: order.clone() })
+    };
+    run(&w, &serde_json::to_string(&changed).unwrap()).await;
+    assert_eq!(fx.bus.events().len(), 2, "the changed order is published");
 }
 
 #[tokio::test]

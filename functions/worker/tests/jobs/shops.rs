@@ -80,12 +80,14 @@ async fn a_backfill_reads_every_shop_cafe24_lists_and_one_shop_when_asked() {
     assert_eq!(fx.endpoint_calls("shops"), 1, "the shops listed once");
 
     let body = all("bf-two", ShopNo::new(2));
+    let page_calls = fx.endpoint_calls("products");
     for _ in 0..5 {
         if !returned(&run(&w, &body).await) {
             break;
         }
     }
-    assert_eq!(fx.bus.events().len(), 360, "shop 2 again, alone");
+    assert_eq!(fx.endpoint_calls("products"), page_calls + 2, "shop 2 read again, alone");
+    assert_eq!(fx.bus.events().len(), 240, "its products are unchanged: nothing published again");
     assert_eq!(fx.endpoint_calls("shops"), 1, "no listing for one named shop");
 }
 

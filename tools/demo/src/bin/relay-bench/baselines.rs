@@ -165,5 +165,6 @@ pub async fn run(b: &Bench, design: &'static str) -> Result<Row> {
         sent_s,
         first_call_s,
         max_calls_1s,
+        events: None,
     })
 }

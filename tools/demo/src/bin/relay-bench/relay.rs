@@ -79,6 +79,7 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
     let state = DynamoState::new(ddb.clone(), wcfg.state_table.clone());
     let w = Worker::on_aws(aws, wcfg, ccfg, system_clock())?;
     let state_writes_before = w.state().writes();
+    let published_before = d.stats.published.load(Ordering::Relaxed) + w.stats.published.load(Ordering::Relaxed);
     let reads_before = w.state().reads() + w.cafe24.token_store().reads();
     http.post(format!("{sim_base}/sim/webhooks/target"))
         .json(&json!({"url": format!("{ingest_url}/webhooks/cafe24"), "api_key": KEY}))
@@ -208,5 +209,8 @@ pub async fn run(b: &Bench, defer_min_s: f64, jobs_in_flight: u8) -> Result<Row>
         sent_s: sent_ms.load(Ordering::Relaxed) as f64 / 1000.0,
         first_call_s,
         max_calls_1s,
+        events: Some(
+            d.stats.published.load(Ordering::Relaxed) + w.stats.published.load(Ordering::Relaxed) - published_before,
+        ),
     })
 }

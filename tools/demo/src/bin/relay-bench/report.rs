@@ -17,11 +17,11 @@ pub fn markdown(rows: &[Row], p: Params, quick: bool, wall_s: f64, ddb_own_moto:
         p.malls, p.orders, p.updates,
         if quick { "20/s".to_owned() } else { "Cafe24's real limits: 2/s".to_owned() },
     ));
-    md.push_str("| design | 429s at Cafe24 | makespan | ÷ floor | webhooks delivered by | first call | max calls in 1 s | Cafe24 calls per webhook | billed compute | share asleep | DynamoDB writes / reads per call | events lost | effects duplicated |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| design | 429s at Cafe24 | makespan | ÷ floor | webhooks delivered by | first call | max calls in 1 s | Cafe24 calls per webhook | billed compute | share asleep | DynamoDB writes / reads per call | events published per webhook | events lost | effects duplicated |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
         md.push_str(&format!(
-            "| {}{} | {} | {:.1} s | {:.2}× | {:.1} s | {:.1} s | {} | {:.2} | {:.1} s | {:.1}% | {:.2} / {:.2} | {} | {} |\n",
+            "| {}{} | {} | {:.1} s | {:.2}× | {:.1} s | {:.1} s | {} | {:.2} | {:.1} s | {:.1}% | {:.2} / {:.2} | {} | {} | {} |\n",
             r.design,
             if r.design == "relay" { "" } else { " (baseline)" },
             r.r429,
@@ -35,6 +35,7 @@ pub fn markdown(rows: &[Row], p: Params, quick: bool, wall_s: f64, ddb_own_moto:
             100.0 * r.sleep_ms as f64 / r.billed_ms.max(1) as f64,
             r.ddb_writes as f64 / r.calls.max(1) as f64,
             r.ddb_reads as f64 / r.calls.max(1) as f64,
+            r.events.map_or("—".to_owned(), |e| format!("{:.2}", e as f64 / r.webhooks.max(1) as f64)),
             r.lost,
             r.duplicated
         ));

@@ -63,6 +63,9 @@ pub struct Row {
     pub first_call_s: f64,
     /// Most calls any of its malls received in one second (Cafe24 flags ≥ 10).
     pub max_calls_1s: u32,
+    /// Events the design published to the app's bus (webhook.received and `*.synced`; `None`
+    /// for a design without a bus).
+    pub events: Option<u64>,
 }
 
 /// The local moto's counters (`scripts/moto_server.py` writes them to `MOTO_STATS_FILE`):
