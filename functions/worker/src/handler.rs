@@ -754,8 +754,15 @@ where
             if pause_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(pause_ms)).await;
             }
-            let offered: Vec<_> = left.iter().filter_map(|&i| events.get(i).cloned()).collect();
-            match self.bus.publish(&offered).await {
+            // The first offer is the caller's slice itself; only a retry copies what it offers.
+            let copied: Vec<_>;
+            let offered = if left.len() == events.len() {
+                events
+            } else {
+                copied = left.iter().filter_map(|&i| events.get(i).cloned()).collect();
+                &copied
+            };
+            match self.bus.publish(offered).await {
                 Ok(refused) => {
                     self.stats.published.fetch_add((offered.len() - refused.len()) as u64, Ordering::Relaxed);
                     left = refused.into_iter().filter_map(|j| left.get(j).copied()).collect();

@@ -303,26 +303,29 @@ impl Progress {
 /// The items of a list page with their ids: `orders` by `order_id`, `products` by `product_no`,
 /// and the list's length. `None` when the body has no such list; items without a usable id are
 /// left out of the first (and counted in the second: a full page is full either way).
-pub fn page_items(resource: Resource, body: &serde_json::Value) -> Option<(Vec<(String, serde_json::Value)>, u64)> {
+/// Takes the page's items out of `body` (moved, not copied: a page of 100 products with long
+/// descriptions is tens of MB, and the worker must hold it once).
+pub fn page_items(resource: Resource, mut body: serde_json::Value) -> Option<(Vec<(String, serde_json::Value)>, u64)> {
     let (list, key) = match resource {
         Resource::Orders => ("orders", "order_id"),
         Resource::Products => ("products", "product_no"),
         Resource::Customers => ("customersprivacy", "member_id"),
     };
-    let items = body.get(list)?.as_array()?;
+    let serde_json::Value::Array(items) = body.get_mut(list)?.take() else { return None };
+    let returned = items.len() as u64;
     Some((
         items
-            .iter()
+            .into_iter()
             .filter_map(|it| {
                 let id = match it.get(key)? {
                     serde_json::Value::String(s) if crate::ids::is_resource_id(s) => s.clone(),
                     serde_json::Value::Number(n) if n.as_u64().is_some() => n.to_string(),
                     _ => return None,
                 };
-                Some((id, it.clone()))
+                Some((id, it))
             })
             .collect(),
-        items.len() as u64,
+        returned,
     ))
 }
 
@@ -487,13 +490,13 @@ mod tests {
     #[test]
     fn page_items_take_ids_defensively() {
         let body = json!({"orders": [{"order_id": "20250101-0000001"}, {"order_id": "../x"}, {"order_id": 5}, {}]});
-        let (items, returned) = page_items(Resource::Orders, &body).unwrap();
+        let (items, returned) = page_items(Resource::Orders, body).unwrap();
         let ids: Vec<String> = items.into_iter().map(|x| x.0).collect();
         assert_eq!((ids, returned), (vec!["20250101-0000001".to_owned(), "5".to_owned()], 4));
         let body = json!({"products": [{"product_no": 12}, {"product_no": -1}, {"product_no": "13"}]});
-        assert_eq!(page_items(Resource::Products, &body).map(|(i, n)| (i.len(), n)), Some((2, 3)));
-        assert!(page_items(Resource::Orders, &json!({"orders": {}})).is_none());
-        assert!(page_items(Resource::Products, &json!(null)).is_none());
+        assert_eq!(page_items(Resource::Products, body).map(|(i, n)| (i.len(), n)), Some((2, 3)));
+        assert!(page_items(Resource::Orders, json!({"orders": {}})).is_none());
+        assert!(page_items(Resource::Products, json!(null)).is_none());
         assert_eq!((Resource::parse("orders"), Resource::parse("carts")), (Some(Resource::Orders), None));
     }
 

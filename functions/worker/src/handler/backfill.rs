@@ -98,7 +98,8 @@ where
                 Ok(b) => b,
                 Err(e) => return self.map_error(job, e).await,
             };
-            let Some((mut items, returned)) = page_items(resource, &body) else {
+            let links_next = has_next_page(&body);
+            let Some((mut items, returned)) = page_items(resource, body) else {
                 return JobOutcome::DeadLetter {
                     reason: format!("{} page without a list", resource.as_str()),
                     class: "decode",
@@ -129,8 +130,7 @@ where
             if resource == Resource::Customers {
                 items.retain(|(id, _)| p.is_new_member(id) && members.iter().any(|(m, t)| m == id && *t <= p.until_ms));
             }
-            let mut events = Vec::new();
-            let mut event_ids = Vec::new();
+            let mut stored = Vec::new();
             let upserts: Vec<_> = stream::iter(&items)
                 .map(|(id, item)| async move {
                     let key = shop.entity_key(id);
@@ -141,10 +141,7 @@ where
                 .await;
             for (id, item, result) in upserts {
                 match result {
-                    Ok(Upsert::Stored) => {
-                        events.push(snapshot_event(mall, shop, kind, id, fetched_at, job.trace(), Some(item)));
-                        event_ids.push(id);
-                    }
+                    Ok(Upsert::Stored) => stored.push((id, item)),
                     // Unchanged content (a re-run, a resync of what is stored) or a newer version.
                     Ok(Upsert::Unchanged | Upsert::Older) => {}
                     Err(e) if e.too_large().is_some() => {
@@ -156,16 +153,23 @@ where
                     }
                 }
             }
-            // What the bus still refuses is kept in the progress and published from the store
-            // (same versions, same event ids) before the next page: the page is not read again.
-            let refused = if events.is_empty() { Vec::new() } else { self.publish_retrying(&events).await };
-            p.unpublished = refused
-                .iter()
-                .filter_map(|&i| event_ids.get(i))
-                .map(|id| Unpublished { shop, id: (*id).clone() })
-                .collect();
-            p.stored += events.len() as u64;
-            self.stats.backfilled.fetch_add(events.len() as u64, Ordering::Relaxed);
+            // Events are built and published ten at a time (one `PutEvents`), so a page's events
+            // never sit in memory beside the page itself. What the bus still refuses is kept in
+            // the progress and published from the store (same versions, same event ids) before
+            // the next page: the page is not read again.
+            p.unpublished.clear();
+            for chunk in stored.chunks(10) {
+                let events: Vec<_> = chunk
+                    .iter()
+                    .map(|(id, item)| snapshot_event(mall, shop, kind, id, fetched_at, job.trace(), Some(item)))
+                    .collect();
+                let refused = self.publish_retrying(&events).await;
+                p.unpublished.extend(
+                    refused.iter().filter_map(|&i| chunk.get(i)).map(|(id, _)| Unpublished { shop, id: (*id).clone() }),
+                );
+            }
+            p.stored += stored.len() as u64;
+            self.stats.backfilled.fetch_add(stored.len() as u64, Ordering::Relaxed);
             if resource == Resource::Customers {
                 if p.advance_members(returned, &members) {
                     tracing::warn!(
@@ -175,7 +179,7 @@ where
                 }
             } else {
                 let last_product_no = items.iter().filter_map(|(id, _)| id.parse::<u64>().ok()).max();
-                p.advance(PageOutcome { items: returned, links_next: has_next_page(&body), last_product_no });
+                p.advance(PageOutcome { items: returned, links_next, last_product_no });
             }
             if let Err(e) = self.state.save_backfill_progress(mall, &p).await {
                 tracing::warn!(error = %e, "backfill progress not stored");

@@ -9,6 +9,7 @@
 mod backfill;
 mod common;
 mod config_faults;
+mod memory;
 mod outcomes;
 mod reconcile;
 mod shops;
