@@ -232,3 +232,33 @@ async fn metric_lines_follow_the_emf_specification_and_add_up() {
     assert_eq!(r.needs_reauth, 1);
     assert_eq!(sum("dispatcher", "MallsNeedingReauth"), 1, "the keep-alive reports the malls needing re-authorization");
 }
+
+/// Log bytes per webhook and per deferral (issue 30, "cost at 10,000 malls"): CloudWatch Logs
+/// bills ingestion by the byte, and every line carries the whole schema. The figures go to
+/// docs/scale.md's cost table; the bound fails when lines grow unnoticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_bytes_per_webhook_and_per_deferral_are_measured() {
+    let r = run().await;
+    let bytes = |l: &Value| l.to_string().len() + 1;
+    let total: usize = r.lines.iter().map(bytes).sum();
+    let metric: usize = r.lines.iter().filter(|l| is_metrics(l)).map(bytes).sum();
+    // A deferral writes one job line (outcome `deferred`, the same fields as any job's line):
+    // measured on the run's worker job lines.
+    let job_lines: Vec<&Value> = r
+        .lines
+        .iter()
+        .filter(|l| !is_metrics(l) && l["function"] == "worker" && !l["job"].is_null() && !l["outcome"].is_null())
+        .collect();
+    assert!(!job_lines.is_empty(), "no worker job line to measure");
+    let per_deferral = job_lines.iter().map(|l| bytes(l)).sum::<usize>() / job_lines.len();
+    let per_webhook = total as f64 / r.accepted as f64;
+    println!(
+        "log bytes: {total} for {} webhooks = {per_webhook:.0} per webhook ({:.0} of them metric documents); \
+         a job line (one per deferral) {per_deferral} bytes; {} lines",
+        r.accepted,
+        metric as f64 / r.accepted as f64,
+        r.lines.len()
+    );
+    assert!(per_webhook < 4_096.0, "{per_webhook:.0} log bytes per webhook");
+    assert!(per_deferral < 1_024, "{per_deferral} bytes per deferral line");
+}
