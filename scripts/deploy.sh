@@ -50,6 +50,10 @@ case "$ARCH" in
 esac
 SECRET_NAME="${SECRET_NAME:-cafe24-relay/secrets}"
 FUNCTIONS=(webhook-ingest dispatcher worker)
+# Each deployed function: binary, function-name suffix, template logical id. webhook-ingest is
+# deployed twice (INGEST_ROUTES): the webhook receiver and the browser-facing App URL.
+DEPLOYMENTS=(webhook-ingest:webhook-ingest:WebhookIngestFunction webhook-ingest:app-url:AppUrlFunction
+  dispatcher:dispatcher:DispatcherFunction worker:worker:WorkerFunction)
 LAMBDA_DIR="${LAMBDA_DIR:-target/lambda}" # where `make build` leaves <fn>/bootstrap
 
 SAM_BUILD_DIR="${SAM_BUILD_DIR:-.aws-sam/build}" # where `sam build` leaves <LogicalId>/bootstrap
@@ -83,8 +87,9 @@ if [[ $MODE == code ]]; then
   for f in "${FUNCTIONS[@]}"; do
     check_binary "$LAMBDA_DIR/$f/bootstrap" "run make build ARCH=$ARCH"
   done
-  for f in "${FUNCTIONS[@]}"; do
-    run cargo lambda deploy --binary-name "$f" "$STACK_NAME-$f" --lambda-dir "$LAMBDA_DIR"
+  for d in "${DEPLOYMENTS[@]}"; do
+    IFS=: read -r f name _ <<<"$d"
+    run cargo lambda deploy --binary-name "$f" "$STACK_NAME-$name" --lambda-dir "$LAMBDA_DIR"
     # cargo lambda zips beside the binary; a later `sam deploy` must package the binary only.
     run rm -f "$LAMBDA_DIR/$f/bootstrap.zip"
   done
@@ -110,8 +115,9 @@ if [[ $BUILD == 1 ]]; then
   PATH="$ROOT/.venv/bin:$PATH" run "$SAM" build --beta-features --template-file infra/template.yaml \
     --build-dir "$SAM_BUILD_DIR" --parameter-overrides "Architecture=$ARCH"
 fi
-for f in "${FUNCTIONS[@]}"; do
-  check_binary "$SAM_BUILD_DIR/${LOGICAL[$f]}/bootstrap" "run scripts/deploy.sh without --no-build (ARCH=$ARCH)"
+for d in "${DEPLOYMENTS[@]}"; do
+  IFS=: read -r _ _ logical <<<"$d"
+  check_binary "$SAM_BUILD_DIR/$logical/bootstrap" "run scripts/deploy.sh without --no-build (ARCH=$ARCH)"
 done
 if [[ $MODE == build ]]; then
   for f in "${FUNCTIONS[@]}"; do

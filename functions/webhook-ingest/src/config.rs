@@ -15,6 +15,34 @@ pub struct IngestConfig {
     pub parking_queue_url: String,
     /// Largest accepted body, bytes.
     pub max_body_bytes: usize,
+    /// Which routes this deployment serves (`INGEST_ROUTES`).
+    pub routes: Routes,
+}
+
+/// The routes a deployment of webhook-ingest serves. The stack deploys the binary twice: Cafe24's
+/// webhook deliveries on a URL and a reserved concurrency of their own, the merchants' browsers
+/// (App URL launch, OAuth callback) on another — a flood of junk on the public browser-facing
+/// URL must not turn into 429s for Cafe24's deliveries, which Cafe24 counts against reception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routes {
+    /// Both (`all`, the default: local runs and single-URL setups).
+    All,
+    /// `POST /webhooks/cafe24` only (`webhooks`).
+    Webhooks,
+    /// `/install` and `/oauth/callback` only (`app`).
+    App,
+}
+
+impl Routes {
+    /// Serves Cafe24's webhook deliveries.
+    pub fn webhooks(self) -> bool {
+        self != Self::App
+    }
+
+    /// Serves the browser-facing install flow.
+    pub fn app(self) -> bool {
+        self != Self::Webhooks
+    }
 }
 
 pub use relay_lambda::config::ConfigError;
@@ -32,7 +60,15 @@ impl IngestConfig {
         let parking_queue_url = env.url("PARKING_QUEUE_URL")?;
         let max_body_bytes =
             env.bounded("MAX_BODY_BYTES", MAX_WEBHOOK_BODY_BYTES as u64, 1..=MAX_WEBHOOK_BODY_BYTES as u64)? as usize;
-        Ok(Self { verifier, inbox_queue_url, parking_queue_url, max_body_bytes })
+        let routes = match env.get("INGEST_ROUTES").as_deref().map(str::trim) {
+            None | Some("" | "all") => Routes::All,
+            Some("webhooks") => Routes::Webhooks,
+            Some("app") => Routes::App,
+            Some(_) => {
+                return Err(ConfigError::Invalid { var: "INGEST_ROUTES", reason: "one of all, webhooks, app".into() })
+            }
+        };
+        Ok(Self { verifier, inbox_queue_url, parking_queue_url, max_body_bytes, routes })
     }
 }
 
@@ -57,6 +93,22 @@ mod tests {
         let c = IngestConfig::from_lookup(lookup(OK)).unwrap();
         assert_eq!(c.max_body_bytes, MAX_WEBHOOK_BODY_BYTES);
         assert!(c.verifier.verify(Some(b"k1")));
+    }
+
+    #[test]
+    fn the_routes_are_all_by_default_and_a_bad_value_is_named() {
+        assert_eq!(IngestConfig::from_lookup(lookup(OK)).unwrap().routes, Routes::All);
+        for (v, want) in [("webhooks", Routes::Webhooks), ("app", Routes::App), (" all ", Routes::All)] {
+            let mut pairs = OK.to_vec();
+            pairs.push(("INGEST_ROUTES", v));
+            assert_eq!(IngestConfig::from_lookup(lookup(&pairs)).unwrap().routes, want);
+        }
+        for bad in ["both", "WEBHOOKS", "install"] {
+            let mut pairs = OK.to_vec();
+            pairs.push(("INGEST_ROUTES", bad));
+            let err = IngestConfig::from_lookup(lookup(&pairs)).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { var: "INGEST_ROUTES", .. }), "{bad}: {err:?}");
+        }
     }
 
     #[test]

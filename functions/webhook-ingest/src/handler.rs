@@ -88,6 +88,7 @@ struct Accepted<'a> {
 pub struct Ingest<Q, I = NoInstall> {
     verifier: ApiKeyVerifier,
     max_body_bytes: usize,
+    routes: crate::config::Routes,
     inbox: Q,
     parking: Q,
     install: I,
@@ -144,6 +145,7 @@ impl<Q: MessageQueue> Ingest<Q, NoInstall> {
         Self {
             verifier: cfg.verifier.clone(),
             max_body_bytes: cfg.max_body_bytes,
+            routes: cfg.routes,
             inbox,
             parking,
             install: NoInstall,
@@ -156,6 +158,7 @@ impl<Q: MessageQueue> Ingest<Q, NoInstall> {
         Ingest {
             verifier: self.verifier,
             max_body_bytes: self.max_body_bytes,
+            routes: self.routes,
             inbox: self.inbox,
             parking: self.parking,
             install,
@@ -356,10 +359,11 @@ impl<Q: MessageQueue, I: InstallFlow> Ingest<Q, I> {
         let path = route_path(&req);
         let path = path.trim_end_matches('/');
 
-        if (path == "/install" || path == "/oauth/callback") && req.method() == Method::GET {
+        // A deployment serves its own routes only (`INGEST_ROUTES`): the others are not here.
+        if (path == "/install" || path == "/oauth/callback") && req.method() == Method::GET && self.routes.app() {
             return self.handle_install(path, &req).await;
         }
-        if path != WEBHOOK_PATH {
+        if path != WEBHOOK_PATH || !self.routes.webhooks() {
             return resp::error(StatusCode::NOT_FOUND, "not_found", "no such route");
         }
         if req.method() != Method::POST {
@@ -509,6 +513,48 @@ mod tests {
     }
 
     const ORDER: &[u8] = br#"{"event_no":90023,"resource":{"mall_id":"shop1","order_id":"20200717-0029236"}}"#;
+
+    fn request(method: Method, path: &str, body: &[u8]) -> Request {
+        let mut r = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(format!("https://x.lambda-url.ap-northeast-2.on.aws{path}"))
+            .header("x-api-key", "cur")
+            .body(Body::Binary(body.to_vec()))
+            .unwrap();
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r
+    }
+
+    /// Each deployment serves its own routes (issue 30, item 11): the webhook receiver's URL
+    /// has no install flow, the browser-facing one takes no webhook.
+    #[tokio::test]
+    async fn a_deployment_serves_only_its_own_routes() {
+        use crate::config::Routes;
+        /// An install flow that always starts (redirects to Cafe24's consent).
+        struct Starts;
+        impl InstallFlow for Starts {
+            fn start(&self, _: Option<&str>, _: Option<&str>) -> Result<(String, MallId), InstallError> {
+                Ok(("https://shop1.cafe24api.com/api/v2/oauth/authorize".into(), MallId::parse("shop1").unwrap()))
+            }
+            async fn finish(&self, _: Option<&str>, _: Option<&str>, _: Option<&str>) -> Result<MallId, InstallError> {
+                Err(InstallError::NotConfigured)
+            }
+        }
+        for (routes, webhook, install) in [
+            (Routes::All, StatusCode::OK, StatusCode::FOUND),
+            (Routes::Webhooks, StatusCode::OK, StatusCode::NOT_FOUND),
+            (Routes::App, StatusCode::NOT_FOUND, StatusCode::FOUND),
+        ] {
+            let (mut s, inbox, _) = service(100_000);
+            s.routes = routes;
+            let s = s.with_install(Starts);
+            let r = s.route(request(Method::POST, WEBHOOK_PATH, ORDER)).await;
+            assert_eq!(r.status(), webhook, "{routes:?}: webhook");
+            assert_eq!(inbox.messages().len(), usize::from(webhook == StatusCode::OK), "{routes:?}");
+            let r = s.route(request(Method::GET, "/install", b"")).await;
+            assert_eq!(r.status(), install, "{routes:?}: install");
+        }
+    }
 
     #[tokio::test]
     async fn authentic_routable_webhook_goes_to_inbox_grouped_by_mall() {

@@ -42,5 +42,5 @@ pub mod event;
 pub mod handler;
 pub mod install;
 
-pub use config::{ConfigError, IngestConfig};
+pub use config::{ConfigError, IngestConfig, Routes};
 pub use handler::Ingest;

@@ -29,7 +29,8 @@ async fn main() -> Result<(), Error> {
     // A bad configuration fails the cold start, loudly, not the 1,000th request.
     let cfg = IngestConfig::from_lookup(env)?;
     let ingest = Ingest::on_aws(&aws_sdk_sqs::Client::new(&sdk), &cfg);
-    if env("CAFE24_CLIENT_ID").is_none() {
+    // The webhook receiver needs no install flow (nor its permissions).
+    if cfg.routes == webhook_ingest::Routes::Webhooks || env("CAFE24_CLIENT_ID").is_none() {
         return serve(ingest).await;
     }
     let token_table = env("TOKEN_TABLE").filter(|v| !v.trim().is_empty()).ok_or(ConfigError::Missing("TOKEN_TABLE"))?;

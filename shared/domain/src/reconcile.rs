@@ -11,8 +11,9 @@
 //! - the checkpoint moves to the window's end once its re-injections are stored.
 //!
 //! A re-injected webhook carries the deduplication id a live delivery of the same trace would
-//! have had ([`webhook_ids`]), so its jobs have the live job ids: a delivery that did
-//! arrive after all is skipped by the worker's idempotency record, never run twice — which is
+//! have had ([`webhook_ids`]), so its jobs have the live job ids: within SQS's 5 minutes the
+//! queue drops the second copy, and after that a sync job finds the stored snapshot (the sync
+//! jobs' idempotency record) already covering its event and coalesces without a call — which is
 //! also what makes reading a second twice harmless.
 //!
 //! Rules (one complete window):

@@ -108,8 +108,12 @@ fn each_function_has_exactly_the_actions_it_uses() {
     let cases = [
         // sends to the inbox / parks; install flow: token + limiter items, one-time state nonces,
         // publishes mall.installed; its secret at cold start.
+        // Cafe24's deliveries only: the inbox (and parking), its key.
+        ("WebhookIngestFunction", expect(&["sqs:SendMessage", "secretsmanager:GetSecretValue"])),
+        // The browser-facing install flow: token + limiter items, one-time state nonces,
+        // mall.installed, an install's backfill job; its secret at cold start.
         (
-            "WebhookIngestFunction",
+            "AppUrlFunction",
             expect(&[
                 "sqs:SendMessage",
                 "dynamodb:GetItem",
@@ -160,7 +164,7 @@ fn each_function_has_exactly_the_actions_it_uses() {
         assert_eq!(got, want, "{name}");
         assert!(!got.iter().any(|a| a.contains('*')), "{name}: no wildcards");
     }
-    assert_eq!(of_type(&t, "AWS::Serverless::Function").len(), 3);
+    assert_eq!(of_type(&t, "AWS::Serverless::Function").len(), 4);
 }
 
 #[test]
@@ -551,6 +555,16 @@ fn a_flood_on_ingest_cannot_take_the_concurrency_of_the_queue_consumers() {
     // Ingest is capped (a template parameter), so a flood on the public URL gets 429s from
     // Lambda, not the account's whole pool.
     assert_eq!(target(&f("WebhookIngestFunction")["ReservedConcurrentExecutions"]), "IngestReservedConcurrency");
+    // The browser-facing URL is another function with a cap of its own (issue 30, item 11): a
+    // flood there never takes the webhook receiver's concurrency.
+    assert_eq!(target(&f("AppUrlFunction")["ReservedConcurrentExecutions"]), "AppUrlReservedConcurrency");
+    let routes = |n: &str| f(n)["Environment"]["Variables"]["INGEST_ROUTES"].as_str().map(str::to_owned);
+    assert_eq!(routes("WebhookIngestFunction").as_deref(), Some("webhooks"));
+    assert_eq!(routes("AppUrlFunction").as_deref(), Some("app"));
+    assert!(
+        f("WebhookIngestFunction")["FunctionUrlConfig"].is_mapping()
+            && f("AppUrlFunction")["FunctionUrlConfig"].is_mapping()
+    );
     // The consumers are guaranteed at least what their mappings may use: never throttled.
     for (mapping, function) in [("InboxMapping", "DispatcherFunction"), ("WorkMapping", "WorkerFunction")] {
         let max = &t["Resources"][mapping]["Properties"]["ScalingConfig"]["MaximumConcurrency"];
@@ -568,7 +582,7 @@ fn a_flood_on_ingest_cannot_take_the_concurrency_of_the_queue_consumers() {
 #[test]
 fn events_go_only_to_the_relay_bus_and_every_publisher_is_told_which() {
     let t = template();
-    for name in ["WebhookIngestFunction", "DispatcherFunction", "WorkerFunction"] {
+    for name in ["AppUrlFunction", "DispatcherFunction", "WorkerFunction"] {
         let f = &t["Resources"][name];
         let env = &f["Properties"]["Environment"]["Variables"]["EVENT_BUS_NAME"];
         let env = format!("{env:?}");
@@ -670,7 +684,7 @@ fn a_binary_of_the_other_architecture_is_refused_before_anything_is_deployed() {
     let other = if native == "arm64" { "x86_64" } else { "arm64" };
     // The same binaries as `sam build`'s output (<LogicalId>/bootstrap).
     let sam_dir = dir.join("sam");
-    for f in ["WebhookIngestFunction", "DispatcherFunction", "WorkerFunction"] {
+    for f in ["WebhookIngestFunction", "AppUrlFunction", "DispatcherFunction", "WorkerFunction"] {
         std::fs::create_dir_all(sam_dir.join(f)).unwrap();
         std::fs::copy(std::env::current_exe().unwrap(), sam_dir.join(f).join("bootstrap")).unwrap();
     }
