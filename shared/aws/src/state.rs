@@ -16,7 +16,7 @@
 //! Shown with faults injected under the SDK in `tests/tests/it/ambiguous.rs`.
 //! - `snap#<mall>#<kind>#<id>` (`<shop>/<id>` for a multi-shop mall's other shops): snapshot (`data` as JSON text, or `data_z` zlib-compressed
 //!   above [`COMPRESS_ABOVE_BYTES`]; `fetched_at` ms, `deleted`); written only when newer than
-//!   what is stored and different (`digest`, `relay_domain::delivery::content_digest`: an unchanged
+//!   what is stored and different (`digest` of the version `digest_v`, `relay_domain::delivery::content_digest`: an unchanged
 //!   fetch only sets `confirmed` ms, and `head` reads the later of the two); `by_job` names the job that stored the version (the outbox: that job publishes
 //!   the version's event after the write, and only its own later runs publish it again).
 //!   `unpub`, the flag of earlier releases, is removed by the next write and otherwise ignored.
@@ -453,12 +453,12 @@ impl SnapshotStore for DynamoState {
                 })));
             }
             (
-                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg REMOVE #data, unpub, confirmed",
+                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg, digest_v = :f REMOVE #data, unpub, confirmed",
                 AttributeValue::B(Blob::new(z)),
             )
         } else {
             (
-                "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg REMOVE data_z, unpub, confirmed",
+                "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg, digest_v = :f REMOVE data_z, unpub, confirmed",
                 s(&body),
             )
         };
@@ -469,9 +469,12 @@ impl SnapshotStore for DynamoState {
             .table_name(&self.table)
             .key("pk", s(&Self::snap_key(mall, kind, id)))
             .update_expression(update)
-            // A new version only for new content (an item from before digests has none).
+            // A new version only for new content. The digest counts only for the version it was
+            // computed for (`digest_v`): an item from before digests, or one a release without
+            // them overwrote (a rollback), is compared by nothing and stored.
             .condition_expression(
-                "attribute_not_exists(pk) OR (fetched_at < :f AND (attribute_not_exists(digest) OR digest <> :dg))",
+                "attribute_not_exists(pk) OR (fetched_at < :f AND (attribute_not_exists(digest) OR digest <> :dg \
+                 OR attribute_not_exists(digest_v) OR digest_v <> fetched_at))",
             )
             .expression_attribute_names("#data", "data")
             .expression_attribute_values(":dg", s(&digest))
@@ -500,7 +503,11 @@ impl SnapshotStore for DynamoState {
                     // This job's own version is the stored one: a retry of an applied write.
                     return Ok(Upsert::Stored);
                 }
-                if fetched < fetched_at_ms && text("digest") == Some(digest.as_str()) {
+                let digest_v = stored
+                    .and_then(|i| i.get("digest_v"))
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|x| x.parse::<u64>().ok());
+                if fetched < fetched_at_ms && text("digest") == Some(digest.as_str()) && digest_v == Some(fetched) {
                     self.confirm(mall, kind, id, fetched_at_ms).await?;
                     return Ok(Upsert::Unchanged);
                 }

@@ -75,6 +75,26 @@ async fn a_snapshot_upsert_whose_first_attempt_was_applied_reports_the_version_s
     // New content is a new version.
     let changed = state.upsert(&mall, SnapshotKind::Order, "o0", t + 9, Some(&json!({"i": 9})), "job-d").await.unwrap();
     assert_eq!(changed, Upsert::Stored);
+    // A release without digests (a rollback) overwrites the snapshot and leaves the digest of
+    // {"i": 9} behind; the newer release then fetching {"i": 9} again must store it, not take
+    // the stale digest for the stored content.
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    env.ddb
+        .update_item()
+        .table_name(&env.stack.state_table)
+        .key("pk", Av::S("snap#ambmall#order#o0".into()))
+        .update_expression("SET #data = :d, fetched_at = :f, by_job = :by")
+        .expression_attribute_names("#data", "data")
+        .expression_attribute_values(":d", Av::S(r#"{"i":10}"#.into()))
+        .expression_attribute_values(":f", Av::N((t + 10).to_string()))
+        .expression_attribute_values(":by", Av::S("old-release".into()))
+        .send()
+        .await
+        .unwrap();
+    let back = state.upsert(&mall, SnapshotKind::Order, "o0", t + 11, Some(&json!({"i": 9})), "job-e").await.unwrap();
+    assert_eq!(back, Upsert::Stored, "the stale digest of an overwritten version was taken for the stored content");
+    let (_, data) = state.snapshot(&mall, SnapshotKind::Order, "o0").await.unwrap().unwrap();
+    assert_eq!(data, Some(json!({"i": 9})));
 }
 
 #[tokio::test]
