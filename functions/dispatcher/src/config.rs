@@ -27,6 +27,10 @@ pub struct DispatcherConfig {
     /// The reconciliation schedule's period, ms (`RECONCILE_MINUTES`): one reconcile job per
     /// mall and period, whatever number of times the schedule fires in it.
     pub reconcile_interval_ms: u64,
+    /// How often a quiet mall (no delivery in the last hour, no failure, reception on) is
+    /// reconciled, ms (`RECONCILE_QUIET_MINUTES`, 60; never less than `RECONCILE_MINUTES`): the
+    /// bound on how long any mall goes unchecked.
+    pub reconcile_quiet_ms: u64,
 }
 
 pub use relay_lambda::config::ConfigError;
@@ -42,8 +46,10 @@ impl DispatcherConfig {
         let bounded = |var: &'static str, default: u64, range| env.bounded(var, default, range);
         let days = bounded("KEEPALIVE_DAYS", 3, 1..=13)?;
         let reconcile_minutes = bounded("RECONCILE_MINUTES", 10, 1..=1440)?;
+        let quiet_minutes = bounded("RECONCILE_QUIET_MINUTES", 60, 1..=1440)?.max(reconcile_minutes);
         Ok(Self {
             reconcile_interval_ms: reconcile_minutes * 60_000,
+            reconcile_quiet_ms: quiet_minutes * 60_000,
             work_queue_url: req("WORK_QUEUE_URL")?,
             inbox_queue_url: req("INBOX_QUEUE_URL")?,
             parking_queue_url: req("PARKING_QUEUE_URL")?,
@@ -79,6 +85,7 @@ mod tests {
     fn defaults_missing_and_malformed_values() {
         let c = cfg(OK).unwrap();
         assert_eq!((c.keepalive_window_ms, c.reconcile_interval_ms), (3 * 86_400_000, 600_000));
+        assert_eq!(c.reconcile_quiet_ms, 3_600_000);
         for k in ["WORK_QUEUE_URL", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL", "TOKEN_TABLE", "EVENT_BUS_NAME"] {
             let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
@@ -91,6 +98,8 @@ mod tests {
             ("ROUTING_OVERRIDES", r#"{"90157":"publish"}"#),
             ("MIN_TIME_LEFT_MS", "soon"),
             ("RECONCILE_MINUTES", "0"),
+            ("RECONCILE_QUIET_MINUTES", "0"),
+            ("RECONCILE_QUIET_MINUTES", "hourly"),
             ("RECONCILE_MINUTES", "every"),
         ] {
             let mut p = OK.to_vec();

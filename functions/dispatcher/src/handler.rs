@@ -473,7 +473,7 @@ where
         (sent, complete)
     }
 
-    /// Scheduled reconciliation: one `Reconcile` job (bulk class) per active mall, its id per
+    /// Scheduled reconciliation: one `Reconcile` job (bulk class) per active mall that is due, its id per
     /// mall and period of `RECONCILE_MINUTES`, so extra firings in one period add nothing.
     /// Returns the jobs enqueued.
     /// `time_left`: the invocation's; the run stops in time and the next one goes on from there
@@ -483,7 +483,9 @@ where
         now_ms: u64,
         time_left: impl Fn() -> Duration + Sync,
     ) -> Result<usize, relay_domain::ports::StoreError> {
-        let malls = self.tokens.expiring_before(u64::MAX).await?;
+        // Busy malls every period, quiet ones every `RECONCILE_QUIET_MINUTES` (a mall that
+        // receives nothing may be one whose deliveries all fail: it is still checked then).
+        let malls = self.tokens.due_for_reconcile(now_ms.saturating_sub(self.cfg.reconcile_quiet_ms)).await?;
         let slot = now_ms / self.cfg.reconcile_interval_ms.max(1);
         let msgs = self.scheduled(&malls, JobKind::Reconcile, "reconcile", slot, now_ms);
         let (sent, complete) = self.fan_out("reconcile", msgs, &time_left).await;

@@ -47,10 +47,10 @@ impl MessageQueue for SlowQueue {
     }
 }
 
-type D = Dispatcher<SlowQueue, MemoryTokens, MemoryQueue, MemoryVisibility, MemoryBus>;
-
-async fn dispatcher(per_request: Duration) -> (D, MemoryQueue) {
-    let cfg = DispatcherConfig::from_lookup(|k| match k {
+/// The dispatcher's configuration with its defaults (reconcile every 10 minutes, quiet malls
+/// every 60).
+fn config() -> DispatcherConfig {
+    DispatcherConfig::from_lookup(|k| match k {
         "WORK_QUEUE_URL" => Some("https://sqs.example/1/work.fifo".into()),
         "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
         "PARKING_QUEUE_URL" => Some("https://sqs.example/1/inbox-dlq.fifo".into()),
@@ -58,7 +58,13 @@ async fn dispatcher(per_request: Duration) -> (D, MemoryQueue) {
         "EVENT_BUS_NAME" => Some("bus".into()),
         _ => None,
     })
-    .unwrap();
+    .unwrap()
+}
+
+type D = Dispatcher<SlowQueue, MemoryTokens, MemoryQueue, MemoryVisibility, MemoryBus>;
+
+async fn dispatcher(per_request: Duration) -> (D, MemoryQueue) {
+    let cfg = config();
     let tokens = MemoryTokens::default();
     let now = relay_lambda::clock::now_ms();
     for i in 0..MALLS {
@@ -136,4 +142,33 @@ async fn a_scheduled_run_on_a_healthy_queue_reaches_every_mall_at_a_bounded_pace
     let per_s = (MALLS / 10) as f64 / took.as_secs_f64();
     println!("{MALLS} malls in {took:?}: {per_s:.0} SendMessageBatch requests/s");
     assert!(per_s <= 100.5, "{per_s:.0} requests/s: more than the share a FIFO queue's quota leaves");
+}
+
+/// The reconcile schedule takes the malls that need it (issue 30, "cost"): never reconciled,
+/// busy at their last run, or quiet for `RECONCILE_QUIET_MINUTES` (60) — a quiet mall is still
+/// checked within the hour, a busy one every period.
+#[tokio::test]
+async fn the_reconcile_schedule_takes_new_busy_and_long_quiet_malls() {
+    let cfg = config();
+    let tokens = MemoryTokens::default();
+    let now = relay_lambda::clock::now_ms();
+    let mall = |m: &str| MallId::parse(m).unwrap();
+    for m in ["fresh", "busy", "quiet", "longquiet"] {
+        tokens.put_installed(&mall(m), &TokenPair::issued("a".into(), "r".into(), vec![], now), now).await.unwrap();
+    }
+    tokens.note_reconciled(&mall("busy"), now - 600_000, true).await.unwrap();
+    tokens.note_reconciled(&mall("quiet"), now - 600_000, false).await.unwrap();
+    tokens.note_reconciled(&mall("longquiet"), now - 3_600_001, false).await.unwrap();
+    let work = MemoryQueue::default();
+    let d = Dispatcher::new(
+        work.clone(),
+        MemoryQueue::default(),
+        tokens,
+        MemoryVisibility::default(),
+        MemoryBus::default(),
+        cfg,
+    );
+    assert_eq!(d.reconcile_all(now, || DEADLINE).await.unwrap(), 3);
+    let got: Vec<String> = reached(&work, true).iter().map(|m| m.as_str().to_owned()).collect();
+    assert_eq!(got, ["busy", "fresh", "longquiet"]);
 }

@@ -2,7 +2,9 @@
 //!
 //! Attributes: `access`, `refresh` (S, the token values — DynamoDB encrypts at rest; they are
 //! never logged), `access_exp`, `refresh_exp` (N, epoch ms), `scopes` (S, comma-joined),
-//! `status` (S), `v` (N, bumped by every write), `lease_until` (N), `lease_owner` (S), `updated` (N).
+//! `status` (S), `v` (N, bumped by every write), `lease_until` (N), `lease_owner` (S), `updated` (N),
+//! `recon_at` (N) and `recon_busy` (BOOL): the mall's last reconcile run, read by the scheduled
+//! reconciliation's scan (busy malls every period, quiet ones every `RECONCILE_QUIET_MINUTES`).
 //! The refresh lease is a conditional write on `v` and `lease_until`, so exactly one caller
 //! refreshes a mall at a time, and the new pair is written (conditioned on still holding the
 //! lease) before anyone uses it. A retried write that finds its own applied first attempt (the
@@ -380,6 +382,33 @@ impl TokenStore for DynamoTokenStore {
 
     async fn needing_reauth(&self) -> Result<Vec<MallId>, StoreError> {
         self.scan("#st = :s", vec![(":s", s(TokenStatus::NeedsReauth.as_str()))]).await
+    }
+
+    async fn note_reconciled(&self, mall: &MallId, at_ms: u64, busy: bool) -> Result<(), StoreError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression("SET recon_at = :at, recon_busy = :b")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at_ms))
+            .expression_attribute_values(":b", AttributeValue::Bool(busy))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if conflict_item(&e).is_some() => Ok(()), // no record: nothing to note
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn due_for_reconcile(&self, quiet_before_ms: u64) -> Result<Vec<MallId>, StoreError> {
+        self.scan(
+            "#st = :active AND (attribute_not_exists(recon_at) OR recon_busy = :t OR recon_at <= :q)",
+            vec![(":active", s("active")), (":t", AttributeValue::Bool(true)), (":q", n(quiet_before_ms))],
+        )
+        .await
     }
 }
 

@@ -800,6 +800,8 @@ pub mod memory {
         installed: Arc<Mutex<std::collections::HashMap<String, u64>>>,
         /// Scheduled fan-outs' cursors.
         cursors: Arc<Mutex<std::collections::HashMap<String, MallId>>>,
+        /// Last reconcile run per mall: (at, busy).
+        reconciled: Arc<Mutex<std::collections::HashMap<String, (u64, bool)>>>,
     }
 
     type TokensInner = (std::collections::HashMap<String, crate::tokens::TokenRecord>, bool, u64);
@@ -938,6 +940,37 @@ pub mod memory {
                 .filter(|r| r.status == crate::tokens::TokenStatus::NeedsReauth)
                 .map(|r| r.mall_id.clone())
                 .collect())
+        }
+
+        async fn note_reconciled(&self, mall: &MallId, at_ms: u64, busy: bool) -> Result<(), StoreError> {
+            if lock(&self.inner).1 {
+                return Err(down());
+            }
+            if lock(&self.inner).0.contains_key(mall.as_str()) {
+                lock(&self.reconciled).insert(mall.as_str().to_owned(), (at_ms, busy));
+            }
+            Ok(())
+        }
+
+        async fn due_for_reconcile(&self, quiet_before_ms: u64) -> Result<Vec<MallId>, StoreError> {
+            let g = lock(&self.inner);
+            let runs = lock(&self.reconciled);
+            Ok(g.0
+                .values()
+                .filter(|r| r.status == crate::tokens::TokenStatus::Active)
+                .filter(|r| match runs.get(r.mall_id.as_str()) {
+                    None => true,
+                    Some((at, busy)) => *busy || *at <= quiet_before_ms,
+                })
+                .map(|r| r.mall_id.clone())
+                .collect())
+        }
+    }
+
+    impl MemoryTokens {
+        /// The last reconcile run noted for `mall`: (at, busy).
+        pub fn reconciled(&self, mall: &MallId) -> Option<(u64, bool)> {
+            lock(&self.reconciled).get(mall.as_str()).copied()
         }
     }
 

@@ -199,6 +199,18 @@ pub trait TokenStore: Send + Sync {
     fn expiring_before(&self, before_ms: u64) -> impl Future<Output = Result<Vec<MallId>, StoreError>> + Send;
     /// Malls needing re-authorization (for reports).
     fn needing_reauth(&self) -> impl Future<Output = Result<Vec<MallId>, StoreError>> + Send;
+    /// Notes a reconcile run of the mall at `at_ms`, and whether the mall is `busy` (deliveries
+    /// in the last hour, failed deliveries, reception off): busy malls are reconciled every
+    /// period, quiet ones less often ([`TokenStore::due_for_reconcile`]).
+    fn note_reconciled(
+        &self,
+        mall: &MallId,
+        at_ms: u64,
+        busy: bool,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Active malls due for reconciliation: never reconciled, busy at their last run, or last
+    /// reconciled before `quiet_before_ms` — so every mall is checked at least that often.
+    fn due_for_reconcile(&self, quiet_before_ms: u64) -> impl Future<Output = Result<Vec<MallId>, StoreError>> + Send;
 }
 
 /// Parses Cafe24's OAuth timestamps (`2021-03-01T15:50:00.000`, no offset) as KST (UTC+9).

@@ -121,3 +121,29 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
     assert_eq!(w.stats.reinjected.load(Ordering::Relaxed), lost as u64);
     assert_eq!(order_calls() - calls_before, lost as u64);
 }
+
+/// Reconciliation follows need (issue 30, "cost at 10,000 malls"): the scheduled scan on the
+/// token table takes malls never reconciled, busy at their last run, or quiet for longer than
+/// `RECONCILE_QUIET_MINUTES` — on the real table and filter expression, not the in-memory fake.
+#[tokio::test]
+async fn the_reconcile_scan_takes_new_busy_and_long_quiet_malls_only() {
+    use relay_aws::tokens::DynamoTokenStore;
+    use relay_domain::tokens::{TokenPair, TokenStore};
+    let env = relay_tests::TestEnv::new("recon-due").await.unwrap();
+    let tokens = DynamoTokenStore::new(env.ddb.clone(), &env.stack.token_table);
+    let now = now_ms();
+    let hour = 3_600_000;
+    let mall = |m: &str| MallId::parse(m).unwrap();
+    for m in ["fresh", "busy", "quiet", "longquiet"] {
+        tokens.put_installed(&mall(m), &TokenPair::issued("a".into(), "r".into(), vec![], now), now).await.unwrap();
+    }
+    tokens.note_reconciled(&mall("busy"), now - 600_000, true).await.unwrap();
+    tokens.note_reconciled(&mall("quiet"), now - 600_000, false).await.unwrap();
+    tokens.note_reconciled(&mall("longquiet"), now - hour - 1, false).await.unwrap();
+    // A mall that is not installed is never noted (no record appears).
+    tokens.note_reconciled(&mall("ghost"), now, false).await.unwrap();
+    let mut due = tokens.due_for_reconcile(now - hour).await.unwrap();
+    due.sort();
+    assert_eq!(due, vec![mall("busy"), mall("fresh"), mall("longquiet")]);
+    assert!(tokens.get(&mall("ghost")).await.unwrap().is_none());
+}

@@ -13,6 +13,10 @@ use relay_domain::tokens::TokenStore;
 
 use super::{JobOutcome, Worker};
 
+/// A mall whose last webhook got through less than this long ago is busy: reconciled every
+/// period, not every `RECONCILE_QUIET_MINUTES`.
+const BUSY_IF_DELIVERED_WITHIN_MS: u64 = 3_600_000;
+
 impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
 where
     G: RateGate,
@@ -104,7 +108,18 @@ where
             tracing::warn!(outcome = "reception_off", "Cafe24 has switched this mall's webhook reception off");
         }
         self.stats.failed_deliveries.fetch_add(failed, Ordering::Relaxed);
-        tracing::info!(reinjected, failed_logs = failed, reception_on = ?st.reception_on, "reconcile");
+        // Busy malls (deliveries in the last hour, failures, reception off) are reconciled every
+        // period; quiet ones every `RECONCILE_QUIET_MINUTES` (the dispatcher's scan reads this).
+        let now = self.now();
+        let busy = failed > 0
+            || reinjected > 0
+            || st.reception_on == Some(false)
+            || st.last_delivered_ms.saturating_add(BUSY_IF_DELIVERED_WITHIN_MS) > now;
+        if let Err(e) = self.cafe24.token_store().note_reconciled(mall, now, busy).await {
+            // Not noted: the mall stays due and is reconciled again next period (the safe side).
+            tracing::warn!(error = %e, "reconcile run not noted on the mall's record");
+        }
+        tracing::info!(reinjected, failed_logs = failed, reception_on = ?st.reception_on, busy, "reconcile");
         JobOutcome::Completed("reconciled")
     }
 }

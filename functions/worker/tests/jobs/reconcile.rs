@@ -150,3 +150,28 @@ async fn a_mall_with_reception_switched_off_is_recorded_and_counted() {
     assert_eq!(w.stats.reception_off.load(Ordering::Relaxed), 1);
     assert!(w.samples().iter().any(|(name, _, v)| *name == "ReceptionOff" && *v == 1));
 }
+
+/// A reconcile run notes on the mall's record whether the mall is busy (issue 30, "cost"): the
+/// schedule then reconciles busy malls every period and quiet ones every
+/// `RECONCILE_QUIET_MINUTES`. Busy: a failed delivery, or a delivery in the last hour.
+#[tokio::test]
+async fn a_reconcile_run_notes_whether_the_mall_is_busy() {
+    // Quiet: nothing in the logs.
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    run(&w, &reconcile_job(&fx, "rc-quiet")).await;
+    let (at, busy) = fx.tokens.reconciled(&fx.mall).expect("the run is noted");
+    assert!(!busy && at > 0);
+    // Busy: a delivery got through a minute ago.
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.log_at(fx.sim.clock.now_ms() - 60_000, "tr-recent", "G", true, "20261201-0000001");
+    run(&w, &reconcile_job(&fx, "rc-recent")).await;
+    assert_eq!(fx.tokens.reconciled(&fx.mall).map(|r| r.1), Some(true), "a delivery in the last hour");
+    // Busy: a failed delivery two hours ago (re-injected now).
+    let fx = Fx::new().await;
+    let w = fx.worker();
+    fx.log_at(fx.sim.clock.now_ms() - 7_200_000, "tr-failed", "G", false, "20261201-0000002");
+    run(&w, &reconcile_job(&fx, "rc-failed")).await;
+    assert_eq!(fx.tokens.reconciled(&fx.mall).map(|r| r.1), Some(true), "a failed delivery");
+}
