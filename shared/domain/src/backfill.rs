@@ -362,7 +362,7 @@ pub fn request(
     now_ms: u64,
     scope: &crate::ratelimit::KeyScope,
     trace_prefix: &str,
-) -> Result<(crate::jobs::Job, crate::ports::OutboundMessage), RequestError> {
+) -> Result<(crate::jobs::Job, crate::values::OutboundMessage), RequestError> {
     if since_ms > until_ms {
         return Err(RequestError::Reversed);
     }
@@ -392,7 +392,7 @@ pub fn request(
     };
     let group_id = scope.key(mall).group(crate::ratelimit::Class::Bulk);
     let body = job.to_body();
-    Ok((job, crate::ports::OutboundMessage { group_id, dedup_id: id, body }))
+    Ok((job, crate::values::OutboundMessage { group_id, dedup_id: id, body }))
 }
 
 #[cfg(test)]

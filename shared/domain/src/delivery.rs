@@ -63,7 +63,7 @@ pub fn snapshot_event_id(mall: &MallId, kind: SnapshotKind, id: &str, version_ms
 
 /// The digest of a snapshot's content (`None`: a tombstone): a fetch whose content has this
 /// digest again stores no new version and publishes nothing (`SnapshotStore::upsert` answers
-/// [`crate::ports::Upsert::Unchanged`]). SHA-256 of the JSON text, hex, first 32 characters.
+/// [`crate::values::Upsert::Unchanged`]). SHA-256 of the JSON text, hex, first 32 characters.
 pub fn content_digest(data: Option<&Value>) -> String {
     use sha2::{Digest, Sha256};
     let Some(d) = data else { return "deleted".to_owned() };

@@ -32,6 +32,7 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod routing;
 pub mod tokens;
+pub mod values;
 pub mod webhook;
 
 pub use auth::ApiKeyVerifier;

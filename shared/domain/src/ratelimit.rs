@@ -358,8 +358,8 @@ impl RateKey {
     /// The work queue's group for jobs of `class` under this key: live jobs in `<key>`, bulk jobs
     /// in `<key>.bulk` (a FIFO group runs in order; bulk work never holds a live job behind it,
     /// while both draw on the one limiter key).
-    pub fn group(&self, class: Class) -> crate::ports::GroupId {
-        crate::ports::GroupId::for_rate_key(self, class)
+    pub fn group(&self, class: Class) -> crate::values::GroupId {
+        crate::values::GroupId::for_rate_key(self, class)
     }
 }
 
@@ -545,7 +545,7 @@ mod tests {
         assert_eq!(KeyScope::parse("mall"), Some(KeyScope::Mall));
         let k = KeyScope::parse("app:abc").unwrap().key(&m);
         assert_eq!((k.group(Class::Live).as_str(), k.group(Class::Bulk).as_str()), ("abc.shop1", "abc.shop1.bulk"));
-        assert!(crate::ports::GroupId::for_key("").is_none() && crate::ports::GroupId::for_key("a b").is_none());
+        assert!(crate::values::GroupId::for_key("").is_none() && crate::values::GroupId::for_key("a b").is_none());
         for bad in ["", "app:", "global", "shop", "app:  "] {
             assert_eq!(KeyScope::parse(bad), None, "{bad}");
         }
@@ -561,7 +561,7 @@ mod tests {
                 let key = scope.key(&m);
                 for class in [Class::Live, Class::Bulk] {
                     let g = key.group(class);
-                    prop_assert_eq!(crate::ports::GroupId::for_key(g.as_str()), Some(g.clone()), "{:?}", scope);
+                    prop_assert_eq!(crate::values::GroupId::for_key(g.as_str()), Some(g.clone()), "{:?}", scope);
                 }
             }
         }

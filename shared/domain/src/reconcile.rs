@@ -26,8 +26,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::envelope::InboxEnvelope;
 use crate::ids::{webhook_ids, MallId};
-use crate::ports::{GroupId, OutboundMessage};
 use crate::tokens::parse_cafe24_token_time;
+use crate::values::{GroupId, OutboundMessage};
 use crate::webhook::{classify_value, Classified};
 
 /// `source` of an envelope re-injected from the webhook logs.

@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 
 use crate::ids::MallId;
-use crate::ports::StoreError;
+use crate::values::StoreError;
 
 /// A secret string (token, client secret). Redacted in `Debug`; no `Display`.
 #[derive(Clone, PartialEq, Eq)]
