@@ -6,9 +6,7 @@ use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use dispatcher::{Dispatcher, DispatcherConfig};
 use relay_aws::bus::EventBridgeBus;
-use relay_aws::limiter::DynamoLimiter;
 use relay_aws::sqs::{SqsQueue, SqsVisibility};
-use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_domain::ports::MessageQueue;
 use relay_domain::MallId;
@@ -27,7 +25,7 @@ pub fn scale() -> f64 {
     std::env::var("RELAY_E2E_SCALE").ok().and_then(|v| v.parse().ok()).filter(|s: &f64| *s >= 1.0).unwrap_or(4.0)
 }
 /// The worker as wired by [`Pipeline::worker`].
-pub type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility, EventBridgeBus>;
+pub type W = worker::AwsWorker;
 
 /// The whole pipeline's parts on this machine: a Cafe24 simulator (×4 time scale, real clock),
 /// fresh moto resources, and builders for the real dispatcher and worker wired to them.

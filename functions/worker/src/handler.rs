@@ -129,15 +129,54 @@ pub struct WorkerStats {
     pub deferred_unread: AtomicU64,
 }
 
+/// The worker's six ports, named by one type: the rate gate and token store inside the Cafe24
+/// client, the state table (idempotency, snapshots, checkpoints, progress, faults), the queues
+/// (dead letters and the inbox), visibility control and the event bus. [`With`] bundles six
+/// types; [`OnAws`] is the deployed bundle.
+pub trait Ports {
+    /// The per-key rate limiter.
+    type Gate: RateGate;
+    /// OAuth tokens.
+    type Tokens: TokenStore;
+    /// The state table.
+    type State: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore;
+    /// A queue the worker sends to (its DLQ, the inbox).
+    type Queue: MessageQueue;
+    /// The work queue's visibility control.
+    type Visibility: VisibilityControl;
+    /// The app's event bus.
+    type Bus: EventBus;
+}
+
+/// A [`Ports`] bundle of six types (tests and local drivers name theirs this way).
+pub struct With<G, S, I, Q, V, B>(std::marker::PhantomData<(G, S, I, Q, V, B)>);
+
+impl<G, S, I, Q, V, B> Ports for With<G, S, I, Q, V, B>
+where
+    G: RateGate,
+    S: TokenStore,
+    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
+    Q: MessageQueue,
+    V: VisibilityControl,
+    B: EventBus,
+{
+    type Gate = G;
+    type Tokens = S;
+    type State = I;
+    type Queue = Q;
+    type Visibility = V;
+    type Bus = B;
+}
+
 /// The worker, built once per cold start.
-pub struct Worker<G, S, I, Q, V, B> {
+pub struct Worker<P: Ports> {
     /// Cafe24 client (rate gate + token store inside).
-    pub cafe24: Cafe24<G, S>,
-    state: I,
-    bus: B,
-    dlq: Q,
-    inbox: Q,
-    visibility: V,
+    pub cafe24: Cafe24<P::Gate, P::Tokens>,
+    state: P::State,
+    bus: P::Bus,
+    dlq: P::Queue,
+    inbox: P::Queue,
+    visibility: P::Visibility,
     cfg: WorkerConfig,
     pub stats: WorkerStats,
     deltas: Deltas,
@@ -147,8 +186,9 @@ pub struct Worker<G, S, I, Q, V, B> {
     fault_noted_ms: AtomicU64,
 }
 
-/// The worker as deployed: DynamoDB limiter, token store and state table, SQS DLQ and visibility.
-pub type AwsWorker = Worker<
+/// The deployed ports: DynamoDB limiter, token store and state table, SQS queues and
+/// visibility, the EventBridge bus.
+pub type OnAws = With<
     relay_aws::limiter::DynamoLimiter,
     relay_aws::tokens::DynamoTokenStore,
     relay_aws::state::DynamoState,
@@ -156,6 +196,9 @@ pub type AwsWorker = Worker<
     relay_aws::sqs::SqsVisibility,
     relay_aws::bus::EventBridgeBus,
 >;
+
+/// The worker as deployed.
+pub type AwsWorker = Worker<OnAws>;
 
 impl AwsWorker {
     /// The production wiring (the binary, the demo, the bench and the tests build through it):
@@ -201,17 +244,17 @@ fn sync_target(m: &SqsMessage) -> Option<(SnapshotKind, String)> {
     Job::parse(m.body.as_deref()?).ok()?.target()
 }
 
-impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
-where
-    G: RateGate,
-    S: TokenStore,
-    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
-    Q: MessageQueue,
-    V: VisibilityControl,
-    B: EventBus,
-{
+impl<P: Ports> Worker<P> {
     /// Wires the worker. `inbox` is where reconciliation re-injects webhooks.
-    pub fn new(cafe24: Cafe24<G, S>, state: I, bus: B, dlq: Q, inbox: Q, visibility: V, cfg: WorkerConfig) -> Self {
+    pub fn new(
+        cafe24: Cafe24<P::Gate, P::Tokens>,
+        state: P::State,
+        bus: P::Bus,
+        dlq: P::Queue,
+        inbox: P::Queue,
+        visibility: P::Visibility,
+        cfg: WorkerConfig,
+    ) -> Self {
         let (stats, deltas) = (WorkerStats::default(), Deltas::default());
         let (versions, deferrals) = (StoredVersions::default(), OwnReturns::default());
         Self {
@@ -231,7 +274,7 @@ where
     }
 
     /// The state store (benchmarks read its write counter).
-    pub fn state(&self) -> &I {
+    pub fn state(&self) -> &P::State {
         &self.state
     }
 

@@ -31,4 +31,4 @@ pub mod handler;
 pub mod memo;
 
 pub use config::WorkerConfig;
-pub use handler::{AwsWorker, JobOutcome, Receipt, Worker};
+pub use handler::{AwsWorker, JobOutcome, OnAws, Ports, Receipt, With, Worker};

@@ -20,8 +20,6 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use devstack::esm::{EsmConfig, LocalEsm};
-use relay_aws::limiter::DynamoLimiter;
-use relay_aws::sqs::{SqsQueue, SqsVisibility};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24;
@@ -32,7 +30,7 @@ use relay_lambda::clock::system_clock;
 use relay_tests::{install_seeded, sim_cafe24_config, TestEnv};
 use worker::{Worker, WorkerConfig};
 
-type W = Worker<DynamoLimiter, DynamoTokenStore, DynamoState, SqsQueue, SqsVisibility, relay_aws::bus::EventBridgeBus>;
+type W = worker::AwsWorker;
 
 use relay_tests::pipeline::scale;
 

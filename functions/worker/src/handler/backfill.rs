@@ -8,26 +8,14 @@ use relay_cafe24::Cafe24Error;
 use relay_domain::backfill::{page_items, PageOutcome, Progress, Resource, Unpublished};
 use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::Job;
-use relay_domain::ports::{
-    BackfillStore, ConfigFaultStore, EventBus, IdempotencyStore, MessageQueue, RateGate, ReconcileStore, SnapshotStore,
-    Upsert, VisibilityControl,
-};
+use relay_domain::ports::{BackfillStore, SnapshotStore, Upsert};
 use relay_domain::ratelimit::Class;
 use relay_domain::reconcile::has_next_page;
-use relay_domain::tokens::TokenStore;
 use relay_domain::{ShopNo, SnapshotKind};
 
 use super::{JobOutcome, Worker};
 
-impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
-where
-    G: RateGate,
-    S: TokenStore,
-    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
-    Q: MessageQueue,
-    V: VisibilityControl,
-    B: EventBus,
-{
+impl<P: super::Ports> Worker<P> {
     /// A backfill job: list pages (bulk class, through the limiter) from the stored progress,
     /// every item stored as a snapshot straight from the page (versioned: a newer stored version
     /// is kept) and published like a live version; the progress is saved after each page, so a

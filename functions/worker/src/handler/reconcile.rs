@@ -4,10 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use relay_domain::jobs::Job;
-use relay_domain::ports::{
-    BackfillStore, ConfigFaultStore, EventBus, IdempotencyStore, MessageQueue, RateGate, ReconcileStore, SnapshotStore,
-    VisibilityControl,
-};
+use relay_domain::ports::{MessageQueue, ReconcileStore};
 use relay_domain::ratelimit::Class;
 use relay_domain::tokens::TokenStore;
 
@@ -17,15 +14,7 @@ use super::{JobOutcome, Worker};
 /// period, not every `RECONCILE_QUIET_MINUTES`.
 const BUSY_IF_DELIVERED_WITHIN_MS: u64 = 3_600_000;
 
-impl<G, S, I, Q, V, B> Worker<G, S, I, Q, V, B>
-where
-    G: RateGate,
-    S: TokenStore,
-    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
-    Q: MessageQueue,
-    V: VisibilityControl,
-    B: EventBus,
-{
+impl<P: super::Ports> Worker<P> {
     /// A reconcile job: the mall's reception status, then its webhook logs window by window
     /// from the checkpoint (every call bulk class, through the limiter), re-injecting what the
     /// relay never accepted ([`relay_domain::reconcile::plan_page`]). A full page means the

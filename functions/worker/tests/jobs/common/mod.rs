@@ -15,13 +15,16 @@ use relay_domain::ports::RateGate;
 use relay_domain::ratelimit::Class;
 use relay_domain::tokens::{TokenPair, TokenStore};
 use relay_domain::MallId;
-use worker::{Worker, WorkerConfig};
+use worker::{With, Worker, WorkerConfig};
 
 pub use relay_domain::ports::memory::{
     MemoryBus, MemoryGate, MemoryQueue, MemoryState, MemoryTokens, MemoryVisibility,
 };
 
-pub type W = Worker<MemoryGate, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus>;
+/// The in-memory ports, on a rate gate of the test's choice.
+pub type MemoryPorts<G = MemoryGate> = With<G, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus>;
+
+pub type W = Worker<MemoryPorts>;
 
 pub struct Fx {
     pub sim: Arc<Sim>,
@@ -77,11 +80,7 @@ impl Fx {
     }
 
     /// A worker on `gate`, `jobs_in_flight` jobs of a group at once.
-    pub fn worker_on<G: RateGate>(
-        &self,
-        gate: G,
-        jobs_in_flight: usize,
-    ) -> Worker<G, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus> {
+    pub fn worker_on<G: RateGate>(&self, gate: G, jobs_in_flight: usize) -> Worker<MemoryPorts<G>> {
         self.worker_built(gate, jobs_in_flight, &[], |_| {}, |c| c)
     }
 
@@ -107,7 +106,7 @@ impl Fx {
         env: &[(&str, &str)],
         tweak: impl FnOnce(&mut Cafe24Config),
         client: impl FnOnce(Cafe24<G, MemoryTokens>) -> Cafe24<G, MemoryTokens>,
-    ) -> Worker<G, MemoryTokens, MemoryState, MemoryQueue, MemoryVisibility, MemoryBus> {
+    ) -> Worker<MemoryPorts<G>> {
         let in_flight = jobs_in_flight.to_string();
         let base = format!("{}/{{mall_id}}", self.base);
         let mut ccfg = Cafe24Config::from_lookup(|k| match k {
