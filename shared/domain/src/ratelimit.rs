@@ -374,6 +374,83 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    // Tests written against the survivors `cargo mutants` found (issue 30, item 15): each fails
+    // on the mutation named in its comment.
+
+    /// `used < cap` in `apply_feedback`: `==`, `>` and `<=` all survived.
+    #[test]
+    fn a_429_pauses_only_when_the_bucket_was_not_full() {
+        let cfg = LimiterConfig::default();
+        let now = 1_000_000;
+        let fb = |used, cap| Feedback { rate_limited: true, call_limit: Some((used, cap)), ..Default::default() };
+        let pause = now + cfg.rate_limited_default_ms;
+        // Not full: some other limit; the default pause.
+        assert_eq!(cfg.apply_feedback(&LimiterState::default(), &fb(39, 40), now).not_before_ms, pause);
+        assert_eq!(cfg.apply_feedback(&LimiterState::default(), &fb(1, 40), now).not_before_ms, pause);
+        // Full (or reported over full): the bucket explains it; no extra pause.
+        assert_eq!(cfg.apply_feedback(&LimiterState::default(), &fb(40, 40), now).not_before_ms, 0);
+        assert_eq!(cfg.apply_feedback(&LimiterState::default(), &fb(41, 40), now).not_before_ms, 0);
+        // Not a 429: no pause whatever the level.
+        let ok = Feedback { call_limit: Some((39, 40)), ..Default::default() };
+        assert_eq!(cfg.apply_feedback(&LimiterState::default(), &ok, now).not_before_ms, 0);
+    }
+
+    /// The bounds of `parse_call_limit` (`c > 0`, `c <= 100_000`, `u <= 2c`).
+    #[test]
+    fn call_limit_headers_are_read_within_their_bounds_only() {
+        let read = |v: &str| Feedback::from_headers(200, [("X-Api-Call-Limit", v)]).call_limit;
+        assert_eq!(read("0/1"), Some((0, 1)));
+        assert_eq!(read("1/0"), None);
+        assert_eq!(read("0/0"), None, "a bucket of capacity 0 is no bucket");
+        assert_eq!(read("5/100000"), Some((5, 100_000)));
+        assert_eq!(read("5/100001"), None);
+        assert_eq!(read("80/40"), Some((80, 40)));
+        assert_eq!(read("81/40"), None);
+        assert_eq!(read(" 3 / 40 "), Some((3, 40)));
+    }
+
+    /// Every bound of `LimiterConfig::validate`, at and beyond its edge.
+    #[test]
+    fn limiter_settings_are_checked_at_each_edge() {
+        let ok = LimiterConfig::default();
+        let field = |c: LimiterConfig| c.validate().err().map(|e| e.field);
+        assert_eq!(field(ok.clone()), None);
+        assert_eq!(field(LimiterConfig { rate_per_sec: 1000.0, ..ok.clone() }), None);
+        assert_eq!(field(LimiterConfig { rate_per_sec: 1000.5, ..ok.clone() }), Some("rate_per_sec"));
+        assert_eq!(field(LimiterConfig { rate_per_sec: 0.0, ..ok.clone() }), Some("rate_per_sec"));
+        assert_eq!(field(LimiterConfig { rate_per_sec: f64::NAN, ..ok.clone() }), Some("rate_per_sec"));
+        assert_eq!(field(LimiterConfig { burst: 10_000, burst_margin: 0, ..ok.clone() }), None);
+        assert_eq!(field(LimiterConfig { burst: 10_001, burst_margin: 0, ..ok.clone() }), Some("burst"));
+        assert_eq!(field(LimiterConfig { burst: 0, burst_margin: 0, ..ok.clone() }), Some("burst"));
+        assert_eq!(field(LimiterConfig { rate_margin: 0.0, ..ok.clone() }), None);
+        assert_eq!(field(LimiterConfig { rate_margin: 1.0, ..ok.clone() }), Some("rate_margin"));
+        assert_eq!(field(LimiterConfig { rate_margin: -0.01, ..ok.clone() }), Some("rate_margin"));
+        assert_eq!(field(LimiterConfig { burst: 5, burst_margin: 4, ..ok.clone() }), None);
+        assert_eq!(field(LimiterConfig { burst: 5, burst_margin: 5, ..ok.clone() }), Some("burst_margin"));
+        assert_eq!(field(LimiterConfig { bulk_reserve: 0.99, ..ok.clone() }), None);
+        assert_eq!(field(LimiterConfig { bulk_reserve: 1.0, ..ok.clone() }), Some("bulk_reserve"));
+        assert_eq!(field(LimiterConfig { usage_soft_pct: 0.0, ..ok.clone() }), Some("usage_soft_pct"));
+        assert_eq!(field(LimiterConfig { usage_soft_pct: f64::INFINITY, ..ok.clone() }), Some("usage_soft_pct"));
+        assert_eq!(field(LimiterConfig { usage_soft_pct: 0.5, ..ok }), None);
+    }
+
+    /// `Feedback::is_informative`: `true` and `false` both survived.
+    #[test]
+    fn feedback_is_informative_when_any_header_or_a_429_said_something() {
+        assert!(!Feedback::default().is_informative());
+        let each = [
+            Feedback { rate_limited: true, ..Default::default() },
+            Feedback { call_limit: Some((1, 40)), ..Default::default() },
+            Feedback { call_usage_pct: Some(1.0), ..Default::default() },
+            Feedback { time_usage_pct: Some(1.0), ..Default::default() },
+            Feedback { call_remain_s: Some(1), ..Default::default() },
+            Feedback { time_remain_s: Some(1), ..Default::default() },
+        ];
+        for f in each {
+            assert!(f.is_informative(), "{f:?}");
+        }
+    }
     use crate::MallId;
 
     fn cfg(rate: f64, burst: u32, spacing: u64) -> LimiterConfig {
