@@ -5,7 +5,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: deploy sam-build deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench scale bench-ingest size clean
+.PHONY: deploy sam-build deploy-code relay lint-infra build help tools moto-start moto-stop moto-reset check-purity fmt fmt-check lint test test-unit demo bench scale bench-ingest mutants size clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -95,6 +95,18 @@ bench: tools ## the burst scenario through relay vs the direct and handoff basel
 
 scale: ## a virtual-time model of 1,000 malls bursting through the worker's pollers and limiters (prints a table; docs/scale.md)
 	$(CARGO) run --release --locked -p relay-demo --bin relay-scale
+
+BASE ?= HEAD
+mutants: ## mutation testing of the lines a change touches in shared/domain (uncommitted, or since BASE=<commit>; FILES=… for whole files), the domain crate's own tests only (cargo-mutants from crates.io)
+	@command -v cargo-mutants >/dev/null || $(CARGO) install cargo-mutants --locked
+	@mkdir -p target
+	@if [ -n "$(FILES)" ]; then \
+	  $(CARGO) mutants -p relay-domain --test-package relay-domain $(foreach f,$(FILES),-f $(f)) -o target/mutants; \
+	else \
+	  git diff $(BASE) -- shared/domain/src > target/mutants.diff; \
+	  if [ ! -s target/mutants.diff ]; then echo "no change in shared/domain/src against $(BASE)"; exit 0; fi; \
+	  $(CARGO) mutants -p relay-domain --test-package relay-domain --in-diff target/mutants.diff -o target/mutants; \
+	fi
 
 bench-ingest: ## ingest CPU per request vs plain serde_json parsing (prints a table)
 	$(CARGO) bench -p webhook-ingest --bench ingest_cpu --locked
