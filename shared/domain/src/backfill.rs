@@ -543,6 +543,37 @@ mod tests {
         assert!(o.done);
     }
 
+    /// Survivors of a `cargo mutants` run on this file (117 viable, 109 caught before these):
+    /// the resource names, a period of one instant, a full page of members ending exactly at
+    /// the period's end, and a customers page told only its size.
+    #[test]
+    fn names_bounds_and_page_ends_hold_at_their_edges() {
+        for r in [Resource::Orders, Resource::Products, Resource::Customers] {
+            assert_eq!(Resource::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(
+            [Resource::Orders, Resource::Products, Resource::Customers].map(Resource::as_str),
+            ["orders", "products", "customers"]
+        );
+        let m = crate::MallId::parse("shop1").unwrap();
+        assert!(
+            request(&m, None, Resource::Orders, (5, 5), 0, &crate::ratelimit::KeyScope::Mall, "x").is_ok(),
+            "one instant"
+        );
+        // Members up to the period's last second keep the listing going.
+        let until = T0 + 10_000;
+        let mut p = Progress::new("j", Resource::Customers, T0, until);
+        let full: Vec<(String, u64)> = (0..1_000).map(|i| (format!("e{i:04}"), until)).collect();
+        assert!(!p.advance_members(1_000, &full));
+        assert!(!p.done, "a member who joined in the period's last second is inside it");
+        // A customers page known only by its size: full goes on, short ends.
+        let mut c = Progress::new("j", Resource::Customers, T0, until);
+        c.advance(page(CUSTOMER_PAGE_LIMIT, false));
+        assert!(!c.done);
+        c.advance(page(3, false));
+        assert!(c.done);
+    }
+
     #[test]
     fn members_page_by_join_second_without_storing_one_twice() {
         let mut p = Progress::new("j", Resource::Customers, T0, T0 + 10 * DAY);
@@ -560,6 +591,7 @@ mod tests {
         second.push(("m01000".to_owned(), T0 + 6_000));
         assert!(!p.advance_members(3, &second));
         assert!(p.done && p.seen == 1_001, "a short page ends it: {p:?}");
+        assert_eq!(p.pages, 2);
 
         // A full page of members all at the cursor's second adds them; one with nothing new
         // skips the rest of that second (and says so).
