@@ -3,8 +3,6 @@
 //! acknowledged — routed to jobs, forwarded (billing, expiry, unknown numbers) or uninstalling —
 //! and nothing parked or explicitly ignored is published.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
@@ -12,12 +10,10 @@ use relay_domain::ports::memory::{MemoryBus, MemoryQueue, MemoryVisibility};
 use relay_domain::{classify, DedupId, InboxEnvelope, TraceId};
 use serde_json::Value;
 
-use common::D;
-
-mod common;
+use crate::common::D;
 
 fn dispatcher(overrides: &str) -> (D, MemoryQueue, MemoryBus, MemoryVisibility) {
-    let (d, p) = common::dispatcher(overrides);
+    let (d, p) = crate::common::dispatcher(overrides);
     (d, p.work, p.bus, p.visibility)
 }
 
@@ -35,7 +31,7 @@ fn envelope(body: &str, trace: &str) -> String {
 }
 
 async fn run(d: &D, bodies: &[String]) -> SqsBatchResponse {
-    d.handle_batch(common::batch(bodies), || Duration::from_secs(30)).await
+    d.handle_batch(crate::common::batch(bodies), || Duration::from_secs(30)).await
 }
 
 fn details(bus: &MemoryBus) -> Vec<(String, Value)> {

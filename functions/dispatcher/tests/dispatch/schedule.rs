@@ -5,8 +5,6 @@
 //! was killed at its deadline every time at the same mall, and the malls after it were never
 //! reconciled (nor their refresh tokens kept alive).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 

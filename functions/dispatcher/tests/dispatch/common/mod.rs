@@ -1,7 +1,7 @@
 //! The dispatcher on in-memory ports, and SQS records as Lambda delivers them (shared by the
 //! tests in this directory).
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use dispatcher::{Dispatcher, DispatcherConfig};

@@ -1,20 +1,16 @@
 //! Poison inbox messages, without moto (in-memory ports): whatever the dispatcher cannot read is
 //! parked unchanged under `_parked.<reason>` and acknowledged, never retried hot or lost.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
-
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 
-mod common;
-
 #[tokio::test]
 async fn unreadable_inbox_messages_are_parked_unchanged_and_acknowledged() {
-    let (d, p) = common::dispatcher("");
+    let (d, p) = crate::common::dispatcher("");
     let (work, parking) = (p.work, p.parking);
     let bodies = ["not json", "{\"v\":99,\"x\":1}", "[]", ""];
-    let event = common::batch(&bodies);
+    let event = crate::common::batch(&bodies);
     let resp = d.handle_batch(event, || Duration::from_secs(30)).await;
     assert!(resp.batch_item_failures.is_empty(), "all acknowledged once parked");
     let parked = parking.messages();
