@@ -235,6 +235,7 @@ fn the_alarms_cover_dlqs_backlog_age_errors_and_429s() {
         has("Errors", "WorkerFunction")
             && has("Errors", "DispatcherFunction")
             && has("Errors", "WebhookIngestFunction")
+            && has("Errors", "AppUrlFunction")
     );
     assert!(has("Cafe24Status429", "worker"), "429s from the worker's EMF metric");
     // The quiet failures.
