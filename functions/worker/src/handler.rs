@@ -10,13 +10,12 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use relay_cafe24::tokens::Need;
 use relay_cafe24::turns::{in_turn, Turns};
 use relay_cafe24::{Cafe24, Cafe24Error};
-use relay_domain::delivery::snapshot_event;
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
     BackfillStore, Claim, ConfigFaultStore, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage,
     RateGate, ReconcileStore, SnapshotStore, Upsert, VisibilityControl,
 };
-use relay_domain::tokens::{TokenStatus, TokenStore};
+use relay_domain::tokens::TokenStore;
 use relay_domain::{DedupId, SnapshotKind};
 use relay_lambda::fifo::{drive_overlapping, sqs, RecordResult};
 use relay_lambda::metrics::{self, Deltas, Sample, Unit};
@@ -28,6 +27,8 @@ use crate::config::WorkerConfig;
 use crate::memo::{OwnReturns, Returned, StoredVersions};
 
 mod backfill;
+mod errors;
+mod publish;
 mod reconcile;
 
 /// Seconds a job waits when the state store cannot be read (no Cafe24 call is made before).
@@ -728,212 +729,6 @@ impl<P: Ports> Worker<P> {
                 JobOutcome::Completed("synced")
             }
             Err(e) => self.map_error(job, e).await,
-        }
-    }
-
-    /// Tells the app that a mall needs re-authorization (`mall.needs_reauth`) once per
-    /// transition: the event's version is the time the token record took that status, and an
-    /// idempotency record keyed by the event id keeps the mall's other jobs from publishing it
-    /// again. `false` = not published yet (the job comes back and tries again before it is
-    /// dead-lettered, so the app is told before the DLQ fills).
-    async fn announce_needs_reauth(&self, mall: &relay_domain::MallId) -> bool {
-        use relay_domain::delivery::{mall_event, MallStatusEvent};
-        let since = match self.cafe24.token_store().get(mall).await {
-            Ok(Some(r)) if r.status == TokenStatus::NeedsReauth => r.updated_ms,
-            // Not (or no longer) needing re-authorization: nothing to announce.
-            Ok(_) => return true,
-            Err(e) => {
-                tracing::warn!(error = %e, "token store unavailable; needs_reauth not announced yet");
-                return false;
-            }
-        };
-        let event = mall_event(mall, MallStatusEvent::NeedsReauth, since);
-        let key = format!("announce#{}", event.event_id);
-        let now = self.now();
-        match self.state.claim(&key, now, now + 30_000, now + self.cfg.idempotency_ttl_ms).await {
-            Ok(Claim::Claimed) => {}
-            Ok(Claim::Completed(_)) => return true,
-            Ok(Claim::InProgress { .. }) | Err(_) => return false,
-        }
-        if !self.publish_all(std::slice::from_ref(&event)).await {
-            self.release(true, &key).await;
-            return false;
-        }
-        if let Err(e) = self.state.complete(&key, "published", now).await {
-            // Published; another job of the mall may publish the same event id once more.
-            tracing::warn!(error = %e, "needs_reauth announcement not recorded");
-        }
-        tracing::warn!(event_id = %event.event_id, outcome = "needs_reauth_published", "delivery");
-        true
-    }
-
-    /// Publishes `events`, counted; `true` only when the bus accepted every one.
-    async fn publish_all(&self, events: &[relay_domain::delivery::BusEvent]) -> bool {
-        let accepted = match self.bus.publish(events).await {
-            Ok(failed) => failed.is_empty(),
-            Err(e) => {
-                tracing::warn!(error = %e, "event bus unavailable");
-                false
-            }
-        };
-        if accepted {
-            self.stats.published.fetch_add(events.len() as u64, Ordering::Relaxed);
-        } else {
-            self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
-        }
-        accepted
-    }
-
-    /// Publishes `events`, offering the bus only what it refused again (the same events, the
-    /// same ids) after a short pause, twice. Returns the indices still refused. A backfill page
-    /// is never read again for its events: re-reading would store new versions and publish the
-    /// accepted ones a second time under new ids, which consumers cannot de-duplicate.
-    async fn publish_retrying(&self, events: &[relay_domain::delivery::BusEvent]) -> Vec<usize> {
-        let mut left: Vec<usize> = (0..events.len()).collect();
-        for pause_ms in [0u64, 100, 500] {
-            if left.is_empty() {
-                break;
-            }
-            if pause_ms > 0 {
-                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
-            }
-            // The first offer is the caller's slice itself; only a retry copies what it offers.
-            let copied: Vec<_>;
-            let offered = if left.len() == events.len() {
-                events
-            } else {
-                copied = left.iter().filter_map(|&i| events.get(i).cloned()).collect();
-                &copied
-            };
-            match self.bus.publish(offered).await {
-                Ok(refused) => {
-                    self.stats.published.fetch_add((offered.len() - refused.len()) as u64, Ordering::Relaxed);
-                    left = refused.into_iter().filter_map(|j| left.get(j).copied()).collect();
-                }
-                Err(e) => tracing::warn!(error = %e, "event bus unavailable"),
-            }
-        }
-        if !left.is_empty() {
-            self.stats.publish_failed.fetch_add(1, Ordering::Relaxed);
-        }
-        left
-    }
-
-    /// Publishes the event of a version of the job's target that this job stored. `false` =
-    /// the bus did not take it (the job comes back, finds its own version stored and
-    /// [`Self::publish_stored`] retries without calling Cafe24).
-    async fn publish(&self, job: &Job, kind: SnapshotKind, version: u64, data: Option<&serde_json::Value>) -> bool {
-        let Some((_, id)) = job.kind.target() else { return true };
-        let event = snapshot_event(&job.mall_id, job.shop_no, kind, &id, version, job.trace(), data);
-        if !self.publish_all(std::slice::from_ref(&event)).await {
-            tracing::warn!(event_id = %event.event_id, outcome = "publish_failed", "delivery");
-            return false;
-        }
-        true
-    }
-
-    /// Publishes the stored version of the job's target (stored by this job).
-    async fn publish_stored(&self, job: &Job, kind: SnapshotKind, id: &str) -> bool {
-        match self.state.snapshot(&job.mall_id, kind, id).await {
-            Ok(Some((version, data))) => self.publish(job, kind, version, data.as_ref()).await,
-            Ok(None) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "stored snapshot not readable for publishing");
-                false
-            }
-        }
-    }
-
-    async fn map_error(&self, job: &Job, e: Cafe24Error) -> JobOutcome {
-        let mall = &job.mall_id;
-        match e {
-            Cafe24Error::Throttled { wait_ms } => self.defer_for(wait_ms),
-            Cafe24Error::RateLimited { feedback } => {
-                let remain = feedback.call_remain_s.into_iter().chain(feedback.time_remain_s).max().unwrap_or(0) * 1000;
-                self.defer_for(remain.max(1_000))
-            }
-            Cafe24Error::RefreshInProgress { wait_ms } => self.defer_for(wait_ms),
-            // No token request was made: a fresh invocation has the time for it.
-            Cafe24Error::OutOfTime => JobOutcome::Defer(1),
-            Cafe24Error::NotFound => match job.target() {
-                Some((kind, id)) => {
-                    let at = self.now();
-                    match self.state.upsert(mall, kind, &id, at, None, job.job_id.as_str()).await {
-                        Ok(stored) => {
-                            if stored == Upsert::Stored && !self.publish(job, kind, at, None).await {
-                                return JobOutcome::PublishPending;
-                            }
-                            self.stats.tombstoned.fetch_add(1, Ordering::Relaxed);
-                            JobOutcome::Completed("tombstoned")
-                        }
-                        Err(_) => JobOutcome::Retry("store"),
-                    }
-                }
-                None => JobOutcome::DeadLetter { reason: "not found".into(), class: "not_found" },
-            },
-            Cafe24Error::AppDeleted => {
-                if let Err(e) = self.cafe24.token_store().set_status(mall, TokenStatus::Uninstalled, self.now()).await {
-                    // Next job for the mall gets the same 403 and tries again.
-                    tracing::warn!(error = %e, "uninstalled status not recorded");
-                }
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    outcome = "dropped_uninstalled",
-                    decided_by = "cafe24",
-                    "Cafe24 answered that the app is deleted; dropping the mall's jobs"
-                );
-                JobOutcome::Completed("dropped_uninstalled")
-            }
-            Cafe24Error::Uninstalled => {
-                // The mall's token record says so (a 90077 the dispatcher applied), read before a
-                // call or after Cafe24 refused a cached token with a 401.
-                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(
-                    outcome = "dropped_uninstalled",
-                    decided_by = "token_record",
-                    "the mall's token record says uninstalled; dropping its job"
-                );
-                JobOutcome::Completed("dropped_uninstalled")
-            }
-            Cafe24Error::NeedsReauth => {
-                if !self.announce_needs_reauth(mall).await {
-                    return JobOutcome::PublishPending;
-                }
-                JobOutcome::DeadLetter { reason: "mall needs re-authorization".into(), class: "needs_reauth" }
-            }
-            Cafe24Error::NotInstalled => {
-                JobOutcome::DeadLetter { reason: "mall not installed".into(), class: "not_installed" }
-            }
-            Cafe24Error::InvalidRequest { status, code, message } => JobOutcome::DeadLetter {
-                reason: format!("Cafe24 {status} {code}: {message}"),
-                class: "invalid_request",
-            },
-            Cafe24Error::Forbidden { message } => {
-                JobOutcome::DeadLetter { reason: format!("forbidden: {message}"), class: "forbidden" }
-            }
-            Cafe24Error::Decode(m) => JobOutcome::DeadLetter { reason: m, class: "decode" },
-            // Refused for every mall (a retired API version, a rotated client secret): nothing
-            // this job did. It waits out the process's probe period without spending an attempt;
-            // the operator is told by the Cafe24ConfigFaults alarm, once for the whole stack.
-            Cafe24Error::Config(fault) => {
-                tracing::warn!(
-                    outcome = "config_fault",
-                    fault = fault.as_str(),
-                    "job returned: Cafe24 refuses the relay's configuration"
-                );
-                let probe_ms = self.cafe24.config().fault_probe_ms;
-                // Noted for `relay mall status` at most once a probe period per process.
-                let (now, last) = (self.now(), self.fault_noted_ms.load(Ordering::Relaxed));
-                if (last == 0 || now >= last.saturating_add(probe_ms))
-                    && self.fault_noted_ms.compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-                {
-                    if let Err(e) = self.state.note_config_fault(fault.as_str(), now).await {
-                        tracing::warn!(error = %e, "configuration fault not noted");
-                    }
-                }
-                self.defer_for(probe_ms)
-            }
-            other => JobOutcome::Retry(other.class()),
         }
     }
 }
