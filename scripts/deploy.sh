@@ -22,6 +22,10 @@
 #   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
 #   ALARM_TOPIC_ARN    optional: an existing SNS topic for every alarm instead (AlarmTopicArn)
 #   EVENT_BUS_ARN      optional: deliver to an existing EventBridge bus (EventBusArn)
+#   WORKER_MAX_CONCURRENCY, INGEST_RESERVED_CONCURRENCY, APP_URL_RESERVED_CONCURRENCY
+#                      optional (template WorkerMaxConcurrency, IngestReservedConcurrency,
+#                      AppUrlReservedConcurrency): the stack's reservations, checked against the
+#                      account's concurrency before anything is deployed (concurrency-check.py)
 #   ARCH               arm64 (default, Graviton) or x86_64: the template's Architecture and
 #                      what `make build` built; a binary of the other architecture is refused
 #   AWS credentials and region as usual (AWS_PROFILE, AWS_REGION, …).
@@ -133,6 +137,17 @@ if [[ -n "${CAFE24_API_VERSION:-}" ]]; then overrides+=("Cafe24ApiVersion=$CAFE2
 if [[ -n "${ALARM_EMAIL:-}" ]]; then overrides+=("AlarmEmail=$ALARM_EMAIL"); fi
 if [[ -n "${ALARM_TOPIC_ARN:-}" ]]; then overrides+=("AlarmTopicArn=$ALARM_TOPIC_ARN"); fi
 if [[ -n "${EVENT_BUS_ARN:-}" ]]; then overrides+=("EventBusArn=$EVENT_BUS_ARN"); fi
+# The reservations this deploy sets (the template's defaults unless overridden; the dispatcher's
+# is fixed at 10). A test keeps these defaults equal to the template's.
+worker_c="${WORKER_MAX_CONCURRENCY:-50}"
+ingest_c="${INGEST_RESERVED_CONCURRENCY:-20}"
+app_c="${APP_URL_RESERVED_CONCURRENCY:-5}"
+if [[ -n "${WORKER_MAX_CONCURRENCY:-}" ]]; then overrides+=("WorkerMaxConcurrency=$worker_c"); fi
+if [[ -n "${INGEST_RESERVED_CONCURRENCY:-}" ]]; then overrides+=("IngestReservedConcurrency=$ingest_c"); fi
+if [[ -n "${APP_URL_RESERVED_CONCURRENCY:-}" ]]; then overrides+=("AppUrlReservedConcurrency=$app_c"); fi
+# Refused here, with the fix, rather than by CloudFormation halfway through the update.
+run "$ROOT/.venv-deploy/bin/python" scripts/concurrency-check.py --stack "$STACK_NAME" \
+  --want "webhook-ingest=$ingest_c" "app-url=$app_c" dispatcher=10 "worker=$worker_c"
 run "$SAM" deploy --template-file "$SAM_BUILD_DIR/template.yaml" --stack-name "$STACK_NAME" \
   --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
   --parameter-overrides "${overrides[@]}"

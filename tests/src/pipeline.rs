@@ -75,7 +75,8 @@ impl Pipeline {
         Dispatcher::new(
             work,
             SqsQueue::new(self.env.sqs.clone(), self.env.stack.inbox.dlq_url.clone()),
-            DynamoTokenStore::new(self.env.ddb.clone(), cfg.token_table.clone()),
+            DynamoTokenStore::new(self.env.ddb.clone(), cfg.token_table.clone())
+                .fencing(cfg.rate_limit_table.clone(), cfg.key_scope.clone()),
             SqsVisibility::new(self.env.sqs.clone(), cfg.inbox_queue_url.clone()),
             EventBridgeBus::new(self.env.events.clone(), cfg.event_bus.clone()),
             cfg,

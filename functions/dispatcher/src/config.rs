@@ -14,6 +14,9 @@ pub struct DispatcherConfig {
     pub parking_queue_url: String,
     /// Token table.
     pub token_table: String,
+    /// The limiter's table: an applied uninstall fences the mall's item there, so warm workers
+    /// stop using tokens they cached (`relay_aws::limiter::fence`).
+    pub rate_limit_table: String,
     /// The event bus the app subscribes to (name or ARN).
     pub event_bus: String,
     /// Routing table (defaults + overrides).
@@ -54,6 +57,7 @@ impl DispatcherConfig {
             inbox_queue_url: req("INBOX_QUEUE_URL")?,
             parking_queue_url: req("PARKING_QUEUE_URL")?,
             token_table: req("TOKEN_TABLE")?,
+            rate_limit_table: req("RATE_LIMIT_TABLE")?,
             event_bus: req("EVENT_BUS_NAME")?,
             routing,
             key_scope,
@@ -73,6 +77,7 @@ mod tests {
         ("INBOX_QUEUE_URL", "http://x/inbox.fifo"),
         ("PARKING_QUEUE_URL", "http://x/inbox-dlq.fifo"),
         ("TOKEN_TABLE", "tokens"),
+        ("RATE_LIMIT_TABLE", "rl"),
         ("EVENT_BUS_NAME", "relay-events"),
     ];
 
@@ -86,7 +91,14 @@ mod tests {
         let c = cfg(OK).unwrap();
         assert_eq!((c.keepalive_window_ms, c.reconcile_interval_ms), (3 * 86_400_000, 600_000));
         assert_eq!(c.reconcile_quiet_ms, 3_600_000);
-        for k in ["WORK_QUEUE_URL", "INBOX_QUEUE_URL", "PARKING_QUEUE_URL", "TOKEN_TABLE", "EVENT_BUS_NAME"] {
+        for k in [
+            "WORK_QUEUE_URL",
+            "INBOX_QUEUE_URL",
+            "PARKING_QUEUE_URL",
+            "TOKEN_TABLE",
+            "RATE_LIMIT_TABLE",
+            "EVENT_BUS_NAME",
+        ] {
             let p: Vec<_> = OK.iter().copied().filter(|(n, _)| *n != k).collect();
             assert_eq!(cfg(&p).unwrap_err(), ConfigError::Missing(k));
         }

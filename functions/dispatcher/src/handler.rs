@@ -98,7 +98,8 @@ impl Dispatcher<relay_aws::sqs::SqsQueue, relay_aws::tokens::DynamoTokenStore> {
         Self::new(
             SqsQueue::new(aws.sqs.clone(), cfg.work_queue_url.clone()),
             SqsQueue::new(aws.sqs.clone(), cfg.parking_queue_url.clone()),
-            relay_aws::tokens::DynamoTokenStore::new(aws.ddb.clone(), cfg.token_table.clone()),
+            relay_aws::tokens::DynamoTokenStore::new(aws.ddb.clone(), cfg.token_table.clone())
+                .fencing(cfg.rate_limit_table.clone(), cfg.key_scope.clone()),
             SqsVisibility::new(aws.sqs.clone(), cfg.inbox_queue_url.clone()),
             relay_aws::bus::EventBridgeBus::new(aws.events.clone(), cfg.event_bus.clone()),
             cfg,

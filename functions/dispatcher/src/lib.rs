@@ -14,7 +14,7 @@
 //!
 //! ## Environment
 //! `WORK_QUEUE_URL`, `INBOX_QUEUE_URL` (its own source, for deferrals), `PARKING_QUEUE_URL` (the
-//! inbox DLQ), `TOKEN_TABLE` (required);
+//! inbox DLQ), `TOKEN_TABLE`, `RATE_LIMIT_TABLE` (an uninstall's fence) (required);
 //! `ROUTING_OVERRIDES` (JSON `{"event_no":"route"}`), `RATE_LIMIT_KEY` (`mall`),
 //! `KEEPALIVE_DAYS` (3), `MIN_TIME_LEFT_MS` (3000).
 

@@ -4,7 +4,8 @@
 //! ## Item
 //! `pk` (S, the rate-limit key), `tat`, `nb`, `last` (N, epoch ms — see `LimiterState`), `v` (N,
 //! a version bumped by every write), `w` (S, a token of the write that set it: a retried write
-//! that finds its own token was applied, and admits its call once).
+//! that finds its own token was applied, and admits its call once), `off` (N, epoch ms: when an
+//! uninstall of a mall under this key was applied — see [`fence`]).
 //!
 //! ## Fast path: one write per admitted call
 //! The decision is made on the last state *this process* saw (no read), and persisted with one
@@ -21,6 +22,13 @@
 //! `JOBS_IN_FLIGHT` > 1) take turns on an in-process lock, so each decides on the state the
 //! previous one wrote instead of racing it to a conditional-write conflict (a billed write that
 //! admits nothing). Other processes still meet the version condition.
+//!
+//! ## Fence: an uninstall reaches every warm process
+//! The dispatcher, applying an uninstall, sets `off` and bumps `v` ([`fence`]). Every process
+//! that acquires under the key next meets the version condition, reads the item back and
+//! remembers `off` ([`DynamoLimiter::closed_since`]); the Cafe24 client then reads the mall's
+//! token record again instead of calling with a token it cached before the uninstall. No read
+//! and no write is added to a call.
 //!
 //! ## Feedback
 //! [`DynamoLimiter::feedback`] applies Cafe24's headers (and 429s) with the same conditional
@@ -65,6 +73,8 @@ struct Cached {
     /// 0 = no item known.
     version: u64,
     refused_until: u64,
+    /// The item's `off` (0 = never fenced).
+    closed_at: u64,
 }
 
 /// GCRA limiter on one DynamoDB table.
@@ -95,6 +105,7 @@ fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Cached {
             state: LimiterState { tat_ms: num(i, "tat"), not_before_ms: num(i, "nb"), last_ms: num(i, "last") },
             version: num(i, "v"),
             refused_until: 0,
+            closed_at: num(i, "off"),
         },
         _ => Cached::default(),
     }
@@ -200,6 +211,13 @@ impl DynamoLimiter {
         }
     }
 
+    /// When an uninstall under `key` was last applied, as this process last read the item
+    /// (`None`: never, or not seen yet). Learnt without a read: a fence bumps the version, so the
+    /// next acquisition meets the condition and reads the item back.
+    pub fn closed_since(&self, key: &str) -> Option<u64> {
+        Some(self.cached(key).closed_at).filter(|&t| t > 0)
+    }
+
     /// Asks to make one call under `key` now.
     pub async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
         let turn = self.turn(key);
@@ -221,7 +239,7 @@ impl DynamoLimiter {
                 Decision::Admit(next) => match self.write(key, &cur, &next).await? {
                     Write::Done => {
                         self.stats.admitted.fetch_add(1, Ordering::Relaxed);
-                        self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0 });
+                        self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0, ..cur });
                         return Ok(Acquire::Admitted);
                     }
                     Write::Conflict(fresh) => {
@@ -256,7 +274,7 @@ impl DynamoLimiter {
             self.stats.feedback_writes.fetch_add(1, Ordering::Relaxed);
             match self.write(key, &cur, &next).await? {
                 Write::Done => {
-                    self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0 });
+                    self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0, ..cur });
                     return Ok(());
                 }
                 Write::Conflict(fresh) => {
@@ -286,6 +304,24 @@ impl DynamoLimiter {
     }
 }
 
+/// Fences `key` on the limiter `table` at `at_ms` (see the module doc): `off` set, version
+/// bumped. Repeating it is harmless (one more version, which costs the next acquisition of
+/// each process one conflict).
+pub async fn fence(client: &aws_sdk_dynamodb::Client, table: &str, key: &str, at_ms: u64) -> Result<(), LimiterError> {
+    client
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S(key.to_owned()))
+        .update_expression("SET #off = :at ADD v :one")
+        .expression_attribute_names("#off", "off")
+        .expression_attribute_values(":at", n(at_ms))
+        .expression_attribute_values(":one", n(1))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| relay_domain::ports::StoreError(Box::new(e)))
+}
+
 impl relay_domain::ports::RateGate for DynamoLimiter {
     async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
         DynamoLimiter::acquire(self, key, class).await
@@ -297,5 +333,9 @@ impl relay_domain::ports::RateGate for DynamoLimiter {
 
     fn known_wait(&self, key: &str, class: Class) -> Option<u64> {
         DynamoLimiter::known_wait(self, key, class)
+    }
+
+    fn closed_since(&self, key: &str) -> Option<u64> {
+        DynamoLimiter::closed_since(self, key)
     }
 }

@@ -9,6 +9,10 @@
 //! refreshes a mall at a time, and the new pair is written (conditioned on still holding the
 //! lease) before anyone uses it. A retried write that finds its own applied first attempt (the
 //! lease owner it wrote, or the pair it stored, at the version it set) reports success.
+//!
+//! An applied uninstall also fences the mall's limiter item when the store is built
+//! [`DynamoTokenStore::fencing`] (the dispatcher's is): warm workers then stop using the tokens
+//! they cached (`relay_aws::limiter::fence`).
 
 use std::collections::HashMap;
 
@@ -25,6 +29,8 @@ pub struct DynamoTokenStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
     reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The limiter table and key scope an applied uninstall is fenced on.
+    fence: Option<(String, relay_domain::ratelimit::KeyScope)>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -81,7 +87,13 @@ fn conflict_item(e: &SdkError<UpdateItemError>) -> Option<Option<Item>> {
 impl DynamoTokenStore {
     /// A store on `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into(), reads: Default::default() }
+        Self { client, table: table.into(), reads: Default::default(), fence: None }
+    }
+
+    /// This store, fencing every applied uninstall on the limiter `table` under `scope`'s key.
+    pub fn fencing(mut self, table: impl Into<String>, scope: relay_domain::ratelimit::KeyScope) -> Self {
+        self.fence = Some((table.into(), scope));
+        self
     }
 
     /// Record reads (`get`, consistent `GetItem`) sent so far by this store and its clones.
@@ -370,10 +382,16 @@ impl TokenStore for DynamoTokenStore {
             .send()
             .await;
         match out {
-            Ok(_) => Ok(true),
-            Err(e) if conflict_item(&e).is_some() => Ok(false),
-            Err(e) => Err(err(e)),
+            Ok(_) => {}
+            Err(e) if conflict_item(&e).is_some() => return Ok(false),
+            Err(e) => return Err(err(e)),
         }
+        // After the record: a process that sees the fence and reads the record finds it
+        // uninstalled. A failure here fails the uninstall, whose retry applies both again.
+        if let Some((table, scope)) = &self.fence {
+            crate::limiter::fence(&self.client, table, scope.key(mall).as_str(), now_ms).await?;
+        }
+        Ok(true)
     }
 
     async fn expiring_before(&self, before_ms: u64) -> Result<Vec<MallId>, StoreError> {

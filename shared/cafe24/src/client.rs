@@ -15,6 +15,10 @@ use crate::error::Cafe24Error;
 use crate::model::{Customer, Order, Product, WebhookLogEntry};
 use crate::tokens::Need;
 
+/// A token copy read up to this long after an uninstall's fence was written is read again (the
+/// fence carries the dispatcher's clock, the copy this process's).
+const FENCE_SKEW_MS: u64 = 1_000;
+
 pub use relay_domain::clock::Clock;
 
 /// Counters for tests, benchmarks and metrics.
@@ -213,6 +217,16 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 return Err(Cafe24Error::OutOfTime);
             }
             self.admit(key, class).await?;
+            // An uninstall applied after this process read the token (learnt by the admission
+            // itself, see `relay_aws::limiter`): read the record again before calling with it.
+            // Clocks of two Lambda hosts may differ by a little: a copy read just after the
+            // fence is read again too.
+            if let Some(off) = self.gate.closed_since(key) {
+                if self.token_cache.read_by(mall, off.saturating_add(FENCE_SKEW_MS)) {
+                    self.token_cache.forget(mall);
+                    token = self.token(mall, Need::Fresh).await?;
+                }
+            }
             let timeout = timeout().unwrap_or(self.cfg.min_call_wait);
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
             let mut request = self

@@ -49,7 +49,8 @@ impl Need {
 /// whose access token is outside the refresh margin; everything else reads the store. A copy
 /// is dropped when this process writes the record, and when Cafe24 refuses the token (401) or
 /// says the app was deleted (403), so a revocation, re-install or uninstall costs at most one
-/// refused call per process before the store is read again.
+/// refused call per process before the store is read again — and when the limiter reports an
+/// uninstall applied after the copy was read (`RateGate::closed_since`), before any call.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache(std::sync::Mutex<std::collections::HashMap<MallId, (TokenRecord, u64)>>);
 
@@ -82,6 +83,11 @@ impl TokenCache {
             map.clear();
         }
         map.insert(rec.mall_id.clone(), (rec.clone(), now));
+    }
+
+    /// A copy of `mall`'s record is held that was read at or before `at_ms`.
+    pub(crate) fn read_by(&self, mall: &MallId, at_ms: u64) -> bool {
+        self.lock().get(mall).is_some_and(|(_, read_at)| *read_at <= at_ms)
     }
 
     pub(crate) fn forget(&self, mall: &MallId) {

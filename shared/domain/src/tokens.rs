@@ -188,7 +188,8 @@ pub trait TokenStore: Send + Sync {
     /// removed — unless the mall's current installation is newer (the merchant reinstalled
     /// before this uninstall was delivered: a retry, the inbox backoff, reconciliation's
     /// look-back). `Ok(false)`: a newer installation was kept. Repeating an applied uninstall
-    /// applies it again (nothing changes): safe to retry.
+    /// applies it again (nothing changes): safe to retry. An adapter whose processes cache
+    /// tokens also tells them (`RateGate::closed_since`) before reporting `Ok(true)`.
     fn mark_uninstalled(
         &self,
         mall: &MallId,

@@ -240,6 +240,39 @@ async fn app_deleted_drops_queued_work_and_removes_tokens() {
     assert_eq!(fx.env.depth(&fx.env.stack.work.url).await.unwrap(), 0);
 }
 
+/// A warm worker holds the mall's token in its cache (60 s) when the uninstall is applied. The
+/// dispatcher's fence on the limiter item reaches it at its next admission: it reads the record
+/// again and drops the job without calling Cafe24 with the dead token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uninstall_reaches_a_warm_workers_token_cache_before_its_next_call() {
+    let fx = Fx::new("d-fence").await;
+    fx.install("fenced").await;
+    let orders = fx.orders("fenced");
+    let d = fx.dispatcher();
+    let w = fx.worker();
+    let e = esm(&fx, &fx.env.stack.work.url, &fx.env.stack.work.arn);
+    let h = |event: Value| {
+        let w = &w;
+        invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
+    };
+    let order = |i: usize| json!({"event_no": 90023, "resource": {"mall_id": "fenced", "order_id": orders[i]}});
+    fx.ingest(&order(0), "warm").await;
+    run_dispatcher(&fx, &d).await;
+    e.run_until_idle(&h, 2).await.unwrap();
+    let warm = fx.sim.stats("fenced").calls;
+    assert_eq!((warm, w.stats.dropped.load(Ordering::Relaxed)), (1, 0), "the worker called once and cached the token");
+
+    fx.sim.uninstall("fenced", "relay-client");
+    fx.ingest(&json!({"event_no": 90077, "resource": {"mall_id": "fenced", "client_id": "relay-client"}}), "bye").await;
+    fx.ingest(&order(1), "after").await;
+    run_dispatcher(&fx, &d).await;
+    assert_eq!(d.stats.uninstalled.load(Ordering::Relaxed), 1);
+    e.run_until_idle(&h, 2).await.unwrap();
+    let after = fx.sim.stats("fenced");
+    assert_eq!((after.calls, after.status_403), (warm, 0), "no call with the token cached before the uninstall");
+    assert_eq!(w.stats.dropped.load(Ordering::Relaxed), 1, "the job is dropped for the uninstalled mall");
+}
+
 /// The merchant deleted the app and reinstalled it; the deletion's 90077 arrives only now (a
 /// retry, the inbox backoff, reconciliation's look-back). The newer installation keeps its
 /// tokens; an uninstall that is not older than the installation still applies.

@@ -827,3 +827,85 @@ fn two_stacks_in_one_account_share_no_physical_name() {
     let shared: Vec<&String> = prod.values().filter(|n| a.contains(n)).collect();
     assert!(shared.is_empty(), "names both stacks would use: {shared:?}");
 }
+
+/// `make deploy` reads the account's concurrency before deploying and refuses, with the fix, a
+/// stack whose reservations would leave Lambda fewer than 100 unreserved executions (which
+/// CloudFormation would refuse only halfway through). Its defaults are the template's.
+#[test]
+fn make_deploy_refuses_reservations_the_account_cannot_hold() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let check = |want: &[&str], account: &str| {
+        let out = std::process::Command::new("python3")
+            .arg(format!("{root}/scripts/concurrency-check.py"))
+            .args(["--stack", "s", "--want"])
+            .args(want)
+            .args(["--account", account])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let all = ["webhook-ingest=20", "app-url=5", "dispatcher=10", "worker=50"];
+    // A new account's quota: refused, naming the quota to ask for and the settings to lower.
+    let (code, err) = check(&all, r#"{"limit": 100, "unreserved": 100}"#);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("at least 185") && err.contains("L-B99A9384") && err.contains("WORKER_MAX_CONCURRENCY"),
+        "{err}"
+    );
+    assert_eq!(check(&all, r#"{"limit": 185, "unreserved": 185}"#).0, Some(0), "exactly 100 left fits");
+    assert_eq!(check(&all, r#"{"limit": 184, "unreserved": 184}"#).0, Some(1));
+    // A redeploy: the stack's own reservations are given back before the new ones are taken.
+    let mine = r#"{"limit": 200, "unreserved": 115, "reserved": {"s-webhook-ingest": 20, "s-app-url": 5, "s-dispatcher": 10, "s-worker": 50}}"#;
+    assert_eq!(check(&all, mine).0, Some(0));
+    assert_eq!(check(&["webhook-ingest=20", "app-url=5", "dispatcher=10", "worker=66"], mine).0, Some(1));
+    // Malformed input: a clear error, no verdict.
+    for (want, account) in [
+        (&["worker=x"][..], r#"{"limit": 1000, "unreserved": 1000}"#),
+        (&["=5"][..], r#"{"limit": 1000, "unreserved": 1000}"#),
+        (&all[..], r#"{"limit": "many", "unreserved": 1000}"#),
+        (&all[..], r#"{"unreserved": 1000}"#),
+        (&all[..], "not json"),
+    ] {
+        let (code, err) = check(want, account);
+        assert_eq!(code, Some(2), "{want:?} {account}: {err}");
+        assert!(err.starts_with("concurrency-check:"), "{err}");
+    }
+
+    // deploy.sh runs the check before `sam deploy`, with the template's defaults or the
+    // overrides it also passes to the stack.
+    let dry = |extra: &[(&str, &str)]| {
+        let mut c = std::process::Command::new("bash");
+        c.arg(format!("{root}/scripts/deploy.sh"))
+            .arg("--dry-run")
+            .env("STACK_NAME", "relay-test")
+            .env("CAFE24_CLIENT_ID", "client-1");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = dry(&[]);
+    let line = text.lines().find(|l| l.contains("concurrency-check.py")).unwrap();
+    assert!(text.find("concurrency-check.py").unwrap() < text.find("sam deploy ").unwrap(), "{text}");
+    let t = template();
+    let default = |p: &str| t["Parameters"][p]["Default"].as_u64().unwrap();
+    for (suffix, param) in [
+        ("webhook-ingest", "IngestReservedConcurrency"),
+        ("app-url", "AppUrlReservedConcurrency"),
+        ("worker", "WorkerMaxConcurrency"),
+    ] {
+        assert!(
+            line.contains(&format!(" {suffix}={} ", default(param)))
+                || line.ends_with(&format!(" {suffix}={}", default(param))),
+            "{param}: {line}"
+        );
+    }
+    let dispatcher = &t["Resources"]["DispatcherFunction"]["Properties"]["ReservedConcurrentExecutions"];
+    assert!(line.contains(&format!(" dispatcher={} ", dispatcher.as_u64().unwrap())), "{line}");
+    let text = dry(&[("WORKER_MAX_CONCURRENCY", "300")]);
+    let line = text.lines().find(|l| l.contains("concurrency-check.py")).unwrap();
+    assert!(line.contains(" worker=300"), "{line}");
+    assert!(text.lines().any(|l| l.contains(" deploy ") && l.contains("WorkerMaxConcurrency=300")), "{text}");
+}

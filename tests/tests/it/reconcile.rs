@@ -90,14 +90,15 @@ async fn one_reconcile_cycle_recovers_every_webhook_cafe24_lost_and_duplicates_n
     assert_eq!(w.stats.reinjected.load(Ordering::Relaxed), lost as u64, "exactly the lost deliveries re-injected");
     assert_eq!(order_calls() - calls_before, lost as u64, "no delivered order fetched again: 0 duplicated effects");
     assert_eq!(w.stats.duplicates.load(Ordering::Relaxed), 0);
-    let reconcile_calls: u64 = MALLS
-        .iter()
-        .map(|m| {
-            let e = &fx.sim.stats(m).endpoints;
-            e.get("webhooks/logs").map_or(0, |x| x.calls) + e.get("webhooks/setting").map_or(0, |x| x.calls)
-        })
-        .sum();
-    assert_eq!(reconcile_calls, 2 * MALLS.len() as u64, "one settings read and one logs page per mall");
+    let calls_to = |endpoint: &str| -> Vec<u64> {
+        MALLS.iter().map(|m| fx.sim.stats(m).endpoints.get(endpoint).map_or(0, |x| x.calls)).collect()
+    };
+    let (settings, logs) = (calls_to("webhooks/setting"), calls_to("webhooks/logs"));
+    assert!(settings.iter().all(|&n| n == 1), "one settings read per mall: {settings:?}");
+    // One logs page per mall; a second (empty) window when the clock crossed a whole second
+    // while the first was read (the tests settle nothing: RECONCILE_SETTLE_S=0).
+    assert!(logs.iter().all(|&n| (1..=2).contains(&n)), "one or two logs windows per mall: {logs:?}");
+    let reconcile_calls: u64 = settings.iter().chain(&logs).sum();
     assert_eq!(all_calls() - before, reconcile_calls + lost as u64);
     for m in MALLS {
         let st = state.reconcile_state(&MallId::parse(m).unwrap()).await.unwrap();

@@ -53,6 +53,7 @@ fn config() -> DispatcherConfig {
         "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
         "PARKING_QUEUE_URL" => Some("https://sqs.example/1/inbox-dlq.fifo".into()),
         "TOKEN_TABLE" => Some("t".into()),
+        "RATE_LIMIT_TABLE" => Some("rl".into()),
         "EVENT_BUS_NAME" => Some("bus".into()),
         _ => None,
     })

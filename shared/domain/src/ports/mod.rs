@@ -32,6 +32,12 @@ pub trait RateGate: Send + Sync {
     fn known_wait(&self, _key: &str, _class: crate::ratelimit::Class) -> Option<u64> {
         None
     }
+    /// When an uninstall of a mall under `key` was last applied, as this process has learnt it
+    /// from the gate's store (an adapter whose store carries the uninstall's fence reports it);
+    /// `None`: none known. A token cached before that instant is read again before a call.
+    fn closed_since(&self, _key: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// Remembers one-time ids (OAuth state nonces) until they expire.

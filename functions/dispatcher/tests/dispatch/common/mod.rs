@@ -26,6 +26,7 @@ pub fn dispatcher(overrides: &str) -> (D, Ports) {
         "INBOX_QUEUE_URL" => Some("https://sqs.example/1/inbox.fifo".into()),
         "PARKING_QUEUE_URL" => Some("https://sqs.example/1/inbox-dlq.fifo".into()),
         "TOKEN_TABLE" => Some("t".into()),
+        "RATE_LIMIT_TABLE" => Some("rl".into()),
         "EVENT_BUS_NAME" => Some("bus".into()),
         "ROUTING_OVERRIDES" => Some(overrides.clone()),
         _ => None,
