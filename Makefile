@@ -69,6 +69,12 @@ relay: ## build the relay ops CLI (target/release/relay; `relay --help`)
 # hands its flags to the driver.
 LINTED_BUILD = RUSTC_WORKSPACE_WRAPPER="$$(command -v clippy-driver)" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 
+# What the one build compiles and `cargo test` runs: every target but the test harnesses of
+# binaries that hold no tests (`test = false` in their [[bin]]; `--all-targets` would build and
+# link those nine empty harnesses anyway).
+BUILD_TARGETS = --lib --bins --tests --benches --examples
+TEST_TARGETS = --lib --tests --benches --examples
+
 # Most integration tests wait on time-scaled rate limits, not on the CPU: four at a time on the
 # 2-core CI machine take ~62 s where two take ~102 s. None asserts a wall-clock share (issue 17).
 TEST_THREADS ?= 4
@@ -78,11 +84,11 @@ TEST_THREADS ?= 4
 test: check-purity fmt-check ## everything CI runs: purity, format, lint (clippy -D warnings, in the build), cfn-lint, all tests, and quick demo + bench smoke runs
 	@command -v clippy-driver >/dev/null || { echo "clippy-driver not found: rustup component add clippy" >&2; exit 2; }
 	@scripts/ensure-tools.sh & tools=$$!; \
-	$(LINTED_BUILD) $(CARGO) build --workspace --all-targets --locked; built=$$?; \
+	$(LINTED_BUILD) $(CARGO) build --workspace $(BUILD_TARGETS) --locked; built=$$?; \
 	wait $$tools || { echo "installing the Python tools failed (scripts/ensure-tools.sh)" >&2; exit 2; }; \
 	exit $$built
 	$(MAKE) --no-print-directory lint-infra
-	$(LINTED_BUILD) RUST_TEST_THREADS=$(TEST_THREADS) scripts/with-moto.sh $(CARGO) test --workspace --all-targets --locked
+	$(LINTED_BUILD) RUST_TEST_THREADS=$(TEST_THREADS) scripts/with-moto.sh $(CARGO) test --workspace $(TEST_TARGETS) --locked
 	scripts/with-moto.sh target/debug/relay-demo --quick
 	scripts/with-moto.sh target/debug/relay-bench --quick
 
