@@ -12,8 +12,8 @@ use relay_cafe24::turns::{in_turn, Turns};
 use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::jobs::{backoff_s, Job, JobKind};
 use relay_domain::ports::{
-    BackfillStore, Claim, ConfigFaultStore, EventBus, GroupId, IdempotencyStore, MessageQueue, OutboundMessage,
-    RateGate, ReconcileStore, SnapshotStore, Upsert, VisibilityControl,
+    BackfillStore, Claim, CommandStore, ConfigFaultStore, EventBus, GroupId, IdempotencyStore, MessageQueue,
+    OutboundMessage, RateGate, ReconcileStore, SnapshotStore, Upsert, VisibilityControl,
 };
 use relay_domain::tokens::TokenStore;
 use relay_domain::{DedupId, SnapshotKind};
@@ -27,6 +27,7 @@ use crate::config::WorkerConfig;
 use crate::memo::{OwnReturns, Returned, StoredVersions};
 
 mod backfill;
+mod command;
 mod errors;
 mod publish;
 mod reconcile;
@@ -140,7 +141,7 @@ pub trait Ports {
     /// OAuth tokens.
     type Tokens: TokenStore;
     /// The state table.
-    type State: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore;
+    type State: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore + CommandStore;
     /// A queue the worker sends to (its DLQ, the inbox).
     type Queue: MessageQueue;
     /// The work queue's visibility control.
@@ -156,7 +157,7 @@ impl<G, S, I, Q, V, B> Ports for With<G, S, I, Q, V, B>
 where
     G: RateGate,
     S: TokenStore,
-    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore,
+    I: IdempotencyStore + SnapshotStore + ReconcileStore + BackfillStore + ConfigFaultStore + CommandStore,
     Q: MessageQueue,
     V: VisibilityControl,
     B: EventBus,
@@ -436,7 +437,9 @@ impl<P: Ports> Worker<P> {
         // A job that stores a snapshot needs no claim: the versioned snapshot, which names the
         // job that stored it, is its idempotency record (`run_within` reads it first), and its
         // FIFO group keeps any other run of it from overlapping. Other jobs claim.
-        let claimed = job.target().is_none();
+        // A command's record is its idempotency record (`handler/command.rs`): a key sent again
+        // publishes the recorded result, which a completed claim would skip.
+        let claimed = job.target().is_none() && !matches!(job.kind, JobKind::Command(_));
         if claimed {
             let now = self.now();
             let claim = self
@@ -676,6 +679,8 @@ impl<P: Ports> Worker<P> {
                 }
             }
             JobKind::Reconcile => return self.reconcile(job, receipt).await,
+            // Boxed: its future would otherwise enlarge every job's (debug builds run on 2 MiB stacks).
+            JobKind::Command(q) => return Box::pin(self.command(job, q)).await,
             JobKind::Backfill { resource, since_ms, until_ms, only_shop } => {
                 return self.backfill(job, *resource, (*since_ms, *until_ms), *only_shop, budget, receipt).await
             }

@@ -24,6 +24,10 @@
 //! - `recon#<mall>`: reconciliation checkpoint (`checkpoint` ms, `reception` T/F, `last_delivered`, `failed_logs`,
 //!   `reinjected`, `last_run`), written by the mall's reconcile job only (one at a time: its
 //!   work-queue group serializes them).
+//! - `cmd#<mall>#<key>`: a command's record (`relay_domain::command`): `sending` (ms, a request
+//!   may be out; set before it leaves, removed when it certainly had no effect), `outcome` (JSON
+//!   text, or `outcome_z` deflated above [`COMPRESS_ABOVE_BYTES`]; a body that does not fit even
+//!   so is replaced by `{"body_omitted": {"bytes": n}}`), written once: the first outcome stays.
 //! - `fault#cafe24`: the stack's last configuration fault (`fault`, `at` ms), noted by workers at
 //!   most once a probe period each; read by `relay mall status`.
 
@@ -33,8 +37,8 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use relay_domain::ports::{
-    BackfillStore, Claim, ConfigFaultStore, IdempotencyStore, ReconcileState, ReconcileStore, SnapshotHead,
-    SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot, Upsert,
+    BackfillStore, Claim, CommandRecord, CommandStore, ConfigFaultStore, IdempotencyStore, ReconcileState,
+    ReconcileStore, SnapshotHead, SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot, Upsert,
 };
 use relay_domain::{MallId, SnapshotKind};
 
@@ -297,6 +301,141 @@ impl IdempotencyStore for DynamoState {
 }
 
 /// The stack's last configuration fault: one item, `fault#cafe24` (`fault`, `at`).
+fn command_pk(mall: &MallId, key: &str) -> AttributeValue {
+    s(&format!("cmd#{}#{key}", mall.as_str()))
+}
+
+/// A stored outcome read back (`outcome` text or `outcome_z`).
+fn stored_outcome(item: &std::collections::HashMap<String, AttributeValue>) -> Option<serde_json::Value> {
+    let text =
+        match (item.get("outcome").and_then(|v| v.as_s().ok()), item.get("outcome_z").and_then(|v| v.as_b().ok())) {
+            (Some(t), _) => t.as_bytes().to_vec(),
+            (None, Some(z)) => inflate(z.as_ref())?,
+            (None, None) => return None,
+        };
+    serde_json::from_slice(&text).ok()
+}
+
+impl CommandStore for DynamoState {
+    async fn command_record(&self, mall: &MallId, key: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", command_pk(mall, key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out.item().map(|i| CommandRecord {
+            sending_since_ms: i.get("sending").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()),
+            outcome: stored_outcome(i),
+        }))
+    }
+
+    async fn note_sending(&self, mall: &MallId, key: &str, now_ms: u64, expires_ms: u64) -> Result<bool, StoreError> {
+        self.count_write();
+        // Repeating it after an applied first attempt meets the same condition: idempotent.
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", command_pk(mall, key))
+            .update_expression("SET sending = :now, #ttl = :ttl")
+            .condition_expression("attribute_not_exists(outcome) AND attribute_not_exists(outcome_z)")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":ttl", ttl(expires_ms))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    async fn clear_sending(&self, mall: &MallId, key: &str) -> Result<(), StoreError> {
+        self.count_write();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", command_pk(mall, key))
+            .update_expression("REMOVE sending")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    async fn record_outcome(
+        &self,
+        mall: &MallId,
+        key: &str,
+        outcome: &serde_json::Value,
+        _now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<serde_json::Value, StoreError> {
+        self.count_write();
+        let mut kept = outcome.clone();
+        let mut text = kept.to_string();
+        let mut value = if text.len() > COMPRESS_ABOVE_BYTES { None } else { Some(s(&text)) };
+        let mut z = None;
+        if value.is_none() {
+            let packed = deflate(text.as_bytes())?;
+            if packed.len() > MAX_STORED_BYTES {
+                // Even deflated it does not fit an item: the outcome is kept without its body.
+                if let Some(o) = kept.as_object_mut() {
+                    o.insert("body".into(), serde_json::json!({"body_omitted": {"bytes": text.len()}}));
+                }
+                text = kept.to_string();
+                value = Some(s(&text));
+            } else {
+                z = Some(AttributeValue::B(Blob::new(packed)));
+            }
+        }
+        let attr = if z.is_some() { "outcome_z" } else { "outcome" };
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", command_pk(mall, key))
+            .update_expression("SET #o = :o, #ttl = :ttl REMOVE sending")
+            .condition_expression("attribute_not_exists(outcome) AND attribute_not_exists(outcome_z)")
+            .expression_attribute_names("#o", attr)
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":o", z.or(value).unwrap_or_else(|| s("null")))
+            .expression_attribute_values(":ttl", ttl(expires_ms))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(kept),
+            // Recorded already — by this write's own first attempt or an earlier run: the
+            // recorded outcome is the command's (the first one stays).
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let item = match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item().cloned().unwrap_or_default(),
+                    _ => Default::default(),
+                };
+                stored_outcome(&item).ok_or_else(|| err(UnreadableOutcome))
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// A command record's outcome that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("a command's recorded outcome is unreadable")]
+struct UnreadableOutcome;
+
 impl ConfigFaultStore for DynamoState {
     async fn note_config_fault(&self, fault: &str, at_ms: u64) -> Result<(), StoreError> {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use relay_domain::command::Method;
 use relay_domain::ports::RateGate;
 use relay_domain::ratelimit::{Acquire, Class, Feedback};
 use relay_domain::tokens::TokenStore;
@@ -197,6 +198,26 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
 
     /// GETs `path_and_query` under `/api/v2/admin/` for `mall`, returning the JSON body.
     pub async fn get_json(&self, mall: &MallId, path_and_query: &str, class: Class) -> Result<Value, Cafe24Error> {
+        let sent = std::future::ready(Ok(()));
+        self.send(mall, Method::Get, path_and_query, None, class, sent).await.map(|(_, body)| body)
+    }
+
+    /// Sends `method` `path_and_query` (under `/api/v2/admin/`) with `payload` for `mall` — a
+    /// command's request — and returns Cafe24's 2xx status and JSON body; every other answer is
+    /// an error as for [`Cafe24::get_json`]. `before_sending` is awaited once, after the
+    /// limiter admitted the call and right before the request first leaves (a command notes
+    /// there that a request may be out); when it fails, nothing is sent. A 401 is answered by
+    /// one refresh and the same request again (Cafe24 applied nothing).
+    pub async fn send(
+        &self,
+        mall: &MallId,
+        method: Method,
+        path_and_query: &str,
+        payload: Option<&Value>,
+        class: Class,
+        before_sending: impl std::future::Future<Output = Result<(), relay_domain::ports::StoreError>>,
+    ) -> Result<(u16, Value), Cafe24Error> {
+        let mut before_sending = Some(before_sending);
         let key = self.cfg.key_scope.key(mall);
         let key = key.as_str();
         let url = format!("{}/api/v2/admin/{}", self.cfg.base_url(mall), path_and_query.trim_start_matches('/'));
@@ -228,15 +249,27 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 }
             }
             let timeout = timeout().unwrap_or(self.cfg.min_call_wait);
+            if let Some(note) = before_sending.take() {
+                note.await?;
+            }
             self.stats.calls.fetch_add(1, Ordering::Relaxed);
+            let verb = match method {
+                Method::Get => reqwest::Method::GET,
+                Method::Post => reqwest::Method::POST,
+                Method::Put => reqwest::Method::PUT,
+                Method::Delete => reqwest::Method::DELETE,
+            };
             let mut request = self
                 .http
-                .get(&url)
+                .request(verb, &url)
                 .timeout(timeout)
                 .bearer_auth(token.expose())
                 .header("Content-Type", "application/json");
             if let Some(v) = &self.cfg.api_version {
                 request = request.header("X-Cafe24-Api-Version", v);
+            }
+            if let Some(b) = payload {
+                request = request.body(b.to_string());
             }
             let sent = request.send().await;
             let resp = match sent {
@@ -260,7 +293,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             };
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             return match status {
-                200..=299 if body.is_object() => Ok(body),
+                200..=299 if body.is_object() => Ok((status, body)),
                 200..=299 => Err(Cafe24Error::Decode("2xx body is not a JSON object".into())),
                 401 if !refreshed => {
                     refreshed = true;

@@ -47,6 +47,8 @@ pub enum JobKind {
     /// Read the mall's webhook logs since its checkpoint and re-inject every delivery the
     /// relay never accepted; record the mall's reception status (scheduled, bulk class).
     Reconcile,
+    /// The app's own request (`crate::command`): made once per key, its result published.
+    Command(crate::command::Queued),
 }
 
 impl JobKind {
@@ -56,7 +58,7 @@ impl JobKind {
             Self::SyncOrder { order_id } => Some((SnapshotKind::Order, order_id.clone())),
             Self::SyncProduct { product_no } => Some((SnapshotKind::Product, product_no.to_string())),
             Self::SyncCustomer { member_id } => Some((SnapshotKind::Customer, member_id.clone())),
-            Self::RefreshToken | Self::Reconcile | Self::Backfill { .. } => None,
+            Self::RefreshToken | Self::Reconcile | Self::Backfill { .. } | Self::Command(_) => None,
         }
     }
 
@@ -69,6 +71,7 @@ impl JobKind {
             Self::RefreshToken => "refresh_token",
             Self::Reconcile => "reconcile",
             Self::Backfill { .. } => "backfill",
+            Self::Command(_) => "command",
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod app_launch;
 pub mod auth;
 pub mod backfill;
 pub mod clock;
+pub mod command;
 pub mod config;
 pub mod delivery;
 pub mod envelope;

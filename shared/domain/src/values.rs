@@ -173,3 +173,14 @@ pub struct ReconcileState {
     /// The newest successful (non-test) delivery any run saw in the logs, epoch ms (0: none).
     pub last_delivered_ms: u64,
 }
+
+/// A command's record (`relay_domain::command`): whether a request for it may be out, and how
+/// it ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CommandRecord {
+    /// A request was about to leave at this instant and no outcome was recorded after it: it may
+    /// have reached Cafe24.
+    pub sending_since_ms: Option<u64>,
+    /// The recorded outcome (`command::Outcome::to_record`).
+    pub outcome: Option<serde_json::Value>,
+}

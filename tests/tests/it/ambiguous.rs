@@ -231,3 +231,42 @@ async fn a_limiter_admission_whose_write_was_applied_spends_one_slot() {
         assert_eq!(got.tat_ms, expected.tat_ms, "{fault:?}: two admissions spent more than two slots");
     }
 }
+
+/// A command's record on DynamoDB: the first outcome stays (a second run's outcome is refused
+/// and the first returned), an outcome recorded by an applied first attempt is returned as the
+/// command's, a note after an outcome is refused, and a large answer round-trips deflated.
+#[tokio::test]
+async fn a_command_outcome_is_recorded_once_whatever_the_retries() {
+    use relay_domain::ports::CommandStore;
+    let env = TestEnv::strict("amb-cmd").await.unwrap();
+    let state = DynamoState::new(env.ddb.clone(), &env.stack.state_table);
+    let mall = MallId::parse("ambmall").unwrap();
+    let t = now_ms();
+    let far = t + 86_400_000;
+    assert!(state.note_sending(&mall, "k-0", t, far).await.unwrap());
+    let rec = state.command_record(&mall, "k-0").await.unwrap().unwrap();
+    assert_eq!((rec.sending_since_ms, rec.outcome), (Some(t), None));
+    let first = json!({"outcome": "succeeded", "status": 201, "body": {"point": {"amount": "1.00"}}});
+    assert_eq!(state.record_outcome(&mall, "k-0", &first, t, far).await.unwrap(), first);
+    let second = json!({"outcome": "uncertain", "reason": "timeout"});
+    assert_eq!(state.record_outcome(&mall, "k-0", &second, t, far).await.unwrap(), first, "the first outcome stays");
+    assert!(!state.note_sending(&mall, "k-0", t, far).await.unwrap(), "nothing is sent after an outcome");
+    let rec = state.command_record(&mall, "k-0").await.unwrap().unwrap();
+    assert_eq!((rec.sending_since_ms, rec.outcome), (None, Some(first)));
+    state.note_sending(&mall, "k-1", t, far).await.unwrap();
+    state.clear_sending(&mall, "k-1").await.unwrap();
+    assert_eq!(state.command_record(&mall, "k-1").await.unwrap().unwrap().sending_since_ms, None);
+
+    // Applied, then the SDK retried: the retry finds the outcome it wrote and returns it.
+    for (i, fault) in AMBIGUOUS.iter().enumerate() {
+        let key = format!("k-amb-{i}");
+        once(&env, "UpdateItem", &format!("cmd#ambmall#{key}\""), *fault).await;
+        let o = json!({"outcome": "succeeded", "status": 200, "body": {"i": i}});
+        assert_eq!(state.record_outcome(&mall, &key, &o, t, far).await.unwrap(), o, "{fault:?}");
+    }
+    // A large answer (a list read as a command) is stored deflated and read back whole.
+    let big =
+        json!({"outcome": "succeeded", "status": 200, "body": {"products": vec!["description ".repeat(50); 400]}});
+    assert_eq!(state.record_outcome(&mall, "k-big", &big, t, far).await.unwrap(), big);
+    assert_eq!(state.command_record(&mall, "k-big").await.unwrap().unwrap().outcome, Some(big));
+}

@@ -65,7 +65,11 @@ pub async fn dispatch(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let a = gate_and_handle(&sim, &mall, &rest, &q, &headers);
+    respond(gate_and_handle(&sim, &mall, &rest, &q, &headers)).await
+}
+
+/// The HTTP response of an answer, after its injected delay.
+async fn respond(a: Answer) -> Response {
     if let Some(d) = a.delay {
         tokio::time::sleep(d).await;
     }
@@ -79,6 +83,43 @@ pub async fn dispatch(
     resp
 }
 
+/// Axum handler for every Admin API POST and PUT: the same gate as a read (with the write
+/// scope of the resource), then the write, recorded as an effect when it is answered 2xx.
+pub async fn write(
+    State(sim): State<Arc<Sim>>,
+    method: axum::http::Method,
+    Path((mall, rest)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return (StatusCode::BAD_REQUEST, axum::Json(error_body(400, "The request body is not a JSON object.")))
+                .into_response()
+        }
+    };
+    let w = Write { method: method.as_str().to_owned(), body };
+    respond(gate_and_handle_write(&sim, &mall, &rest, &q, &headers, Some(&w))).await
+}
+
+/// A POST or PUT.
+struct Write {
+    method: String,
+    body: Value,
+}
+
+fn write_scope(endpoint: &str) -> Option<&'static str> {
+    match endpoint.split('/').next() {
+        Some("orders") => Some("mall.write_order"),
+        Some("products") => Some("mall.write_product"),
+        Some("customers") => Some("mall.write_customer"),
+        Some("points") => Some("mall.write_mileage"),
+        _ => None,
+    }
+}
+
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let v = headers.get("authorization")?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
@@ -86,6 +127,17 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 fn gate_and_handle(sim: &Sim, mall: &str, rest: &str, q: &HashMap<String, String>, headers: &HeaderMap) -> Answer {
+    gate_and_handle_write(sim, mall, rest, q, headers, None)
+}
+
+fn gate_and_handle_write(
+    sim: &Sim,
+    mall: &str,
+    rest: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    write: Option<&Write>,
+) -> Answer {
     let now = sim.clock.now_ms();
     let endpoint = endpoint_name(rest);
     let mut g = sim.lock();
@@ -97,7 +149,7 @@ fn gate_and_handle(sim: &Sim, mall: &str, rest: &str, q: &HashMap<String, String
         m.stats.max_calls_in_1s = m.window.max_in_1s;
         m.stats.abnormal_detections = m.window.detections;
     }
-    let answer = gate(sim, &mut g, mall, rest, &endpoint, q, headers, now);
+    let answer = gate(sim, &mut g, mall, rest, &endpoint, q, headers, now, write);
     let m = sim.mall(&mut g, mall);
     m.stats.calls += 1;
     match answer.status {
@@ -132,6 +184,7 @@ fn gate(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
     now: u64,
+    write: Option<&Write>,
 ) -> Answer {
     // Auth.
     let Some(token) = bearer(headers) else {
@@ -202,7 +255,8 @@ fn gate(
     }
 
     // Scope.
-    if let Some(scope) = required_scope(endpoint) {
+    let scope = if write.is_some() { write_scope(endpoint) } else { required_scope(endpoint) };
+    if let Some(scope) = scope {
         if !t.scopes.iter().any(|s| s == scope) {
             return Answer::err(403, &format!("Insufficient scope: {scope} is required."));
         }
@@ -240,7 +294,10 @@ fn gate(
         return a;
     }
 
-    let (status, body) = handle(sim, g, mall, rest, q);
+    let (status, body) = match write {
+        Some(w) => handle_write(sim, g, mall, rest, q, w, now),
+        None => handle(sim, g, mall, rest, q),
+    };
     Answer { status, body, headers: limit_headers, delay }
 }
 
@@ -411,6 +468,101 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
         }
         _ => fail(404, "No such resource."),
     }
+}
+
+/// The writes the simulator knows (our reading of Cafe24's Admin API; bodies are
+/// `{"shop_no"?, "request": {...}}`): `POST points` (grant or take points), `POST
+/// orders/{id}/shipments` (a tracking number), `PUT orders/{id}` (`shipping_status`), `PUT
+/// products/{no}` (`product_name`, `price`). A 2xx is one effect
+/// ([`crate::state::Effect`]); nothing else is.
+fn handle_write(
+    sim: &Sim,
+    g: &mut Inner,
+    mall: &str,
+    rest: &str,
+    q: &HashMap<String, String>,
+    w: &Write,
+    now: u64,
+) -> (u16, Value) {
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let fail = |status: u16, m: &str| (status, error_body(status, m));
+    let Some(req) = w.body.get("request").and_then(Value::as_object) else {
+        return fail(422, "request is required.");
+    };
+    let shop = w
+        .body
+        .get("shop_no")
+        .and_then(Value::as_u64)
+        .or_else(|| q.get("shop_no").and_then(|v| v.parse().ok()))
+        .unwrap_or(1) as u32;
+    let state = sim.mall(g, mall);
+    let Some(data) = (if shop == 1 { Some(&mut state.data) } else { state.other_shops.get_mut(&shop) }) else {
+        return fail(422, &format!("shop_no {shop} is not a shop of this mall."));
+    };
+    let answer = match (w.method.as_str(), parts.as_slice()) {
+        ("POST", ["points"]) => {
+            let amount =
+                req.get("amount").and_then(|v| v.as_str().and_then(|s| s.parse::<f64>().ok()).or_else(|| v.as_f64()));
+            match (req.get("member_id").and_then(Value::as_str), amount) {
+                (Some(m), Some(a)) if a > 0.0 => (
+                    201,
+                    json!({"point": {"shop_no": shop, "member_id": m, "amount": format!("{a:.2}"),
+                        "type": req.get("type").cloned().unwrap_or(json!("increase")),
+                        "reason": req.get("reason").cloned().unwrap_or(Value::Null), "created_date": kst::iso_kst(now)}}),
+                ),
+                _ => fail(422, "member_id and a positive amount are required."),
+            }
+        }
+        ("POST", ["orders", id, "shipments"]) => {
+            match (data.orders.contains_key(*id), req.get("tracking_no").and_then(Value::as_str)) {
+                (false, _) => fail(404, "No order found."),
+                (true, Some(t)) if !t.is_empty() => (
+                    201,
+                    json!({"shipment": {"shop_no": shop, "order_id": id, "tracking_no": t,
+                    "shipping_company_code": req.get("shipping_company_code").cloned().unwrap_or(Value::Null),
+                    "shipping_code": format!("D-{}", now)}}),
+                ),
+                (true, _) => fail(422, "tracking_no is required."),
+            }
+        }
+        ("PUT", ["orders", id]) => {
+            let products = data.products.clone();
+            match data.orders.get_mut(*id) {
+                None => fail(404, "No order found."),
+                Some(o) => {
+                    if let Some(s) = req.get("shipping_status").and_then(Value::as_str) {
+                        o.shipping_status = s.to_owned();
+                    }
+                    o.updated_ms = now;
+                    (200, json!({"order": o.to_json(false, &products)}))
+                }
+            }
+        }
+        ("PUT", ["products", no]) => match no.parse::<u64>().ok().and_then(|n| data.products.get_mut(&n)) {
+            None => fail(404, "No product found."),
+            Some(p) => {
+                if let Some(n) = req.get("product_name").and_then(Value::as_str) {
+                    p.product_name = n.to_owned();
+                }
+                if let Some(pr) =
+                    req.get("price").and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or_else(|| v.as_u64()))
+                {
+                    p.price = pr;
+                }
+                p.updated_ms = now;
+                (200, json!({"product": p.to_json()}))
+            }
+        },
+        _ => fail(404, "No such resource."),
+    };
+    if (200..300).contains(&answer.0) {
+        state.stats.effects.push(crate::state::Effect {
+            method: w.method.clone(),
+            path: rest.trim_matches('/').to_owned(),
+            body: w.body.clone(),
+        });
+    }
+    answer
 }
 
 /// `{"<key>": [...]}`, with `links` when the variant sends them.

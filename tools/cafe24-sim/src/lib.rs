@@ -59,7 +59,7 @@ pub fn router(sim: Arc<Sim>) -> axum::Router {
     axum::Router::new()
         .route("/{mall}/api/v2/oauth/authorize", get(oauth::authorize))
         .route("/{mall}/api/v2/oauth/token", post(oauth::token))
-        .route("/{mall}/api/v2/admin/{*rest}", get(admin::dispatch))
+        .route("/{mall}/api/v2/admin/{*rest}", get(admin::dispatch).post(admin::write).put(admin::write))
         .merge(control::routes())
         .with_state(sim)
 }

@@ -186,6 +186,10 @@ pub const ALL_READ_SCOPES: &[&str] = &[
     "mall.read_privacy",
 ];
 
+/// Every write scope the simulator's writes need.
+pub const ALL_WRITE_SCOPES: &[&str] =
+    &["mall.write_order", "mall.write_product", "mall.write_customer", "mall.write_mileage"];
+
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
@@ -273,6 +277,19 @@ pub struct MallStats {
     pub versions: BTreeMap<String, u64>,
     /// Per endpoint (`orders/{id}`, `orders`, …).
     pub endpoints: BTreeMap<String, EndpointStats>,
+    /// Every write that took effect, in order (POST and PUT answered 2xx).
+    pub effects: Vec<Effect>,
+}
+
+/// One write that took effect: what a test counts to tell one effect from two.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Effect {
+    /// `POST` or `PUT`.
+    pub method: String,
+    /// The path under `/api/v2/admin/`.
+    pub path: String,
+    /// The request body as sent.
+    pub body: serde_json::Value,
 }
 
 /// One Admin API call, for timelines.

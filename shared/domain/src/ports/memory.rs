@@ -69,6 +69,7 @@ struct StateInner {
     reconcile: std::collections::HashMap<String, ReconcileState>,
     backfill: std::collections::HashMap<String, crate::backfill::Progress>,
     config_fault: Option<(String, u64)>,
+    commands: std::collections::HashMap<String, CommandRecord>,
     failing: bool,
     failing_upserts: bool,
     head_reads: u64,
@@ -87,7 +88,8 @@ impl MemoryState {
         lock(&self.inner).failing = failing;
     }
 
-    /// From now on only snapshot writes fail (a store failing after the Cafe24 call).
+    /// From now on only snapshot writes and command outcomes fail (a store failing after the
+    /// Cafe24 call).
     pub fn set_failing_upserts(&self, failing: bool) {
         lock(&self.inner).failing_upserts = failing;
     }
@@ -177,6 +179,56 @@ impl IdempotencyStore for MemoryState {
         }
         g.attempts.remove(job_id);
         Ok(())
+    }
+}
+
+impl CommandStore for MemoryState {
+    async fn command_record(&self, mall: &MallId, key: &str) -> Result<Option<CommandRecord>, StoreError> {
+        let g = lock(&self.inner);
+        if g.failing {
+            return Err(down());
+        }
+        Ok(g.commands.get(&format!("{}#{key}", mall.as_str())).cloned())
+    }
+
+    async fn note_sending(&self, mall: &MallId, key: &str, now_ms: u64, _expires_ms: u64) -> Result<bool, StoreError> {
+        let mut g = lock(&self.inner);
+        if g.failing {
+            return Err(down());
+        }
+        let r = g.commands.entry(format!("{}#{key}", mall.as_str())).or_default();
+        if r.outcome.is_some() {
+            return Ok(false);
+        }
+        r.sending_since_ms = Some(now_ms);
+        Ok(true)
+    }
+
+    async fn clear_sending(&self, mall: &MallId, key: &str) -> Result<(), StoreError> {
+        let mut g = lock(&self.inner);
+        if g.failing {
+            return Err(down());
+        }
+        if let Some(r) = g.commands.get_mut(&format!("{}#{key}", mall.as_str())) {
+            r.sending_since_ms = None;
+        }
+        Ok(())
+    }
+
+    async fn record_outcome(
+        &self,
+        mall: &MallId,
+        key: &str,
+        outcome: &serde_json::Value,
+        _now_ms: u64,
+        _expires_ms: u64,
+    ) -> Result<serde_json::Value, StoreError> {
+        let mut g = lock(&self.inner);
+        if g.failing || g.failing_upserts {
+            return Err(down());
+        }
+        let r = g.commands.entry(format!("{}#{key}", mall.as_str())).or_default();
+        Ok(r.outcome.get_or_insert_with(|| outcome.clone()).clone())
     }
 }
 

@@ -8,8 +8,8 @@ use std::future::Future;
 
 use crate::ids::MallId;
 pub use crate::values::{
-    Claim, GroupId, OutboundMessage, QueueError, ReconcileState, SnapshotHead, SnapshotTooLarge, StoreError,
-    StoredSnapshot, Upsert,
+    Claim, CommandRecord, GroupId, OutboundMessage, QueueError, ReconcileState, SnapshotHead, SnapshotTooLarge,
+    StoreError, StoredSnapshot, Upsert,
 };
 
 /// The per-key rate limiter every Cafe24 call goes through.
@@ -67,6 +67,40 @@ pub trait IdempotencyStore: Send + Sync {
     /// The job made progress (a saved page, an advanced checkpoint): its failures so far no
     /// longer count toward the dead-letter queue — only consecutive ones do.
     fn clear_failures(&self, job_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Each command's record, by mall and idempotency key (`relay_domain::command`): written before
+/// its request leaves and when it ends, so a command runs its request at most once unless
+/// re-sending it is safe, and its result can be published again.
+pub trait CommandStore: Send + Sync {
+    /// The record, if there is one.
+    fn command_record(
+        &self,
+        mall: &MallId,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<CommandRecord>, StoreError>> + Send;
+    /// Notes that a request is about to leave (kept until `expires_ms`). `Ok(false)`: the
+    /// command already has an outcome, and nothing may be sent.
+    fn note_sending(
+        &self,
+        mall: &MallId,
+        key: &str,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// The request noted as leaving certainly had no effect (Cafe24 answered 429, or it never
+    /// left): the note is removed, so the command may be sent again.
+    fn clear_sending(&self, mall: &MallId, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records `outcome` unless one is recorded, and returns the recorded one (this one, or the
+    /// one recorded first: a retried write that finds its own outcome returns it).
+    fn record_outcome(
+        &self,
+        mall: &MallId,
+        key: &str,
+        outcome: &serde_json::Value,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> impl Future<Output = Result<serde_json::Value, StoreError>> + Send;
 }
 
 /// The up-to-date copy of each mall's orders, products and customers. Each version names the

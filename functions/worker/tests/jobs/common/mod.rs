@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES};
+use cafe24_sim::state::{AppConfig, Fault, FaultKind, ALL_READ_SCOPES, ALL_WRITE_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
 use relay_cafe24::{Cafe24, Cafe24Config};
 use relay_domain::jobs::{Job, JobKind};
@@ -48,14 +48,14 @@ impl Fx {
         let app = AppConfig {
             client_id: "relay-client".into(),
             client_secret: "relay-secret".into(),
-            scopes: ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect(),
+            scopes: ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect(),
         };
         let mut config = SimConfig { apps: vec![app], orders_per_mall: 3, ..SimConfig::default() };
         tweak(&mut config);
         let sim = Arc::new(Sim::new(config, Clock::Real));
         let (addr, _t) = cafe24_sim::spawn(sim.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
         let tokens = MemoryTokens::default();
-        let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
+        let scopes: Vec<String> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect();
         let (a, r) = sim.seed_tokens("shop", "relay-client", scopes.clone());
         let now = sim.clock.now_ms();
         let mall = MallId::parse("shop").unwrap();
