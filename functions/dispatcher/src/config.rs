@@ -19,6 +19,9 @@ pub struct DispatcherConfig {
     pub rate_limit_table: String,
     /// The event bus the app subscribes to (name or ARN).
     pub event_bus: String,
+    /// The queue the app sends commands to (`COMMAND_QUEUE_ARN`; absent: no commands). A batch
+    /// from it is commands, not webhooks.
+    pub command_queue_arn: Option<String>,
     /// Routing table (defaults + overrides).
     pub routing: RoutingTable,
     /// Rate-limit key derivation (= work queue group id).
@@ -59,6 +62,7 @@ impl DispatcherConfig {
             token_table: req("TOKEN_TABLE")?,
             rate_limit_table: req("RATE_LIMIT_TABLE")?,
             event_bus: req("EVENT_BUS_NAME")?,
+            command_queue_arn: env.get("COMMAND_QUEUE_ARN").filter(|v| !v.trim().is_empty()),
             routing,
             key_scope,
             keepalive_window_ms: days * 86_400_000,

@@ -46,6 +46,10 @@ pub struct DispatchStats {
     pub reconcile_jobs: AtomicU64,
     /// Scheduled runs that stopped before reaching every mall (the next run goes on from there).
     pub fanout_cut: AtomicU64,
+    /// Commands queued as jobs.
+    pub commands: AtomicU64,
+    /// Commands refused (answered with `command.failed`).
+    pub commands_refused: AtomicU64,
 }
 
 /// The dispatcher (`Q` the work queue, `P` the parking queue, `S` the token store, `V` the
@@ -348,10 +352,13 @@ where
         true
     }
 
-    /// Handles one inbox batch.
+    /// Handles one batch: of the inbox, or of the command queue (one mapping per queue, so a
+    /// batch comes from one of them).
     pub async fn handle_batch(&self, event: SqsEvent, time_left: impl Fn() -> Duration) -> SqsBatchResponse {
         let records = event.records;
-        if self.dispatch_all(&records).await {
+        let arn = self.cfg.command_queue_arn.as_deref();
+        let commands = arn.is_some() && records.first().and_then(|m| m.event_source_arn.as_deref()) == arn;
+        if !commands && self.dispatch_all(&records).await {
             metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
             return sqs::response(Vec::new());
         }
@@ -365,6 +372,7 @@ where
                 let m = records.get(i);
                 async move {
                     match m {
+                        Some(m) if commands => self.handle_command(m).instrument(record_span()).await,
                         Some(m) => self.handle_record(m).instrument(record_span()).await,
                         None => RecordResult::Failed,
                     }
@@ -372,9 +380,64 @@ where
             },
         )
         .await;
-        sqs::apply_visibility(&plan, &records, &self.inbox).await;
+        // A command is queued, answered or returned, never deferred: only the inbox's records are.
+        if !commands {
+            sqs::apply_visibility(&plan, &records, &self.inbox).await;
+        }
         metrics::emit("dispatcher", &self.deltas.take(&self.samples()));
         sqs::response(plan.returned)
+    }
+
+    /// One of the app's commands (a batch of the command queue runs in each group's order): a
+    /// valid command becomes a job in the mall's command group of the work queue (`<key>.cmd`:
+    /// behind no sync or bulk work, on the mall's limiter in the live class), deduplicated by
+    /// mall and key; a refused one is answered on the bus with `command.failed` and its reason.
+    /// Nothing is dropped silently: what cannot be sent or published comes back.
+    async fn handle_command(&self, m: &SqsMessage) -> RecordResult {
+        use relay_domain::command::{command_job, named, result_event, Named, Outcome};
+        let body = m.body.as_deref().unwrap_or("");
+        let id = m.message_id.as_deref().unwrap_or("");
+        let span = tracing::Span::current();
+        span.record("message_id", id);
+        let now = (self.clock)();
+        match relay_domain::command::Command::parse(body) {
+            Ok(cmd) => {
+                span.record("mall_id", cmd.mall_id.as_str());
+                let job = command_job(&cmd, now);
+                span.record("job_id", job.job_id.as_str());
+                let key = self.cfg.key_scope.key(&cmd.mall_id);
+                let group =
+                    GroupId::for_key(&format!("{}.cmd", key.as_str())).unwrap_or_else(|| key.group(Class::Live));
+                let msg = OutboundMessage { group_id: group, dedup_id: job.job_id.clone(), body: job.to_body() };
+                if self.send_all(vec![msg]).await {
+                    self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(outcome = "command_queued", method = cmd.method.as_str(), "command");
+                    RecordResult::Done
+                } else {
+                    tracing::warn!(outcome = "send_failed", "command");
+                    RecordResult::Failed
+                }
+            }
+            Err(refusal) => {
+                // Named by what was valid of it; without a valid key, by the SQS message id.
+                let n = named(body);
+                let key = n.key.clone().unwrap_or_else(|| format!("message:{id}"));
+                let outcome = Outcome::Failed {
+                    reason: refusal.code().into(),
+                    status: None,
+                    body: serde_json::json!({"message": refusal.message()}),
+                };
+                let n = Named { key: n.key, mall_id: n.mall_id };
+                let event = result_event(&key, &n, None, &outcome, "");
+                if self.publish(std::slice::from_ref(&event)).await {
+                    self.stats.commands_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(outcome = "command_refused", reason = refusal.code(), "command");
+                    RecordResult::Done
+                } else {
+                    RecordResult::Failed
+                }
+            }
+        }
     }
 
     /// The cumulative counters behind the dispatcher's metrics.
@@ -389,6 +452,8 @@ where
             ("EventsPublished", Unit::Count, n(&s.published)),
             ("EventsPublishFailed", Unit::Count, n(&s.publish_failed)),
             ("WebhooksParked", Unit::Count, n(&s.parked)),
+            ("CommandsQueued", Unit::Count, n(&s.commands)),
+            ("CommandsRefused", Unit::Count, n(&s.commands_refused)),
             ("MallsUninstalled", Unit::Count, n(&s.uninstalled)),
             ("JobSendRetries", Unit::Count, n(&s.retried_entries)),
             ("KeepAliveJobs", Unit::Count, n(&s.keepalive_jobs)),

@@ -210,6 +210,21 @@ impl Command {
     }
 }
 
+/// The job that runs `cmd`: its id (the work queue's deduplication id and the worker's key to
+/// its record) is derived from the mall and the key, so the same key makes the same job.
+pub fn command_job(cmd: &Command, now_ms: u64) -> crate::jobs::Job {
+    crate::jobs::Job {
+        v: crate::jobs::JOB_VERSION,
+        job_id: DedupId::derive("cmdjob", &[cmd.mall_id.as_str().as_bytes(), cmd.key.as_bytes()]),
+        mall_id: cmd.mall_id.clone(),
+        shop_no: ShopNo::DEFAULT,
+        kind: crate::jobs::JobKind::Command(cmd.queued()),
+        class: crate::ratelimit::Class::Live,
+        trace_id: None,
+        event_received_ms: now_ms,
+    }
+}
+
 /// What is known of a refused command, so its `command.failed` event names what it can.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Named {

@@ -36,7 +36,7 @@ fn target(v: &Value) -> String {
 fn every_queue_is_fifo_with_content_based_dedup_off() {
     let t = template();
     let queues = of_type(&t, "AWS::SQS::Queue");
-    assert_eq!(queues.len(), 4);
+    assert_eq!(queues.len(), 6, "inbox, work and command queues, each with its DLQ");
     for (name, q) in queues {
         assert_eq!(q["Properties"]["FifoQueue"], Value::Bool(true), "{name}");
         assert_eq!(q["Properties"]["ContentBasedDeduplication"], Value::Bool(false), "{name}");
@@ -73,11 +73,12 @@ fn sqs_event_sources_report_partial_failures_and_visibility_covers_six_timeouts(
         assert!(vis >= 6 * timeout, "{queue}: visibility {vis} s < 6 × {function}'s {timeout} s");
         consumers.insert((function, queue));
     }
-    let want: BTreeSet<(String, String)> = [("DispatcherFunction", "InboxQueue"), ("WorkerFunction", "WorkQueue")]
-        .iter()
-        .map(|(f, q)| (f.to_string(), q.to_string()))
-        .collect();
-    assert_eq!(consumers, want, "dispatcher and worker consume SQS");
+    let want: BTreeSet<(String, String)> =
+        [("DispatcherFunction", "InboxQueue"), ("DispatcherFunction", "CommandQueue"), ("WorkerFunction", "WorkQueue")]
+            .iter()
+            .map(|(f, q)| (f.to_string(), q.to_string()))
+            .collect();
+    assert_eq!(consumers, want, "dispatcher (webhooks, commands) and worker consume SQS");
     for (name, f) in of_type(&t, "AWS::Serverless::Function") {
         for (_, ev) in f["Properties"]["Events"].as_mapping().into_iter().flatten() {
             assert_ne!(ev["Type"].as_str(), Some("SQS"), "{name}: a SAM SQS event attaches a policy on every queue");
@@ -471,7 +472,7 @@ fn deployed_roles_have_no_wildcard_on_any_data_plane_action() {
     assert!(roles >= 3, "a role per function");
     let mappings =
         t["Resources"].as_object().unwrap().values().filter(|r| r["Type"] == "AWS::Lambda::EventSourceMapping");
-    assert_eq!(mappings.count(), 2);
+    assert_eq!(mappings.count(), 3);
 }
 
 #[test]
@@ -566,13 +567,20 @@ fn a_flood_on_ingest_cannot_take_the_concurrency_of_the_queue_consumers() {
         f("WebhookIngestFunction")["FunctionUrlConfig"].is_mapping()
             && f("AppUrlFunction")["FunctionUrlConfig"].is_mapping()
     );
-    // The consumers are guaranteed at least what their mappings may use: never throttled.
-    for (mapping, function) in [("InboxMapping", "DispatcherFunction"), ("WorkMapping", "WorkerFunction")] {
-        let max = &t["Resources"][mapping]["Properties"]["ScalingConfig"]["MaximumConcurrency"];
+    // The consumers are guaranteed at least what their mappings together may use: never
+    // throttled (the dispatcher's two mappings, inbox and commands, share its reservation).
+    for (mappings, function) in
+        [(&["InboxMapping", "CommandMapping"][..], "DispatcherFunction"), (&["WorkMapping"][..], "WorkerFunction")]
+    {
+        let maxima: Vec<&Value> =
+            mappings.iter().map(|m| &t["Resources"][*m]["Properties"]["ScalingConfig"]["MaximumConcurrency"]).collect();
         let reserved = &f(function)["ReservedConcurrentExecutions"];
-        match (max.as_u64(), reserved.as_u64()) {
-            (Some(m), Some(r)) => assert!(r >= m, "{function}: reserved {r} < maximum {m}"),
-            _ => assert_eq!(target(max), target(reserved), "{function}: reserved and maximum are one parameter"),
+        match (maxima.iter().map(|m| m.as_u64()).sum::<Option<u64>>(), reserved.as_u64()) {
+            (Some(m), Some(r)) => assert!(r >= m, "{function}: reserved {r} < its mappings' maximum {m}"),
+            _ => {
+                assert_eq!(maxima.len(), 1, "{function}");
+                assert_eq!(target(maxima[0]), target(reserved), "{function}: reserved and maximum are one parameter");
+            }
         }
     }
     // And what throttling or deferrals cost in receives never dead-letters a webhook quickly.
@@ -737,6 +745,7 @@ const NAME_PROPERTY: &[(&str, Option<&str>)] = &[
     ("AWS::Events::Rule", Some("Name")),
     ("AWS::Scheduler::Schedule", Some("Name")),
     ("AWS::IAM::Role", Some("RoleName")),
+    ("AWS::IAM::ManagedPolicy", Some("ManagedPolicyName")),
     ("AWS::Lambda::EventSourceMapping", None),
     ("AWS::Lambda::Permission", None),
     ("AWS::Lambda::Url", None),

@@ -5,6 +5,7 @@
 mod ambiguous;
 mod backfill;
 mod cafe24_client;
+mod commands;
 mod config_faults;
 mod delivery;
 mod dispatcher;

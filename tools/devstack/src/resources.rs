@@ -42,6 +42,12 @@ impl FifoSpec {
         Self { name: format!("{prefix}inbox"), visibility_timeout_s: 180, max_receive_count: 1000 }
     }
 
+    /// The command queue: the app sends commands, the dispatcher turns them into jobs
+    /// (function timeout 30 s → visibility 180 s).
+    pub fn commands(prefix: &str) -> Self {
+        Self { name: format!("{prefix}commands"), visibility_timeout_s: 180, max_receive_count: 1000 }
+    }
+
     /// The work queue: consumed by the worker (function timeout 60 s → visibility 360 s).
     /// `maxReceiveCount` is only a safety net: deferrals raise the receive count without an
     /// attempt, and the worker counts real attempts itself.
@@ -130,6 +136,8 @@ pub struct Stack {
     pub state_table: String,
     /// The event bus the relay delivers to (a custom bus, as the template creates).
     pub event_bus: String,
+    /// The queue the app sends commands to, and its DLQ.
+    pub commands: FifoPair,
 }
 
 impl Stack {
@@ -151,6 +159,7 @@ impl Stack {
             work: create_fifo_pair(sqs, &FifoSpec::work(prefix)).await?,
             state_table,
             event_bus,
+            commands: create_fifo_pair(sqs, &FifoSpec::commands(prefix)).await?,
         })
     }
 
@@ -165,6 +174,7 @@ impl Stack {
             ("WORKER_DLQ_URL", self.work.dlq_url.clone()),
             ("STATE_TABLE", self.state_table.clone()),
             ("EVENT_BUS_NAME", self.event_bus.clone()),
+            ("COMMAND_QUEUE_ARN", self.commands.arn.clone()),
         ]
     }
 }

@@ -1,0 +1,105 @@
+//! Commands end to end over moto and the simulator: the app sends to the command queue (its
+//! key as the deduplication id), the dispatcher turns each into a job of the mall's command
+//! group, the worker makes the request and the result reaches the app's subscription.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::time::Duration;
+
+use cafe24_sim::state::{ALL_READ_SCOPES, ALL_WRITE_SCOPES};
+use devstack::esm::{invoke, EsmConfig, LocalEsm};
+use relay_domain::tokens::{TokenPair, TokenStore as _};
+use relay_domain::MallId;
+use relay_tests::pipeline::Pipeline;
+use serde_json::{json, Value};
+
+/// Installs `mall` with read and write scopes (an app that asked for both).
+async fn install_writer(fx: &Pipeline, mall: &str) -> MallId {
+    let scopes: Vec<String> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect();
+    let (a, r) = fx.sim.seed_tokens(mall, "relay-client", scopes.clone());
+    let now = fx.sim.clock.now_ms();
+    let m = MallId::parse(mall).unwrap();
+    fx.tokens().put_installed(&m, &TokenPair::issued(a, r, scopes, now), now).await.unwrap();
+    m
+}
+
+/// What the app does: one FIFO message per command, its key as the deduplication id.
+async fn send(fx: &Pipeline, body: &str, group: &str, dedup: &str) {
+    fx.env
+        .sqs
+        .send_message()
+        .queue_url(&fx.env.stack.commands.url)
+        .message_body(body)
+        .message_group_id(group)
+        .message_deduplication_id(dedup)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app() {
+    let fx = Pipeline::new("cmd-e2e").await;
+    install_writer(&fx, "cmdmall").await;
+    let app = devstack::resources::subscribe_queue(
+        &fx.env.clients,
+        &fx.env.stack.event_bus,
+        &format!("{}-app", fx.env.stack.event_bus),
+    )
+    .await
+    .unwrap();
+    let grant = |key: &str| {
+        json!({"v": 1, "key": key, "mall_id": "cmdmall", "method": "POST", "path": "points",
+            "body": {"shop_no": 1, "request": {"member_id": "m1", "amount": "500", "reason": key}}})
+        .to_string()
+    };
+    send(&fx, &grant("review-1"), "cmdmall", "review-1").await;
+    send(&fx, &grant("review-1"), "cmdmall", "review-1").await; // the app retried its send
+    send(&fx, &grant("review-2"), "cmdmall", "review-2").await;
+    // Refused: a path outside the Admin API, and a body that is no command at all.
+    let bad =
+        json!({"v": 1, "key": "bad-1", "mall_id": "cmdmall", "method": "POST", "path": "../oauth/token", "body": {}});
+    send(&fx, &bad.to_string(), "cmdmall", "bad-1").await;
+    send(&fx, "not json", "cmdmall", "junk-1").await;
+
+    let d = fx.dispatcher();
+    let esm = |url: &str, arn: &str| {
+        LocalEsm::new(
+            fx.env.sqs.clone(),
+            EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(url, arn) },
+        )
+    };
+    let c = esm(&fx.env.stack.commands.url, &fx.env.stack.commands.arn);
+    let hd = |event: Value| invoke("dispatcher", event, |ev| d.handle_batch(ev, || Duration::from_secs(30)));
+    c.run_until_idle(&hd, 2).await.unwrap();
+    assert_eq!(d.stats.commands.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(d.stats.commands_refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let w = fx.worker();
+    let e = esm(&fx.env.stack.work.url, &fx.env.stack.work.arn);
+    let hw = |event: Value| invoke("worker", event, |ev| w.handle_batch(ev, || Duration::from_secs(60)));
+    e.run_until_idle(&hw, 2).await.unwrap();
+
+    let effects =
+        |key: &str| fx.sim.stats("cmdmall").effects.iter().filter(|x| x.body.to_string().contains(key)).count();
+    assert_eq!((effects("review-1"), effects("review-2")), (1, 1), "one grant per key");
+    let events: Vec<Value> = fx
+        .env
+        .drain_all(&app)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    let of = |t: &str| events.iter().filter(|e| e["detail-type"] == t).map(|e| e["detail"].clone()).collect::<Vec<_>>();
+    let ok = of("command.succeeded");
+    let mut keys: Vec<&str> = ok.iter().map(|d| d["key"].as_str().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["review-1", "review-2"]);
+    assert!(ok.iter().all(|d| d["status"] == 201 && d["body"]["point"]["amount"] == "500.00"));
+    let failed = of("command.failed");
+    let mut reasons: Vec<&str> = failed.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["bad_path", "not_json"]);
+    assert!(failed.iter().any(|d| d["key"] == "bad-1" && d["mall_id"] == "cmdmall"));
+    assert_eq!(fx.env.depth(&fx.env.stack.commands.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
+}
