@@ -43,10 +43,10 @@ lint-infra: tools ## validate infra/template.yaml and the example consumer's tem
 
 ARCH ?= arm64
 
-build: tools ## cargo lambda build --release for the three functions, ARCH=arm64 (default) or x86_64 (target/lambda/<name>/bootstrap)
+build: tools ## cargo lambda build --release for the four functions, ARCH=arm64 (default) or x86_64 (target/lambda/<name>/bootstrap)
 	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "ARCH must be arm64 or x86_64" >&2; exit 2 ;; esac
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) -p webhook-ingest -p dispatcher -p worker
-	@for f in webhook-ingest dispatcher worker; do ls -l target/lambda/$$f/bootstrap | awk -v f=$$f -v a=$(ARCH) '{printf "%-15s %s %10d bytes (%.1f MiB)\n", f, a, $$5, $$5/1048576}'; done
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --locked $(if $(filter arm64,$(ARCH)),--arm64,--x86-64) -p webhook-ingest -p dispatcher -p worker -p call-api
+	@for f in webhook-ingest dispatcher worker call-api; do ls -l target/lambda/$$f/bootstrap | awk -v f=$$f -v a=$(ARCH) '{printf "%-15s %s %10d bytes (%.1f MiB)\n", f, a, $$5, $$5/1048576}'; done
 
 deploy: tools ## sam build + sam deploy of the stack (STACK_NAME, CAFE24_CLIENT_ID, OAUTH_REDIRECT_URI, ARCH), then write .relay/aws.env
 	ARCH=$(ARCH) scripts/deploy.sh
@@ -54,7 +54,7 @@ deploy: tools ## sam build + sam deploy of the stack (STACK_NAME, CAFE24_CLIENT_
 sam-build: tools ## sam build of the stack as make deploy builds it (ARCH=arm64|x86_64), sizes printed; no AWS call
 	ARCH=$(ARCH) scripts/deploy.sh --build-only
 
-deploy-code: build ## update only the three functions' code with cargo lambda deploy (ARCH as deployed)
+deploy-code: build ## update only the four functions' code with cargo lambda deploy (ARCH as deployed)
 	ARCH=$(ARCH) scripts/deploy.sh --code-only
 
 relay: ## build the relay ops CLI (target/release/relay; `relay --help`)

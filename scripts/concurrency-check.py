@@ -36,7 +36,8 @@ def verdict(limit, unreserved, reserved, wanted):
         f"account's {limit} unreserved; Lambda requires at least {UNRESERVED_FLOOR}.\n"
         f"Fix: ask for a higher 'Concurrent executions' quota (Service Quotas, AWS Lambda, "
         f"L-B99A9384) of at least {limit + short}, or lower the reservations by {short} "
-        f"(WORKER_MAX_CONCURRENCY, INGEST_RESERVED_CONCURRENCY, APP_URL_RESERVED_CONCURRENCY)."
+        f"(WORKER_MAX_CONCURRENCY, INGEST_RESERVED_CONCURRENCY, APP_URL_RESERVED_CONCURRENCY, "
+        f"CALL_API_RESERVED_CONCURRENCY)."
     )
 
 

@@ -22,9 +22,11 @@
 #   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
 #   ALARM_TOPIC_ARN    optional: an existing SNS topic for every alarm instead (AlarmTopicArn)
 #   EVENT_BUS_ARN      optional: deliver to an existing EventBridge bus (EventBusArn)
-#   WORKER_MAX_CONCURRENCY, INGEST_RESERVED_CONCURRENCY, APP_URL_RESERVED_CONCURRENCY
+#   WORKER_MAX_CONCURRENCY, INGEST_RESERVED_CONCURRENCY, APP_URL_RESERVED_CONCURRENCY,
+#   CALL_API_RESERVED_CONCURRENCY
 #                      optional (template WorkerMaxConcurrency, IngestReservedConcurrency,
-#                      AppUrlReservedConcurrency): the stack's reservations, checked against the
+#                      AppUrlReservedConcurrency, CallApiReservedConcurrency): the stack's
+#                      reservations, checked against the
 #                      account's concurrency before anything is deployed (concurrency-check.py)
 #   ARCH               arm64 (default, Graviton) or x86_64: the template's Architecture and
 #                      what `make build` built; a binary of the other architecture is refused
@@ -53,15 +55,16 @@ case "$ARCH" in
   *) echo "deploy.sh: ARCH must be arm64 or x86_64, not $ARCH" >&2; exit 2 ;;
 esac
 SECRET_NAME="${SECRET_NAME:-cafe24-relay/secrets}"
-FUNCTIONS=(webhook-ingest dispatcher worker)
+FUNCTIONS=(webhook-ingest dispatcher worker call-api)
 # Each deployed function: binary, function-name suffix, template logical id. webhook-ingest is
 # deployed twice (INGEST_ROUTES): the webhook receiver and the browser-facing App URL.
 DEPLOYMENTS=(webhook-ingest:webhook-ingest:WebhookIngestFunction webhook-ingest:app-url:AppUrlFunction
-  dispatcher:dispatcher:DispatcherFunction worker:worker:WorkerFunction)
+  dispatcher:dispatcher:DispatcherFunction worker:worker:WorkerFunction call-api:call-api:CallApiFunction)
 LAMBDA_DIR="${LAMBDA_DIR:-target/lambda}" # where `make build` leaves <fn>/bootstrap
 
 SAM_BUILD_DIR="${SAM_BUILD_DIR:-.aws-sam/build}" # where `sam build` leaves <LogicalId>/bootstrap
-declare -A LOGICAL=([webhook-ingest]=WebhookIngestFunction [dispatcher]=DispatcherFunction [worker]=WorkerFunction)
+declare -A LOGICAL=([webhook-ingest]=WebhookIngestFunction [dispatcher]=DispatcherFunction [worker]=WorkerFunction
+  [call-api]=CallApiFunction)
 
 run() {
   if [[ $DRY == 1 ]]; then printf '%q ' "$@"; echo; else "$@"; fi
@@ -142,12 +145,14 @@ if [[ -n "${EVENT_BUS_ARN:-}" ]]; then overrides+=("EventBusArn=$EVENT_BUS_ARN")
 worker_c="${WORKER_MAX_CONCURRENCY:-50}"
 ingest_c="${INGEST_RESERVED_CONCURRENCY:-20}"
 app_c="${APP_URL_RESERVED_CONCURRENCY:-5}"
+call_c="${CALL_API_RESERVED_CONCURRENCY:-5}"
 if [[ -n "${WORKER_MAX_CONCURRENCY:-}" ]]; then overrides+=("WorkerMaxConcurrency=$worker_c"); fi
 if [[ -n "${INGEST_RESERVED_CONCURRENCY:-}" ]]; then overrides+=("IngestReservedConcurrency=$ingest_c"); fi
 if [[ -n "${APP_URL_RESERVED_CONCURRENCY:-}" ]]; then overrides+=("AppUrlReservedConcurrency=$app_c"); fi
+if [[ -n "${CALL_API_RESERVED_CONCURRENCY:-}" ]]; then overrides+=("CallApiReservedConcurrency=$call_c"); fi
 # Refused here, with the fix, rather than by CloudFormation halfway through the update.
 run "$ROOT/.venv-deploy/bin/python" scripts/concurrency-check.py --stack "$STACK_NAME" \
-  --want "webhook-ingest=$ingest_c" "app-url=$app_c" dispatcher=10 "worker=$worker_c"
+  --want "webhook-ingest=$ingest_c" "app-url=$app_c" dispatcher=10 "worker=$worker_c" "call-api=$call_c"
 run "$SAM" deploy --template-file "$SAM_BUILD_DIR/template.yaml" --stack-name "$STACK_NAME" \
   --capabilities CAPABILITY_IAM --resolve-s3 --no-fail-on-empty-changeset \
   --parameter-overrides "${overrides[@]}"

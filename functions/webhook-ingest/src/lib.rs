@@ -38,7 +38,7 @@
 //! | `BACKFILL_ON_INSTALL_DAYS`, `WORK_QUEUE_URL` | no, with a backfill | 30, — | order history a new install backfills, and where the job goes |
 
 pub mod config;
-pub mod event;
+pub use relay_lambda::http_event as event;
 pub mod handler;
 pub mod install;
 

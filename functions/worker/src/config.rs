@@ -63,15 +63,7 @@ impl WorkerConfig {
         let env = relay_domain::config::Env(lookup);
         let req = |k: &'static str| env.required(k);
         let num = |k: &'static str, default: u64, min: u64, max: u64| env.bounded(k, default, min..=max);
-        let mut limiter = LimiterConfig::default();
-        if let Some(v) = env.get("LIMITER_RATE_PER_SEC") {
-            limiter.rate_per_sec = v
-                .parse()
-                .map_err(|_| ConfigError::Invalid { var: "LIMITER_RATE_PER_SEC", reason: "must be a number".into() })?;
-        }
-        limiter.burst = num("LIMITER_BURST", limiter.burst.into(), 1, 10_000)? as u32;
-        limiter.min_spacing_ms = num("LIMITER_MIN_SPACING_MS", limiter.min_spacing_ms, 0, 10_000)?;
-        limiter.validate().map_err(|e| ConfigError::Invalid { var: "LIMITER_*", reason: e.to_string() })?;
+        let limiter = env.limiter()?;
         Ok(Self {
             work_queue_url: req("WORK_QUEUE_URL")?,
             inbox_queue_url: req("INBOX_QUEUE_URL")?,

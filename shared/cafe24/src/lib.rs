@@ -22,6 +22,7 @@
 //! Token values and the client secret are `Secret`s: never in logs or `Debug`.
 
 pub mod client;
+pub mod command;
 pub mod config;
 pub mod deadline;
 pub mod error;

@@ -59,6 +59,21 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// `LIMITER_RATE_PER_SEC` (2), `LIMITER_BURST` (40), `LIMITER_MIN_SPACING_MS` (140): the
+    /// limiter every function that calls Cafe24 shares (the same values everywhere).
+    pub fn limiter(&self) -> Result<crate::ratelimit::LimiterConfig, ConfigError> {
+        let mut limiter = crate::ratelimit::LimiterConfig::default();
+        if let Some(v) = self.get("LIMITER_RATE_PER_SEC") {
+            limiter.rate_per_sec = v
+                .parse()
+                .map_err(|_| ConfigError::Invalid { var: "LIMITER_RATE_PER_SEC", reason: "must be a number".into() })?;
+        }
+        limiter.burst = self.bounded("LIMITER_BURST", limiter.burst.into(), 1..=10_000)? as u32;
+        limiter.min_spacing_ms = self.bounded("LIMITER_MIN_SPACING_MS", limiter.min_spacing_ms, 0..=10_000)?;
+        limiter.validate().map_err(|e| ConfigError::Invalid { var: "LIMITER_*", reason: e.to_string() })?;
+        Ok(limiter)
+    }
+
     /// `RATE_LIMIT_KEY` (`mall` when unset): which limiter bucket a mall's calls share.
     pub fn key_scope(&self) -> Result<crate::ratelimit::KeyScope, ConfigError> {
         match self.get("RATE_LIMIT_KEY") {

@@ -18,5 +18,6 @@ pub mod clock;
 pub mod config;
 pub mod fifo;
 pub mod http;
+pub mod http_event;
 pub mod metrics;
 pub mod telemetry;

@@ -136,6 +136,13 @@ fn template_sets_exactly_what_each_function_reads() {
             let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
         }),
     );
+    let call_api = code_vars(
+        include_str!("../../../functions/call-api/src/main.rs"),
+        recorded(|l| {
+            let _ = call_api::CallApiConfig::from_lookup(|k| l(k));
+            let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
+        }),
+    );
     // The webhook receiver (`INGEST_ROUTES=webhooks`) reads its queues and key only: `main`
     // serves it before anything of the install flow is read.
     let webhooks = code_vars(
@@ -149,6 +156,7 @@ fn template_sets_exactly_what_each_function_reads() {
         ("AppUrlFunction", ingest),
         ("DispatcherFunction", dispatcher),
         ("WorkerFunction", worker),
+        ("CallApiFunction", call_api),
     ] {
         let tmpl = t.get(resource).cloned().unwrap_or_default();
         let missing: Vec<_> = code.difference(&tmpl).collect();
@@ -163,7 +171,7 @@ fn template_sets_exactly_what_each_function_reads() {
 #[test]
 fn the_template_parser_sees_every_function() {
     let t = template_vars();
-    for f in ["WebhookIngestFunction", "AppUrlFunction", "DispatcherFunction", "WorkerFunction"] {
+    for f in ["WebhookIngestFunction", "AppUrlFunction", "DispatcherFunction", "WorkerFunction", "CallApiFunction"] {
         assert!(t.get(f).is_some_and(|v| v.len() >= 5), "{f}: {:?}", t.get(f));
     }
     assert!(read_by_main(r#"let a = env("ABC_D"); required("X1");"#).contains("ABC_D"));
@@ -228,6 +236,16 @@ fn the_readme_documents_exactly_what_each_function_reads() {
                 include_str!("../../../functions/worker/src/main.rs"),
                 recorded(|l| {
                     let _ = worker::WorkerConfig::from_lookup(|k| l(k));
+                    let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
+                }),
+            ),
+        ),
+        (
+            "call-api",
+            all_read(
+                include_str!("../../../functions/call-api/src/main.rs"),
+                recorded(|l| {
+                    let _ = call_api::CallApiConfig::from_lookup(|k| l(k));
                     let _ = relay_cafe24::Cafe24Config::from_lookup(|k| l(k));
                 }),
             ),

@@ -159,13 +159,19 @@ fn each_function_has_exactly_the_actions_it_uses() {
                 "secretsmanager:GetSecretValue",
             ]),
         ),
+        // The app's synchronous calls: command records and snapshots (state table), tokens and
+        // the limiter as the worker; its secret at cold start. No queue, no bus.
+        (
+            "CallApiFunction",
+            expect(&["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"]),
+        ),
     ];
     for (name, want) in cases {
         let got = actions(&t["Resources"][name]);
         assert_eq!(got, want, "{name}");
         assert!(!got.iter().any(|a| a.contains('*')), "{name}: no wildcards");
     }
-    assert_eq!(of_type(&t, "AWS::Serverless::Function").len(), 4);
+    assert_eq!(of_type(&t, "AWS::Serverless::Function").len(), 5);
 }
 
 #[test]
@@ -853,20 +859,20 @@ fn make_deploy_refuses_reservations_the_account_cannot_hold() {
             .unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
     };
-    let all = ["webhook-ingest=20", "app-url=5", "dispatcher=10", "worker=50"];
+    let all = ["webhook-ingest=20", "app-url=5", "dispatcher=10", "worker=50", "call-api=5"];
     // A new account's quota: refused, naming the quota to ask for and the settings to lower.
     let (code, err) = check(&all, r#"{"limit": 100, "unreserved": 100}"#);
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains("at least 185") && err.contains("L-B99A9384") && err.contains("WORKER_MAX_CONCURRENCY"),
+        err.contains("at least 190") && err.contains("L-B99A9384") && err.contains("WORKER_MAX_CONCURRENCY"),
         "{err}"
     );
-    assert_eq!(check(&all, r#"{"limit": 185, "unreserved": 185}"#).0, Some(0), "exactly 100 left fits");
-    assert_eq!(check(&all, r#"{"limit": 184, "unreserved": 184}"#).0, Some(1));
+    assert_eq!(check(&all, r#"{"limit": 190, "unreserved": 190}"#).0, Some(0), "exactly 100 left fits");
+    assert_eq!(check(&all, r#"{"limit": 189, "unreserved": 189}"#).0, Some(1));
     // A redeploy: the stack's own reservations are given back before the new ones are taken.
-    let mine = r#"{"limit": 200, "unreserved": 115, "reserved": {"s-webhook-ingest": 20, "s-app-url": 5, "s-dispatcher": 10, "s-worker": 50}}"#;
+    let mine = r#"{"limit": 200, "unreserved": 110, "reserved": {"s-webhook-ingest": 20, "s-app-url": 5, "s-dispatcher": 10, "s-worker": 50, "s-call-api": 5}}"#;
     assert_eq!(check(&all, mine).0, Some(0));
-    assert_eq!(check(&["webhook-ingest=20", "app-url=5", "dispatcher=10", "worker=66"], mine).0, Some(1));
+    assert_eq!(check(&["webhook-ingest=20", "app-url=5", "dispatcher=10", "worker=61", "call-api=5"], mine).0, Some(1));
     // Malformed input: a clear error, no verdict.
     for (want, account) in [
         (&["worker=x"][..], r#"{"limit": 1000, "unreserved": 1000}"#),
@@ -904,6 +910,7 @@ fn make_deploy_refuses_reservations_the_account_cannot_hold() {
         ("webhook-ingest", "IngestReservedConcurrency"),
         ("app-url", "AppUrlReservedConcurrency"),
         ("worker", "WorkerMaxConcurrency"),
+        ("call-api", "CallApiReservedConcurrency"),
     ] {
         assert!(
             line.contains(&format!(" {suffix}={} ", default(param)))
