@@ -189,9 +189,9 @@ impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, 
         let started = Instant::now();
         loop {
             let outcome = if key.is_some() {
-                run(&self.cafe24, &self.state, &cmd, Class::Live).await
+                run(&self.cafe24, &self.state, &cmd, Class::Interactive).await
             } else {
-                run(&self.cafe24, &Unrecorded, &cmd, Class::Live).await
+                run(&self.cafe24, &Unrecorded, &cmd, Class::Interactive).await
             };
             match outcome {
                 Run::Recorded { outcome, replayed } => return reply(&outcome, replayed),

@@ -109,6 +109,9 @@ pub struct WorkerStats {
     /// Runs of a job whose effect an earlier run of it already had (a redelivery of a completed
     /// job, or a sync job back because the bus had not taken its event yet).
     pub duplicates: AtomicU64,
+    /// Of `duplicates`, jobs that came back only because FIFO returned them behind an earlier
+    /// record of their group that did not finish (nothing was run twice: no call, no event).
+    pub returned_finished: AtomicU64,
     /// Jobs dropped because the app was uninstalled.
     pub dropped: AtomicU64,
     /// Jobs finished, whatever the way (synced, coalesced, tombstoned, refreshed, dropped).
@@ -606,6 +609,7 @@ impl<P: Ports> Worker<P> {
         if receipt == Receipt::AfterOwnFinish {
             // Its last run here finished; it came back only behind another record.
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            self.stats.returned_finished.fetch_add(1, Ordering::Relaxed);
             return JobOutcome::Completed("already_done");
         }
         let first_receive = receipt != Receipt::Redelivery;

@@ -94,7 +94,7 @@ pub async fn job<F: Future>(f: F) -> F::Output {
 }
 
 /// Runs `f`, a wait of the current job for credit (a limiter sleep, or its group's turn).
-pub(crate) async fn waiting<F: Future>(f: F) -> F::Output {
+pub async fn waiting<F: Future>(f: F) -> F::Output {
     let _waiting = Mark::new(0, 1);
     f.await
 }

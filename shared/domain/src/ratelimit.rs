@@ -22,7 +22,8 @@
 //! - In any window of Δ ms, admissions ≤ `effective_burst + floor(Δ / T)` (T = emission interval).
 //! - Nothing is admitted before `not_before`, nor closer than `min_spacing_ms` to the last admission.
 //! - `Wait(d)` is exact.
-//! - `Bulk` never takes the share reserved for `Live`.
+//! - `Bulk` never takes the share reserved for `Live`, and neither takes the share reserved
+//!   for `Interactive` (a person waiting on the call API).
 //! - Feedback only ever moves the state forward (it can tighten, never loosen, the limit).
 
 use serde::{Deserialize, Serialize};
@@ -31,10 +32,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
-    /// Work caused by a webhook: may use the whole burst.
+    /// Work caused by a webhook, and the app's commands: the burst but the interactive share.
     Live,
-    /// Backfills, reconciliation: only while it leaves the reserved share free.
+    /// Backfills, reconciliation: only while it leaves the reserved shares free.
     Bulk,
+    /// A person waiting (the call API, a merchant's screen): the whole burst, including the
+    /// `interactive_reserve` nothing else may take, so a screen is answered at once even while
+    /// the mall drains a backlog.
+    Interactive,
 }
 
 /// Limiter settings. Defaults are Cafe24's limits with margins.
@@ -55,6 +60,9 @@ pub struct LimiterConfig {
     pub min_spacing_ms: u64,
     /// Share of the effective burst reserved for `Live` (bulk is refused when it would dip into it).
     pub bulk_reserve: f64,
+    /// Calls of the effective burst only `Interactive` may use (live and bulk are refused when
+    /// they would dip into them).
+    pub interactive_reserve: u32,
     /// Usage percentage (either quota) from which calls are slowed down.
     pub usage_soft_pct: f64,
     /// Pause imposed when a usage header reaches `usage_soft_pct`, ms.
@@ -76,6 +84,7 @@ impl Default for LimiterConfig {
             burst_margin: 2,
             min_spacing_ms: 140,
             bulk_reserve: 0.25,
+            interactive_reserve: 3,
             usage_soft_pct: 90.0,
             usage_soft_pause_ms: 2_000,
             usage_block_default_ms: 60_000,
@@ -166,11 +175,21 @@ impl LimiterConfig {
         r.min(self.effective_burst().saturating_sub(1))
     }
 
-    /// GCRA tolerance τ for a class: T·(burst − 1), minus the live reserve for bulk.
+    /// Calls of the effective burst reserved for interactive calls (never all of it: live
+    /// work keeps at least one).
+    pub fn reserved_for_interactive(&self) -> u64 {
+        u64::from(self.interactive_reserve).min(self.effective_burst().saturating_sub(1))
+    }
+
+    /// GCRA tolerance τ for a class: T·(burst − 1), less the interactive reserve for live and
+    /// bulk, and the live reserve too for bulk.
     fn tolerance_ms(&self, class: Class) -> u64 {
+        let all = self.effective_burst();
+        let live = all - self.reserved_for_interactive();
         let burst = match class {
-            Class::Live => self.effective_burst(),
-            Class::Bulk => self.effective_burst() - self.reserved_for_live(),
+            Class::Interactive => all,
+            Class::Live => live,
+            Class::Bulk => live.saturating_sub(self.reserved_for_live()).max(1),
         };
         self.interval_ms() * burst.saturating_sub(1)
     }
@@ -428,6 +447,11 @@ mod tests {
         assert_eq!(field(LimiterConfig { rate_margin: -0.01, ..ok.clone() }), Some("rate_margin"));
         assert_eq!(field(LimiterConfig { burst: 5, burst_margin: 4, ..ok.clone() }), None);
         assert_eq!(field(LimiterConfig { burst: 5, burst_margin: 5, ..ok.clone() }), Some("burst_margin"));
+        // An interactive share as large as the burst leaves live work one call: a small
+        // LIMITER_BURST must not fail the cold start.
+        assert_eq!(field(LimiterConfig { interactive_reserve: 38, ..ok.clone() }), None);
+        assert_eq!(LimiterConfig { interactive_reserve: 38, ..ok.clone() }.reserved_for_interactive(), 37);
+        assert_eq!(LimiterConfig { interactive_reserve: 36, ..ok.clone() }.reserved_for_interactive(), 36);
         assert_eq!(field(LimiterConfig { bulk_reserve: 0.99, ..ok.clone() }), None);
         assert_eq!(field(LimiterConfig { bulk_reserve: 1.0, ..ok.clone() }), Some("bulk_reserve"));
         assert_eq!(field(LimiterConfig { usage_soft_pct: 0.0, ..ok.clone() }), Some("usage_soft_pct"));
@@ -477,6 +501,7 @@ mod tests {
             rate_margin: 0.0,
             burst_margin: 0,
             min_spacing_ms: spacing,
+            interactive_reserve: 0,
             ..LimiterConfig::default()
         }
     }
@@ -511,6 +536,7 @@ mod tests {
         assert_eq!(c.interval_ms(), 511, "2/s less 2% → one call per 511 ms");
         assert_eq!(c.effective_burst(), 38);
         assert_eq!(c.reserved_for_live(), 10);
+        assert_eq!(c.reserved_for_interactive(), 3);
         assert!(1000 / c.min_spacing_ms < 10, "spacing keeps a mall under 10 calls/s");
     }
 
@@ -537,6 +563,18 @@ mod tests {
         let (admitted, _) = run(&c, LimiterState::default(), &times, Class::Live);
         // 40 at once, then one per 500 ms over 19.9 s: 40 + 39 (the first 40 fill ~4 s of credit).
         assert!(admitted.len() >= 40 + 39 - 1 && admitted.len() <= 40 + 40, "{}", admitted.len());
+    }
+
+    #[test]
+    fn a_person_is_answered_at_once_after_live_work_took_all_it_may() {
+        let c = LimiterConfig { interactive_reserve: 3, ..cfg(2.0, 40, 0) };
+        let (live, s) = run(&c, LimiterState::default(), &vec![5_000; 100], Class::Live);
+        assert_eq!(live.len(), 37, "live stops 3 short of the burst");
+        let (people, s) = run(&c, s, &[5_000; 10], Class::Interactive);
+        assert_eq!(people.len(), 3, "the reserve, at once");
+        assert!(matches!(c.decide(&s, 5_000, Class::Interactive), Decision::Wait(_)), "and no more than the burst");
+        let (bulk, _) = run(&c, LimiterState::default(), &vec![5_000; 100], Class::Bulk);
+        assert_eq!(bulk.len(), 37 - 10, "bulk leaves both reserves");
     }
 
     #[test]
@@ -582,7 +620,8 @@ mod tests {
 
     #[test]
     fn server_fuller_than_us_moves_the_limiter() {
-        let c = LimiterConfig { min_spacing_ms: 0, ..LimiterConfig::default() };
+        // The feedback arithmetic on the whole effective burst (no interactive share).
+        let c = LimiterConfig { min_spacing_ms: 0, interactive_reserve: 0, ..LimiterConfig::default() };
         let s = LimiterState::default();
         // Another app filled the mall's bucket to 39/40 (more than 38 calls): we must wait an
         // interval before a single call; at 38/40 (more than 37) one call of our 38 is left.
@@ -722,6 +761,28 @@ mod tests {
                         match c.decide(&live, t, Class::Live) {
                             Decision::Admit(n) => live = n,
                             Decision::Wait(_) => prop_assert!(false, "live call {k} of the reserve refused"),
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn live_and_bulk_never_take_the_interactive_reserve(
+            burst in 5u32..60, reserve in 1u32..4, gaps in proptest::collection::vec(0u64..400, 1..200),
+            bulk in proptest::bool::ANY,
+        ) {
+            let c = LimiterConfig { interactive_reserve: reserve, ..cfg(2.0, burst, 0) };
+            let class = if bulk { Class::Bulk } else { Class::Live };
+            let mut s = LimiterState::default();
+            for t in arrivals(&gaps) {
+                if let Decision::Admit(next) = c.decide(&s, t, class) {
+                    s = next;
+                    let mut person = s;
+                    for k in 0..c.reserved_for_interactive() {
+                        match c.decide(&person, t, Class::Interactive) {
+                            Decision::Admit(n) => person = n,
+                            Decision::Wait(_) => prop_assert!(false, "interactive call {k} of the reserve refused"),
                         }
                     }
                 }

@@ -49,6 +49,9 @@ impl GroupId {
         match class {
             crate::ratelimit::Class::Live => Self(key.as_str().to_owned()),
             crate::ratelimit::Class::Bulk => Self(format!("{}.bulk", key.as_str())),
+            // Interactive calls are made at once by the call API, never queued; a group is
+            // named all the same, apart from the others.
+            crate::ratelimit::Class::Interactive => Self(format!("{}.ui", key.as_str())),
         }
     }
 

@@ -459,7 +459,9 @@ async fn main() -> Result<()> {
             status.as_str()
         );
     }
-    let dup = w.stats.duplicates.load(Ordering::Relaxed);
+    // Runs that repeated an effect's work. A finished job that FIFO returned behind a deferred
+    // one of its group (JOBS_IN_FLIGHT 2) comes back and is recognised without a call: not one.
+    let dup = w.stats.duplicates.load(Ordering::Relaxed) - w.stats.returned_finished.load(Ordering::Relaxed);
     // Jobs of the uninstalling mall that ran after Cafe24 revoked its tokens but before its 90077
     // arrived are dead-lettered as `needs_reauth` — correct (nothing else could be known then).
     // Anything else in the DLQ is a failure.

@@ -15,6 +15,9 @@ use serde_json::json;
 
 use super::{JobOutcome, Worker};
 
+/// Longest a command job waits for the limiter inside the invocation.
+const COMMAND_INLINE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<P: super::Ports> Worker<P> {
     /// A command job (see the module doc).
     pub(super) async fn command(&self, job: &Job, q: &Queued) -> JobOutcome {
@@ -38,16 +41,27 @@ impl<P: super::Ports> Worker<P> {
                 };
             }
         };
-        match run(&self.cafe24, &self.state, &cmd, Class::Live).await {
-            Run::Recorded { outcome, replayed } => {
-                if replayed {
-                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+        // A command waits for credit in the invocation up to `COMMAND_INLINE_WAIT` (billed, and
+        // counted as asleep): a deferral by visibility costs whole seconds, and the app waits
+        // for its result. Longer waits are deferred like any job's.
+        let started = std::time::Instant::now();
+        loop {
+            match run(&self.cafe24, &self.state, &cmd, Class::Live).await {
+                Run::Recorded { outcome, replayed } => {
+                    if replayed {
+                        self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return self.publish_command(job, &cmd.key, &n, Some(&cmd), &outcome).await;
                 }
-                self.publish_command(job, &cmd.key, &n, Some(&cmd), &outcome).await
+                Run::NotNow(relay_cafe24::Cafe24Error::Throttled { wait_ms })
+                    if started.elapsed() + std::time::Duration::from_millis(wait_ms) <= COMMAND_INLINE_WAIT =>
+                {
+                    relay_cafe24::idle::waiting(tokio::time::sleep(std::time::Duration::from_millis(wait_ms))).await;
+                }
+                Run::NotNow(e) => return self.map_error(job, e).await,
+                Run::Again("recorded_meanwhile") => return JobOutcome::Defer(1),
+                Run::Again(class) => return JobOutcome::Retry(class),
             }
-            Run::NotNow(e) => self.map_error(job, e).await,
-            Run::Again("recorded_meanwhile") => JobOutcome::Defer(1),
-            Run::Again(class) => JobOutcome::Retry(class),
         }
     }
 

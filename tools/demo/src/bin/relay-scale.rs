@@ -269,11 +269,18 @@ mod tests {
     fn with_a_poller_per_mall_no_mall_waits_behind_another() {
         // Enough pollers: each mall's last job lands within a few seconds of its own floor
         // (plus the limiter's 2 % rate margin over a long drain), whatever the big malls do.
+        // The floor is Cafe24's (a bucket of 40); live work leaves the burst margin and the
+        // interactive share unused, which costs every mall that many intervals once.
+        let cfg = LimiterConfig::default();
+        let unused_s = (u64::from(cfg.burst) - (cfg.effective_burst() - cfg.reserved_for_interactive())) as f64 / 2.0;
         let o = run(model(200, 200));
         for (jobs, late) in &o.lateness {
             let floor_s = jobs.saturating_sub(40) as f64 / 2.0;
             let worst = pct(late, 1.0);
-            assert!(worst < 3.0 + 0.05 * floor_s, "malls with {jobs} jobs finished up to {worst:.1} s late");
+            assert!(
+                worst < 2.0 + unused_s + 0.05 * floor_s,
+                "malls with {jobs} jobs finished up to {worst:.1} s late ({unused_s} s of it the unused burst)"
+            );
         }
     }
 

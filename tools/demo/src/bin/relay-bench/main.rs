@@ -8,9 +8,13 @@
 //!    detached task (as a trigger starting a state machine would) and returns at once; the task
 //!    sleeps 1 s and retries on 429.
 //!
-//! Each design gets its own malls on the same simulator. Output: a markdown table and a PNG
-//! chart in `docs/benchmarks/`. `--quick` scales limits ×10 and shrinks the burst (a smoke run).
+//! Each design gets its own malls on the same simulator. Then **the app at work during a
+//! backlog** (`app.rs`): while a mall drains sync jobs, the app's 60 writes go as commands and a
+//! screen reads through the call API once a second, against the app calling Cafe24 itself on
+//! another mall. Output: markdown tables and a PNG chart in `docs/benchmarks/`. `--quick`
+//! scales limits ×10 and shrinks the burst (a smoke run).
 
+mod app;
 mod baselines;
 mod relay;
 mod report;
@@ -139,7 +143,13 @@ async fn main() -> Result<()> {
     for design in ["direct", "handoff"] {
         rows.push(baselines::run(&b, design).await?);
     }
-    let md = report::markdown(&rows, p, quick, t_bench.elapsed().as_secs_f64(), b.ddb_stats.is_some());
+    // The app at work during a backlog: its writes as commands, a screen's reads through the
+    // call API, against the app calling Cafe24 itself.
+    let (app_relay, app_direct) = app::run(&b).await?;
+    let app_missed = app_relay.relay_429 > 0 || app_relay.duplicated > 0 || app_relay.commands < 60;
+    let mut md = report::markdown(&rows, p, quick, t_bench.elapsed().as_secs_f64(), b.ddb_stats.is_some());
+    md.push('\n');
+    md.push_str(&app::markdown(&[app_relay, app_direct], p.scale));
     println!("\n{md}");
     // The quick smoke run (in `make test`) writes under target/, leaving the committed results alone.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -153,6 +163,9 @@ async fn main() -> Result<()> {
         if relay.r429 > 0 || relay.lost > 0 || relay.duplicated > 0 {
             bail!("relay missed its targets");
         }
+    }
+    if app_missed {
+        bail!("the app scenario missed its targets through the relay (a 429, a duplicated effect or a write without a result)");
     }
     Ok(())
 }
