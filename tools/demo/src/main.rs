@@ -134,9 +134,10 @@ async fn main() -> Result<()> {
     serve(ingest, listener).await.context("serving ingest")?;
     let mut stack_env = format!(
         "# written by make demo: the local stack for `relay --local`\nAWS_ENDPOINT_URL={endpoint}\nINGEST_URL={ingest_url}\n\
-         INBOX_DLQ_URL={}\nWORK_DLQ_URL={}\nRELAY_LOG_FILE={}\n",
+         INBOX_DLQ_URL={}\nWORK_DLQ_URL={}\nCOMMAND_QUEUE_URL={}\nRELAY_LOG_FILE={}\n",
         stack.inbox.dlq_url,
         stack.work.dlq_url,
+        stack.commands.url,
         log_path.display()
     );
     for (k, v) in &env {

@@ -8,6 +8,7 @@
 //! relay [...] mall status <mall>
 //! relay [...] mall reauth-url <mall>
 //! relay [...] snapshot get --mall <mall> order|product|customer <id>
+//! relay [...] call --mall <mall> [--shop N] METHOD PATH [--query k=v]... [--data JSON|@file] [--key K] [--no-wait]
 //! ```
 //!
 //! It reaches AWS with the default credential chain and the resource names in `.relay/aws.env`
@@ -18,6 +19,7 @@
 //! Nothing here prints a token, a webhook key or a webhook's payload; only `snapshot get` prints
 //! synced data, which is what it is asked for.
 
+pub mod call;
 pub mod dlq;
 pub mod mall;
 pub mod resync;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use relay::dlq::{self, Stage};
 use relay::target::Target;
-use relay::{mall, resync, snapshot, trace};
+use relay::{call, mall, resync, snapshot, trace};
 use relay_domain::ports::MessageQueue as _;
 
 /// Operate cafe24-relay: follow a webhook, inspect and redrive dead letters, check a mall.
@@ -75,6 +75,32 @@ enum Command {
     Snapshot {
         #[command(subcommand)]
         command: SnapshotCommand,
+    },
+    /// A request to a mall's Admin API through the relay's command door (its limiter, its
+    /// tokens, once per key); prints the result when the worker has made it.
+    Call {
+        /// The mall id.
+        #[arg(long)]
+        mall: String,
+        /// The shop (sent as `shop_no`).
+        #[arg(long, value_parser = parse_shop)]
+        shop: Option<relay_domain::ShopNo>,
+        /// GET, POST, PUT or DELETE.
+        method: String,
+        /// The path under /api/v2/admin/ (e.g. orders/20260101-0000001).
+        path: String,
+        /// Query parameters, NAME=VALUE (repeatable).
+        #[arg(long)]
+        query: Vec<String>,
+        /// The JSON body (POST, PUT), or @file.
+        #[arg(long)]
+        data: Option<String>,
+        /// The idempotency key (default: a new one). The same key again returns the recorded result.
+        #[arg(long)]
+        key: Option<String>,
+        /// Send and return without waiting for the result.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Backfill a mall's orders or products from Cafe24's list endpoints (a bulk job the worker
     /// runs through the mall's limiter, beside its live webhooks), and follow its progress.
@@ -422,6 +448,34 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Call { mall, shop, method, path, query, data, key, no_wait } => {
+            let m = mall::parse_mall(&mall)?;
+            let request = call::Request {
+                mall: &m,
+                shop,
+                method: &method,
+                path: &path,
+                data: data.as_deref(),
+                query: &query,
+                key: key.as_deref(),
+            };
+            let (cmd, message) = call::build(&request, || format!("relay-cli-{}", fresh_key_id()))?;
+            let sdk = target.sdk_config().await;
+            let state =
+                relay_aws::state::DynamoState::new(aws_sdk_dynamodb::Client::new(&sdk), target.require("STATE_TABLE")?);
+            // Recorded already (the same key before): nothing is sent again.
+            let recorded = call::outcome(&state, &cmd, Duration::ZERO).await?;
+            if recorded.is_none() {
+                let sqs = aws_sdk_sqs::Client::new(&sdk);
+                call::send(&sqs, target.require("COMMAND_QUEUE_URL")?, &cmd, &message).await?;
+            }
+            let wait = if no_wait || recorded.is_some() { Duration::ZERO } else { Duration::from_secs(60) };
+            let outcome = match recorded {
+                Some(o) => Some(o),
+                None => call::outcome(&state, &cmd, wait).await?,
+            };
+            println!("{}", call::render(&cmd, outcome.as_ref()));
+        }
         Command::Snapshot { command: SnapshotCommand::Get { mall, kind, id, shop } } => {
             let m = mall::parse_mall(&mall)?;
             let ddb = aws_sdk_dynamodb::Client::new(&target.sdk_config().await);
@@ -430,6 +484,12 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A fresh key for a command sent without `--key`: time and randomness, SQS-safe characters.
+fn fresh_key_id() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("{ms}-{:08x}", rand::random::<u32>())
 }
 
 #[tokio::main]

@@ -14,6 +14,7 @@
 //! | `INGEST_URL` | `mall reauth-url` |
 //! | `LOG_GROUPS` (comma-separated) | `trace` on AWS |
 //! | `RELAY_LOG_FILE` | `trace` on the local stack |
+//! | `COMMAND_QUEUE_URL`, `STATE_TABLE` | `call` (the command door, and the command's record) |
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -126,6 +127,7 @@ pub const KNOWN: &[&str] = &[
     "INGEST_URL",
     "LOG_GROUPS",
     "RELAY_LOG_FILE",
+    "COMMAND_QUEUE_URL",
 ];
 
 /// The stack-file key for a CloudFormation output name: `InboxDlqUrl` → `INBOX_DLQ_URL`

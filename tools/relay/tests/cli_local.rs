@@ -350,3 +350,60 @@ async fn malls_are_listed_page_by_page_and_filtered_by_status() {
         assert!(!String::from_utf8_lossy(&o.stderr).is_empty());
     }
 }
+
+/// `relay call` goes through the command door: a bad request is refused before anything is
+/// sent; a request is queued under its key; once the dispatcher and worker have run it, the same
+/// key prints the recorded result and sends nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_calls_a_mall_through_the_command_door() {
+    use cafe24_sim::state::{ALL_READ_SCOPES, ALL_WRITE_SCOPES};
+    use devstack::esm::{invoke, EsmConfig, LocalEsm};
+    use relay_domain::tokens::{TokenPair, TokenStore as _};
+
+    let p = Pipeline::new("cli-call").await;
+    let scopes: Vec<String> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect();
+    let (a, r) = p.sim.seed_tokens("callshop", "relay-client", scopes.clone());
+    let now = p.sim.clock.now_ms();
+    let mall = relay_domain::MallId::parse("callshop").unwrap();
+    p.tokens().put_installed(&mall, &TokenPair::issued(a, r, scopes, now), now).await.unwrap();
+    let stack = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("call-{}.env", new_request_id()));
+    std::fs::write(
+        &stack,
+        format!(
+            "AWS_ENDPOINT_URL={}\nCOMMAND_QUEUE_URL={}\nSTATE_TABLE={}\n",
+            p.env.endpoint, p.env.stack.commands.url, p.env.stack.state_table
+        ),
+    )
+    .unwrap();
+    let body = r#"{"shop_no":1,"request":{"member_id":"m1","amount":"7","reason":"op-1"}}"#;
+    let grant = ["call", "--mall", "callshop", "--key", "op-1", "POST", "points", "--data", body];
+
+    let bad = relay(&stack, &["call", "--mall", "callshop", "PATCH", "points"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bad_method"));
+    let bad = relay(&stack, &["call", "--mall", "callshop", "POST", "../oauth/token", "--data", "{}"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("bad_path"));
+    assert_eq!(p.env.depth(&p.env.stack.commands.url).await.unwrap(), 0, "nothing sent for a refused request");
+
+    let mut no_wait = grant.to_vec();
+    no_wait.push("--no-wait");
+    let out = ok(&relay(&stack, &no_wait));
+    assert!(out.contains("queued") && out.contains("op-1"), "{out}");
+
+    let d = p.dispatcher();
+    let w = p.worker();
+    let esm = |url: &str, arn: &str| {
+        LocalEsm::new(
+            p.env.sqs.clone(),
+            EsmConfig { max_concurrency: 1, wait_time_seconds: 0, ..EsmConfig::new(url, arn) },
+        )
+    };
+    let dh = |e: serde_json::Value| invoke("dispatcher", e, |ev| d.handle_batch(ev, || Duration::from_secs(30)));
+    esm(&p.env.stack.commands.url, &p.env.stack.commands.arn).run_until_idle(&dh, 2).await.unwrap();
+    let wh = |e: serde_json::Value| invoke("worker", e, |ev| w.handle_batch(ev, || Duration::from_secs(60)));
+    esm(&p.env.stack.work.url, &p.env.stack.work.arn).run_until_idle(&wh, 2).await.unwrap();
+
+    let out = ok(&relay(&stack, &grant));
+    assert!(out.contains("\"succeeded\"") && out.contains("7.00"), "{out}");
+    assert_eq!(p.sim.stats("callshop").effects.len(), 1, "granted once");
+    assert_eq!(p.env.depth(&p.env.stack.commands.url).await.unwrap(), 0, "the recorded key sent nothing again");
+}
