@@ -122,10 +122,18 @@ impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, 
         (self.cafe24.clock())()
     }
 
-    /// One HTTP request.
+    /// One HTTP request. On Lambda, every Cafe24 call it makes is bounded by the invocation's
+    /// time left (`relay_cafe24::deadline`), so a slow Cafe24 cannot outlive the function and
+    /// leave a POST sent with its answer lost to a timeout kill.
     pub async fn handle(&self, req: Request) -> Response<Body> {
         let request_id = req.lambda_context_ref().map(|c| c.request_id.clone()).unwrap_or_default();
-        self.route(req).instrument(invocation_span("call-api", &request_id)).await
+        let deadline =
+            req.lambda_context_ref().and_then(|c| c.deadline().duration_since(std::time::SystemTime::now()).ok());
+        let fut = self.route(req).instrument(invocation_span("call-api", &request_id));
+        match deadline {
+            Some(left) => relay_cafe24::deadline::within(Instant::now() + left, fut).await,
+            None => fut.await,
+        }
     }
 
     async fn route(&self, req: Request) -> Response<Body> {

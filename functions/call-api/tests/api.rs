@@ -250,3 +250,24 @@ async fn bad_requests_get_a_clear_code_and_no_call() {
     assert_eq!((status, outcome.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("failed")));
     assert!(body["error"]["message"].as_str().unwrap().contains("amount"));
 }
+
+/// On Lambda a call is bounded by the invocation's time left: a Cafe24 that answers after the
+/// function would be killed ends the POST `uncertain` within the invocation, instead of the
+/// kill losing the answer of a request that went out.
+#[tokio::test]
+async fn a_call_never_outlives_the_invocation() {
+    let f = fx(10_000).await;
+    f.sim.lock().faults.push(Fault {
+        mall: Some("shop".into()),
+        endpoint: Some("points".into()),
+        kind: FaultKind::Latency { ms: 4_000 },
+        remaining: Some(1),
+    });
+    let mut ctx = lambda_http::Context::default();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    ctx.deadline = now_ms + 1_500;
+    let req = request(Method::POST, "/v1/call", Some("ui-dl"), &grant().to_string()).with_lambda_context(ctx);
+    let r = f.api.handle(req).await;
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "cut at the invocation's deadline, not after Cafe24's 4 s");
+    assert_eq!(r.headers()["x-relay-outcome"], "uncertain");
+}
