@@ -211,6 +211,8 @@ impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, 
                     }
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                 }
+                // The next run reads the outcome another request recorded.
+                Run::RecordedMeanwhile => {}
                 Run::Again(class) => return retry_after(1_000, "retry", class),
             }
         }

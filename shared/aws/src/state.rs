@@ -56,6 +56,36 @@ fn deflate(bytes: &[u8]) -> Result<Vec<u8>, StoreError> {
     e.write_all(bytes).and_then(|()| e.finish()).map_err(|x| StoreError(Box::new(x)))
 }
 
+/// JSON text as an item attribute: the String itself, or deflated into a Binary above
+/// [`COMPRESS_ABOVE_BYTES`] (`deflated`). `Err(stored_bytes)`: too large for an item even so.
+struct Packed {
+    value: AttributeValue,
+    deflated: bool,
+}
+
+fn pack(text: &str) -> Result<Result<Packed, usize>, StoreError> {
+    if text.len() <= COMPRESS_ABOVE_BYTES {
+        return Ok(Ok(Packed { value: s(text), deflated: false }));
+    }
+    let z = deflate(text.as_bytes())?;
+    if z.len() > MAX_STORED_BYTES {
+        return Ok(Err(z.len()));
+    }
+    Ok(Ok(Packed { value: AttributeValue::B(Blob::new(z)), deflated: true }))
+}
+
+/// JSON stored by [`pack`] in `text_attr` or, deflated, in `z_attr`.
+fn unpack(
+    item: &std::collections::HashMap<String, AttributeValue>,
+    text_attr: &str,
+    z_attr: &str,
+) -> Option<serde_json::Value> {
+    match item.get(z_attr).and_then(|v| v.as_b().ok()) {
+        Some(z) => inflate(z.as_ref()).and_then(|t| serde_json::from_slice(&t).ok()),
+        None => item.get(text_attr).and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()),
+    }
+}
+
 fn inflate(z: &[u8]) -> Option<Vec<u8>> {
     use std::io::Read as _;
     let mut out = Vec::new();
@@ -307,13 +337,7 @@ fn command_pk(mall: &MallId, key: &str) -> AttributeValue {
 
 /// A stored outcome read back (`outcome` text or `outcome_z`).
 fn stored_outcome(item: &std::collections::HashMap<String, AttributeValue>) -> Option<serde_json::Value> {
-    let text =
-        match (item.get("outcome").and_then(|v| v.as_s().ok()), item.get("outcome_z").and_then(|v| v.as_b().ok())) {
-            (Some(t), _) => t.as_bytes().to_vec(),
-            (None, Some(z)) => inflate(z.as_ref())?,
-            (None, None) => return None,
-        };
-    serde_json::from_slice(&text).ok()
+    unpack(item, "outcome", "outcome_z")
 }
 
 impl CommandStore for DynamoState {
@@ -382,23 +406,18 @@ impl CommandStore for DynamoState {
     ) -> Result<serde_json::Value, StoreError> {
         self.count_write();
         let mut kept = outcome.clone();
-        let mut text = kept.to_string();
-        let mut value = if text.len() > COMPRESS_ABOVE_BYTES { None } else { Some(s(&text)) };
-        let mut z = None;
-        if value.is_none() {
-            let packed = deflate(text.as_bytes())?;
-            if packed.len() > MAX_STORED_BYTES {
-                // Even deflated it does not fit an item: the outcome is kept without its body.
+        let text = kept.to_string();
+        let packed = match pack(&text)? {
+            Ok(p) => p,
+            // Even deflated it does not fit an item: the outcome is kept without its body.
+            Err(_) => {
                 if let Some(o) = kept.as_object_mut() {
                     o.insert("body".into(), serde_json::json!({"body_omitted": {"bytes": text.len()}}));
                 }
-                text = kept.to_string();
-                value = Some(s(&text));
-            } else {
-                z = Some(AttributeValue::B(Blob::new(packed)));
+                Packed { value: s(&kept.to_string()), deflated: false }
             }
-        }
-        let attr = if z.is_some() { "outcome_z" } else { "outcome" };
+        };
+        let attr = if packed.deflated { "outcome_z" } else { "outcome" };
         let r = self
             .client
             .update_item()
@@ -408,7 +427,7 @@ impl CommandStore for DynamoState {
             .condition_expression("attribute_not_exists(outcome) AND attribute_not_exists(outcome_z)")
             .expression_attribute_names("#o", attr)
             .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":o", z.or(value).unwrap_or_else(|| s("null")))
+            .expression_attribute_values(":o", packed.value)
             .expression_attribute_values(":ttl", ttl(expires_ms))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -582,25 +601,22 @@ impl SnapshotStore for DynamoState {
     ) -> Result<Upsert, StoreError> {
         let body = data.map(|d| d.to_string()).unwrap_or_default();
         let digest = relay_domain::delivery::content_digest(data);
-        let (update, value) = if body.len() > COMPRESS_ABOVE_BYTES {
-            let z = deflate(body.as_bytes())?;
-            if z.len() > MAX_STORED_BYTES {
+        let packed = match pack(&body)? {
+            Ok(p) => p,
+            Err(stored_bytes) => {
                 return Err(StoreError(Box::new(SnapshotTooLarge {
                     json_bytes: body.len(),
-                    stored_bytes: z.len(),
+                    stored_bytes,
                     limit: MAX_STORED_BYTES,
-                })));
+                })))
             }
-            (
-                "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg, digest_v = :f REMOVE #data, unpub, confirmed",
-                AttributeValue::B(Blob::new(z)),
-            )
-        } else {
-            (
-                "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg, digest_v = :f REMOVE data_z, unpub, confirmed",
-                s(&body),
-            )
         };
+        let update = if packed.deflated {
+            "SET data_z = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg, digest_v = :f REMOVE #data, unpub, confirmed"
+        } else {
+            "SET #data = :d, fetched_at = :f, deleted = :del, mall_id = :m, by_job = :by, digest = :dg, digest_v = :f REMOVE data_z, unpub, confirmed"
+        };
+        let value = packed.value;
         self.count_write();
         let r = self
             .client
@@ -666,14 +682,7 @@ impl SnapshotStore for DynamoState {
         Ok(item.as_ref().map(|i| {
             let f = i.get("fetched_at").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()).unwrap_or(0);
             let deleted = i.get("deleted").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false);
-            let data = if deleted {
-                None
-            } else {
-                match i.get("data_z").and_then(|v| v.as_b().ok()) {
-                    Some(z) => inflate(z.as_ref()).and_then(|t| serde_json::from_slice(&t).ok()),
-                    None => i.get("data").and_then(|v| v.as_s().ok()).and_then(|t| serde_json::from_str(t).ok()),
-                }
-            };
+            let data = if deleted { None } else { unpack(i, "data", "data_z") };
             (f, data)
         }))
     }

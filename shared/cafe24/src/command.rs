@@ -32,6 +32,9 @@ pub enum Run {
     NotNow(Cafe24Error),
     /// Run it again: a transient failure after which re-sending is safe (`class` for the logs).
     Again(&'static str),
+    /// Another run recorded the outcome between this run's read and its note: nothing was sent;
+    /// running it again finds that outcome.
+    RecordedMeanwhile,
 }
 
 /// The note could not be written because the command has an outcome already.
@@ -76,7 +79,7 @@ pub async fn run<G: RateGate, S: TokenStore, C: CommandStore>(
         Ok((status, body)) => Outcome::Succeeded { status, body },
         // Another run recorded the outcome between the read above and the note: nothing was
         // sent; the next run finds that outcome.
-        Err(Cafe24Error::Store(_)) if had_outcome.load(Ordering::Relaxed) => return Run::Again("recorded_meanwhile"),
+        Err(Cafe24Error::Store(_)) if had_outcome.load(Ordering::Relaxed) => return Run::RecordedMeanwhile,
         Err(e) => match failed_send(store, cmd, e).await {
             Ok(outcome) => outcome,
             Err(run) => return run,

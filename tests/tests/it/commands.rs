@@ -6,22 +6,9 @@
 
 use std::time::Duration;
 
-use cafe24_sim::state::{ALL_READ_SCOPES, ALL_WRITE_SCOPES};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
-use relay_domain::tokens::{TokenPair, TokenStore as _};
-use relay_domain::MallId;
 use relay_tests::pipeline::Pipeline;
 use serde_json::{json, Value};
-
-/// Installs `mall` with read and write scopes (an app that asked for both).
-async fn install_writer(fx: &Pipeline, mall: &str) -> MallId {
-    let scopes: Vec<String> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect();
-    let (a, r) = fx.sim.seed_tokens(mall, "relay-client", scopes.clone());
-    let now = fx.sim.clock.now_ms();
-    let m = MallId::parse(mall).unwrap();
-    fx.tokens().put_installed(&m, &TokenPair::issued(a, r, scopes, now), now).await.unwrap();
-    m
-}
 
 /// What the app does: one FIFO message per command, its key as the deduplication id.
 async fn send(fx: &Pipeline, body: &str, group: &str, dedup: &str) {
@@ -40,7 +27,7 @@ async fn send(fx: &Pipeline, body: &str, group: &str, dedup: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app() {
     let fx = Pipeline::new("cmd-e2e").await;
-    install_writer(&fx, "cmdmall").await;
+    relay_tests::install_seeded_writer(&fx.sim, &fx.env, "cmdmall").await;
     let app = devstack::resources::subscribe_queue(
         &fx.env.clients,
         &fx.env.stack.event_bus,

@@ -356,16 +356,10 @@ async fn malls_are_listed_page_by_page_and_filtered_by_status() {
 /// key prints the recorded result and sends nothing again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_calls_a_mall_through_the_command_door() {
-    use cafe24_sim::state::{ALL_READ_SCOPES, ALL_WRITE_SCOPES};
     use devstack::esm::{invoke, EsmConfig, LocalEsm};
-    use relay_domain::tokens::{TokenPair, TokenStore as _};
 
     let p = Pipeline::new("cli-call").await;
-    let scopes: Vec<String> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect();
-    let (a, r) = p.sim.seed_tokens("callshop", "relay-client", scopes.clone());
-    let now = p.sim.clock.now_ms();
-    let mall = relay_domain::MallId::parse("callshop").unwrap();
-    p.tokens().put_installed(&mall, &TokenPair::issued(a, r, scopes, now), now).await.unwrap();
+    relay_tests::install_seeded_writer(&p.sim, &p.env, "callshop").await;
     let stack = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("call-{}.env", new_request_id()));
     std::fs::write(
         &stack,

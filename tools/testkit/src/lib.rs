@@ -262,9 +262,24 @@ pub fn sim_cafe24_config(sim_base: &str) -> relay_cafe24::Cafe24Config {
 /// "Already installed": the simulator issues `relay-client` a token pair with every read scope for
 /// `mall` (not counted as an issuance) and the pair is stored in the env's token table.
 pub async fn install_seeded(sim: &cafe24_sim::Sim, env: &TestEnv, mall: &str) -> relay_domain::MallId {
-    use cafe24_sim::state::ALL_READ_SCOPES;
+    install_seeded_with(sim, env, mall, cafe24_sim::state::ALL_READ_SCOPES).await
+}
+
+/// [`install_seeded`] with write scopes too: an app that asked for both (commands, the call API).
+pub async fn install_seeded_writer(sim: &cafe24_sim::Sim, env: &TestEnv, mall: &str) -> relay_domain::MallId {
+    use cafe24_sim::state::{ALL_READ_SCOPES, ALL_WRITE_SCOPES};
+    let scopes: Vec<&str> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).copied().collect();
+    install_seeded_with(sim, env, mall, &scopes).await
+}
+
+async fn install_seeded_with(
+    sim: &cafe24_sim::Sim,
+    env: &TestEnv,
+    mall: &str,
+    scopes: &[&str],
+) -> relay_domain::MallId {
     use relay_domain::tokens::{TokenPair, TokenStore};
-    let scopes: Vec<String> = ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
+    let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
     let (a, r) = sim.seed_tokens(mall, "relay-client", scopes.clone());
     let now = sim.clock.now_ms();
     let pair = TokenPair::issued(a, r, scopes, now);

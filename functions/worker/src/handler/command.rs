@@ -59,7 +59,7 @@ impl<P: super::Ports> Worker<P> {
                     relay_cafe24::idle::waiting(tokio::time::sleep(std::time::Duration::from_millis(wait_ms))).await;
                 }
                 Run::NotNow(e) => return self.map_error(job, e).await,
-                Run::Again("recorded_meanwhile") => return JobOutcome::Defer(1),
+                Run::RecordedMeanwhile => return JobOutcome::Defer(1),
                 Run::Again(class) => return JobOutcome::Retry(class),
             }
         }
