@@ -18,6 +18,7 @@ FAMILY = {
     "order.synced": "synced", "product.synced": "synced", "customer.synced": "synced",
     "order.deleted": "deleted", "product.deleted": "deleted", "customer.deleted": "deleted",
     "mall.installed": "mall", "mall.uninstalled": "mall", "mall.needs_reauth": "mall",
+    "command.succeeded": "command", "command.failed": "command", "command.uncertain": "command",
 }
 
 
@@ -44,6 +45,12 @@ def main() -> int:
         if kind.endswith(".synced") or kind.endswith(".deleted"):
             if kind.split(".")[0] != event["detail"].get("kind"):
                 print(f"line {n}: detail-type {kind} but kind {event['detail'].get('kind')!r}")
+                errors.append(kind)
+        if kind.startswith("command."):
+            # A success carries Cafe24's status and body; a failure or uncertainty its reason.
+            has_reason = "reason" in event["detail"]
+            if has_reason == (kind == "command.succeeded"):
+                print(f"line {n}: {kind} {'with' if has_reason else 'without'} a reason")
                 errors.append(kind)
         bad += bool(errors)
         counts[kind] = counts.get(kind, 0) + 1

@@ -71,7 +71,19 @@ impl Pipeline {
 
     /// The dispatcher sending jobs to `work`.
     pub fn dispatcher_with<Q: MessageQueue>(&self, work: Q) -> Dispatcher<Q, DynamoTokenStore, SqsQueue> {
-        let cfg = DispatcherConfig::from_lookup(|k| self.env_var(k)).unwrap();
+        self.dispatcher_configured(work, &[])
+    }
+
+    /// [`Self::dispatcher_with`], some settings of its environment overridden.
+    pub fn dispatcher_configured<Q: MessageQueue>(
+        &self,
+        work: Q,
+        overrides: &[(&str, &str)],
+    ) -> Dispatcher<Q, DynamoTokenStore, SqsQueue> {
+        let cfg = DispatcherConfig::from_lookup(|k| {
+            overrides.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()).or_else(|| self.env_var(k))
+        })
+        .unwrap();
         Dispatcher::new(
             work,
             SqsQueue::new(self.env.sqs.clone(), self.env.stack.inbox.dlq_url.clone()),

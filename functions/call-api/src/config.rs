@@ -18,11 +18,14 @@ pub struct CallApiConfig {
     pub max_wait_ms: u64,
     /// The budget when the caller names none, ms.
     pub default_wait_ms: u64,
+    /// The requests callers may make (`COMMAND_ALLOW`, as the dispatcher's).
+    pub allow: relay_domain::command::AllowList,
 }
 
 impl CallApiConfig {
     /// Reads `STATE_TABLE`, `TOKEN_TABLE`, `RATE_LIMIT_TABLE`, `LIMITER_*`, `CALL_MAX_WAIT_MS`
-    /// (10000, ≤ 25000: the function's timeout is 30 s), `CALL_DEFAULT_WAIT_MS` (3000).
+    /// (10000, ≤ 25000: the function's timeout is 30 s), `CALL_DEFAULT_WAIT_MS` (3000),
+    /// `COMMAND_ALLOW` (every request).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = relay_domain::config::Env(lookup);
         let max_wait_ms = env.bounded("CALL_MAX_WAIT_MS", 10_000, 0..=25_000)?;
@@ -33,6 +36,7 @@ impl CallApiConfig {
             limiter: env.limiter()?,
             max_wait_ms,
             default_wait_ms: env.bounded("CALL_DEFAULT_WAIT_MS", 3_000.min(max_wait_ms), 0..=max_wait_ms)?,
+            allow: env.command_allow()?,
         })
     }
 }
@@ -62,6 +66,8 @@ mod tests {
             ("LIMITER_BURST", "0"),
             ("LIMITER_RATE_PER_SEC", "fast"),
             ("STATE_TABLE", ""),
+            ("COMMAND_ALLOW", "points"),
+            ("COMMAND_ALLOW", "POST ../x"),
         ] {
             assert!(cfg(&[(k, v)]).is_err(), "{k}={v}");
         }

@@ -112,6 +112,25 @@ fn snapshot_of(path: &str) -> Option<(SnapshotKind, &str, &'static str)> {
     }
 }
 
+/// The call API on AWS: the limiter and tokens in DynamoDB, records and snapshots in the state table.
+pub type AwsCallApi =
+    CallApi<relay_aws::limiter::DynamoLimiter, relay_aws::tokens::DynamoTokenStore, relay_aws::state::DynamoState>;
+
+impl AwsCallApi {
+    /// Wires the call API to DynamoDB with `aws`'s clients (the binary, `make demo`, `make bench`).
+    pub fn on_aws(
+        aws: &relay_aws::Clients,
+        cfg: CallApiConfig,
+        cafe24: relay_cafe24::Cafe24Config,
+        clock: relay_cafe24::Clock,
+    ) -> Result<Self, Cafe24Error> {
+        let (limiter, tokens) =
+            aws.cafe24_ports(&cfg.rate_limit_table, &cfg.token_table, cfg.limiter.clone(), clock.clone());
+        let state = relay_aws::state::DynamoState::new(aws.ddb.clone(), cfg.state_table.clone());
+        Ok(Self::new(Cafe24::new(cafe24, limiter, tokens, clock)?, state, cfg))
+    }
+}
+
 impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, C> {
     /// Wires the call API.
     pub fn new(cafe24: Cafe24<G, S>, state: C, cfg: CallApiConfig) -> Self {
@@ -188,6 +207,10 @@ impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, 
         };
         if key.is_none() && cmd.method != CommandMethod::Get {
             return bad("missing_idempotency_key", "an Idempotency-Key header is required for anything but GET");
+        }
+        if !self.cfg.allow.allows(cmd.method, &cmd.path) {
+            let r = relay_domain::command::Refusal::NotAllowed;
+            return resp::error(StatusCode::FORBIDDEN, r.code(), &r.message());
         }
         if let (Some(age), CommandMethod::Get) = (max_age_s, cmd.method) {
             if let Some(r) = self.fresh_snapshot(&cmd, age).await {

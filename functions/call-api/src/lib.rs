@@ -25,4 +25,4 @@ pub mod config;
 pub mod handler;
 
 pub use config::CallApiConfig;
-pub use handler::CallApi;
+pub use handler::{AwsCallApi, CallApi};

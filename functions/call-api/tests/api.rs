@@ -29,6 +29,11 @@ struct Fx {
 }
 
 async fn fx(timeout_ms: u64) -> Fx {
+    fx_allowing(timeout_ms, "").await
+}
+
+/// [`fx`] with `COMMAND_ALLOW` set to `allow`.
+async fn fx_allowing(timeout_ms: u64, allow: &str) -> Fx {
     let scopes: Vec<String> = ALL_READ_SCOPES.iter().chain(ALL_WRITE_SCOPES).map(|s| s.to_string()).collect();
     let app =
         AppConfig { client_id: "relay-client".into(), client_secret: "relay-secret".into(), scopes: scopes.clone() };
@@ -53,6 +58,7 @@ async fn fx(timeout_ms: u64) -> Fx {
     let cfg = CallApiConfig::from_lookup(|k| match k {
         "STATE_TABLE" | "TOKEN_TABLE" | "RATE_LIMIT_TABLE" => Some("t".into()),
         "CALL_DEFAULT_WAIT_MS" => Some("500".into()),
+        "COMMAND_ALLOW" => Some(allow.to_owned()),
         _ => None,
     })
     .unwrap();
@@ -249,6 +255,18 @@ async fn bad_requests_get_a_clear_code_and_no_call() {
     let (status, body, outcome) = call(&f, Some("k-4"), &zero).await;
     assert_eq!((status, outcome.as_deref()), (StatusCode::UNPROCESSABLE_ENTITY, Some("failed")));
     assert!(body["error"]["message"].as_str().unwrap().contains("amount"));
+}
+
+#[tokio::test]
+async fn a_request_outside_the_allow_list_is_a_403_and_no_call() {
+    let f = fx_allowing(2_000, "PUT orders/*, GET **").await;
+    let (status, body, _) = call(&f, Some("k-1"), &grant()).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_allowed")));
+    assert_eq!(f.sim.stats("shop").calls, 0);
+    // What the list names goes through.
+    let (status, ..) = call(&f, None, &json!({"mall_id": "shop", "method": "GET", "path": "products/1"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((f.sim.stats("shop").calls, effects(&f)), (1, 0));
 }
 
 /// On Lambda a call is bounded by the invocation's time left: a Cafe24 that answers after the

@@ -22,6 +22,8 @@ pub struct DispatcherConfig {
     /// The queue the app sends commands to (`COMMAND_QUEUE_ARN`; absent: no commands). A batch
     /// from it is commands, not webhooks.
     pub command_queue_arn: Option<String>,
+    /// The requests commands may make (`COMMAND_ALLOW`; a command outside it fails `not_allowed`).
+    pub command_allow: relay_domain::command::AllowList,
     /// Routing table (defaults + overrides).
     pub routing: RoutingTable,
     /// Rate-limit key derivation (= work queue group id).
@@ -63,6 +65,7 @@ impl DispatcherConfig {
             rate_limit_table: req("RATE_LIMIT_TABLE")?,
             event_bus: req("EVENT_BUS_NAME")?,
             command_queue_arn: env.get("COMMAND_QUEUE_ARN").filter(|v| !v.trim().is_empty()),
+            command_allow: env.command_allow()?,
             routing,
             key_scope,
             keepalive_window_ms: days * 86_400_000,

@@ -400,7 +400,14 @@ where
         let span = tracing::Span::current();
         span.record("message_id", id);
         let now = (self.clock)();
-        match relay_domain::command::Command::parse(body) {
+        let allowed = |c: relay_domain::command::Command| {
+            if self.cfg.command_allow.allows(c.method, &c.path) {
+                Ok(c)
+            } else {
+                Err(relay_domain::command::Refusal::NotAllowed)
+            }
+        };
+        match relay_domain::command::Command::parse(body).and_then(allowed) {
             Ok(cmd) => {
                 span.record("mall_id", cmd.mall_id.as_str());
                 let job = command_job(&cmd, now);

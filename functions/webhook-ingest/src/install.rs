@@ -67,6 +67,31 @@ pub const MAX_EXCHANGES_PER_WINDOW: u32 = 5;
 /// The window of [`MAX_EXCHANGES_PER_WINDOW`], ms.
 pub const EXCHANGE_WINDOW_MS: u64 = 10 * 60_000;
 
+/// The scopes the install asks for when `OAUTH_SCOPES` is unset or empty: the relay's own reads.
+pub const DEFAULT_SCOPES: &str =
+    "mall.read_order,mall.read_product,mall.read_customer,mall.read_application,mall.read_store";
+
+/// `OAUTH_SCOPES` read: comma-separated `mall.read_*` / `mall.write_*` names (empty entries, as
+/// the template's join leaves when the app adds none, are skipped; repeats are asked once).
+/// Anything else is refused at cold start rather than sent to Cafe24's authorize page, which
+/// would answer the merchant `invalid_scope`.
+fn scopes(raw: Option<&str>) -> Result<String, ConfigError> {
+    let mut out: Vec<&str> = Vec::new();
+    for s in raw.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let name = s.strip_prefix("mall.read_").or_else(|| s.strip_prefix("mall.write_"));
+        if !name.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) {
+            return Err(ConfigError::Invalid {
+                var: "OAUTH_SCOPES",
+                reason: format!("`{s}` is not a Cafe24 scope (mall.read_<resource> or mall.write_<resource>)"),
+            });
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(if out.is_empty() { DEFAULT_SCOPES.to_owned() } else { out.join(",") })
+}
+
 impl InstallConfig {
     /// Reads `OAUTH_STATE_SECRET`, `OAUTH_REDIRECT_URI`, `OAUTH_SCOPES`, `EVENT_BUS_NAME`,
     /// `BACKFILL_ON_INSTALL_DAYS` (30; 0..=730), `WORK_QUEUE_URL` (with a backfill).
@@ -91,9 +116,7 @@ impl InstallConfig {
                 });
             }
         }
-        let scopes = get("OAUTH_SCOPES").unwrap_or_else(|| {
-            "mall.read_order,mall.read_product,mall.read_customer,mall.read_application,mall.read_store".into()
-        });
+        let scopes = scopes(get("OAUTH_SCOPES").as_deref())?;
         let event_bus = env.required("EVENT_BUS_NAME")?;
         let backfill_days = env.bounded("BACKFILL_ON_INSTALL_DAYS", 30, 0..=730)?;
         let work_queue_url = if backfill_days > 0 { Some(env.url("WORK_QUEUE_URL")?) } else { None };
@@ -400,6 +423,40 @@ mod tests {
             assert_eq!(url(bad), None, "{bad:?}");
         }
         assert_eq!(callback_url_for_host(None), None);
+    }
+
+    #[test]
+    fn oauth_scopes_are_cafe24_scope_names_and_the_templates_trailing_comma_is_ignored() {
+        let env = |scopes: &'static str| {
+            move |k: &str| match k {
+                "OAUTH_STATE_SECRET" => Some("0123456789abcdef0123456789abcdef".to_owned()),
+                "EVENT_BUS_NAME" => Some("bus".to_owned()),
+                "OAUTH_SCOPES" => Some(scopes.to_owned()),
+                "BACKFILL_ON_INSTALL_DAYS" => Some("0".to_owned()),
+                _ => None,
+            }
+        };
+        let read = |s: &'static str| InstallConfig::from_lookup(env(s)).map(|c| c.scopes);
+        // What the template passes with OAuthScopes empty, and with the app's scopes added.
+        assert_eq!(read("mall.read_order,mall.read_product,").unwrap(), "mall.read_order,mall.read_product");
+        assert_eq!(
+            read("mall.read_order, mall.write_mileage ,mall.write_mileage").unwrap(),
+            "mall.read_order,mall.write_mileage"
+        );
+        assert_eq!(read("").unwrap(), DEFAULT_SCOPES);
+        assert_eq!(read(" , ").unwrap(), DEFAULT_SCOPES);
+        for bad in [
+            "mall.read_order;mall.write_order",
+            "read_order",
+            "mall.read_",
+            "mall.admin_order",
+            "mall.write_Order",
+            "mall.read_order scope=x",
+            "mall.read_order&redirect_uri=https://evil.example",
+        ] {
+            let e = read(bad).unwrap_err().to_string();
+            assert!(e.contains("OAUTH_SCOPES"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! | `CAFE24_CLIENT_SECRET`, `CAFE24_API_VERSION`, `CAFE24_API_BASE_URL` | with install | see `relay-cafe24` | |
 //! | `OAUTH_STATE_SECRET` | with install | — | HMAC key for `state`, ≥ 32 characters |
 //! | `OAUTH_REDIRECT_URI` | no | `https://<request host>/oauth/callback` | public URL of `/oauth/callback` registered with Cafe24; set it behind a custom domain |
-//! | `OAUTH_SCOPES` | no | read scopes for orders, products, customers, webhook logs | |
+//! | `OAUTH_SCOPES` | no | read scopes for orders, products, customers, webhook logs, store | comma-separated `mall.read_*`/`mall.write_*`; the template adds `OAuthScopes` |
 //! | `TOKEN_TABLE` | with install | — | DynamoDB token table (no limiter table: no Admin API call here) |
 //! | `BACKFILL_ON_INSTALL_DAYS`, `WORK_QUEUE_URL` | no, with a backfill | 30, — | order history a new install backfills, and where the job goes |
 

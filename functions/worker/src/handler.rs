@@ -218,13 +218,8 @@ impl AwsWorker {
         use relay_aws::sqs::{SqsQueue, SqsVisibility};
         let (sqs, ddb) = (&aws.sqs, &aws.ddb);
         cafe24.max_inline_wait_ms = cfg.max_sleep_ms;
-        let limiter = relay_aws::limiter::DynamoLimiter::new(
-            ddb.clone(),
-            cfg.rate_limit_table.clone(),
-            cfg.limiter.clone(),
-            clock.clone(),
-        );
-        let tokens = relay_aws::tokens::DynamoTokenStore::new(ddb.clone(), cfg.token_table.clone());
+        let (limiter, tokens) =
+            aws.cafe24_ports(&cfg.rate_limit_table, &cfg.token_table, cfg.limiter.clone(), clock.clone());
         Ok(Self::new(
             Cafe24::new(cafe24, limiter, tokens, clock)?,
             relay_aws::state::DynamoState::new(ddb.clone(), cfg.state_table.clone()),

@@ -58,6 +58,23 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// The ports a Cafe24 client takes on AWS: the limiter on `rate_limit_table` and the token
+    /// records in `token_table` (the worker's and the call API's, one construction).
+    pub fn cafe24_ports(
+        &self,
+        rate_limit_table: &str,
+        token_table: &str,
+        limiter: relay_domain::ratelimit::LimiterConfig,
+        clock: relay_domain::clock::Clock,
+    ) -> (limiter::DynamoLimiter, tokens::DynamoTokenStore) {
+        (
+            limiter::DynamoLimiter::new(self.ddb.clone(), rate_limit_table, limiter, clock),
+            tokens::DynamoTokenStore::new(self.ddb.clone(), token_table),
+        )
+    }
+}
+
 /// The HTTP client of every AWS SDK client here: hyper 1 with rustls on ring, the same TLS
 /// stack reqwest uses for Cafe24 (the SDK's default features would add aws-lc and a legacy
 /// hyper 0.14 + rustls 0.21 stack; see the workspace Cargo.toml). Trust roots: the system's.

@@ -74,6 +74,13 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(limiter)
     }
 
+    /// `COMMAND_ALLOW` (unset: every request): the requests the app's commands and calls may
+    /// make ([`crate::command::AllowList`]); the dispatcher and the call API read the same value.
+    pub fn command_allow(&self) -> Result<crate::command::AllowList, ConfigError> {
+        crate::command::AllowList::parse(&self.get("COMMAND_ALLOW").unwrap_or_default())
+            .map_err(|reason| ConfigError::Invalid { var: "COMMAND_ALLOW", reason })
+    }
+
     /// `RATE_LIMIT_KEY` (`mall` when unset): which limiter bucket a mall's calls share.
     pub fn key_scope(&self) -> Result<crate::ratelimit::KeyScope, ConfigError> {
         match self.get("RATE_LIMIT_KEY") {

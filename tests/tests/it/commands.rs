@@ -48,8 +48,13 @@ async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app()
         json!({"v": 1, "key": "bad-1", "mall_id": "cmdmall", "method": "POST", "path": "../oauth/token", "body": {}});
     send(&fx, &bad.to_string(), "cmdmall", "bad-1").await;
     send(&fx, "not json", "cmdmall", "junk-1").await;
+    // Valid, but outside the deployment's allow-list (COMMAND_ALLOW below).
+    let put = json!({"v": 1, "key": "put-1", "mall_id": "cmdmall", "method": "PUT", "path": "products/1",
+        "body": {"request": {"price": "1"}}});
+    send(&fx, &put.to_string(), "cmdmall", "put-1").await;
 
-    let d = fx.dispatcher();
+    let work = relay_aws::sqs::SqsQueue::new(fx.env.sqs.clone(), fx.env.stack.work.url.clone());
+    let d = fx.dispatcher_configured(work, &[("COMMAND_ALLOW", "POST points, GET **")]);
     let esm = |url: &str, arn: &str| {
         LocalEsm::new(
             fx.env.sqs.clone(),
@@ -60,7 +65,7 @@ async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app()
     let hd = |event: Value| invoke("dispatcher", event, |ev| d.handle_batch(ev, || Duration::from_secs(30)));
     c.run_until_idle(&hd, 2).await.unwrap();
     assert_eq!(d.stats.commands.load(std::sync::atomic::Ordering::Relaxed), 2);
-    assert_eq!(d.stats.commands_refused.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(d.stats.commands_refused.load(std::sync::atomic::Ordering::Relaxed), 3);
     let w = fx.worker();
     let e = esm(&fx.env.stack.work.url, &fx.env.stack.work.arn);
     let hw = |event: Value| invoke("worker", event, |ev| w.handle_batch(ev, || Duration::from_secs(60)));
@@ -77,6 +82,8 @@ async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app()
         .iter()
         .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
         .collect();
+    // Every result, the refusals included, is what docs/events/command.schema.json says.
+    crate::delivery::validate(&events);
     let of = |t: &str| events.iter().filter(|e| e["detail-type"] == t).map(|e| e["detail"].clone()).collect::<Vec<_>>();
     let ok = of("command.succeeded");
     let mut keys: Vec<&str> = ok.iter().map(|d| d["key"].as_str().unwrap()).collect();
@@ -86,7 +93,8 @@ async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app()
     let failed = of("command.failed");
     let mut reasons: Vec<&str> = failed.iter().map(|d| d["reason"].as_str().unwrap()).collect();
     reasons.sort();
-    assert_eq!(reasons, ["bad_path", "not_json"]);
+    assert_eq!(reasons, ["bad_path", "not_allowed", "not_json"]);
+    assert_eq!(fx.sim.stats("cmdmall").effects.iter().filter(|e| e.method == "PUT").count(), 0);
     assert!(failed.iter().any(|d| d["key"] == "bad-1" && d["mall_id"] == "cmdmall"));
     assert_eq!(fx.env.depth(&fx.env.stack.commands.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
 }

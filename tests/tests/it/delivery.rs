@@ -56,7 +56,7 @@ async fn the_example_consumer_returns_what_it_cannot_apply_and_skips_other_event
 }
 
 /// Runs `scripts/validate-events.py` (JSON Schemas in docs/events/) over the events.
-fn validate(events: &[Value]) {
+pub(crate) fn validate(events: &[Value]) {
     let root = devstack::moto::workspace_root();
     let mut child = std::process::Command::new(root.join(".venv/bin/python"))
         .arg(root.join("scripts/validate-events.py"))

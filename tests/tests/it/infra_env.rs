@@ -26,6 +26,8 @@ fn sample(k: &str) -> Option<String> {
         "MAX_BODY_BYTES" => "1000".into(),
         "CUSTOMER_BACKFILL" => "off".into(),
         "INGEST_ROUTES" => "all".into(),
+        "OAUTH_SCOPES" => "mall.read_order,mall.write_mileage".into(),
+        "COMMAND_ALLOW" => "POST points, GET **".into(),
         k if k.ends_with("_MS")
             || k.ends_with("_S")
             || k.ends_with("_DAYS")

@@ -14,15 +14,34 @@ pub mod bridge {
     /// Milliseconds spent inside the ingest handler (billed time), across all requests.
     pub static INGEST_BILLED_MS: AtomicU64 = AtomicU64::new(0);
 
-    /// Serves the ingest handler over HTTP (each request becomes the Function URL event Lambda sends).
+    /// Serves the ingest handler over HTTP (each request becomes the Function URL event Lambda
+    /// sends); the time spent in it is added to [`INGEST_BILLED_MS`].
     pub async fn serve<I: webhook_ingest::install::InstallFlow + 'static>(
         ingest: Arc<Ingest<SqsQueue, I>>,
         listener: tokio::net::TcpListener,
     ) -> Result<()> {
+        serve_fn(listener, move |req| {
+            let ingest = ingest.clone();
+            async move {
+                let t = std::time::Instant::now();
+                let resp = ingest.handle(req).await;
+                INGEST_BILLED_MS.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                resp
+            }
+        })
+        .await
+    }
+
+    /// Serves any Function URL handler over HTTP, each request turned into the Function URL event.
+    pub async fn serve_fn<F, Fut>(listener: tokio::net::TcpListener, handler: F) -> Result<()>
+    where
+        F: Fn(lambda_http::Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>> + Send + 'static,
+    {
         use axum::body::Bytes;
         use axum::http::{HeaderMap, Method, Uri};
         let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let ingest = ingest.clone();
+            let handler = handler.clone();
             async move {
                 let hs: serde_json::Map<String, Value> =
                     headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), Value::String(v.to_str().ok()?.to_owned())))).collect();
@@ -37,9 +56,7 @@ pub mod bridge {
                 });
                 match lambda_http::request::from_str(&event.to_string()) {
                     Ok(req) => {
-                        let t = std::time::Instant::now();
-                        let resp = ingest.handle(req).await;
-                        INGEST_BILLED_MS.fetch_add(t.elapsed().as_millis() as u64, Ordering::Relaxed);
+                        let resp = handler(req).await;
                         let mut out = axum::response::Response::new(axum::body::Body::from(resp.body().as_ref().to_vec()));
                         *out.status_mut() = axum::http::StatusCode::from_u16(resp.status().as_u16()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
                         for (k, v) in resp.headers() {

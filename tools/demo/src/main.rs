@@ -5,7 +5,10 @@
 //! mapping. The app is installed into three malls through the real OAuth flow, a burst of
 //! webhooks arrives (orders placed, paid, shipped; product updates; a bulk event; Cafe24
 //! resends; an uninstall), live progress is printed every second, and a report ends it.
-//! Exit status 0 only if every event was processed exactly once with zero 429s.
+//! Meanwhile the app acts through the relay: it grants points for the first orders of the burst
+//! as commands (each sent twice) and its UI reads orders through the call API.
+//! Exit status 0 only if every event was processed exactly once, every grant took effect once,
+//! and Cafe24 answered no 429.
 
 use relay_domain::ports::SnapshotStore as _;
 use relay_domain::SnapshotKind;
@@ -17,13 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use cafe24_sim::state::{AppConfig, ALL_READ_SCOPES};
 use cafe24_sim::{Clock, Sim, SimConfig};
+use call_api::{CallApi, CallApiConfig};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
 use relay_aws::state::DynamoState;
 use relay_aws::tokens::DynamoTokenStore;
 use relay_cafe24::Cafe24Config;
-use relay_demo::bridge::serve;
+use relay_demo::bridge::{serve, serve_fn};
 use relay_domain::tokens::{Secret, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use relay_lambda::clock::system_clock;
@@ -36,6 +40,9 @@ const KEY: &str = "demo-webhook-key";
 const MALLS: [(&str, usize); 3] = [("bigshop", 90), ("midshop", 30), ("byeshop", 12)];
 /// The mall with two shops.
 const MULTI_SHOP: &str = "midshop";
+/// The mall where the app grants points during the burst, and the scope that takes.
+const APP_MALL: &str = "bigshop";
+const APP_WRITE_SCOPE: &str = "mall.write_mileage";
 
 /// `make demo`: the whole pipeline locally — moto, the Cafe24 simulator at Cafe24's real limits,
 /// webhook-ingest over HTTP, the dispatcher and the worker — with live progress and a report.
@@ -94,7 +101,8 @@ async fn main() -> Result<()> {
     let app = AppConfig {
         client_id: "relay-client".into(),
         client_secret: "relay-secret".into(),
-        scopes: ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect(),
+        // The app also grants points (its commands below).
+        scopes: ALL_READ_SCOPES.iter().chain(&[APP_WRITE_SCOPE]).map(|s| s.to_string()).collect(),
     };
     let sim = Arc::new(Sim::new(
         SimConfig {
@@ -121,7 +129,9 @@ async fn main() -> Result<()> {
     let install_cfg = InstallConfig {
         state_secret: Secret::new("demo-state-secret-0123456789abcdef"),
         redirect_uri: None,
-        scopes: "mall.read_order,mall.read_product,mall.read_customer,mall.read_application,mall.read_store".into(),
+        scopes: format!(
+            "mall.read_order,mall.read_product,mall.read_customer,mall.read_application,mall.read_store,{APP_WRITE_SCOPE}"
+        ),
         state_ttl_ms: 600_000,
         event_bus: stack.event_bus.clone(),
         // The demo shows recovery through reconciliation; `relay resync` shows a backfill.
@@ -147,6 +157,20 @@ async fn main() -> Result<()> {
     }
     std::fs::write(local_dir.join("stack.env"), stack_env)?;
     println!("==> webhook-ingest at {ingest_url} (POST /webhooks/cafe24, GET /install, GET /oauth/callback)");
+
+    // The call API, served over HTTP as its Function URL would be (without SigV4: see
+    // docs/commands for what AWS_IAM adds).
+    let call_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let call_url = format!("http://{}/v1/call", call_listener.local_addr()?);
+    let api =
+        Arc::new(CallApi::on_aws(&aws, CallApiConfig::from_lookup(lookup)?, cafe24_config(&sim_base)?, clock.clone())?);
+    serve_fn(call_listener, move |req| {
+        let api = api.clone();
+        async move { api.handle(req).await }
+    })
+    .await
+    .context("serving the call API")?;
+    println!("==> call API at {call_url}");
 
     // The app's side: a rule on the relay's bus → a queue, read by the example consumer
     // (examples/orders-consumer) into its own orders table once the burst is done;
@@ -184,6 +208,11 @@ async fn main() -> Result<()> {
         LocalEsm::new(sqs.clone(), EsmConfig { max_concurrency: 2, wait_time_seconds: 0, ..EsmConfig::new(url, arn) })
     };
     let (inbox, work) = (esm(&stack.inbox.url, &stack.inbox.arn), esm(&stack.work.url, &stack.work.arn));
+    let commands = esm(&stack.commands.url, &stack.commands.arn);
+    let app_before: std::collections::BTreeSet<String> = {
+        let mut g = sim.lock();
+        sim.mall(&mut g, APP_MALL).data.orders.keys().cloned().collect()
+    };
 
     // The burst, sent by the simulator's webhook sender (retries, resends).
     let http = reqwest::Client::new();
@@ -257,14 +286,19 @@ async fn main() -> Result<()> {
         let w = &w;
         invoke("worker", event, move |ev| w.handle_batch(ev, || Duration::from_secs(60)))
     };
-    let (inbox, work) = (&inbox, &work);
+    let (inbox, work, commands) = (&inbox, &work, &commands);
+    // 0: the inbox and 2: the command queue (dispatcher), 1: the work queue (worker).
     let poll = |which: u8| {
         let stop = &stop;
         let (hd, hw) = (&handler_d, &handler_w);
-        let e = if which == 0 { inbox } else { work };
+        let e = match which {
+            0 => inbox,
+            1 => work,
+            _ => commands,
+        };
         async move {
             while !stop.load(Ordering::Relaxed) {
-                let r = if which == 0 { e.poll_once(hd).await } else { e.poll_once(hw).await };
+                let r = if which == 1 { e.poll_once(hw).await } else { e.poll_once(hd).await };
                 if r.map(|r| r.received == 0).unwrap_or(true) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -272,6 +306,7 @@ async fn main() -> Result<()> {
         }
     };
     let sent_total = std::sync::atomic::AtomicU32::new(0);
+    let app_done = AtomicBool::new(false);
     let progress = async {
         println!("\n  time  webhooks  jobs done  calls in the last second: bigshop midshop byeshop   429s");
         let mut last: BTreeMap<String, u64> = BTreeMap::new();
@@ -300,8 +335,12 @@ async fn main() -> Result<()> {
                 rates.join(" "),
                 r429
             );
-            let idle = sqs_depth(&sqs, &stack.inbox.url).await + sqs_depth(&sqs, &stack.work.url).await == 0;
-            quiet = if idle && sent_total.load(Ordering::Relaxed) > 0 { quiet + 1 } else { 0 };
+            let idle = sqs_depth(&sqs, &stack.inbox.url).await
+                + sqs_depth(&sqs, &stack.work.url).await
+                + sqs_depth(&sqs, &stack.commands.url).await
+                == 0;
+            let all_sent = sent_total.load(Ordering::Relaxed) > 0 && app_done.load(Ordering::Relaxed);
+            quiet = if idle && all_sent { quiet + 1 } else { 0 };
             if quiet >= 3 || t0.elapsed() > Duration::from_secs(110) {
                 stop.store(true, Ordering::Relaxed);
                 break;
@@ -313,9 +352,72 @@ async fn main() -> Result<()> {
         sent_total.store(n, Ordering::Relaxed);
         Ok::<(), anyhow::Error>(())
     };
-    let (_, _, _, _, sent) =
-        tokio::join!(poll(0), poll(0), futures::future::join_all((0..=MALLS.len()).map(|_| poll(1))), progress, send);
+    // The app at work during the burst: it grants points for the first orders placed in
+    // APP_MALL (one command per order, the order id in its key; each sent twice, as an app
+    // retrying a send it could not confirm), and its UI reads an order once a second.
+    let grants = if args.quick { 4 } else { 8 };
+    let app = async {
+        let t0 = Instant::now();
+        let placed = loop {
+            let new: Vec<String> = {
+                let mut g = sim.lock();
+                sim.mall(&mut g, APP_MALL).data.orders.keys().filter(|o| !app_before.contains(*o)).cloned().collect()
+            };
+            if new.len() >= grants || t0.elapsed() > Duration::from_secs(30) {
+                break new;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let mut keys = Vec::new();
+        let mut read_ms = Vec::new();
+        let mut refused = 0;
+        for (i, id) in placed.iter().take(grants).enumerate() {
+            let member = sim
+                .order_json(APP_MALL, 1, id)
+                .and_then(|o| o.get("member_id").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| "member0001".into());
+            let key = format!("points-{id}");
+            let cmd = json!({"v": 1, "key": key, "mall_id": APP_MALL, "method": "POST", "path": "points",
+                "body": {"shop_no": 1, "request": {"member_id": member, "amount": "500", "reason": format!("review reward {key}")}}});
+            for _ in 0..2 {
+                sqs.send_message()
+                    .queue_url(&stack.commands.url)
+                    .message_body(cmd.to_string())
+                    .message_group_id(APP_MALL)
+                    .message_deduplication_id(&key)
+                    .send()
+                    .await?;
+            }
+            keys.push((key, cmd));
+            // The merchant's screen: the order, read through the call API while the mall drains.
+            let t = Instant::now();
+            let r = http
+                .post(&call_url)
+                .json(&json!({"mall_id": APP_MALL, "method": "GET", "path": format!("orders/{id}")}))
+                .send()
+                .await?;
+            read_ms.push(t.elapsed().as_millis() as u64);
+            if r.status() != 200 {
+                refused += 1;
+            }
+            if i + 1 < grants {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        app_done.store(true, Ordering::Relaxed);
+        Ok::<_, anyhow::Error>((keys, read_ms, refused))
+    };
+    let (_, _, _, _, _, sent, app) = tokio::join!(
+        poll(0),
+        poll(0),
+        poll(2),
+        futures::future::join_all((0..=MALLS.len()).map(|_| poll(1))),
+        progress,
+        send,
+        app
+    );
     sent?;
+    let (grant_keys, mut read_ms, reads_refused) = app?;
 
     // One reconcile cycle (the schedule's fan-out, then the pipeline until idle): the webhooks
     // Cafe24 never delivered come back from its webhook logs.
@@ -494,9 +596,16 @@ async fn main() -> Result<()> {
     let consumer = orders_consumer::Orders::new(ddb.clone(), &app_orders);
     let mut by_type = std::collections::BTreeMap::<String, usize>::new();
     let mut shop2_events = 0usize;
+    let mut command_results: Vec<(String, String)> = Vec::new();
     for body in drain(&sqs, &app_queue).await {
         let event: Value = serde_json::from_str(&body)?;
-        *by_type.entry(event.get("detail-type").and_then(Value::as_str).unwrap_or("?").to_owned()).or_default() += 1;
+        let detail_type = event.get("detail-type").and_then(Value::as_str).unwrap_or("?").to_owned();
+        if detail_type.starts_with("command.") {
+            if let Some(key) = event.pointer("/detail/key").and_then(Value::as_str) {
+                command_results.push((detail_type.clone(), key.to_owned()));
+            }
+        }
+        *by_type.entry(detail_type).or_default() += 1;
         if event.pointer("/detail/shop_no").and_then(Value::as_u64) == Some(2) {
             shop2_events += 1;
         }
@@ -539,10 +648,49 @@ your app received: {}",
     if equal != synced_orders.len() {
         ok = false;
     }
+    // The app's grants: one command.succeeded and one effect in Cafe24 per key, though each was
+    // sent twice; the same key again through the call API answers the recorded result and
+    // grants nothing.
+    let effects_of = |key: &str| {
+        let needle = format!("review reward {key}\"");
+        sim.stats(APP_MALL).effects.iter().filter(|e| e.body.to_string().contains(&needle)).count()
+    };
+    let succeeded = grant_keys
+        .iter()
+        .filter(|(k, _)| command_results.iter().filter(|(t, rk)| rk == k && t == "command.succeeded").count() == 1)
+        .count();
+    let once = grant_keys.iter().filter(|(k, _)| effects_of(k) == 1).count();
+    let mut replayed = false;
+    if let Some((key, cmd)) = grant_keys.first() {
+        let mut call = cmd.clone();
+        if let Some(o) = call.as_object_mut() {
+            o.remove("v");
+            o.remove("key");
+        }
+        let r = http.post(&call_url).header("Idempotency-Key", key.as_str()).json(&call).send().await?;
+        replayed = r.status() == 201 && r.headers().get("x-relay-replayed").is_some_and(|v| v == "true");
+        replayed &= effects_of(key) == 1;
+    }
+    read_ms.sort_unstable();
+    println!(
+        "the app granted points for {} orders of {APP_MALL} during the burst (each command sent twice): {succeeded} command.succeeded, \
+         {once} granted exactly once in Cafe24; the first key again through the call API: {}",
+        grant_keys.len(),
+        if replayed { "the recorded 201, nothing granted again" } else { "NOT replayed" }
+    );
+    println!(
+        "its UI read {} orders through the call API mid-burst: p50 {} ms, slowest {} ms, {reads_refused} refused",
+        read_ms.len(),
+        read_ms.get(read_ms.len() / 2).copied().unwrap_or(0),
+        read_ms.last().copied().unwrap_or(0)
+    );
+    if grant_keys.len() != grants || succeeded != grants || once != grants || !replayed || reads_refused > 0 {
+        ok = false;
+    }
     if !ok || dup > 0 || dlq > 0 {
         bail!("demo FAILED: see the table above");
     }
-    println!("==> OK: every event processed exactly once, zero 429s");
+    println!("==> OK: every event processed exactly once, every grant made once, zero 429s");
     // One synced webhook for `make demo` to follow with the CLI.
     let logs = std::fs::read_to_string(&log_path).unwrap_or_default();
     let example = logs

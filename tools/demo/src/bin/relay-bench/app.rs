@@ -15,7 +15,7 @@ use call_api::{CallApi, CallApiConfig};
 use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use devstack::resources::Stack;
 use dispatcher::{Dispatcher, DispatcherConfig};
-use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_cafe24::Cafe24Config;
 use relay_domain::jobs::{Job, JobKind};
 use relay_domain::ports::{MessageQueue as _, OutboundMessage};
 use relay_domain::ratelimit::Class;
@@ -147,16 +147,7 @@ pub async fn run(b: &Bench) -> Result<(AppRow, AppRow)> {
     };
     let d = Dispatcher::on_aws(&b.aws, DispatcherConfig::from_lookup(scaled)?);
     let w = Worker::on_aws(&b.aws, WorkerConfig::from_lookup(scaled)?, ccfg()?, system_clock())?;
-    let acfg = CallApiConfig::from_lookup(scaled)?;
-    let limiter = relay_aws::limiter::DynamoLimiter::new(
-        b.aws.ddb.clone(),
-        acfg.rate_limit_table.clone(),
-        acfg.limiter.clone(),
-        system_clock(),
-    );
-    let tokens = relay_aws::tokens::DynamoTokenStore::new(b.aws.ddb.clone(), acfg.token_table.clone());
-    let state = relay_aws::state::DynamoState::new(b.aws.ddb.clone(), acfg.state_table.clone());
-    let api = CallApi::new(Cafe24::new(ccfg()?, limiter, tokens, system_clock())?, state, acfg);
+    let api = CallApi::on_aws(&b.aws, CallApiConfig::from_lookup(scaled)?, ccfg()?, system_clock())?;
     let app_events =
         devstack::resources::subscribe_queue(&b.aws, &stack.event_bus, &format!("{}-app", stack.event_bus)).await?;
     let work = relay_aws::sqs::SqsQueue::new(b.aws.sqs.clone(), stack.work.url.clone());
