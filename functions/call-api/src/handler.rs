@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use relay_cafe24::command::{run, Run};
 use relay_cafe24::{Cafe24, Cafe24Error};
 use relay_domain::command::{Command, Method as CommandMethod, Outcome, COMMAND_VERSION};
-use relay_domain::ports::{CommandRecord, CommandStore, RateGate, SnapshotStore, StoreError};
+use relay_domain::ports::{CommandRecord, CommandStore, Noted, RateGate, SnapshotStore, StoreError};
 use relay_domain::ratelimit::Class;
 use relay_domain::tokens::TokenStore;
 use relay_domain::{MallId, ShopNo, SnapshotKind};
@@ -33,10 +33,10 @@ impl CommandStore for Unrecorded {
     async fn command_record(&self, _: &MallId, _: &str) -> Result<Option<CommandRecord>, StoreError> {
         Ok(None)
     }
-    async fn note_sending(&self, _: &MallId, _: &str, _: u64, _: u64) -> Result<bool, StoreError> {
-        Ok(true)
+    async fn note_sending(&self, _: &MallId, _: &str, _: &str, _: bool, _: u64, _: u64) -> Result<Noted, StoreError> {
+        Ok(Noted::Yes)
     }
-    async fn clear_sending(&self, _: &MallId, _: &str) -> Result<(), StoreError> {
+    async fn clear_sending(&self, _: &MallId, _: &str, _: &str) -> Result<(), StoreError> {
         Ok(())
     }
     async fn record_outcome(&self, _: &MallId, _: &str, outcome: &Value, _: u64, _: u64) -> Result<Value, StoreError> {
@@ -236,6 +236,16 @@ impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, 
                 }
                 // The next run reads the outcome another request recorded.
                 Run::RecordedMeanwhile => {}
+                // The same key's POST is out in another request (the app retried, or sent it as
+                // a command too): its answer, within the budget, or a 503 to ask again.
+                Run::InFlight { retry_ms } => {
+                    let wait = retry_ms.min(250);
+                    let spent = started.elapsed().as_millis() as u64;
+                    if spent.saturating_add(wait) > wait_ms {
+                        return retry_after(retry_ms, "in_progress", "a request with this key is being made");
+                    }
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
                 Run::Again(class) => return retry_after(1_000, "retry", class),
             }
         }

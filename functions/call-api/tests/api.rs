@@ -10,10 +10,12 @@ use cafe24_sim::{Clock, Sim, SimConfig};
 use call_api::{CallApi, CallApiConfig};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt};
+use relay_cafe24::command::{run, Run};
 use relay_cafe24::{Cafe24, Cafe24Config};
+use relay_domain::command::{Command, Outcome};
 use relay_domain::ports::memory::{MemoryGate, MemoryState, MemoryTokens};
-use relay_domain::ports::SnapshotStore as _;
-use relay_domain::ratelimit::Acquire;
+use relay_domain::ports::{CommandRecord, CommandStore, Noted, SnapshotStore as _, StoreError};
+use relay_domain::ratelimit::{Acquire, Class};
 use relay_domain::tokens::{TokenPair, TokenStatus, TokenStore as _};
 use relay_domain::{MallId, SnapshotKind};
 use serde_json::{json, Value};
@@ -26,6 +28,8 @@ struct Fx {
     tokens: MemoryTokens,
     state: MemoryState,
     api: Api,
+    /// The client's configuration (for another client on the same gate and tokens).
+    ccfg: Cafe24Config,
 }
 
 async fn fx(timeout_ms: u64) -> Fx {
@@ -63,8 +67,8 @@ async fn fx_allowing(timeout_ms: u64, allow: &str) -> Fx {
     })
     .unwrap();
     let (gate, state) = (MemoryGate::default(), MemoryState::default());
-    let cafe24 = Cafe24::new(ccfg, gate.clone(), tokens.clone(), relay_lambda::clock::system_clock()).unwrap();
-    Fx { sim, gate, tokens, state: state.clone(), api: CallApi::new(cafe24, state, cfg) }
+    let cafe24 = Cafe24::new(ccfg.clone(), gate.clone(), tokens.clone(), relay_lambda::clock::system_clock()).unwrap();
+    Fx { sim, gate, tokens, state: state.clone(), api: CallApi::new(cafe24, state, cfg), ccfg }
 }
 
 fn request(method: Method, path: &str, key: Option<&str>, body: &str) -> Request {
@@ -267,6 +271,71 @@ async fn a_request_outside_the_allow_list_is_a_403_and_no_call() {
     let (status, ..) = call(&f, None, &json!({"mall_id": "shop", "method": "GET", "path": "products/1"})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!((f.sim.stats("shop").calls, effects(&f)), (1, 0));
+}
+
+/// The command store, with record reads that take a while: two runs of one key both read
+/// "nothing yet" before either notes its request.
+struct SlowReads(MemoryState);
+
+impl CommandStore for SlowReads {
+    async fn command_record(&self, mall: &MallId, key: &str) -> Result<Option<CommandRecord>, StoreError> {
+        // Read, then answered late.
+        let r = self.0.command_record(mall, key).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        r
+    }
+    async fn note_sending(
+        &self,
+        mall: &MallId,
+        key: &str,
+        writer: &str,
+        exclusive: bool,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<Noted, StoreError> {
+        self.0.note_sending(mall, key, writer, exclusive, now_ms, expires_ms).await
+    }
+    async fn clear_sending(&self, mall: &MallId, key: &str, writer: &str) -> Result<(), StoreError> {
+        self.0.clear_sending(mall, key, writer).await
+    }
+    async fn record_outcome(
+        &self,
+        mall: &MallId,
+        key: &str,
+        o: &Value,
+        now: u64,
+        exp: u64,
+    ) -> Result<Value, StoreError> {
+        self.0.record_outcome(mall, key, o, now, exp).await
+    }
+}
+
+/// The same key through both doors at the same instant (a command, and the app's call): the
+/// POST's note is one run's, so Cafe24 gets one request; the other run learns it is out and,
+/// asked again, finds its outcome.
+#[tokio::test]
+async fn one_key_run_twice_at_the_same_instant_is_posted_once() {
+    let f = fx(2_000).await;
+    let store = SlowReads(f.state.clone());
+    let client = || Cafe24::new(f.ccfg.clone(), f.gate.clone(), f.tokens.clone(), relay_lambda::clock::system_clock());
+    let (c1, c2) = (client().unwrap(), client().unwrap());
+    let mut g = grant();
+    g["v"] = json!(1);
+    g["key"] = json!("same-key");
+    let cmd = Command::parse(&g.to_string()).unwrap();
+    let (a, b) = tokio::join!(run(&c1, &store, &cmd, Class::Interactive), run(&c2, &store, &cmd, Class::Live));
+    assert_eq!(effects(&f), 1, "one request reached Cafe24: {a:?} / {b:?}");
+    let (sent, waited) = match (&a, &b) {
+        (Run::Recorded { .. }, Run::InFlight { .. }) => (&a, &b),
+        (Run::InFlight { .. }, Run::Recorded { .. }) => (&b, &a),
+        _ => panic!("one run sends, the other waits: {a:?} / {b:?}"),
+    };
+    assert!(matches!(sent, Run::Recorded { outcome: Outcome::Succeeded { status: 201, .. }, replayed: false }));
+    assert!(matches!(waited, Run::InFlight { retry_ms } if *retry_ms >= 100));
+    // Asked again, the waiting run finds the recorded outcome and sends nothing.
+    let again = run(&c2, &store, &cmd, Class::Live).await;
+    assert!(matches!(again, Run::Recorded { outcome: Outcome::Succeeded { .. }, replayed: true }), "{again:?}");
+    assert_eq!(effects(&f), 1);
 }
 
 /// On Lambda a call is bounded by the invocation's time left: a Cafe24 that answers after the

@@ -37,7 +37,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use relay_domain::ports::{
-    BackfillStore, Claim, CommandRecord, CommandStore, ConfigFaultStore, IdempotencyStore, ReconcileState,
+    BackfillStore, Claim, CommandRecord, CommandStore, ConfigFaultStore, IdempotencyStore, Noted, ReconcileState,
     ReconcileStore, SnapshotHead, SnapshotStore, SnapshotTooLarge, StoreError, StoredSnapshot, Upsert,
 };
 use relay_domain::{MallId, SnapshotKind};
@@ -353,47 +353,80 @@ impl CommandStore for DynamoState {
             .map_err(err)?;
         Ok(out.item().map(|i| CommandRecord {
             sending_since_ms: i.get("sending").and_then(|v| v.as_n().ok()).and_then(|x| x.parse().ok()),
+            sending_writer: i.get("writer").and_then(|v| v.as_s().ok()).cloned(),
             outcome: stored_outcome(i),
         }))
     }
 
-    async fn note_sending(&self, mall: &MallId, key: &str, now_ms: u64, expires_ms: u64) -> Result<bool, StoreError> {
+    async fn note_sending(
+        &self,
+        mall: &MallId,
+        key: &str,
+        writer: &str,
+        exclusive: bool,
+        now_ms: u64,
+        expires_ms: u64,
+    ) -> Result<Noted, StoreError> {
         self.count_write();
-        // Repeating it after an applied first attempt meets the same condition: idempotent.
+        // A retry of an applied attempt meets its own writer token: it passes again.
+        let mut condition = "attribute_not_exists(outcome) AND attribute_not_exists(outcome_z)".to_owned();
+        if exclusive {
+            condition.push_str(" AND (attribute_not_exists(sending) OR writer = :w)");
+        }
         let r = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", command_pk(mall, key))
-            .update_expression("SET sending = :now, #ttl = :ttl")
-            .condition_expression("attribute_not_exists(outcome) AND attribute_not_exists(outcome_z)")
+            .update_expression("SET sending = :now, writer = :w, #ttl = :ttl")
+            .condition_expression(condition)
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":w", s(writer))
             .expression_attribute_values(":ttl", ttl(expires_ms))
             .send()
             .await;
         match r {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Noted::Yes),
             Err(SdkError::ServiceError(se))
                 if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
             {
-                Ok(false)
+                // Which part failed: read what stands (an outcome wins over a note).
+                let now = self.command_record(mall, key).await?.unwrap_or_default();
+                Ok(match (now.outcome, now.sending_since_ms) {
+                    (Some(_), _) => Noted::Recorded,
+                    (None, Some(since_ms)) => Noted::Elsewhere { since_ms },
+                    // The other note was cleared in between: it is someone else's turn to
+                    // decide; asking again finds the record as it is then.
+                    (None, None) => Noted::Elsewhere { since_ms: now_ms },
+                })
             }
             Err(e) => Err(err(e)),
         }
     }
 
-    async fn clear_sending(&self, mall: &MallId, key: &str) -> Result<(), StoreError> {
+    async fn clear_sending(&self, mall: &MallId, key: &str, writer: &str) -> Result<(), StoreError> {
         self.count_write();
-        self.client
+        let r = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", command_pk(mall, key))
-            .update_expression("REMOVE sending")
+            .update_expression("REMOVE sending, writer")
+            .condition_expression("writer = :w")
+            .expression_attribute_values(":w", s(writer))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(err)
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            // Not this writer's note (or none): it stays.
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     async fn record_outcome(
@@ -423,7 +456,7 @@ impl CommandStore for DynamoState {
             .update_item()
             .table_name(&self.table)
             .key("pk", command_pk(mall, key))
-            .update_expression("SET #o = :o, #ttl = :ttl REMOVE sending")
+            .update_expression("SET #o = :o, #ttl = :ttl REMOVE sending, writer")
             .condition_expression("attribute_not_exists(outcome) AND attribute_not_exists(outcome_z)")
             .expression_attribute_names("#o", attr)
             .expression_attribute_names("#ttl", "ttl")

@@ -2,11 +2,17 @@
 //! through — the worker's command job or the call API: the record is read, a request that may
 //! be out is never sent again as a POST, `sending` is noted after the limiter admitted the call
 //! and before it leaves, and the outcome is recorded once (the first one stays).
+//!
+//! Two runs of one key can meet: the app's retry of a call-API request while the first is
+//! still out, or the same key sent as a command and to the call API. A POST's note is
+//! exclusive (one writer token per run), so only one of them sends; the other learns that a
+//! request may be out and asks again later ([`Run::InFlight`]). A note older than the request
+//! timeout plus [`NOTE_MARGIN_MS`] belongs to a run that died: its POST ends `uncertain`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use relay_domain::command::{Command, Outcome};
-use relay_domain::ports::{CommandStore, RateGate, StoreError};
+use relay_domain::ports::{CommandStore, Noted, RateGate, StoreError};
 use relay_domain::ratelimit::Class;
 use relay_domain::tokens::TokenStore;
 use serde_json::json;
@@ -15,6 +21,10 @@ use crate::{Cafe24, Cafe24Error};
 
 /// How long a command's record (and so its outcome, for the same key sent again) is kept.
 pub const RECORD_TTL_MS: u64 = 30 * 86_400_000;
+
+/// After the request timeout, how long a run still has to record its outcome: a note younger
+/// than both together may belong to a run that is alive.
+pub const NOTE_MARGIN_MS: u64 = 2_000;
 
 /// What running a command came to.
 #[derive(Debug)]
@@ -35,6 +45,12 @@ pub enum Run {
     /// Another run recorded the outcome between this run's read and its note: nothing was sent;
     /// running it again finds that outcome.
     RecordedMeanwhile,
+    /// Another run's POST for this key may be out now: nothing was sent. Ask again after
+    /// `retry_ms`, when that run has recorded its outcome or its note has aged into `uncertain`.
+    InFlight {
+        /// How long until the other run's note is old enough to decide on, ms (at least 100).
+        retry_ms: u64,
+    },
 }
 
 /// The note could not be written because the command has an outcome already.
@@ -61,17 +77,32 @@ pub async fn run<G: RateGate, S: TokenStore, C: CommandStore>(
     if let Some(done) = record.outcome.as_ref().and_then(Outcome::from_record) {
         return Run::Recorded { outcome: done, replayed: true };
     }
-    if record.sending_since_ms.is_some() && !cmd.method.resend_is_safe() {
-        // An earlier run noted the request leaving and recorded nothing after it.
+    let exclusive = !cmd.method.resend_is_safe();
+    let in_flight_ms = cafe24.config().request_timeout.as_millis() as u64 + NOTE_MARGIN_MS;
+    let wait_for = |since: u64| (since + in_flight_ms).saturating_sub(now());
+    if let (true, Some(since)) = (exclusive, record.sending_since_ms) {
+        // An earlier run noted the request leaving and recorded nothing after it: alive and
+        // waiting for Cafe24's answer, or dead.
+        if wait_for(since) > 0 {
+            return Run::InFlight { retry_ms: wait_for(since).max(100) };
+        }
         return record_outcome(store, cmd, Outcome::Uncertain { reason: "interrupted".into() }, now()).await;
     }
+    let writer = format!("{:016x}", rand::random::<u64>());
     let had_outcome = AtomicBool::new(false);
+    // Since when another writer's note stands (0: none).
+    let elsewhere = AtomicU64::new(0);
     let note = async {
-        if store.note_sending(mall, &cmd.key, now(), now() + RECORD_TTL_MS).await? {
-            Ok(())
-        } else {
-            had_outcome.store(true, Ordering::Relaxed);
-            Err(StoreError(Box::new(Recorded)))
+        match store.note_sending(mall, &cmd.key, &writer, exclusive, now(), now() + RECORD_TTL_MS).await? {
+            Noted::Yes => Ok(()),
+            Noted::Recorded => {
+                had_outcome.store(true, Ordering::Relaxed);
+                Err(StoreError(Box::new(Recorded)))
+            }
+            Noted::Elsewhere { since_ms } => {
+                elsewhere.store(since_ms.max(1), Ordering::Relaxed);
+                Err(StoreError(Box::new(Recorded)))
+            }
         }
     };
     let sent = cafe24.send(mall, cmd.method, &cmd.path_and_query(), cmd.body.as_ref(), class, note).await;
@@ -80,7 +111,10 @@ pub async fn run<G: RateGate, S: TokenStore, C: CommandStore>(
         // Another run recorded the outcome between the read above and the note: nothing was
         // sent; the next run finds that outcome.
         Err(Cafe24Error::Store(_)) if had_outcome.load(Ordering::Relaxed) => return Run::RecordedMeanwhile,
-        Err(e) => match failed_send(store, cmd, e).await {
+        Err(Cafe24Error::Store(_)) if elsewhere.load(Ordering::Relaxed) > 0 => {
+            return Run::InFlight { retry_ms: wait_for(elsewhere.load(Ordering::Relaxed)).max(100) };
+        }
+        Err(e) => match failed_send(store, cmd, &writer, e).await {
             Ok(outcome) => outcome,
             Err(run) => return run,
         },
@@ -101,7 +135,7 @@ async fn record_outcome<C: CommandStore>(store: &C, cmd: &Command, outcome: Outc
 
 /// What an error of the send comes to: an outcome to record, or (`Err`) a run that may be
 /// repeated (nothing was applied, or resending is safe).
-async fn failed_send<C: CommandStore>(store: &C, cmd: &Command, e: Cafe24Error) -> Result<Outcome, Run> {
+async fn failed_send<C: CommandStore>(store: &C, cmd: &Command, writer: &str, e: Cafe24Error) -> Result<Outcome, Run> {
     let safe = cmd.method.resend_is_safe();
     let failed = |reason: &str, status: Option<u16>, body: serde_json::Value| Outcome::Failed {
         reason: reason.into(),
@@ -118,11 +152,11 @@ async fn failed_send<C: CommandStore>(store: &C, cmd: &Command, e: Cafe24Error) 
         | Cafe24Error::RefreshFailed
         | Cafe24Error::RateLimited { .. }
         | Cafe24Error::Config(_) => {
-            clear_note(store, cmd).await;
+            clear_note(store, cmd, writer).await;
             Err(Run::NotNow(e))
         }
         Cafe24Error::Transport(t) if t.is_connect() => {
-            clear_note(store, cmd).await;
+            clear_note(store, cmd, writer).await;
             Err(Run::Again("transport"))
         }
         // Nothing was sent: the store failed before (a token read, the note itself).
@@ -157,8 +191,8 @@ async fn failed_send<C: CommandStore>(store: &C, cmd: &Command, e: Cafe24Error) 
     }
 }
 
-async fn clear_note<C: CommandStore>(store: &C, cmd: &Command) {
-    if let Err(e) = store.clear_sending(&cmd.mall_id, &cmd.key).await {
+async fn clear_note<C: CommandStore>(store: &C, cmd: &Command, writer: &str) {
+    if let Err(e) = store.clear_sending(&cmd.mall_id, &cmd.key, writer).await {
         tracing::warn!(error = %e, "command's sending note not cleared");
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use relay_domain::ratelimit::{Class, Decision, LimiterConfig, LimiterState};
-//! let cfg = LimiterConfig { rate_per_sec: 2.0, burst: 3, rate_margin: 0.0, burst_margin: 0, min_spacing_ms: 0, ..LimiterConfig::default() };
+//! let cfg = LimiterConfig { rate_per_sec: 2.0, burst: 3, rate_margin: 0.0, burst_margin: 0, min_spacing_ms: 0, interactive_reserve: 0, ..LimiterConfig::default() };
 //! let mut s = LimiterState::default();
 //! for _ in 0..3 {
 //!     let d = cfg.decide(&s, 0, Class::Live);

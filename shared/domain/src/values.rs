@@ -184,6 +184,22 @@ pub struct CommandRecord {
     /// A request was about to leave at this instant and no outcome was recorded after it: it may
     /// have reached Cafe24.
     pub sending_since_ms: Option<u64>,
+    /// Whose note that is (a token of the run that wrote it).
+    pub sending_writer: Option<String>,
     /// The recorded outcome (`command::Outcome::to_record`).
     pub outcome: Option<serde_json::Value>,
+}
+
+/// What noting a command's request as leaving came to ([`crate::ports::CommandStore::note_sending`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noted {
+    /// Noted under the writer's token (or the note was the writer's already: a retried write).
+    Yes,
+    /// The command has an outcome: nothing may be sent.
+    Recorded,
+    /// An exclusive note was asked and another writer's request may be out since `since_ms`.
+    Elsewhere {
+        /// When the other writer noted its request.
+        since_ms: u64,
+    },
 }

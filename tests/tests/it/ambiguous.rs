@@ -234,28 +234,54 @@ async fn a_limiter_admission_whose_write_was_applied_spends_one_slot() {
 
 /// A command's record on DynamoDB: the first outcome stays (a second run's outcome is refused
 /// and the first returned), an outcome recorded by an applied first attempt is returned as the
-/// command's, a note after an outcome is refused, and a large answer round-trips deflated.
+/// command's, a note after an outcome is refused, a POST's note is one writer's (its own
+/// retried note passes, another writer's is refused), and a large answer round-trips deflated.
 #[tokio::test]
 async fn a_command_outcome_is_recorded_once_whatever_the_retries() {
-    use relay_domain::ports::CommandStore;
+    use relay_domain::ports::{CommandStore, Noted};
     let env = TestEnv::strict("amb-cmd").await.unwrap();
     let state = DynamoState::new(env.ddb.clone(), &env.stack.state_table);
     let mall = MallId::parse("ambmall").unwrap();
     let t = now_ms();
     let far = t + 86_400_000;
-    assert!(state.note_sending(&mall, "k-0", t, far).await.unwrap());
+    assert_eq!(state.note_sending(&mall, "k-0", "w1", true, t, far).await.unwrap(), Noted::Yes);
     let rec = state.command_record(&mall, "k-0").await.unwrap().unwrap();
-    assert_eq!((rec.sending_since_ms, rec.outcome), (Some(t), None));
+    assert_eq!((rec.sending_since_ms, rec.sending_writer.as_deref(), rec.outcome), (Some(t), Some("w1"), None));
+    // Exclusive: another writer is told whose note stands; the same writer passes again.
+    assert_eq!(
+        state.note_sending(&mall, "k-0", "w2", true, t + 5, far).await.unwrap(),
+        Noted::Elsewhere { since_ms: t }
+    );
+    assert_eq!(state.note_sending(&mall, "k-0", "w1", true, t, far).await.unwrap(), Noted::Yes);
+    // Another writer's clear leaves the note.
+    state.clear_sending(&mall, "k-0", "w2").await.unwrap();
+    assert_eq!(state.command_record(&mall, "k-0").await.unwrap().unwrap().sending_since_ms, Some(t));
     let first = json!({"outcome": "succeeded", "status": 201, "body": {"point": {"amount": "1.00"}}});
     assert_eq!(state.record_outcome(&mall, "k-0", &first, t, far).await.unwrap(), first);
     let second = json!({"outcome": "uncertain", "reason": "timeout"});
     assert_eq!(state.record_outcome(&mall, "k-0", &second, t, far).await.unwrap(), first, "the first outcome stays");
-    assert!(!state.note_sending(&mall, "k-0", t, far).await.unwrap(), "nothing is sent after an outcome");
+    for exclusive in [true, false] {
+        assert_eq!(
+            state.note_sending(&mall, "k-0", "w3", exclusive, t, far).await.unwrap(),
+            Noted::Recorded,
+            "nothing is sent after an outcome"
+        );
+    }
     let rec = state.command_record(&mall, "k-0").await.unwrap().unwrap();
-    assert_eq!((rec.sending_since_ms, rec.outcome), (None, Some(first)));
-    state.note_sending(&mall, "k-1", t, far).await.unwrap();
-    state.clear_sending(&mall, "k-1").await.unwrap();
+    assert_eq!((rec.sending_since_ms, rec.sending_writer, rec.outcome), (None, None, Some(first)));
+    state.note_sending(&mall, "k-1", "w1", true, t, far).await.unwrap();
+    state.clear_sending(&mall, "k-1", "w1").await.unwrap();
     assert_eq!(state.command_record(&mall, "k-1").await.unwrap().unwrap().sending_since_ms, None);
+    // A PUT's note is not exclusive: a second writer notes over the first.
+    state.note_sending(&mall, "k-2", "w1", false, t, far).await.unwrap();
+    assert_eq!(state.note_sending(&mall, "k-2", "w2", false, t + 1, far).await.unwrap(), Noted::Yes);
+
+    // A POST's note applied, then the SDK retried it: the retry recognises its own note.
+    for (i, fault) in AMBIGUOUS.iter().enumerate() {
+        let key = format!("k-note-{i}");
+        once(&env, "UpdateItem", &format!("cmd#ambmall#{key}\""), *fault).await;
+        assert_eq!(state.note_sending(&mall, &key, "w1", true, t, far).await.unwrap(), Noted::Yes, "{fault:?}");
+    }
 
     // Applied, then the SDK retried: the retry finds the outcome it wrote and returns it.
     for (i, fault) in AMBIGUOUS.iter().enumerate() {

@@ -60,6 +60,8 @@ impl<P: super::Ports> Worker<P> {
                 }
                 Run::NotNow(e) => return self.map_error(job, e).await,
                 Run::RecordedMeanwhile => return JobOutcome::Defer(1),
+                // The call API is making this key's POST: its outcome is recorded within seconds.
+                Run::InFlight { retry_ms } => return JobOutcome::Defer(retry_ms.div_ceil(1000).max(1) as u32),
                 Run::Again(class) => return JobOutcome::Retry(class),
             }
         }

@@ -191,26 +191,43 @@ impl CommandStore for MemoryState {
         Ok(g.commands.get(&format!("{}#{key}", mall.as_str())).cloned())
     }
 
-    async fn note_sending(&self, mall: &MallId, key: &str, now_ms: u64, _expires_ms: u64) -> Result<bool, StoreError> {
+    async fn note_sending(
+        &self,
+        mall: &MallId,
+        key: &str,
+        writer: &str,
+        exclusive: bool,
+        now_ms: u64,
+        _expires_ms: u64,
+    ) -> Result<Noted, StoreError> {
         let mut g = lock(&self.inner);
         if g.failing {
             return Err(down());
         }
         let r = g.commands.entry(format!("{}#{key}", mall.as_str())).or_default();
         if r.outcome.is_some() {
-            return Ok(false);
+            return Ok(Noted::Recorded);
+        }
+        if let (true, Some(since_ms)) = (exclusive, r.sending_since_ms) {
+            if r.sending_writer.as_deref() != Some(writer) {
+                return Ok(Noted::Elsewhere { since_ms });
+            }
         }
         r.sending_since_ms = Some(now_ms);
-        Ok(true)
+        r.sending_writer = Some(writer.to_owned());
+        Ok(Noted::Yes)
     }
 
-    async fn clear_sending(&self, mall: &MallId, key: &str) -> Result<(), StoreError> {
+    async fn clear_sending(&self, mall: &MallId, key: &str, writer: &str) -> Result<(), StoreError> {
         let mut g = lock(&self.inner);
         if g.failing {
             return Err(down());
         }
         if let Some(r) = g.commands.get_mut(&format!("{}#{key}", mall.as_str())) {
-            r.sending_since_ms = None;
+            if r.sending_writer.as_deref() == Some(writer) {
+                r.sending_since_ms = None;
+                r.sending_writer = None;
+            }
         }
         Ok(())
     }
@@ -228,6 +245,11 @@ impl CommandStore for MemoryState {
             return Err(down());
         }
         let r = g.commands.entry(format!("{}#{key}", mall.as_str())).or_default();
+        if r.outcome.is_none() {
+            // As on DynamoDB: the outcome replaces the note.
+            r.sending_since_ms = None;
+            r.sending_writer = None;
+        }
         Ok(r.outcome.get_or_insert_with(|| outcome.clone()).clone())
     }
 }

@@ -8,7 +8,7 @@ use std::future::Future;
 
 use crate::ids::MallId;
 pub use crate::values::{
-    Claim, CommandRecord, GroupId, OutboundMessage, QueueError, ReconcileState, SnapshotHead, SnapshotTooLarge,
+    Claim, CommandRecord, GroupId, Noted, OutboundMessage, QueueError, ReconcileState, SnapshotHead, SnapshotTooLarge,
     StoreError, StoredSnapshot, Upsert,
 };
 
@@ -79,18 +79,28 @@ pub trait CommandStore: Send + Sync {
         mall: &MallId,
         key: &str,
     ) -> impl Future<Output = Result<Option<CommandRecord>, StoreError>> + Send;
-    /// Notes that a request is about to leave (kept until `expires_ms`). `Ok(false)`: the
-    /// command already has an outcome, and nothing may be sent.
+    /// Notes that `writer`'s request is about to leave (kept until `expires_ms`), unless the
+    /// command has an outcome ([`Noted::Recorded`]: nothing may be sent) or, when `exclusive`
+    /// (a request that must not leave twice), another writer's note stands
+    /// ([`Noted::Elsewhere`]). The writer's own note passes: a write retried after it was
+    /// applied recognises itself.
     fn note_sending(
         &self,
         mall: &MallId,
         key: &str,
+        writer: &str,
+        exclusive: bool,
         now_ms: u64,
         expires_ms: u64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The request noted as leaving certainly had no effect (Cafe24 answered 429, or it never
-    /// left): the note is removed, so the command may be sent again.
-    fn clear_sending(&self, mall: &MallId, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Noted, StoreError>> + Send;
+    /// `writer`'s request certainly had no effect (Cafe24 answered 429, or it never left): its
+    /// note is removed, so the command may be sent again. Another writer's note stays.
+    fn clear_sending(
+        &self,
+        mall: &MallId,
+        key: &str,
+        writer: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Records `outcome` unless one is recorded, and returns the recorded one (this one, or the
     /// one recorded first: a retried write that finds its own outcome returns it).
     fn record_outcome(
