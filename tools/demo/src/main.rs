@@ -43,6 +43,8 @@ const MULTI_SHOP: &str = "midshop";
 /// The mall where the app grants points during the burst, and the scope that takes.
 const APP_MALL: &str = "bigshop";
 const APP_WRITE_SCOPE: &str = "mall.write_mileage";
+/// Requests to the call API that carried a SigV4 signature (the Python example signs its own).
+static SIGNED_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// `make demo`: the whole pipeline locally — moto, the Cafe24 simulator at Cafe24's real limits,
 /// webhook-ingest over HTTP, the dispatcher and the worker — with live progress and a report.
@@ -161,11 +163,19 @@ async fn main() -> Result<()> {
     // The call API, served over HTTP as its Function URL would be (without SigV4: see
     // docs/commands for what AWS_IAM adds).
     let call_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let call_url = format!("http://{}/v1/call", call_listener.local_addr()?);
+    let call_base = format!("http://{}", call_listener.local_addr()?);
+    let call_url = format!("{call_base}/v1/call");
     let api =
         Arc::new(CallApi::on_aws(&aws, CallApiConfig::from_lookup(lookup)?, cafe24_config(&sim_base)?, clock.clone())?);
     serve_fn(call_listener, move |req| {
         let api = api.clone();
+        // What a Function URL with AWS_IAM auth requires: a SigV4 signature (counted here, not
+        // verified: there is no IAM locally).
+        let signed = req.headers().get("authorization").is_some_and(|v| v.as_bytes().starts_with(b"AWS4-HMAC-SHA256 "))
+            && req.headers().contains_key("x-amz-date");
+        if signed {
+            SIGNED_CALLS.fetch_add(1, Ordering::Relaxed);
+        }
         async move { api.handle(req).await }
     })
     .await
@@ -419,6 +429,36 @@ async fn main() -> Result<()> {
     sent?;
     let (grant_keys, mut read_ms, reads_refused) = app?;
 
+    // The same, from Python (examples/python-app): a command through boto3's SQS client and
+    // SigV4-signed requests to the call API; then the pipeline runs its command.
+    let py_order: String = {
+        let mut g = sim.lock();
+        sim.mall(&mut g, APP_MALL).data.orders.keys().next().cloned().unwrap_or_default()
+    };
+    let py_member = sim
+        .order_json(APP_MALL, 1, &py_order)
+        .and_then(|o| o.get("member_id").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| "member0001".into());
+    let python = devstack::moto::workspace_root().join(".venv/bin/python");
+    let script = devstack::moto::workspace_root().join("examples/python-app/relay_app.py");
+    let py_args = [
+        "--queue-url".to_owned(),
+        stack.commands.url.clone(),
+        "--call-url".to_owned(),
+        call_base.clone(),
+        "--mall".to_owned(),
+        APP_MALL.to_owned(),
+        "--order".to_owned(),
+        py_order.clone(),
+        "--member".to_owned(),
+        py_member,
+    ];
+    let py = tokio::task::spawn_blocking(move || std::process::Command::new(python).arg(script).args(py_args).output());
+    let py = py.await?.context("running examples/python-app (the project venv: make tools)")?;
+    let py_lines = String::from_utf8_lossy(&py.stdout).into_owned();
+    stop.store(false, Ordering::Relaxed);
+    tokio::join!(poll(0), poll(2), poll(1), until_idle(&sqs, [&stack.commands.url, &stack.work.url], &stop));
+
     // One reconcile cycle (the schedule's fan-out, then the pipeline until idle): the webhooks
     // Cafe24 never delivered come back from its webhook logs.
     let lost = sim.lock().logs.iter().filter(|l| l.log_type == "G" && l.response_http_code.is_none()).count();
@@ -652,7 +692,7 @@ your app received: {}",
     // sent twice; the same key again through the call API answers the recorded result and
     // grants nothing.
     let effects_of = |key: &str| {
-        let needle = format!("review reward {key}\"");
+        let needle = format!(" {key}\"");
         sim.stats(APP_MALL).effects.iter().filter(|e| e.body.to_string().contains(&needle)).count()
     };
     let succeeded = grant_keys
@@ -685,6 +725,30 @@ your app received: {}",
         read_ms.last().copied().unwrap_or(0)
     );
     if grant_keys.len() != grants || succeeded != grants || once != grants || !replayed || reads_refused > 0 {
+        ok = false;
+    }
+    // The Python example: every step as it expected, its requests signed, its command's result
+    // on the bus, each of its grants made once.
+    let (py_command, py_call) = (format!("py-grant-{py_order}"), format!("py-call-{py_order}"));
+    let py_steps_ok = py.status.success() && py_lines.lines().filter(|l| l.contains("\"ok\": true")).count() == 3;
+    let py_result = command_results.iter().find(|(_, k)| *k == py_command).map(|(t, _)| t.clone());
+    let signed = SIGNED_CALLS.load(Ordering::Relaxed);
+    println!(
+        "the Python example (examples/python-app, boto3 + SigV4): {}; its command ended {}; its grants made {} and {} time(s); {signed} signed calls",
+        if py_steps_ok { "command, read and retried write as expected" } else { "FAILED" },
+        py_result.as_deref().unwrap_or("without a result"),
+        effects_of(&py_command),
+        effects_of(&py_call)
+    );
+    if !py_steps_ok {
+        eprintln!("{py_lines}{}", String::from_utf8_lossy(&py.stderr));
+    }
+    if !py_steps_ok
+        || py_result.as_deref() != Some("command.succeeded")
+        || effects_of(&py_command) != 1
+        || effects_of(&py_call) != 1
+        || signed != 3
+    {
         ok = false;
     }
     if !ok || dup > 0 || dlq > 0 {
