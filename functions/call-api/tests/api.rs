@@ -273,6 +273,16 @@ async fn a_request_outside_the_allow_list_is_a_403_and_no_call() {
     assert_eq!((f.sim.stats("shop").calls, effects(&f)), (1, 0));
 }
 
+/// A call to an endpoint with a documented limit of its own asks the limiter within that limit.
+#[tokio::test]
+async fn a_call_to_scripttags_is_admitted_within_its_own_limit() {
+    let f = fx(2_000).await;
+    let (s1, ..) = call(&f, None, &json!({"mall_id": "shop", "method": "GET", "path": "scripttags"})).await;
+    let (s2, ..) = call(&f, None, &json!({"mall_id": "shop", "method": "GET", "path": "products/1"})).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(f.gate.caps_asked(), [Some(10), None]);
+}
+
 /// The command store, with record reads that take a while: two runs of one key both read
 /// "nothing yet" before either notes its request.
 struct SlowReads(MemoryState);

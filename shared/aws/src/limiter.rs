@@ -57,8 +57,6 @@ pub struct LimiterStats {
     pub writes: AtomicU64,
     /// Writes refused by the condition (contention).
     pub conflicts: AtomicU64,
-    /// Waits answered from the in-process "refused until" cache (no DynamoDB call).
-    pub cached_waits: AtomicU64,
     /// Waits decided on a state (no write).
     pub waits: AtomicU64,
     /// Feedback writes.
@@ -72,7 +70,6 @@ struct Cached {
     state: LimiterState,
     /// 0 = no item known.
     version: u64,
-    refused_until: u64,
     /// The item's `off` (0 = never fenced).
     closed_at: u64,
 }
@@ -104,7 +101,6 @@ fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Cached {
         Some(i) if !i.is_empty() => Cached {
             state: LimiterState { tat_ms: num(i, "tat"), not_before_ms: num(i, "nb"), last_ms: num(i, "last") },
             version: num(i, "v"),
-            refused_until: 0,
             closed_at: num(i, "off"),
         },
         _ => Cached::default(),
@@ -202,9 +198,6 @@ impl DynamoLimiter {
     pub fn known_wait(&self, key: &str, class: Class) -> Option<u64> {
         let cur = self.cached(key);
         let now = (self.clock)();
-        if now < cur.refused_until {
-            return Some(cur.refused_until - now);
-        }
         match self.cfg.decide(&cur.state, now, class) {
             Decision::Wait(d) => Some(d),
             Decision::Admit(_) => None,
@@ -220,26 +213,28 @@ impl DynamoLimiter {
 
     /// Asks to make one call under `key` now.
     pub async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
+        self.acquire_within(key, class, None).await
+    }
+
+    /// Asks to make one call under `key` now, to an endpoint whose own limit is `cap` calls
+    /// (`LimiterConfig::decide_within`).
+    pub async fn acquire_within(&self, key: &str, class: Class, cap: Option<u32>) -> Result<Acquire, LimiterError> {
         let turn = self.turn(key);
         let _turn = turn.lock().await;
+        // A wait is decided on the state this process last saw, without I/O (the state only
+        // moves forward): per class and cap, so a bulk job's longer wait never holds a live call.
         let mut cur = self.cached(key);
-        let now = (self.clock)();
-        if now < cur.refused_until {
-            self.stats.cached_waits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Acquire::Wait(cur.refused_until - now));
-        }
         for attempt in 0..=self.max_retries {
             let now = (self.clock)();
-            match self.cfg.decide(&cur.state, now, class) {
+            match self.cfg.decide_within(&cur.state, now, class, cap) {
                 Decision::Wait(d) => {
                     self.stats.waits.fetch_add(1, Ordering::Relaxed);
-                    self.remember(key, Cached { refused_until: now + d, ..cur });
                     return Ok(Acquire::Wait(d));
                 }
                 Decision::Admit(next) => match self.write(key, &cur, &next).await? {
                     Write::Done => {
                         self.stats.admitted.fetch_add(1, Ordering::Relaxed);
-                        self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0, ..cur });
+                        self.remember(key, Cached { state: next, version: cur.version + 1, ..cur });
                         return Ok(Acquire::Admitted);
                     }
                     Write::Conflict(fresh) => {
@@ -274,7 +269,7 @@ impl DynamoLimiter {
             self.stats.feedback_writes.fetch_add(1, Ordering::Relaxed);
             match self.write(key, &cur, &next).await? {
                 Write::Done => {
-                    self.remember(key, Cached { state: next, version: cur.version + 1, refused_until: 0, ..cur });
+                    self.remember(key, Cached { state: next, version: cur.version + 1, ..cur });
                     return Ok(());
                 }
                 Write::Conflict(fresh) => {
@@ -323,8 +318,8 @@ pub async fn fence(client: &aws_sdk_dynamodb::Client, table: &str, key: &str, at
 }
 
 impl relay_domain::ports::RateGate for DynamoLimiter {
-    async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, LimiterError> {
-        DynamoLimiter::acquire(self, key, class).await
+    async fn acquire_within(&self, key: &str, class: Class, cap: Option<u32>) -> Result<Acquire, LimiterError> {
+        DynamoLimiter::acquire_within(self, key, class, cap).await
     }
 
     async fn feedback(&self, key: &str, fb: &Feedback) -> Result<(), LimiterError> {

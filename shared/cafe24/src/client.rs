@@ -62,6 +62,8 @@ pub struct Cafe24<G, S> {
     pub(crate) faults: crate::fault::FaultLatch,
     /// The client secret, re-readable after a rotation.
     pub(crate) secret: crate::fault::SecretSource,
+    /// Endpoints whose own call limit is below the mall's bucket (`crate::caps`).
+    pub(crate) caps: crate::caps::EndpointCaps,
     pub stats: ClientStats,
 }
 
@@ -114,8 +116,14 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             clock,
             owner,
             token_cache: crate::tokens::TokenCache::default(),
+            caps: crate::caps::EndpointCaps::default(),
             stats: ClientStats::default(),
         })
+    }
+
+    /// The call limit this process knows for an endpoint family (`crate::caps`), if it has one.
+    pub fn endpoint_cap(&self, family: &str) -> Option<u32> {
+        self.caps.cap(family)
     }
 
     /// Where the client secret can be read again after a rotation (Secrets Manager on AWS).
@@ -169,17 +177,17 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
 
     /// Waits for the rate gate: short waits are slept (and counted), longer ones are returned as
     /// `Throttled` so the caller can defer without being billed for waiting.
-    async fn admit(&self, key: &str, class: Class) -> Result<(), Cafe24Error> {
+    async fn admit(&self, key: &str, class: Class, cap: Option<u32>) -> Result<(), Cafe24Error> {
         // In the group's order when jobs of a group overlap (see `turns`); passed on any answer.
         crate::turns::before_asking().await;
-        let answer = self.admit_now(key, class).await;
+        let answer = self.admit_now(key, class, cap).await;
         crate::turns::asked();
         answer
     }
 
-    async fn admit_now(&self, key: &str, class: Class) -> Result<(), Cafe24Error> {
+    async fn admit_now(&self, key: &str, class: Class, cap: Option<u32>) -> Result<(), Cafe24Error> {
         for _ in 0..20 {
-            match self.gate.acquire(key, class).await? {
+            match self.gate.acquire_within(key, class, cap).await? {
                 Acquire::Admitted => return Ok(()),
                 Acquire::Wait(ms) if ms <= self.cfg.max_inline_wait_ms => {
                     self.stats.inline_sleep_ms.fetch_add(ms, Ordering::Relaxed);
@@ -221,6 +229,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
         let key = self.cfg.key_scope.key(mall);
         let key = key.as_str();
         let url = format!("{}/api/v2/admin/{}", self.cfg.base_url(mall), path_and_query.trim_start_matches('/'));
+        let family = crate::caps::family(path_and_query);
         let version_fault = crate::error::ConfigFault::ApiVersionUnavailable;
         if self.faults.holds(version_fault, (self.clock)()) {
             self.stats.config_faults.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +246,7 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
             if timeout().is_none() {
                 return Err(Cafe24Error::OutOfTime);
             }
-            self.admit(key, class).await?;
+            self.admit(key, class, self.caps.cap(family)).await?;
             // An uninstall applied after this process read the token (learnt by the admission
             // itself, see `relay_aws::limiter`): read the record again before calling with it.
             // Clocks of two Lambda hosts may differ by a little: a copy read just after the
@@ -282,6 +291,9 @@ impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
                 status,
                 resp.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
             );
+            if let Some((_, limit)) = fb.call_limit {
+                self.caps.learn(family, limit);
+            }
             if let Err(e) = self.gate.feedback(key, &fb).await {
                 // The call itself happened; losing one feedback only delays the correction.
                 tracing::warn!(mall_id = %mall, error = %e, "limiter feedback not stored");

@@ -21,6 +21,7 @@
 //!
 //! Token values and the client secret are `Secret`s: never in logs or `Debug`.
 
+pub mod caps;
 pub mod client;
 pub mod command;
 pub mod config;

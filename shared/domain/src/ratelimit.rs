@@ -196,8 +196,22 @@ impl LimiterConfig {
 
     /// The decision for one call at `now_ms`.
     pub fn decide(&self, s: &LimiterState, now_ms: u64, class: Class) -> Decision {
+        self.decide_within(s, now_ms, class, None)
+    }
+
+    /// The decision for one call to an endpoint whose own limit is `cap` calls (the
+    /// denominator of Cafe24's `X-Api-Call-Limit` for it, e.g. 10 for scripttags): admitted
+    /// only while the mall's level leaves room under that limit too (less `burst_margin`). Safe
+    /// whether Cafe24 counts that endpoint in the mall's bucket or in one of its own: either
+    /// way it never holds more than the cap. `None` (or a cap at least the burst): [`Self::decide`].
+    pub fn decide_within(&self, s: &LimiterState, now_ms: u64, class: Class, cap: Option<u32>) -> Decision {
         let t = self.interval_ms();
-        let gcra_at = s.tat_ms.saturating_sub(self.tolerance_ms(class));
+        let mut tolerance = self.tolerance_ms(class);
+        if let Some(cap) = cap {
+            let capped = u64::from(cap.saturating_sub(self.burst_margin).max(1));
+            tolerance = tolerance.min(t * capped.saturating_sub(1));
+        }
+        let gcra_at = s.tat_ms.saturating_sub(tolerance);
         let spacing_at = if s.last_ms == 0 { 0 } else { s.last_ms.saturating_add(self.min_spacing_ms) };
         let earliest = gcra_at.max(s.not_before_ms).max(spacing_at);
         if now_ms < earliest {
@@ -716,6 +730,39 @@ mod tests {
                     let n = (j - i + 1) as u64;
                     let window = admitted[j] - admitted[i];
                     prop_assert!(n <= c.effective_burst() + window / t, "{n} calls in {window} ms (T={t}, burst={})", c.effective_burst());
+                }
+            }
+        }
+
+        /// Calls to an endpoint with its own smaller limit, mixed with the mall's other calls:
+        /// however they interleave, the capped calls never find more than the cap in the bucket
+        /// (the level as GCRA counts it), and the others are held to the whole burst as before.
+        #[test]
+        fn a_capped_endpoint_never_meets_a_fuller_bucket_than_its_cap(
+            cap in 1u32..40, margin in 0u32..3, gaps in proptest::collection::vec((0u64..800, any::<bool>()), 1..300),
+        ) {
+            let c = LimiterConfig { burst_margin: margin, min_spacing_ms: 0, ..LimiterConfig::default() };
+            let t = c.interval_ms();
+            let mut s = LimiterState::default();
+            let mut now = 1_000_000u64;
+            let mut all = Vec::new();
+            for (gap, capped) in gaps {
+                now += gap;
+                let limit = if capped { Some(cap) } else { None };
+                if let Decision::Admit(next) = c.decide_within(&s, now, Class::Live, limit) {
+                    if capped {
+                        // Calls in the bucket before this one, as GCRA counts them (rounded up).
+                        let level = s.tat_ms.saturating_sub(now).div_ceil(t);
+                        prop_assert!(level < u64::from(cap.saturating_sub(margin).max(1)), "level {level} with cap {cap}");
+                    }
+                    s = next;
+                    all.push(now);
+                }
+            }
+            for i in 0..all.len() {
+                for j in i..all.len() {
+                    let n = (j - i + 1) as u64;
+                    prop_assert!(n <= c.effective_burst() + (all[j] - all[i]) / t);
                 }
             }
         }

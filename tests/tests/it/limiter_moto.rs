@@ -155,12 +155,12 @@ async fn sixteen_contending_tasks_admit_exactly_the_bound_never_more_and_lose_no
     let (expected, end) = reference(&cfg, T0);
     let writes = sum(&ls, |l| l.stats.writes.load(Ordering::Relaxed));
     let conflicts = sum(&ls, |l| l.stats.conflicts.load(Ordering::Relaxed));
-    let cached = sum(&ls, |l| l.stats.cached_waits.load(Ordering::Relaxed));
+    let waits = sum(&ls, |l| l.stats.waits.load(Ordering::Relaxed));
     let exhausted = sum(&ls, |l| l.stats.exhausted.load(Ordering::Relaxed));
     let admitted: u64 = per_step.iter().sum();
     println!(
         "16 tasks: admitted {per_step:?} (reference {expected:?}), writes {writes} ({:.2}/admitted), \
-         conflicts {conflicts}, cached waits {cached}, exhausted {exhausted}",
+         conflicts {conflicts}, waits {waits}, exhausted {exhausted}",
         writes as f64 / admitted as f64
     );
     // Safety and capacity in one: at every instant, exactly what the bound allows. More would be
@@ -203,4 +203,23 @@ async fn a_process_knows_a_wait_no_longer_than_the_stored_state_gives() {
     // Once the credit is there, neither knows a wait.
     now.fetch_add(w, Ordering::SeqCst);
     assert_eq!((a.known_wait("mall-hot", Class::Live), b.known_wait("mall-hot", Class::Live)), (None, None));
+}
+
+/// Within one process, one class's wait never holds another: bulk work refused while the mall
+/// keeps live headroom must not make the next live call wait (a "refused until" cached for
+/// every class once did), nor a call to an endpoint with a small limit of its own.
+#[tokio::test]
+async fn a_bulk_or_capped_wait_does_not_hold_a_live_call_of_the_same_process() {
+    let env = TestEnv::new("rl-class").await.unwrap();
+    let cfg = LimiterConfig { min_spacing_ms: 0, ..LimiterConfig::default() };
+    let clock: Clock = Arc::new(|| T0);
+    let l = DynamoLimiter::new(env.ddb.clone(), env.stack.rate_limit_table.clone(), cfg.clone(), clock);
+    // Fill the bucket up to bulk's share, at one instant.
+    let mut n = 0;
+    while matches!(l.acquire("mall-mixed", Class::Bulk).await.unwrap(), Acquire::Admitted) {
+        n += 1;
+    }
+    assert!(n > 1 && matches!(l.acquire_within("mall-mixed", Class::Live, Some(n)).await.unwrap(), Acquire::Wait(_)));
+    assert_eq!(l.acquire("mall-mixed", Class::Live).await.unwrap(), Acquire::Admitted, "live headroom is live's");
+    assert_eq!(l.acquire("mall-mixed", Class::Interactive).await.unwrap(), Acquire::Admitted);
 }

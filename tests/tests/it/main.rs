@@ -9,6 +9,7 @@ mod commands;
 mod config_faults;
 mod delivery;
 mod dispatcher;
+mod endpoint_limits;
 mod flood;
 mod infra_env;
 mod infra_template;

@@ -39,7 +39,7 @@ fn required_scope(endpoint: &str) -> Option<&'static str> {
         Some("products") => Some("mall.read_product"),
         Some("customers") => Some("mall.read_customer"),
         Some("customersprivacy") => Some("mall.read_privacy"),
-        Some("webhooks") => Some("mall.read_application"),
+        Some("webhooks") | Some("scripttags") => Some("mall.read_application"),
         Some("shops") => Some("mall.read_store"),
         _ => None,
     }
@@ -116,6 +116,7 @@ fn write_scope(endpoint: &str) -> Option<&'static str> {
         Some("products") => Some("mall.write_product"),
         Some("customers") => Some("mall.write_customer"),
         Some("points") => Some("mall.write_mileage"),
+        Some("scripttags") => Some("mall.write_application"),
         _ => None,
     }
 }
@@ -267,10 +268,30 @@ fn gate(
     let processing = sim.config.processing_ms;
     let l = sim.limits(g, &key);
     let (usage, blocked) = l.usage.record(now, processing);
-    let bucket = l.bucket.try_add(now);
+    // An endpoint with a limit of its own (scripttags: 10), as `variants.endpoint_limit` reads it.
+    let family = rest.trim_matches('/').split('/').next().unwrap_or("");
+    let own = sim.config.endpoint_limits.get(family).copied().filter(|c| *c < sim.config.capacity);
+    let (bucket, call_limit) = match (own, sim.config.variants.endpoint_limit) {
+        (None, _) => (l.bucket.try_add(now), l.bucket.header(now)),
+        (Some(cap), crate::state::EndpointLimit::SharedLevel) => {
+            let r = if l.bucket.level(now) + 1.0 <= f64::from(cap) + 1e-9 {
+                l.bucket.try_add(now)
+            } else {
+                Err(l.bucket.level(now))
+            };
+            let used = l.bucket.level(now).ceil().min(f64::from(cap)) as u32;
+            (r, format!("{used}/{cap}"))
+        }
+        (Some(cap), crate::state::EndpointLimit::OwnBucket) => {
+            let leak = sim.config.leak_per_sec;
+            let b =
+                l.endpoints.entry(family.to_owned()).or_insert_with(|| crate::limits::LeakyBucket::new(cap, leak, now));
+            (b.try_add(now), b.header(now))
+        }
+    };
     let level = l.bucket.level(now);
     let mut limit_headers = vec![
-        ("x-api-call-limit", l.bucket.header(now)),
+        ("x-api-call-limit", call_limit),
         ("x-cafe24-call-usage", format!("{:.2}", usage.call_pct)),
         ("x-cafe24-time-usage", format!("{:.2}", usage.time_pct)),
     ];
@@ -366,6 +387,7 @@ fn handle(sim: &Sim, g: &mut Inner, mall: &str, rest: &str, q: &HashMap<String, 
         return fail(422, &format!("shop_no {shop} is not a shop of this mall."));
     };
     match parts.as_slice() {
+        ["scripttags"] => (200, json!({"scripttags": data.scripttags})),
         ["shops"] => {
             let shops: Vec<Value> = state
                 .shop_numbers()
@@ -538,6 +560,16 @@ fn handle_write(
                 }
             }
         }
+        ("POST", ["scripttags"]) => match req.get("src").and_then(Value::as_str) {
+            Some(src) if src.starts_with("https://") => {
+                let tag = json!({"shop_no": shop, "script_no": format!("{}", 1_000 + data.scripttags.len()),
+                    "src": src, "display_location": req.get("display_location").cloned().unwrap_or(json!(["all"])),
+                    "created_date": kst::iso_kst(now)});
+                data.scripttags.push(tag.clone());
+                (201, json!({"scripttag": tag}))
+            }
+            _ => fail(422, "src must be an https URL."),
+        },
         ("PUT", ["products", no]) => match no.parse::<u64>().ok().and_then(|n| data.products.get_mut(&n)) {
             None => fail(404, "No product found."),
             Some(p) => {

@@ -201,6 +201,8 @@ pub struct MallData {
     pub products: BTreeMap<u64, Product>,
     /// By member id.
     pub customers: BTreeMap<String, Customer>,
+    /// Script tags the app registered (`POST scripttags`), as answered.
+    pub scripttags: Vec<serde_json::Value>,
     next_order_seq: u64,
 }
 

@@ -88,6 +88,9 @@ pub struct SimConfig {
     /// Multi-shop malls: mall id → number of shops (every other mall has shop 1 only). Shops
     /// hold different data; a call without `shop_no` answers for shop 1, as Cafe24's does.
     pub shops: BTreeMap<String, u32>,
+    /// Endpoint families with a call limit of their own below `capacity` (Cafe24 documents
+    /// 10 for `scripttags`); how it applies is [`Variants::endpoint_limit`].
+    pub endpoint_limits: BTreeMap<String, u32>,
 }
 
 /// Which of the plausible behaviours the simulator shows where Cafe24's documentation is silent
@@ -105,6 +108,21 @@ pub struct Variants {
     pub retired_version: RetiredVersion,
     /// Order of `/customersprivacy` members (not documented).
     pub member_order: MemberOrder,
+    /// How an endpoint's own smaller limit applies (not documented).
+    pub endpoint_limit: EndpointLimit,
+}
+
+/// How an endpoint's own call limit (`SimConfig::endpoint_limits`) applies: the documentation
+/// lists a limit per endpoint and says nothing of how it relates to the mall's bucket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointLimit {
+    /// One bucket per mall: a call to the endpoint is refused once the mall's bucket holds its
+    /// limit; `X-Api-Call-Limit` shows the mall's level over the endpoint's limit.
+    #[default]
+    SharedLevel,
+    /// A bucket of its own (same drain), apart from the mall's; the header shows that bucket.
+    OwnBucket,
 }
 
 /// Order of `/customersprivacy` members from the `created_start_date` cursor.
@@ -188,7 +206,7 @@ pub const ALL_READ_SCOPES: &[&str] = &[
 
 /// Every write scope the simulator's writes need.
 pub const ALL_WRITE_SCOPES: &[&str] =
-    &["mall.write_order", "mall.write_product", "mall.write_customer", "mall.write_mileage"];
+    &["mall.write_order", "mall.write_product", "mall.write_customer", "mall.write_mileage", "mall.write_application"];
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -224,6 +242,7 @@ impl Default for SimConfig {
             webhook_drop_rate: 0.0,
             variants: Variants::default(),
             shops: BTreeMap::new(),
+            endpoint_limits: [("scripttags".to_owned(), 10)].into(),
         }
     }
 }
@@ -404,6 +423,8 @@ pub struct Fault {
 pub struct KeyLimits {
     /// The leaky bucket.
     pub bucket: LeakyBucket,
+    /// Endpoint families' own buckets ([`EndpointLimit::OwnBucket`]).
+    pub endpoints: std::collections::HashMap<String, LeakyBucket>,
     /// The usage quota.
     pub usage: UsageQuota,
 }
@@ -579,6 +600,7 @@ impl Sim {
         let c = &self.config;
         inner.limits.entry(key.to_owned()).or_insert_with(|| KeyLimits {
             bucket: LeakyBucket::new(c.capacity, c.leak_per_sec, now),
+            endpoints: std::collections::HashMap::new(),
             usage: UsageQuota::new(c.usage_window_ms, c.call_quota, c.time_quota_ms, c.block_extension_ms, now),
         })
     }

@@ -227,11 +227,11 @@ impl LateFirstAsk {
 }
 
 impl RateGate for LateFirstAsk {
-    async fn acquire(&self, key: &str, class: Class) -> Result<Acquire, StoreError> {
+    async fn acquire_within(&self, key: &str, class: Class, cap: Option<u32>) -> Result<Acquire, StoreError> {
         if !self.asked.swap(true, Ordering::SeqCst) {
             tokio::time::sleep(self.delay).await;
         }
-        let answer = self.inner.acquire(key, class).await;
+        let answer = self.inner.acquire_within(key, class, cap).await;
         if let Ok(Acquire::Wait(ms)) = answer {
             *self.refused.lock().unwrap() = Some(ms);
         }

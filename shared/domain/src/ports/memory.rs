@@ -427,6 +427,8 @@ struct GateInner {
     feedback: Vec<crate::ratelimit::Feedback>,
     failing: bool,
     known_wait: Option<u64>,
+    /// The endpoint limit of every acquisition asked, in order.
+    caps: Vec<Option<u32>>,
 }
 
 /// A rate gate that admits everything, or answers a scripted sequence first; records
@@ -456,14 +458,25 @@ impl MemoryGate {
     pub fn feedback_seen(&self) -> usize {
         lock(&self.inner).feedback.len()
     }
+
+    /// The endpoint limit each acquisition asked with, in order.
+    pub fn caps_asked(&self) -> Vec<Option<u32>> {
+        lock(&self.inner).caps.clone()
+    }
 }
 
 impl RateGate for MemoryGate {
-    async fn acquire(&self, _: &str, _: crate::ratelimit::Class) -> Result<crate::ratelimit::Acquire, StoreError> {
+    async fn acquire_within(
+        &self,
+        _: &str,
+        _: crate::ratelimit::Class,
+        cap: Option<u32>,
+    ) -> Result<crate::ratelimit::Acquire, StoreError> {
         let mut g = lock(&self.inner);
         if g.failing {
             return Err(down());
         }
+        g.caps.push(cap);
         Ok(g.script.pop_front().unwrap_or(crate::ratelimit::Acquire::Admitted))
     }
 

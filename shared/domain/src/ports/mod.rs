@@ -14,12 +14,22 @@ pub use crate::values::{
 
 /// The per-key rate limiter every Cafe24 call goes through.
 pub trait RateGate: Send + Sync {
-    /// Asks to make one call under `key` now.
+    /// Asks to make one call under `key` now, to an endpoint whose own limit is `cap` calls when
+    /// it has one smaller than the bucket (`LimiterConfig::decide_within`).
+    fn acquire_within(
+        &self,
+        key: &str,
+        class: crate::ratelimit::Class,
+        cap: Option<u32>,
+    ) -> impl Future<Output = Result<crate::ratelimit::Acquire, StoreError>> + Send;
+    /// Asks to make one call under `key` now (an endpoint without a limit of its own).
     fn acquire(
         &self,
         key: &str,
         class: crate::ratelimit::Class,
-    ) -> impl Future<Output = Result<crate::ratelimit::Acquire, StoreError>> + Send;
+    ) -> impl Future<Output = Result<crate::ratelimit::Acquire, StoreError>> + Send {
+        self.acquire_within(key, class, None)
+    }
     /// Reports what Cafe24 said about its limits in a response.
     fn feedback(
         &self,
@@ -217,7 +227,12 @@ pub struct NoAdminCalls;
 struct NoGateWired;
 
 impl RateGate for NoAdminCalls {
-    async fn acquire(&self, _: &str, _: crate::ratelimit::Class) -> Result<crate::ratelimit::Acquire, StoreError> {
+    async fn acquire_within(
+        &self,
+        _: &str,
+        _: crate::ratelimit::Class,
+        _: Option<u32>,
+    ) -> Result<crate::ratelimit::Acquire, StoreError> {
         Err(StoreError(Box::new(NoGateWired)))
     }
 
