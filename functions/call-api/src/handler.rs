@@ -75,6 +75,8 @@ fn reply(outcome: &Outcome, replayed: bool) -> Response<Body> {
         Outcome::Succeeded { status, body } => {
             resp::json(StatusCode::from_u16(*status).unwrap_or(StatusCode::OK), body)
         }
+        // Cafe24's answer was lost; its settling read proved the POST took effect.
+        Outcome::Settled { body } => with_header(resp::json(StatusCode::OK, body), "x-relay-settled", "true"),
         Outcome::Failed { reason, status: Some(status), body } if reason == "cafe24_error" => {
             resp::json(StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST), body)
         }
@@ -208,7 +210,7 @@ impl<G: RateGate, S: TokenStore, C: CommandStore + SnapshotStore> CallApi<G, S, 
         if key.is_none() && cmd.method != CommandMethod::Get {
             return bad("missing_idempotency_key", "an Idempotency-Key header is required for anything but GET");
         }
-        if !self.cfg.allow.allows(cmd.method, &cmd.path) {
+        if !self.cfg.allow.allows_command(&cmd) {
             let r = relay_domain::command::Refusal::NotAllowed;
             return resp::error(StatusCode::FORBIDDEN, r.code(), &r.message());
         }

@@ -401,7 +401,7 @@ where
         span.record("message_id", id);
         let now = (self.clock)();
         let allowed = |c: relay_domain::command::Command| {
-            if self.cfg.command_allow.allows(c.method, &c.path) {
+            if self.cfg.command_allow.allows_command(&c) {
                 Ok(c)
             } else {
                 Err(relay_domain::command::Refusal::NotAllowed)

@@ -86,7 +86,8 @@ pub async fn run<G: RateGate, S: TokenStore, C: CommandStore>(
         if wait_for(since) > 0 {
             return Run::InFlight { retry_ms: wait_for(since).max(100) };
         }
-        return record_outcome(store, cmd, Outcome::Uncertain { reason: "interrupted".into() }, now()).await;
+        let outcome = settle(cafe24, cmd, class, Outcome::Uncertain { reason: "interrupted".into() }).await;
+        return record_outcome(store, cmd, outcome, now()).await;
     }
     let writer = format!("{:016x}", rand::random::<u64>());
     let had_outcome = AtomicBool::new(false);
@@ -115,11 +116,39 @@ pub async fn run<G: RateGate, S: TokenStore, C: CommandStore>(
             return Run::InFlight { retry_ms: wait_for(elsewhere.load(Ordering::Relaxed)).max(100) };
         }
         Err(e) => match failed_send(store, cmd, &writer, e).await {
+            Ok(outcome @ Outcome::Uncertain { .. }) => settle(cafe24, cmd, class, outcome).await,
             Ok(outcome) => outcome,
             Err(run) => return run,
         },
     };
     record_outcome(store, cmd, outcome, now()).await
+}
+
+/// A POST whose answer is lost (`uncertain`), read back with the command's settling read: found
+/// → [`Outcome::Settled`]. Anything else — not found, the read refused, throttled or failing —
+/// leaves it `uncertain`: only positive evidence settles it, since a read can come before Cafe24
+/// finished applying the request.
+async fn settle<G: RateGate, S: TokenStore>(
+    cafe24: &Cafe24<G, S>,
+    cmd: &Command,
+    class: Class,
+    uncertain: Outcome,
+) -> Outcome {
+    let (Some(s), Some(pq)) = (&cmd.settle, cmd.settle_path_and_query()) else { return uncertain };
+    match cafe24.get_json(&cmd.mall_id, &pq, class).await {
+        Ok(answer) if s.found_in(&answer) => {
+            tracing::info!(outcome = "settled", "command: the settling read found the POST's effect");
+            Outcome::Settled { body: answer }
+        }
+        Ok(_) => {
+            tracing::info!(outcome = "unsettled", "command: the settling read did not find the POST's effect");
+            uncertain
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, outcome = "unsettled", "command: the settling read failed");
+            uncertain
+        }
+    }
 }
 
 async fn record_outcome<C: CommandStore>(store: &C, cmd: &Command, outcome: Outcome, now: u64) -> Run {

@@ -100,6 +100,8 @@ pub enum Refusal {
     BodyTooLarge,
     /// The method and path are outside the deployment's allow-list ([`AllowList`]).
     NotAllowed,
+    /// `settle` is not `{"path", "query"?, "contains"}` on a POST ([`Settle`]).
+    BadSettle,
 }
 
 impl Refusal {
@@ -117,6 +119,7 @@ impl Refusal {
             Self::BadBody => "bad_body",
             Self::BodyTooLarge => "body_too_large",
             Self::NotAllowed => "not_allowed",
+            Self::BadSettle => "bad_settle",
         }
     }
 
@@ -136,6 +139,9 @@ impl Refusal {
             Self::BadBody => "\"body\" must be a JSON object, and only on POST or PUT".into(),
             Self::BodyTooLarge => format!("\"body\" is larger than {MAX_BODY_BYTES} bytes"),
             Self::NotAllowed => "this method and path are not in the relay's allow-list (COMMAND_ALLOW)".into(),
+            Self::BadSettle => format!(
+                "\"settle\" must be {{\"path\", \"query\"?, \"contains\"}} on a POST: a plain path under /api/v2/admin/ and 1 to {MAX_SETTLE_TEXT} characters to find"
+            ),
         }
     }
 }
@@ -157,6 +163,42 @@ pub struct Command {
     pub query: Vec<(String, String)>,
     /// JSON body (POST, PUT).
     pub body: Option<Value>,
+    /// For a POST: the read that tells whether it took effect when its answer is lost.
+    pub settle: Option<Settle>,
+}
+
+/// The read that settles a POST whose answer was lost: `GET path?query` (in the command's
+/// shop) under the same limiter and tokens; the POST took effect if a string in the answer
+/// contains `contains` (e.g. the key the app put in a memo, a tracking number). Only that
+/// positive evidence changes `uncertain`: a read that finds nothing may have come before Cafe24
+/// finished applying the request, so the command stays `uncertain`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settle {
+    /// The path under `/api/v2/admin/` to read.
+    pub path: String,
+    /// Its query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query: Vec<(String, String)>,
+    /// The text whose presence proves the POST took effect.
+    pub contains: String,
+}
+
+/// Longest `settle.contains`.
+pub const MAX_SETTLE_TEXT: usize = 256;
+
+impl Settle {
+    /// Whether `answer` holds a string that contains [`Settle::contains`] (depth-limited walk).
+    pub fn found_in(&self, answer: &Value) -> bool {
+        fn walk(v: &Value, needle: &str, depth: usize) -> bool {
+            match v {
+                Value::String(s) => s.contains(needle),
+                Value::Array(a) if depth < 32 => a.iter().any(|x| walk(x, needle, depth + 1)),
+                Value::Object(o) if depth < 32 => o.values().any(|x| walk(x, needle, depth + 1)),
+                _ => false,
+            }
+        }
+        walk(answer, &self.contains, 0)
+    }
 }
 
 /// A validated command as its job carries it (`JobKind::Command`; the mall is the job's). Its
@@ -178,6 +220,9 @@ pub struct Queued {
     /// The command's shop, when it named one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_shop: Option<u32>,
+    /// The settling read, when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle: Option<Settle>,
 }
 
 impl Command {
@@ -190,6 +235,7 @@ impl Command {
             query: self.query.clone(),
             body: self.body.as_ref().map(Value::to_string),
             command_shop: self.shop_no.map(ShopNo::get),
+            settle: self.settle.clone(),
         }
     }
 
@@ -209,6 +255,10 @@ impl Command {
         }
         if let Some(b) = &q.body {
             m.insert("body".into(), serde_json::from_str(b).map_err(|_| Refusal::BadBody)?);
+        }
+        if let Some(s) = &q.settle {
+            let query: Map<String, Value> = s.query.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+            m.insert("settle".into(), json!({"path": s.path, "query": query, "contains": s.contains}));
         }
         Self::parse(&Value::Object(m).to_string())
     }
@@ -248,6 +298,7 @@ struct Raw {
     path: Option<Value>,
     query: Option<Value>,
     body: Option<Value>,
+    settle: Option<Value>,
 }
 
 /// A key SQS takes as a deduplication id: 1..=128 of `[A-Za-z0-9]` and ASCII punctuation.
@@ -326,6 +377,11 @@ impl AllowList {
         Ok(Self(out))
     }
 
+    /// Whether `cmd` may be sent: its request, and its settling read (a GET) if it names one.
+    pub fn allows_command(&self, cmd: &Command) -> bool {
+        self.allows(cmd.method, &cmd.path) && cmd.settle.as_ref().is_none_or(|s| self.allows(Method::Get, &s.path))
+    }
+
     /// Whether `method` `path` (as [`admin_path`] returns it) may be sent.
     pub fn allows(&self, method: Method, path: &str) -> bool {
         if self.0.is_empty() {
@@ -378,28 +434,7 @@ impl Command {
         };
         let method = raw.method.as_ref().and_then(Value::as_str).and_then(Method::parse).ok_or(Refusal::BadMethod)?;
         let path = admin_path(raw.path.as_ref().and_then(Value::as_str).ok_or(Refusal::BadPath("missing"))?)?;
-        let mut query = Vec::new();
-        match &raw.query {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(q)) => {
-                for (k, v) in q {
-                    let v = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        _ => return Err(Refusal::BadQuery),
-                    };
-                    // The shop is the command's own field: never a second one in the query.
-                    if k.is_empty() || k == "shop_no" {
-                        return Err(Refusal::BadQuery);
-                    }
-                    query.push((k.clone(), v));
-                }
-                if query.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>() > MAX_QUERY_BYTES {
-                    return Err(Refusal::BadQuery);
-                }
-            }
-            Some(_) => return Err(Refusal::BadQuery),
-        }
+        let query = parse_query(raw.query.as_ref())?;
         let body = match raw.body {
             None | Some(Value::Null) => None,
             Some(b @ Value::Object(_)) if method.has_body() => {
@@ -410,23 +445,79 @@ impl Command {
             }
             Some(_) => return Err(Refusal::BadBody),
         };
-        Ok(Self { key: key.to_owned(), mall_id, shop_no, method, path, query, body })
+        let settle = match raw.settle {
+            None | Some(Value::Null) => None,
+            // Only a POST is never sent again; any other method is re-sent instead.
+            Some(Value::Object(s)) if method == Method::Post => {
+                if s.keys().any(|k| !matches!(k.as_str(), "path" | "query" | "contains")) {
+                    return Err(Refusal::BadSettle);
+                }
+                let path = s.get("path").and_then(Value::as_str).ok_or(Refusal::BadSettle)?;
+                let contains = s.get("contains").and_then(Value::as_str).unwrap_or("");
+                if contains.is_empty() || contains.chars().count() > MAX_SETTLE_TEXT {
+                    return Err(Refusal::BadSettle);
+                }
+                Some(Settle {
+                    path: admin_path(path).map_err(|_| Refusal::BadSettle)?,
+                    query: parse_query(s.get("query")).map_err(|_| Refusal::BadSettle)?,
+                    contains: contains.to_owned(),
+                })
+            }
+            Some(_) => return Err(Refusal::BadSettle),
+        };
+        Ok(Self { key: key.to_owned(), mall_id, shop_no, method, path, query, body, settle })
     }
 
     /// The path and query as the client sends them (`shop_no` first when given).
     pub fn path_and_query(&self) -> String {
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
-        let shop = self.shop_no.map(|s| s.get().to_string());
-        if let Some(s) = &shop {
-            pairs.push(("shop_no", s.as_str()));
-        }
-        pairs.extend(self.query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        if pairs.is_empty() {
-            return self.path.clone();
-        }
-        let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
-        format!("{}?{}", self.path, q.join("&"))
+        with_query(&self.path, self.shop_no, &self.query)
     }
+
+    /// The settling read's path and query, in the command's shop.
+    pub fn settle_path_and_query(&self) -> Option<String> {
+        self.settle.as_ref().map(|s| with_query(&s.path, self.shop_no, &s.query))
+    }
+}
+
+fn with_query(path: &str, shop_no: Option<ShopNo>, query: &[(String, String)]) -> String {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let shop = shop_no.map(|s| s.get().to_string());
+    if let Some(s) = &shop {
+        pairs.push(("shop_no", s.as_str()));
+    }
+    pairs.extend(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if pairs.is_empty() {
+        return path.to_owned();
+    }
+    let q: Vec<String> = pairs.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect();
+    format!("{path}?{}", q.join("&"))
+}
+
+/// A command's (or a settling read's) `query`: an object of strings or numbers, never
+/// `shop_no` (the command's own field), at most [`MAX_QUERY_BYTES`].
+fn parse_query(v: Option<&Value>) -> Result<Vec<(String, String)>, Refusal> {
+    let mut query = Vec::new();
+    match v {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(q)) => {
+            for (k, v) in q {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => return Err(Refusal::BadQuery),
+                };
+                if k.is_empty() || k == "shop_no" {
+                    return Err(Refusal::BadQuery);
+                }
+                query.push((k.clone(), v));
+            }
+            if query.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>() > MAX_QUERY_BYTES {
+                return Err(Refusal::BadQuery);
+            }
+        }
+        Some(_) => return Err(Refusal::BadQuery),
+    }
+    Ok(query)
 }
 
 /// Percent-encodes a query component (RFC 3986 unreserved characters pass).
@@ -463,6 +554,12 @@ pub enum Outcome {
         /// Cafe24's body, when it answered; else `{"message": …}`.
         body: Value,
     },
+    /// A POST whose answer was lost, proven to have taken effect by the command's settling
+    /// read ([`Settle`]): published as `command.succeeded` with `settled: true`.
+    Settled {
+        /// The settling read's answer.
+        body: Value,
+    },
     /// The request may have reached Cafe24 and no answer came (timeout, reset, a process that
     /// died while it was out, a 5xx): a POST is never sent again automatically.
     Uncertain {
@@ -475,7 +572,7 @@ impl Outcome {
     /// `succeeded`, `failed` or `uncertain`.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Succeeded { .. } => "succeeded",
+            Self::Succeeded { .. } | Self::Settled { .. } => "succeeded",
             Self::Failed { .. } => "failed",
             Self::Uncertain { .. } => "uncertain",
         }
@@ -485,6 +582,7 @@ impl Outcome {
     pub fn to_record(&self) -> Value {
         match self {
             Self::Succeeded { status, body } => json!({"outcome": "succeeded", "status": status, "body": body}),
+            Self::Settled { body } => json!({"outcome": "settled", "body": body}),
             Self::Failed { reason, status, body } => {
                 json!({"outcome": "failed", "reason": reason, "status": status, "body": body})
             }
@@ -498,6 +596,7 @@ impl Outcome {
         let status = v.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
         match v.get("outcome")?.as_str()? {
             "succeeded" => Some(Self::Succeeded { status: status?, body: v.get("body")?.clone() }),
+            "settled" => Some(Self::Settled { body: v.get("body")?.clone() }),
             "failed" => Some(Self::Failed { reason: reason()?, status, body: v.get("body")?.clone() }),
             "uncertain" => Some(Self::Uncertain { reason: reason()? }),
             _ => None,
@@ -531,6 +630,12 @@ pub fn result_event(key: &str, named: &Named, what: Option<&Command>, outcome: &
     let body = match outcome {
         Outcome::Succeeded { status, body } => {
             d.insert("status".into(), json!(status));
+            Some(body)
+        }
+        Outcome::Settled { body } => {
+            // Cafe24's answer to the POST was lost: no status; the body is the settling read's.
+            d.insert("status".into(), Value::Null);
+            d.insert("settled".into(), json!(true));
             Some(body)
         }
         Outcome::Failed { reason, status, body } => {
@@ -606,6 +711,48 @@ mod tests {
             assert!(AllowList::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Refusal::NotAllowed.code(), "not_allowed");
+    }
+
+    #[test]
+    fn a_post_may_name_a_settling_read_and_it_survives_the_job_message() {
+        let settle = json!({"path": "orders/O1/shipments", "query": {"limit": 10}, "contains": "TRK-1"});
+        let c = cmd(json!({"path": "orders/O1/shipments", "shop_no": 2, "settle": settle})).unwrap();
+        let s = c.settle.clone().unwrap();
+        assert_eq!((s.path.as_str(), s.contains.as_str()), ("orders/O1/shipments", "TRK-1"));
+        assert_eq!(c.settle_path_and_query().as_deref(), Some("orders/O1/shipments?shop_no=2&limit=10"));
+        let back = Command::from_queued(
+            &c.mall_id,
+            &serde_json::from_str(&serde_json::to_string(&c.queued()).unwrap()).unwrap(),
+        );
+        assert_eq!(back.unwrap(), c);
+        assert!(s.found_in(&json!({"shipments": [{"tracking_no": "x TRK-1 y"}]})));
+        assert!(!s.found_in(&json!({"shipments": [{"tracking_no": "TRK-2", "n": 1}]})));
+        // Nested deeper than the walk goes (serde_json parses at most 128 levels): not searched.
+        let mut deep = json!("TRK-1");
+        for _ in 0..100 {
+            deep = json!([deep]);
+        }
+        assert!(!s.found_in(&deep));
+        for bad in [
+            json!({"settle": {"path": "points"}}),
+            json!({"settle": {"path": "points", "contains": ""}}),
+            json!({"settle": {"path": "../oauth", "contains": "x"}}),
+            json!({"settle": {"path": "points", "contains": "x", "method": "DELETE"}}),
+            json!({"settle": {"path": "points", "contains": "x", "query": {"shop_no": 2}}}),
+            json!({"settle": {"path": "points", "contains": "x".repeat(MAX_SETTLE_TEXT + 1)}}),
+            json!({"settle": "points"}),
+            json!({"method": "PUT", "settle": {"path": "points", "contains": "x"}}),
+        ] {
+            assert_eq!(cmd(bad.clone()), Err(Refusal::BadSettle), "{bad}");
+        }
+        let allow = AllowList::parse("POST customers/*/points").unwrap();
+        let plain = cmd(json!({})).unwrap();
+        assert!(allow.allows_command(&plain));
+        let reads = cmd(json!({"settle": {"path": "customers/c1/points", "contains": "grant-1"}})).unwrap();
+        assert!(!allow.allows_command(&reads), "the settling read is a GET the list must allow too");
+        let o = Outcome::Settled { body: json!({"points": []}) };
+        assert_eq!(Outcome::from_record(&o.to_record()), Some(o.clone()));
+        assert_eq!(o.name(), "succeeded");
     }
 
     fn cmd(extra: Value) -> Result<Command, Refusal> {

@@ -98,3 +98,39 @@ async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app()
     assert!(failed.iter().any(|d| d["key"] == "bad-1" && d["mall_id"] == "cmdmall"));
     assert_eq!(fx.env.depth(&fx.env.stack.commands.dlq_url).await.unwrap(), 0, "nothing dead-lettered");
 }
+
+/// Every shape a command's result takes — succeeded, settled by its read, failed by a refusal or
+/// by Cafe24, uncertain — is what docs/events/command.schema.json says.
+#[test]
+fn every_result_shape_matches_the_schema() {
+    use relay_domain::command::{result_event, Command, Named, Outcome};
+    let cmd = Command::parse(
+        &json!({"v": 1, "key": "k-1", "mall_id": "shopa", "shop_no": 2, "method": "POST", "path": "scripttags",
+            "body": {"request": {"src": "https://a.example/t.js"}},
+            "settle": {"path": "scripttags", "contains": "https://a.example/t.js"}})
+        .to_string(),
+    )
+    .unwrap();
+    let named = Named { key: Some("k-1".into()), mall_id: Some(cmd.mall_id.clone()) };
+    let outcomes = [
+        Outcome::Succeeded { status: 201, body: json!({"scripttag": {"script_no": "1"}}) },
+        Outcome::Settled { body: json!({"scripttags": [{"src": "https://a.example/t.js"}]}) },
+        Outcome::Failed { reason: "cafe24_error".into(), status: Some(422), body: json!({"error": {"code": 422}}) },
+        Outcome::Failed { reason: "needs_reauth".into(), status: None, body: json!({"message": "m"}) },
+        Outcome::Uncertain { reason: "timeout".into() },
+    ];
+    let mut events: Vec<Value> = outcomes
+        .iter()
+        .map(|o| {
+            let e = result_event("k-1", &named, Some(&cmd), o, "trace");
+            json!({"source": "cafe24-relay", "detail-type": e.detail_type, "detail": serde_json::from_str::<Value>(&e.detail).unwrap()})
+        })
+        .collect();
+    // A refusal names what it can: no valid mall.
+    let refused = Outcome::Failed { reason: "not_json".into(), status: None, body: json!({"message": "m"}) };
+    let e = result_event("message:abc", &Named::default(), None, &refused, "");
+    events.push(json!({"source": "cafe24-relay", "detail-type": e.detail_type, "detail": serde_json::from_str::<Value>(&e.detail).unwrap()}));
+    assert_eq!(events[1]["detail-type"], "command.succeeded");
+    assert_eq!((events[1]["detail"]["settled"].as_bool(), events[1]["detail"]["status"].is_null()), (Some(true), true));
+    crate::delivery::validate(&events);
+}

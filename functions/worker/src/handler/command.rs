@@ -82,6 +82,7 @@ impl<P: super::Ports> Worker<P> {
         tracing::info!(command_outcome = outcome.name(), "command");
         JobOutcome::Completed(match outcome {
             Outcome::Succeeded { .. } => "command_succeeded",
+            Outcome::Settled { .. } => "command_settled",
             Outcome::Failed { .. } => "command_failed",
             Outcome::Uncertain { .. } => "command_uncertain",
         })

@@ -115,6 +115,58 @@ async fn a_post_whose_answer_never_came_is_uncertain_and_made_at_most_once() {
     assert_eq!((results(&fx)[2].0.as_str(), effects(&fx, "grant-5")), ("command.uncertain", 0));
 }
 
+/// A script tag for `src`, with a read that settles it: the mall's script tags name `src`.
+fn tag(key: &str, src: &str) -> Value {
+    json!({"v": 1, "key": key, "mall_id": "shop", "method": "POST", "path": "scripttags",
+        "body": {"shop_no": 1, "request": {"src": src}},
+        "settle": {"path": "scripttags", "contains": src}})
+}
+
+#[tokio::test]
+async fn a_post_whose_answer_was_lost_is_settled_by_the_read_it_names() {
+    let fx = Fx::new().await;
+    let timeout = std::time::Duration::from_millis(300);
+    let w = fx.worker_with_cafe24(|c| c.request_timeout = timeout, |c| c);
+    let made = |src: &str| {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.scripttags.iter().filter(|t| t["src"] == src).count()
+    };
+    // Cafe24 applies it and answers after the client gave up: the read finds it.
+    fx.fault("scripttags", FaultKind::Latency { ms: 1_000 });
+    let r = run(&w, &body(&fx, "c-s1", &tag("tag-1", "https://app.example/1.js"))).await;
+    assert!(!returned(&r));
+    let res = results(&fx);
+    assert_eq!(made("https://app.example/1.js"), 1, "made once");
+    assert_eq!(
+        (res[0].0.as_str(), res[0].1["settled"].as_bool(), res[0].1["status"].is_null()),
+        ("command.succeeded", Some(true), true),
+        "{res:?}"
+    );
+    assert_eq!(res[0].1["body"]["scripttags"][0]["src"], "https://app.example/1.js", "the read's answer");
+
+    // Cafe24 failed before applying it (a 500): the read finds nothing, so it stays uncertain
+    // (a read may come before Cafe24 finished; only a found effect settles).
+    fx.fault("scripttags", FaultKind::Status { status: 500 });
+    run(&w, &body(&fx, "c-s2", &tag("tag-2", "https://app.example/2.js"))).await;
+    assert_eq!(made("https://app.example/2.js"), 0);
+    assert_eq!(
+        (results(&fx)[1].0.as_str(), results(&fx)[1].1["reason"].as_str()),
+        ("command.uncertain", Some("server_error"))
+    );
+
+    // A run that died after its request left (an old note): settled by the read, nothing sent.
+    {
+        let mut g = fx.sim.lock();
+        fx.sim.mall(&mut g, "shop").data.scripttags.push(json!({"src": "https://app.example/3.js"}));
+    }
+    fx.state.note_sending(&fx.mall, "tag-3", "dead-run", true, 1, u64::MAX).await.unwrap();
+    let posts = fx.endpoint_calls("scripttags");
+    run(&w, &body(&fx, "c-s3", &tag("tag-3", "https://app.example/3.js"))).await;
+    assert_eq!(made("https://app.example/3.js"), 1, "not sent again");
+    assert_eq!(fx.endpoint_calls("scripttags"), posts + 1, "one call: the read");
+    assert_eq!(results(&fx)[2].1["settled"], true);
+}
+
 #[tokio::test]
 async fn killed_after_cafe24_answered_or_after_the_record_the_post_still_counts_once() {
     let fx = Fx::new().await;
