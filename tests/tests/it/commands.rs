@@ -134,3 +134,58 @@ fn every_result_shape_matches_the_schema() {
     assert_eq!((events[1]["detail"]["settled"].as_bool(), events[1]["detail"]["status"].is_null()), (Some(true), true));
     crate::delivery::validate(&events);
 }
+
+/// The app's write comes back as the webhook Cafe24 sends for it (a shipping status changed:
+/// 90024), and the relay syncs the order as written: the app's subscription sees the command's
+/// result, then the order in its new state. (One more read of the order: write-through is not
+/// built, see docs/commands.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_comes_back_as_its_webhook_and_the_order_syncs_as_written() {
+    let fx = Pipeline::new("cmd-wh").await;
+    relay_tests::install_seeded_writer(&fx.sim, &fx.env, "whmall").await;
+    fx.send_webhooks_to_ingest().await;
+    let app = devstack::resources::subscribe_queue(
+        &fx.env.clients,
+        &fx.env.stack.event_bus,
+        &format!("{}-app", fx.env.stack.event_bus),
+    )
+    .await
+    .unwrap();
+    let order = fx.orders("whmall")[0].clone();
+    let put = json!({"v": 1, "key": "ship-1", "mall_id": "whmall", "method": "PUT", "path": format!("orders/{order}"),
+        "body": {"request": {"shipping_status": "M"}}});
+    send(&fx, &put.to_string(), "whmall", "ship-1").await;
+    let d = fx.dispatcher();
+    let w = fx.worker();
+    let c = LocalEsm::new(
+        fx.env.sqs.clone(),
+        EsmConfig {
+            max_concurrency: 1,
+            wait_time_seconds: 0,
+            ..EsmConfig::new(&fx.env.stack.commands.url, &fx.env.stack.commands.arn)
+        },
+    );
+    let hd = |event: Value| invoke("dispatcher", event, |ev| d.handle_batch(ev, || Duration::from_secs(30)));
+    c.run_until_idle(&hd, 1).await.unwrap();
+    // The command runs; Cafe24's webhook for the write arrives meanwhile (the sender is async).
+    fx.run_for(&d, &w, Duration::from_secs(3)).await;
+    fx.run_until_drained(&d, &w, Duration::from_secs(30)).await;
+    let events: Vec<Value> = fx
+        .env
+        .drain_all(&app)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["detail-type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"command.succeeded"), "{kinds:?}");
+    let hook = events.iter().find(|e| e["detail-type"] == "webhook.received").expect("the write's webhook");
+    assert_eq!(
+        (hook["detail"]["event_no"].as_u64(), hook["detail"]["payload"]["resource"]["order_id"].as_str()),
+        (Some(90024), Some(order.as_str()))
+    );
+    let synced = events.iter().find(|e| e["detail-type"] == "order.synced").expect("the order synced");
+    assert_eq!(synced["detail"]["data"]["shipping_status"], "M", "as the app wrote it");
+    assert_eq!(fx.sim.stats("whmall").status_429, 0);
+}

@@ -84,7 +84,9 @@ async fn respond(a: Answer) -> Response {
 }
 
 /// Axum handler for every Admin API POST and PUT: the same gate as a read (with the write
-/// scope of the resource), then the write, recorded as an effect when it is answered 2xx.
+/// scope of the resource), then the write, recorded as an effect when it is answered 2xx; a
+/// write Cafe24 announces by webhook sends it to the registered target, after the answer
+/// (see [`write_event`]).
 pub async fn write(
     State(sim): State<Arc<Sim>>,
     method: axum::http::Method,
@@ -101,7 +103,33 @@ pub async fn write(
         }
     };
     let w = Write { method: method.as_str().to_owned(), body };
-    respond(gate_and_handle_write(&sim, &mall, &rest, &q, &headers, Some(&w))).await
+    let answer = gate_and_handle_write(&sim, &mall, &rest, &q, &headers, Some(&w));
+    if (200..300).contains(&answer.status) {
+        let shop =
+            w.body.get("shop_no").and_then(Value::as_u64).or_else(|| q.get("shop_no").and_then(|v| v.parse().ok()));
+        if let Some((event_no, resource)) = write_event(&w.method, &rest, shop.unwrap_or(1)) {
+            let (sim, mall) = (sim.clone(), mall.clone());
+            tokio::spawn(async move {
+                // No target registered: nothing is sent, as for any event.
+                let _ = crate::webhooks::send(&sim, &mall, event_no, &resource, &Default::default()).await;
+            });
+        }
+    }
+    respond(answer).await
+}
+
+/// The webhook a write makes Cafe24 send (our reading of the event table): a shipping status
+/// changed → 90024, a shipment registered → 90064 (shipping information changed), a product
+/// updated → 90002. Points and script tags announce nothing.
+pub fn write_event(method: &str, rest: &str, shop: u64) -> Option<(u32, Value)> {
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let shop = shop.to_string();
+    match (method, parts.as_slice()) {
+        ("PUT", ["orders", id]) => Some((90024, json!({"order_id": id, "event_shop_no": shop}))),
+        ("POST", ["orders", id, "shipments"]) => Some((90064, json!({"order_id": id, "event_shop_no": shop}))),
+        ("PUT", ["products", no]) => Some((90002, json!({"product_no": no, "event_shop_no": shop}))),
+        _ => None,
+    }
 }
 
 /// A POST or PUT.
