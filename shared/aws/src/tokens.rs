@@ -84,7 +84,70 @@ fn conflict_item(e: &SdkError<UpdateItemError>) -> Option<Option<Item>> {
     }
 }
 
+/// What [`DynamoTokenStore::import`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// The pair is stored.
+    Stored,
+    /// The stored pair is newer: kept.
+    Newer,
+    /// A refresh of the stored pair is under way: kept.
+    Leased,
+}
+
 impl DynamoTokenStore {
+    /// The write of an install: the pair, status active, no lease, a new version.
+    fn install_update(
+        &self,
+        mall: &MallId,
+        pair: &TokenPair,
+        now_ms: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(mall.as_str()))
+            .update_expression(
+                "SET access = :a, access_exp = :ae, refresh = :r, refresh_exp = :re, scopes = :sc, #st = :active, \
+                 lease_until = :zero, lease_owner = :none, updated = :now, installed = :now ADD v :one",
+            )
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":a", s(pair.access_token.expose()))
+            .expression_attribute_values(":ae", n(pair.access_expires_ms))
+            .expression_attribute_values(":r", s(pair.refresh_token.expose()))
+            .expression_attribute_values(":re", n(pair.refresh_expires_ms))
+            .expression_attribute_values(":sc", s(&pair.scopes.join(",")))
+            .expression_attribute_values(":active", s(TokenStatus::Active.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":none", s(""))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+    }
+
+    /// Stores `pair` for `mall` as the install callback would (active, no lease) — a pair
+    /// taken over from another app (`relay mall import`) — unless the stored record is newer:
+    /// a later refresh token expiry (the relay refreshed, or the merchant consented through it),
+    /// or a refresh under way. Repeating it with the same pair stores it again.
+    pub async fn import(&self, mall: &MallId, pair: &TokenPair, now_ms: u64) -> Result<Imported, StoreError> {
+        let r = self
+            .install_update(mall, pair, now_ms)
+            .condition_expression("attribute_not_exists(pk) OR (refresh_exp <= :re AND lease_until <= :now)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(Imported::Stored),
+            Err(e) if conflict_item(&e).is_some() => {
+                let newer = conflict_item(&e)
+                    .flatten()
+                    .and_then(|i| i.get("refresh_exp").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok()))
+                    .is_some_and(|exp| exp > pair.refresh_expires_ms);
+                Ok(if newer { Imported::Newer } else { Imported::Leased })
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// A store on `table`.
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
         Self { client, table: table.into(), reads: Default::default(), fence: None }
@@ -225,28 +288,7 @@ impl TokenStore for DynamoTokenStore {
     }
 
     async fn put_installed(&self, mall: &MallId, pair: &TokenPair, now_ms: u64) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(mall.as_str()))
-            .update_expression(
-                "SET access = :a, access_exp = :ae, refresh = :r, refresh_exp = :re, scopes = :sc, #st = :active, \
-                 lease_until = :zero, lease_owner = :none, updated = :now, installed = :now ADD v :one",
-            )
-            .expression_attribute_names("#st", "status")
-            .expression_attribute_values(":a", s(pair.access_token.expose()))
-            .expression_attribute_values(":ae", n(pair.access_expires_ms))
-            .expression_attribute_values(":r", s(pair.refresh_token.expose()))
-            .expression_attribute_values(":re", n(pair.refresh_expires_ms))
-            .expression_attribute_values(":sc", s(&pair.scopes.join(",")))
-            .expression_attribute_values(":active", s(TokenStatus::Active.as_str()))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":none", s(""))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await
-            .map_err(err)?;
+        self.install_update(mall, pair, now_ms).send().await.map_err(err)?;
         Ok(())
     }
 

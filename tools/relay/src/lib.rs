@@ -21,6 +21,7 @@
 
 pub mod call;
 pub mod dlq;
+pub mod import;
 pub mod mall;
 pub mod resync;
 pub mod snapshot;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use relay::dlq::{self, Stage};
@@ -212,6 +212,16 @@ enum MallCommand {
         /// The mall id.
         mall: String,
     },
+    /// Takes over installed malls' tokens from the app that holds them (Cafe24's token answers,
+    /// a JSON array or one per line): stored unless the relay holds a newer pair, announced with
+    /// mall.installed; one line per mall. Token values are never printed.
+    Import {
+        /// The file, or - for stdin.
+        file: PathBuf,
+        /// Check every entry and say what would happen; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn parse_since(s: &str) -> Result<Duration, String> {
@@ -390,6 +400,28 @@ async fn run(cli: Cli) -> Result<()> {
             MallCommand::ReauthUrl { mall } => {
                 let m = mall::parse_mall(&mall)?;
                 println!("{}", mall::reauth_url(target.require("INGEST_URL")?, &m)?);
+            }
+            MallCommand::Import { file, dry_run } => {
+                let text = if file.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+                } else {
+                    std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
+                };
+                let now = relay_lambda::clock::now_ms();
+                let entries = relay::import::parse(&text, now)?;
+                let sdk = target.sdk_config().await;
+                let store = relay_aws::tokens::DynamoTokenStore::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    target.require("TOKEN_TABLE")?,
+                );
+                let bus = target
+                    .get("EVENT_BUS_NAME")
+                    .map(|b| relay_aws::bus::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), b));
+                let results = relay::import::run(&store, bus.as_ref(), entries, dry_run, now).await?;
+                print!("{}", relay::import::render(&results));
+                if results.iter().any(|(_, _, v)| matches!(v, relay::import::Verdict::Invalid(_))) {
+                    std::process::exit(1);
+                }
             }
         },
         Command::Resync { command: Some(ResyncCommand::Status { mall }), .. } => {

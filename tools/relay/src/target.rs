@@ -15,6 +15,7 @@
 //! | `LOG_GROUPS` (comma-separated) | `trace` on AWS |
 //! | `RELAY_LOG_FILE` | `trace` on the local stack |
 //! | `COMMAND_QUEUE_URL`, `STATE_TABLE` | `call` (the command door, and the command's record) |
+//! | `TOKEN_TABLE`, `EVENT_BUS_NAME` | `mall import` (the tokens, and `mall.installed`) |
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -401,3 +401,94 @@ async fn an_operator_calls_a_mall_through_the_command_door() {
     assert_eq!(p.sim.stats("callshop").effects.len(), 1, "granted once");
     assert_eq!(p.env.depth(&p.env.stack.commands.url).await.unwrap(), 0, "the recorded key sent nothing again");
 }
+
+/// Malls installed through another app come over with their tokens: `mall import` stores each
+/// valid pair (never over a newer one the relay holds), announces it, and the mall syncs at once
+/// without its merchant consenting again. A dry run stores nothing; no token value is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_malls_are_imported_and_sync_without_consent() {
+    use relay_domain::tokens::TokenStore as _;
+    use relay_domain::MallId;
+
+    let p = Pipeline::new("cli-import").await;
+    let app = devstack::resources::subscribe_queue(
+        &p.env.clients,
+        &p.env.stack.event_bus,
+        &format!("{}-app", p.env.stack.event_bus),
+    )
+    .await
+    .unwrap();
+    // What the old app kept of Cafe24's token answers (here issued by the simulator).
+    let now = p.sim.clock.now_ms();
+    let scopes: Vec<String> = cafe24_sim::state::ALL_READ_SCOPES.iter().map(|s| s.to_string()).collect();
+    let answer = |mall: &str, refresh_ttl_days: u64| {
+        let (a, r) = p.sim.seed_tokens(mall, "relay-client", scopes.clone());
+        let v = json!({"mall_id": mall, "access_token": a, "expires_at": cafe24_sim::kst::naive_kst_millis(now + 7_200_000),
+            "refresh_token": r, "refresh_token_expires_at": cafe24_sim::kst::naive_kst_millis(now + refresh_ttl_days * 86_400_000),
+            "scopes": scopes, "token_type": "Bearer"});
+        (v, a, r)
+    };
+    // The relay already holds newshop's pair, issued later than the one the file has.
+    relay_tests::install_seeded(&p.sim, &p.env, "newshop").await;
+    let held = p.tokens().get(&MallId::parse("newshop").unwrap()).await.unwrap().unwrap();
+    let (imp, imp_access, imp_refresh) = answer("impshop", 14);
+    let (older, ..) = answer("newshop", 10);
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("import-{}.jsonl", new_request_id()));
+    std::fs::write(&file, format!("{imp}\n{older}\n{{\"mall_id\": \"badshop\"}}\n")).unwrap();
+    let stack = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("import-{}.env", new_request_id()));
+    std::fs::write(
+        &stack,
+        format!(
+            "AWS_ENDPOINT_URL={}\nTOKEN_TABLE={}\nEVENT_BUS_NAME={}\n",
+            p.env.endpoint, p.env.stack.token_table, p.env.stack.event_bus
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+
+    let dry = relay(&stack, &["mall", "import", path, "--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(!dry.status.success(), "an invalid entry fails the run: {text}");
+    assert!(text.contains("impshop") && text.contains("would be imported"), "{text}");
+    assert!(text.contains("newshop") && text.contains("newer pair"), "{text}");
+    assert!(text.contains("#3") && text.contains("access_token is missing"), "{text}");
+    assert!(p.tokens().get(&MallId::parse("impshop").unwrap()).await.unwrap().is_none(), "a dry run stores nothing");
+
+    let run = relay(&stack, &["mall", "import", path]);
+    let text = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        text.contains("imported (mall.installed published)")
+            && text.ends_with("1 imported, 0 would be, 1 kept, 1 refused\n"),
+        "{text}"
+    );
+    for secret in [imp_access.as_str(), imp_refresh.as_str(), held.pair.refresh_token.expose()] {
+        assert!(!text.contains(secret) && !String::from_utf8_lossy(&run.stderr).contains(secret));
+    }
+    let stored = p.tokens().get(&MallId::parse("impshop").unwrap()).await.unwrap().unwrap();
+    assert_eq!((stored.status.as_str(), stored.pair.refresh_token.expose()), ("active", imp_refresh.as_str()));
+    let kept = p.tokens().get(&MallId::parse("newshop").unwrap()).await.unwrap().unwrap();
+    assert_eq!(kept.pair.refresh_token.expose(), held.pair.refresh_token.expose(), "the newer pair stays");
+    let events: Vec<serde_json::Value> =
+        p.env.drain_all(&app).await.unwrap().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect();
+    let installed: Vec<&str> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "mall.installed")
+        .map(|e| e["detail"]["mall_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(installed, ["impshop"]);
+
+    // Its webhooks sync at once: no consent, no token request.
+    let issued = p.sim.stats("impshop").token_requests;
+    let order = p.orders("impshop")[0].clone();
+    p.ingest(&json!({"event_no": 90023, "resource": {"mall_id": "impshop", "order_id": order}}), "imp-1").await;
+    let (d, w) = (p.dispatcher(), p.worker());
+    p.run_until_drained(&d, &w, Duration::from_secs(30)).await;
+    let state = relay_aws::state::DynamoState::new(p.env.ddb.clone(), p.env.stack.state_table.clone());
+    use relay_domain::ports::SnapshotStore as _;
+    assert!(state
+        .snapshot(&MallId::parse("impshop").unwrap(), relay_domain::SnapshotKind::Order, &order)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(p.sim.stats("impshop").token_requests, issued, "no token request: the imported pair works");
+}
