@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""Validates delivered events against docs/events/*.schema.json.
+"""Validates delivered events against docs/events/*.schema.json — strictly.
+
+The published schemas leave objects open, so a consumer that validates keeps working when the
+relay adds an optional field (docs/events/README.md, "Evolution"). The relay itself must never
+send a field the schemas do not name: here every object that lists its properties is closed
+(`additionalProperties: false`) before validating.
 
 Reads JSON lines on stdin, each an EventBridge event as a subscriber receives it
 ({"detail-type": ..., "source": ..., "detail": {...}}). Prints one line per invalid event and
@@ -22,6 +27,19 @@ FAMILY = {
 }
 
 
+def strict(schema):
+    """The schema with every object that lists properties closed to any other (conditions —
+    `if`, `not` — are tests, not shapes: left as written)."""
+    if isinstance(schema, dict):
+        out = {k: (v if k in ("if", "not") else strict(v)) for k, v in schema.items()}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(v) for v in schema]
+    return schema
+
+
 def main() -> int:
     validators = {}
     counts, bad = {}, 0
@@ -36,7 +54,7 @@ def main() -> int:
             bad += 1
             continue
         if family not in validators:
-            schema = json.loads((DOCS / f"{family}.schema.json").read_text())
+            schema = strict(json.loads((DOCS / f"{family}.schema.json").read_text()))
             Draft202012Validator.check_schema(schema)
             validators[family] = Draft202012Validator(schema)
         errors = list(validators[family].iter_errors(event.get("detail")))

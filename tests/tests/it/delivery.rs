@@ -258,3 +258,54 @@ async fn every_webhook_and_every_synced_version_reaches_the_subscriber_once_even
     assert_eq!(fx.env.depth(&fx.env.stack.work.dlq_url).await.unwrap(), 0);
     assert_eq!(fx.env.depth(&fx.env.stack.inbox.dlq_url).await.unwrap(), 0, "nothing parked");
 }
+
+/// The schemas change only compatibly within a `schema_version` (docs/events/README.md,
+/// "Evolution"): checked against the released ones, and each kind of breaking change is refused
+/// unless the version is bumped.
+#[test]
+fn the_event_schemas_change_only_compatibly_within_a_version() {
+    let root = devstack::moto::workspace_root();
+    let check = |released: &std::path::Path, current: &std::path::Path| {
+        let out = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("scripts/check-schema-compat.py"))
+            .arg(released)
+            .arg(current)
+            .output()
+            .expect("the project venv (make tools)");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (released, current) = (root.join("docs/events/released/1"), root.join("docs/events"));
+    let (ok, text) = check(&released, &current);
+    assert!(ok, "docs/events changed incompatibly without a version bump:\n{text}");
+
+    type Edit = fn(&mut Value);
+    let breaking: [(&str, Edit, &str); 5] = [
+        ("a property removed", |s| drop(s["properties"].as_object_mut().unwrap().remove("trace_id")), "removed"),
+        (
+            "a field made required",
+            |s| s["required"].as_array_mut().unwrap().push(json!("data_omitted")),
+            "newly required",
+        ),
+        ("a type narrowed", |s| s["properties"]["version"]["type"] = json!("string"), "narrowed"),
+        ("closed to new fields", |s| s["additionalProperties"] = json!(false), "closed"),
+        ("an enum narrowed", |s| s["properties"]["kind"]["enum"] = json!(["order"]), "enum narrowed"),
+    ];
+    for (what, edit, said) in breaking {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("schemas-{}", devstack::esm::new_request_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(&current).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file()) {
+            std::fs::copy(&f, dir.join(f.file_name().unwrap())).unwrap();
+        }
+        let synced = dir.join("synced.schema.json");
+        let mut s: Value = serde_json::from_str(&std::fs::read_to_string(&synced).unwrap()).unwrap();
+        edit(&mut s);
+        std::fs::write(&synced, s.to_string()).unwrap();
+        let (ok, text) = check(&released, &dir);
+        assert!(!ok && text.contains(said), "{what} was accepted:\n{text}");
+        // The same change with the version bumped is a new contract: accepted.
+        s["properties"]["schema_version"]["const"] = json!(2);
+        std::fs::write(&synced, s.to_string()).unwrap();
+        assert!(check(&released, &dir).0, "{what} with a version bump was refused");
+    }
+}
