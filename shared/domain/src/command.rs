@@ -627,6 +627,9 @@ pub fn result_event(key: &str, named: &Named, what: Option<&Command>, outcome: &
         d.insert("path".into(), json!(c.path));
     }
     d.insert("trace_id".into(), json!(trace_id));
+    if let Some(tp) = crate::delivery::traceparent(trace_id, &event_id) {
+        d.insert("traceparent".into(), json!(tp));
+    }
     let body = match outcome {
         Outcome::Succeeded { status, body } => {
             d.insert("status".into(), json!(status));

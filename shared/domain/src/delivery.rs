@@ -87,6 +87,9 @@ pub fn webhook_received(env: &InboxEnvelope) -> Option<BusEvent> {
     detail.insert("mall_id".into(), json!(mall.as_str()));
     detail.insert("event_no".into(), json!(event_no.0));
     detail.insert("trace_id".into(), json!(env.trace_id.as_str()));
+    if let Some(tp) = traceparent(env.trace_id.as_str(), &event_id) {
+        detail.insert("traceparent".into(), json!(tp));
+    }
     detail.insert("received_at_ms".into(), json!(env.received_at_ms));
     detail.insert("payload".into(), payload);
     let mut detail = Value::Object(detail);
@@ -97,6 +100,25 @@ pub fn webhook_received(env: &InboxEnvelope) -> Option<BusEvent> {
         }
     }
     Some(BusEvent::new("webhook.received".into(), event_id, &detail))
+}
+
+/// The W3C `traceparent` an event carries so a consumer's trace continues the relay's: version
+/// 00, a trace id that is the first 32 hex digits of SHA-256 of the relay's `trace_id` (the same
+/// for every event of one webhook), a parent span id from the event's id (the same each time
+/// the event is published again), sampled. `None` for an empty trace id.
+pub fn traceparent(trace_id: &str, event_id: &str) -> Option<String> {
+    use sha2::{Digest as _, Sha256};
+    if trace_id.is_empty() {
+        return None;
+    }
+    let hex = |prefix: &[u8], v: &str, n: usize| {
+        let mut h = Sha256::new();
+        h.update(prefix);
+        h.update(v.as_bytes());
+        let d: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        d.get(..n).map(str::to_owned)
+    };
+    Some(format!("00-{}-{}-01", hex(b"trace:", trace_id, 32)?, hex(b"span:", event_id, 16)?))
 }
 
 /// `<kind>.synced` (data present) or `<kind>.deleted` (`data` is `None`: Cafe24 answered 404)
@@ -121,6 +143,9 @@ pub fn snapshot_event(
     detail.insert("id".into(), json!(id));
     detail.insert("version".into(), json!(version_ms));
     detail.insert("trace_id".into(), json!(trace_id));
+    if let Some(tp) = traceparent(trace_id, &event_id) {
+        detail.insert("traceparent".into(), json!(tp));
+    }
     let detail_type = match data {
         Some(d) => {
             let size = d.to_string().len();
@@ -209,6 +234,21 @@ pub fn put_chunks(events: &[BusEvent]) -> Vec<std::ops::Range<usize>> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn an_events_traceparent_is_w3c_one_trace_per_webhook_one_span_per_event() {
+        let a = traceparent("cafe24-trace-1", "evt-a").unwrap();
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3]), ("00", 32, 16, "01"));
+        assert!(parts[1].bytes().chain(parts[2].bytes()).all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+        assert_eq!(traceparent("cafe24-trace-1", "evt-a").unwrap(), a, "published again: the same");
+        let b = traceparent("cafe24-trace-1", "evt-b").unwrap();
+        assert_eq!(b.get(3..35), a.get(3..35), "one webhook, one trace");
+        assert_ne!(b.get(36..52), a.get(36..52), "each event its own span");
+        assert_ne!(traceparent("other", "evt-a").unwrap().get(3..35), a.get(3..35));
+        assert_eq!(traceparent("", "evt-a"), None);
+    }
     use crate::webhook::classify;
     use crate::TraceId;
 
