@@ -22,6 +22,9 @@
 #   ALARM_EMAIL        optional: subscribed to the stack's alarm topic (template AlarmEmail)
 #   ALARM_TOPIC_ARN    optional: an existing SNS topic for every alarm instead (AlarmTopicArn)
 #   EVENT_BUS_ARN      optional: deliver to an existing EventBridge bus (EventBusArn)
+#   PARAMETERS         optional: more template parameters, "Name=Value Name=Value" (e.g.
+#                      "JobsInFlight=4 RoutingOverrides={}"); every setting of the README's
+#                      configuration tables that is not fixed is one
 #   OAUTH_SCOPES       optional: scopes the app's own commands and calls need, e.g.
 #                      mall.write_mileage (OAuthScopes; the relay's read scopes are always asked)
 #   WORKER_MAX_CONCURRENCY, INGEST_RESERVED_CONCURRENCY, APP_URL_RESERVED_CONCURRENCY,
@@ -143,6 +146,13 @@ if [[ -n "${ALARM_EMAIL:-}" ]]; then overrides+=("AlarmEmail=$ALARM_EMAIL"); fi
 if [[ -n "${ALARM_TOPIC_ARN:-}" ]]; then overrides+=("AlarmTopicArn=$ALARM_TOPIC_ARN"); fi
 if [[ -n "${EVENT_BUS_ARN:-}" ]]; then overrides+=("EventBusArn=$EVENT_BUS_ARN"); fi
 if [[ -n "${OAUTH_SCOPES:-}" ]]; then overrides+=("OAuthScopes=$OAUTH_SCOPES"); fi
+if [[ -n "${PARAMETERS:-}" ]]; then
+  read -r -a extra <<< "$PARAMETERS"
+  for kv in "${extra[@]}"; do
+    [[ "$kv" =~ ^[A-Za-z0-9]+=.*$ ]] || { echo "PARAMETERS: \"$kv\" is not Name=Value" >&2; exit 2; }
+    overrides+=("$kv")
+  done
+fi
 # The reservations this deploy sets (the template's defaults unless overridden; the dispatcher's
 # is fixed at 10). A test keeps these defaults equal to the template's.
 worker_c="${WORKER_MAX_CONCURRENCY:-50}"

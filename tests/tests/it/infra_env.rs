@@ -265,3 +265,65 @@ fn the_readme_documents_exactly_what_each_function_reads() {
         );
     }
 }
+
+/// `(resource, variable)` for every function variable the template sets to a literal value
+/// (not a parameter, a resource or a condition).
+fn template_literals() -> BTreeSet<(String, String)> {
+    let t = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let (mut out, mut resource, mut in_vars) = (BTreeSet::new(), String::new(), None::<usize>);
+    for line in t.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if indent == 2 && trimmed.ends_with(':') {
+            resource = trimmed.trim_end_matches(':').to_owned();
+            in_vars = None;
+        } else if trimmed == "Variables:" {
+            in_vars = Some(indent);
+        } else if let Some(v) = in_vars {
+            if indent <= v && !trimmed.is_empty() {
+                in_vars = None;
+            } else if indent == v + 2 {
+                if let Some((k, value)) = trimmed.split_once(':') {
+                    let value = value.trim();
+                    if !value.is_empty() && !value.starts_with('!') && !trimmed.starts_with('#') {
+                        out.insert((resource.clone(), k.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every setting is a template parameter, or the README says why it is fixed: the variables the
+/// template sets to a literal are exactly those of the README's "Settings fixed in the template",
+/// and every parameter is used.
+#[test]
+fn every_setting_is_a_parameter_or_the_readme_says_why_it_is_fixed() {
+    let fixed: BTreeSet<String> = template_literals().into_iter().map(|(_, k)| k).collect();
+    let readme = include_str!("../../../README.md");
+    let section = readme.split("## Settings fixed in the template").nth(1).expect("the README's fixed settings");
+    let section = section.split("\n## ").next().unwrap();
+    let mut listed = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split(" | ").next().unwrap();
+        listed.extend(first.split('`').skip(1).step_by(2).map(str::to_owned));
+    }
+    assert_eq!(fixed, listed, "template literals vs the README's list of fixed settings");
+    assert!(fixed.contains("MAX_BODY_BYTES") && !fixed.contains("JOBS_IN_FLIGHT"), "{fixed:?}");
+    let t = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+    let params = t.split("\nParameters:\n").nth(1).unwrap().split("\nConditions:").next().unwrap();
+    let mut unused = Vec::new();
+    for name in params.lines().filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':')) {
+        let name = name.trim().trim_end_matches(':');
+        let used = t.contains(&format!("!Ref {name}"))
+            || t.contains(&format!("Ref: {name}"))
+            || t.contains(&format!("${{{name}}}"))
+            || t.contains(&format!("!Equals [!Ref {name}"))
+            || t.contains(&format!("[{name},"));
+        if !used {
+            unused.push(name.to_owned());
+        }
+    }
+    assert!(unused.is_empty(), "parameters nothing uses: {unused:?}");
+}
