@@ -68,34 +68,38 @@ fn read_by_main(src: &str) -> BTreeSet<String> {
     out
 }
 
-/// Environment variable names per function resource in the template (line-based: the template
-/// keeps `Environment: Variables:` blocks in plain block style).
-fn template_vars() -> BTreeMap<String, BTreeSet<String>> {
+/// `(resource, variable, value)` for every function environment variable in the template
+/// (line-based: the template keeps `Environment: Variables:` blocks in plain block style; a
+/// value on the next lines, as a `!Join`'s, reads as its tag line).
+fn template_env() -> Vec<(String, String, String)> {
     let t = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut resource = String::new();
-    let mut in_vars: Option<usize> = None;
+    let (mut out, mut resource, mut in_vars) = (Vec::new(), String::new(), None::<usize>);
     for line in t.lines() {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim();
         if indent == 2 && trimmed.ends_with(':') {
             resource = trimmed.trim_end_matches(':').to_owned();
             in_vars = None;
-            continue;
-        }
-        if trimmed == "Variables:" {
+        } else if trimmed == "Variables:" {
             in_vars = Some(indent);
-            continue;
-        }
-        if let Some(v) = in_vars {
-            if indent > v && !trimmed.is_empty() {
-                if let Some((k, _)) = trimmed.split_once(':') {
-                    out.entry(resource.clone()).or_default().insert(k.to_owned());
-                }
-            } else if !trimmed.is_empty() {
+        } else if let Some(v) = in_vars {
+            if indent <= v && !trimmed.is_empty() {
                 in_vars = None;
+            } else if indent == v + 2 && !trimmed.starts_with('#') {
+                if let Some((k, value)) = trimmed.split_once(':') {
+                    out.push((resource.clone(), k.to_owned(), value.trim().to_owned()));
+                }
             }
         }
+    }
+    out
+}
+
+/// Environment variable names per function resource in the template.
+fn template_vars() -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (resource, k, _) in template_env() {
+        out.entry(resource).or_default().insert(k);
     }
     out
 }
@@ -266,33 +270,10 @@ fn the_readme_documents_exactly_what_each_function_reads() {
     }
 }
 
-/// `(resource, variable)` for every function variable the template sets to a literal value
-/// (not a parameter, a resource or a condition).
-fn template_literals() -> BTreeSet<(String, String)> {
-    let t = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
-    let (mut out, mut resource, mut in_vars) = (BTreeSet::new(), String::new(), None::<usize>);
-    for line in t.lines() {
-        let indent = line.len() - line.trim_start().len();
-        let trimmed = line.trim();
-        if indent == 2 && trimmed.ends_with(':') {
-            resource = trimmed.trim_end_matches(':').to_owned();
-            in_vars = None;
-        } else if trimmed == "Variables:" {
-            in_vars = Some(indent);
-        } else if let Some(v) = in_vars {
-            if indent <= v && !trimmed.is_empty() {
-                in_vars = None;
-            } else if indent == v + 2 {
-                if let Some((k, value)) = trimmed.split_once(':') {
-                    let value = value.trim();
-                    if !value.is_empty() && !value.starts_with('!') && !trimmed.starts_with('#') {
-                        out.insert((resource.clone(), k.to_owned()));
-                    }
-                }
-            }
-        }
-    }
-    out
+/// Every function variable the template sets to a literal value (not a parameter, a resource
+/// or a condition).
+fn template_literals() -> BTreeSet<String> {
+    template_env().into_iter().filter(|(_, _, v)| !v.is_empty() && !v.starts_with('!')).map(|(_, k, _)| k).collect()
 }
 
 /// Every setting is a template parameter, or the README says why it is fixed: the variables the
@@ -300,7 +281,7 @@ fn template_literals() -> BTreeSet<(String, String)> {
 /// and every parameter is used.
 #[test]
 fn every_setting_is_a_parameter_or_the_readme_says_why_it_is_fixed() {
-    let fixed: BTreeSet<String> = template_literals().into_iter().map(|(_, k)| k).collect();
+    let fixed = template_literals();
     let readme = include_str!("../../../README.md");
     let section = readme.split("## Settings fixed in the template").nth(1).expect("the README's fixed settings");
     let section = section.split("\n## ").next().unwrap();
