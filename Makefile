@@ -89,7 +89,7 @@ test: check-purity fmt-check ## everything CI runs: purity, format, lint (clippy
 	exit $$built
 	$(MAKE) --no-print-directory lint-infra
 	$(LINTED_BUILD) RUST_TEST_THREADS=$(TEST_THREADS) scripts/with-moto.sh $(CARGO) test --workspace $(TEST_TARGETS) --locked
-	$(CARGO) test -p relay-domain --doc --locked # the workspace's one doctest (ratelimit's example)
+	$(LINTED_BUILD) $(CARGO) test -p relay-domain --doc --locked # the one doctest (ratelimit); the linted build, so the library is not compiled again
 	scripts/with-moto.sh target/debug/relay-demo --quick
 	scripts/with-moto.sh target/debug/relay-bench --quick
 

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use relay_domain::ports::{RateGate, StoreError};
-use relay_domain::tokens::{
-    parse_cafe24_token_time, LeaseOutcome, Secret, TokenPair, TokenRecord, TokenStatus, TokenStore,
-};
+use relay_domain::tokens::{LeaseOutcome, Secret, TokenPair, TokenRecord, TokenStatus, TokenStore};
 use relay_domain::MallId;
 use serde_json::Value;
 
@@ -20,8 +18,6 @@ use crate::error::{Cafe24Error, ConfigFault};
 #[derive(Debug, thiserror::Error)]
 #[error("storing the token pair took too long")]
 struct PersistTimeout;
-
-use relay_domain::tokens::{ACCESS_TTL_MS, REFRESH_TTL_MS};
 
 /// What the caller needs from the token record.
 #[derive(Clone, Debug)]
@@ -113,28 +109,7 @@ impl TokenEndpointError {
     }
 }
 
-/// Builds a pair from Cafe24's token response; `expires_at` values have no offset: KST.
-pub fn pair_from_response(body: &Value, now_ms: u64) -> Option<TokenPair> {
-    let s = |k: &str| body.get(k).and_then(Value::as_str);
-    let access = s("access_token").filter(|v| !v.is_empty())?;
-    let refresh = s("refresh_token").filter(|v| !v.is_empty())?;
-    // Unparseable expiry: assume the documented lifetimes, a little short.
-    let access_exp = s("expires_at").and_then(parse_cafe24_token_time).unwrap_or(now_ms + ACCESS_TTL_MS - 300_000);
-    let refresh_exp =
-        s("refresh_token_expires_at").and_then(parse_cafe24_token_time).unwrap_or(now_ms + REFRESH_TTL_MS - 86_400_000);
-    let scopes = body
-        .get("scopes")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-        .unwrap_or_default();
-    Some(TokenPair {
-        access_token: Secret::new(access),
-        access_expires_ms: access_exp,
-        refresh_token: Secret::new(refresh),
-        refresh_expires_ms: refresh_exp,
-        scopes,
-    })
-}
+pub use relay_domain::tokens::pair_from_response;
 
 impl<G: RateGate, S: TokenStore> Cafe24<G, S> {
     /// POSTs to the token endpoint with Basic client auth.
@@ -407,6 +382,9 @@ mod tests {
         let fallback =
             pair_from_response(&json!({"access_token": "a", "refresh_token": "r", "expires_at": "soon"}), 1_000)
                 .unwrap();
-        assert!(fallback.access_expires_ms > 1_000 && fallback.access_expires_ms < 1_000 + ACCESS_TTL_MS);
+        assert!(
+            fallback.access_expires_ms > 1_000
+                && fallback.access_expires_ms < 1_000 + relay_domain::tokens::ACCESS_TTL_MS
+        );
     }
 }

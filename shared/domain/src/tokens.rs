@@ -274,6 +274,29 @@ pub fn parse_cafe24_token_time(s: &str) -> Option<u64> {
     u64::try_from(ms).ok()
 }
 
+/// Builds a pair from Cafe24's token response; `expires_at` values have no offset: KST.
+pub fn pair_from_response(body: &serde_json::Value, now_ms: u64) -> Option<TokenPair> {
+    let s = |k: &str| body.get(k).and_then(serde_json::Value::as_str);
+    let access = s("access_token").filter(|v| !v.is_empty())?;
+    let refresh = s("refresh_token").filter(|v| !v.is_empty())?;
+    // Unparseable expiry: assume the documented lifetimes, a little short.
+    let access_exp = s("expires_at").and_then(parse_cafe24_token_time).unwrap_or(now_ms + ACCESS_TTL_MS - 300_000);
+    let refresh_exp =
+        s("refresh_token_expires_at").and_then(parse_cafe24_token_time).unwrap_or(now_ms + REFRESH_TTL_MS - 86_400_000);
+    let scopes = body
+        .get("scopes")
+        .and_then(serde_json::Value::as_array)
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    Some(TokenPair {
+        access_token: Secret::new(access),
+        access_expires_ms: access_exp,
+        refresh_token: Secret::new(refresh),
+        refresh_expires_ms: refresh_exp,
+        scopes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

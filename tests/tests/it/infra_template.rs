@@ -925,3 +925,51 @@ fn make_deploy_refuses_reservations_the_account_cannot_hold() {
     assert!(line.contains(" worker=300"), "{line}");
     assert!(text.lines().any(|l| l.contains(" deploy ") && l.contains("WorkerMaxConcurrency=300")), "{text}");
 }
+
+/// The operator's policy (output `OperatorPolicyArn`) grants what the relay CLI calls on this
+/// stack's resources and nothing wider: no wildcard resource on a data-plane action, and every
+/// log group `relay trace` searches.
+#[test]
+fn the_operators_policy_grants_what_the_cli_uses_on_this_stack_only() {
+    let t = template();
+    let p = &t["Resources"]["OperatorPolicy"];
+    assert_eq!(p["Type"].as_str(), Some("AWS::IAM::ManagedPolicy"));
+    assert!(t["Outputs"].get("OperatorPolicyArn").is_some());
+    let mut granted: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for st in p["Properties"]["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+        assert_eq!(st["Effect"].as_str(), Some("Allow"));
+        let resources = format!("{:?}", st["Resource"]);
+        for a in st["Action"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap().to_owned()) {
+            assert!(!a.contains('*'), "wildcard action {a}");
+            let data_plane = ["sqs:", "dynamodb:", "events:", "logs:StartQuery"].iter().any(|x| a.starts_with(x));
+            assert!(!data_plane || !resources.contains("\"*\""), "{a} on every resource: {resources}");
+            granted.entry(a).or_default().push(resources.clone());
+        }
+    }
+    let on = |action: &str, resource: &str| granted.get(action).is_some_and(|r| r.iter().any(|x| x.contains(resource)));
+    // What the CLI's commands call (tools/relay/src): dlq, mall status, resync, call, malls,
+    // mall import, snapshot get, resync status, trace.
+    for q in ["InboxQueue", "InboxDLQ", "WorkQueue", "WorkDLQ", "CommandQueue"] {
+        for a in [
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:SendMessage",
+        ] {
+            assert!(on(a, q), "{a} on {q}");
+        }
+    }
+    for a in ["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"] {
+        assert!(on(a, "TokenTable"), "{a} on the token table");
+    }
+    assert!(on("dynamodb:GetItem", "StateTable") && on("dynamodb:GetItem", "RateLimitTable"));
+    assert!(!on("dynamodb:UpdateItem", "StateTable") && !on("dynamodb:PutItem", "TokenTable"), "no more than it uses");
+    assert!(on("events:PutEvents", "RelayEventBus") && on("events:PutEvents", "EventBusArn"));
+    let groups = format!("{:?}", t["Outputs"]["LogGroups"]["Value"]);
+    for g in ["WebhookIngestLogs", "AppUrlLogs", "DispatcherLogs", "WorkerLogs", "CallApiLogs"] {
+        assert!(on("logs:StartQuery", g), "StartQuery on {g}");
+        assert!(groups.contains(g), "relay trace searches {g}");
+    }
+    assert!(granted.contains_key("logs:GetQueryResults"));
+}

@@ -105,7 +105,7 @@ fn entry(v: &Value, now_ms: u64) -> Result<Entry, String> {
             return Err("scopes must be a list of mall.* scopes".into());
         }
     }
-    let pair = relay_cafe24::tokens::pair_from_response(v, now_ms).ok_or("not a token pair")?;
+    let pair = relay_domain::tokens::pair_from_response(v, now_ms).ok_or("not a token pair")?;
     if pair.refresh_expires_ms <= now_ms {
         return Err("its refresh token has expired: the mall must consent again (relay mall reauth-url)".into());
     }

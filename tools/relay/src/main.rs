@@ -409,14 +409,9 @@ async fn run(cli: Cli) -> Result<()> {
                 };
                 let now = relay_lambda::clock::now_ms();
                 let entries = relay::import::parse(&text, now)?;
-                let sdk = target.sdk_config().await;
-                let store = relay_aws::tokens::DynamoTokenStore::new(
-                    aws_sdk_dynamodb::Client::new(&sdk),
-                    target.require("TOKEN_TABLE")?,
-                );
-                let bus = target
-                    .get("EVENT_BUS_NAME")
-                    .map(|b| relay_aws::bus::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(&sdk), b));
+                let clients = relay_aws::Clients::new(&target.sdk_config().await);
+                let store = relay_aws::tokens::DynamoTokenStore::new(clients.ddb, target.require("TOKEN_TABLE")?);
+                let bus = target.get("EVENT_BUS_NAME").map(|b| relay_aws::bus::EventBridgeBus::new(clients.events, b));
                 let results = relay::import::run(&store, bus.as_ref(), entries, dry_run, now).await?;
                 print!("{}", relay::import::render(&results));
                 if results.iter().any(|(_, _, v)| matches!(v, relay::import::Verdict::Invalid(_))) {
