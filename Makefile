@@ -87,7 +87,9 @@ test: check-purity fmt-check ## everything CI runs: purity, format, lint (clippy
 	$(LINTED_BUILD) $(CARGO) build --workspace $(BUILD_TARGETS) --locked; built=$$?; \
 	wait $$tools || { echo "installing the Python tools failed (scripts/ensure-tools.sh)" >&2; exit 2; }; \
 	exit $$built
-	$(LINTED_BUILD) RUST_TEST_THREADS=$(TEST_THREADS) CARGO="$(CARGO)" TEST_TARGETS="$(TEST_TARGETS)" scripts/with-moto.sh scripts/test-all.sh
+	$(MAKE) --no-print-directory lint-infra
+	$(LINTED_BUILD) RUST_TEST_THREADS=$(TEST_THREADS) scripts/with-moto.sh $(CARGO) test --workspace $(TEST_TARGETS) --locked
+	$(LINTED_BUILD) $(CARGO) test -p relay-domain --doc --locked # the one doctest (ratelimit); the linted build, so the library is not compiled again
 	scripts/with-moto.sh target/debug/relay-demo --quick
 	scripts/with-moto.sh target/debug/relay-bench --quick
 
