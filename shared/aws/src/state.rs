@@ -102,6 +102,11 @@ pub struct DynamoState {
     reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// An update refused by its condition: the state it guards says no (not a failure).
+fn condition_failed<R>(e: &SdkError<UpdateItemError, R>) -> bool {
+    matches!(e, SdkError::ServiceError(se) if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)))
+}
+
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_owned())
 }
@@ -164,11 +169,7 @@ impl DynamoState {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(se))
-                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(err(e)),
         }
     }
@@ -388,9 +389,7 @@ impl CommandStore for DynamoState {
             .await;
         match r {
             Ok(_) => Ok(Noted::Yes),
-            Err(SdkError::ServiceError(se))
-                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
+            Err(e) if condition_failed(&e) => {
                 // Which part failed: read what stands (an outcome wins over a note).
                 let now = self.command_record(mall, key).await?.unwrap_or_default();
                 Ok(match (now.outcome, now.sending_since_ms) {
@@ -420,11 +419,7 @@ impl CommandStore for DynamoState {
         match r {
             Ok(_) => Ok(()),
             // Not this writer's note (or none): it stays.
-            Err(SdkError::ServiceError(se))
-                if matches!(se.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
-            }
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(err(e)),
         }
     }

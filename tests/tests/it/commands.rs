@@ -10,6 +10,11 @@ use devstack::esm::{invoke, EsmConfig, LocalEsm};
 use relay_tests::pipeline::Pipeline;
 use serde_json::{json, Value};
 
+/// Every event the app's subscription queue holds, parsed.
+async fn app_events(fx: &Pipeline, queue: &str) -> Vec<Value> {
+    fx.env.drain_all(queue).await.unwrap().iter().map(|m| serde_json::from_str(m.body().unwrap()).unwrap()).collect()
+}
+
 /// What the app does: one FIFO message per command, its key as the deduplication id.
 async fn send(fx: &Pipeline, body: &str, group: &str, dedup: &str) {
     fx.env
@@ -74,14 +79,7 @@ async fn a_command_runs_once_through_the_queues_and_its_result_reaches_the_app()
     let effects =
         |key: &str| fx.sim.stats("cmdmall").effects.iter().filter(|x| x.body.to_string().contains(key)).count();
     assert_eq!((effects("review-1"), effects("review-2")), (1, 1), "one grant per key");
-    let events: Vec<Value> = fx
-        .env
-        .drain_all(&app)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
-        .collect();
+    let events = app_events(&fx, &app).await;
     // Every result, the refusals included, is what docs/events/command.schema.json says.
     crate::delivery::validate(&events);
     let of = |t: &str| events.iter().filter(|e| e["detail-type"] == t).map(|e| e["detail"].clone()).collect::<Vec<_>>();
@@ -170,14 +168,7 @@ async fn a_write_comes_back_as_its_webhook_and_the_order_syncs_as_written() {
     // The command runs; Cafe24's webhook for the write arrives meanwhile (the sender is async).
     fx.run_for(&d, &w, Duration::from_secs(3)).await;
     fx.run_until_drained(&d, &w, Duration::from_secs(30)).await;
-    let events: Vec<Value> = fx
-        .env
-        .drain_all(&app)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
-        .collect();
+    let events = app_events(&fx, &app).await;
     let kinds: Vec<&str> = events.iter().map(|e| e["detail-type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"command.succeeded"), "{kinds:?}");
     let hook = events.iter().find(|e| e["detail-type"] == "webhook.received").expect("the write's webhook");

@@ -6,13 +6,21 @@
 //! valid SQS deduplication id), the rule for re-sending after an attempt whose fate is unknown,
 //! and the result events. The worker's `handler/command.rs` runs them; `docs/commands/` is the
 //! app's side of the contract.
+//!
+//! Here the message and its validation; the deployment's allow-list in `allow`; outcomes, their
+//! record and result events in `outcome`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::delivery::{BusEvent, EVENT_SCHEMA_VERSION, MAX_DETAIL_BYTES};
 use crate::ids::{MallId, ShopNo};
 use crate::DedupId;
+
+mod allow;
+mod outcome;
+
+pub use allow::AllowList;
+pub use outcome::{result_event, result_event_id, Outcome};
 
 /// The command message's version (`"v"`).
 pub const COMMAND_VERSION: u64 = 1;
@@ -342,64 +350,6 @@ pub fn admin_path(p: &str) -> Result<String, Refusal> {
     Ok(rest.to_owned())
 }
 
-/// The requests a deployment lets the app make (`COMMAND_ALLOW`): comma-separated entries
-/// `METHOD path`, where `METHOD` is GET, POST, PUT, DELETE or `*`, and the path's segments are
-/// literal, `*` (exactly one segment) or a final `**` (any number, none included). Empty: every
-/// request (Cafe24's own scope check still applies). Example:
-/// `POST points, POST orders/*/shipments, GET **`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowList(Vec<(Option<Method>, Vec<String>)>);
-
-impl AllowList {
-    /// Parses the setting; the error names the entry that is not `METHOD path`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let mut out = Vec::new();
-        for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let bad =
-                || format!("`{entry}` is not `METHOD path` (GET, POST, PUT, DELETE or *; segments, * or a final **)");
-            let (m, p) = entry.split_once(char::is_whitespace).ok_or_else(bad)?;
-            let method = match m {
-                "*" => None,
-                m => Some(Method::parse(m).ok_or_else(bad)?),
-            };
-            let p = p.trim();
-            let p = p.strip_prefix("/api/v2/admin/").or_else(|| p.strip_prefix('/')).unwrap_or(p);
-            let segs: Vec<String> = p.split('/').map(str::to_owned).collect();
-            let n = segs.len();
-            for (i, seg) in segs.iter().enumerate() {
-                let wild = seg == "*" || (seg == "**" && i + 1 == n);
-                if !wild && admin_path(seg).is_err() {
-                    return Err(bad());
-                }
-            }
-            out.push((method, segs));
-        }
-        Ok(Self(out))
-    }
-
-    /// Whether `cmd` may be sent: its request, and its settling read (a GET) if it names one.
-    pub fn allows_command(&self, cmd: &Command) -> bool {
-        self.allows(cmd.method, &cmd.path) && cmd.settle.as_ref().is_none_or(|s| self.allows(Method::Get, &s.path))
-    }
-
-    /// Whether `method` `path` (as [`admin_path`] returns it) may be sent.
-    pub fn allows(&self, method: Method, path: &str) -> bool {
-        if self.0.is_empty() {
-            return true;
-        }
-        let segs: Vec<&str> = path.split('/').collect();
-        self.0.iter().any(|(m, pattern)| {
-            let (fixed, tail) = match pattern.split_last() {
-                Some((last, rest)) if last == "**" => (rest, true),
-                _ => (pattern.as_slice(), false),
-            };
-            m.is_none_or(|m| m == method)
-                && (if tail { segs.len() >= fixed.len() } else { segs.len() == fixed.len() })
-                && fixed.iter().zip(&segs).all(|(p, s)| p == "*" || p == s)
-        })
-    }
-}
-
 /// The key and mall of a message, as far as they are valid (for the event of a refusal).
 pub fn named(body: &str) -> Named {
     let Ok(Value::Object(m)) = serde_json::from_str::<Value>(body) else { return Named::default() };
@@ -533,188 +483,10 @@ fn encode(s: &str) -> String {
     out
 }
 
-/// How a command ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// Cafe24 answered 2xx.
-    Succeeded {
-        /// Cafe24's status.
-        status: u16,
-        /// Cafe24's body.
-        body: Value,
-    },
-    /// Refused before any call (`reason` a [`Refusal`] code, or `not_installed`,
-    /// `needs_reauth`, `uninstalled`), or Cafe24 answered 4xx (`reason` `cafe24_error`, with
-    /// its status and error body; `insufficient_scope` for a 403 on a missing scope).
-    Failed {
-        /// Reason code.
-        reason: String,
-        /// Cafe24's status, when it answered.
-        status: Option<u16>,
-        /// Cafe24's body, when it answered; else `{"message": …}`.
-        body: Value,
-    },
-    /// A POST whose answer was lost, proven to have taken effect by the command's settling
-    /// read ([`Settle`]): published as `command.succeeded` with `settled: true`.
-    Settled {
-        /// The settling read's answer.
-        body: Value,
-    },
-    /// The request may have reached Cafe24 and no answer came (timeout, reset, a process that
-    /// died while it was out, a 5xx): a POST is never sent again automatically.
-    Uncertain {
-        /// What happened (`timeout`, `transport`, `interrupted`, `server_error`).
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// `succeeded`, `failed` or `uncertain`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Succeeded { .. } | Self::Settled { .. } => "succeeded",
-            Self::Failed { .. } => "failed",
-            Self::Uncertain { .. } => "uncertain",
-        }
-    }
-
-    /// The outcome as stored in the command's record (and read back to republish it).
-    pub fn to_record(&self) -> Value {
-        match self {
-            Self::Succeeded { status, body } => json!({"outcome": "succeeded", "status": status, "body": body}),
-            Self::Settled { body } => json!({"outcome": "settled", "body": body}),
-            Self::Failed { reason, status, body } => {
-                json!({"outcome": "failed", "reason": reason, "status": status, "body": body})
-            }
-            Self::Uncertain { reason } => json!({"outcome": "uncertain", "reason": reason}),
-        }
-    }
-
-    /// Reads [`Outcome::to_record`]'s value back (`None`: not one).
-    pub fn from_record(v: &Value) -> Option<Self> {
-        let reason = || v.get("reason").and_then(Value::as_str).map(str::to_owned);
-        let status = v.get("status").and_then(Value::as_u64).and_then(|s| u16::try_from(s).ok());
-        match v.get("outcome")?.as_str()? {
-            "succeeded" => Some(Self::Succeeded { status: status?, body: v.get("body")?.clone() }),
-            "settled" => Some(Self::Settled { body: v.get("body")?.clone() }),
-            "failed" => Some(Self::Failed { reason: reason()?, status, body: v.get("body")?.clone() }),
-            "uncertain" => Some(Self::Uncertain { reason: reason()? }),
-            _ => None,
-        }
-    }
-}
-
-/// The stable event id of a command's result: one per mall and key, so a republished result
-/// (the same key sent again, a redelivery) carries the same id and consumers de-duplicate it.
-pub fn result_event_id(mall: Option<&MallId>, key: &str) -> String {
-    DedupId::derive("cmd", &[mall.map_or("", MallId::as_str).as_bytes(), key.as_bytes()]).as_str().to_owned()
-}
-
-/// `command.succeeded`, `command.failed` or `command.uncertain` for the command `key`.
-/// `what`: the command when it was valid. A body too large for an event entry is left out
-/// (`body_omitted`) and stays in the command's record.
-pub fn result_event(key: &str, named: &Named, what: Option<&Command>, outcome: &Outcome, trace_id: &str) -> BusEvent {
-    let mall = what.map(|c| &c.mall_id).or(named.mall_id.as_ref());
-    let event_id = result_event_id(mall, key);
-    let mut d = Map::new();
-    d.insert("schema_version".into(), json!(EVENT_SCHEMA_VERSION));
-    d.insert("event_id".into(), json!(event_id));
-    d.insert("key".into(), json!(key));
-    d.insert("mall_id".into(), mall.map_or(Value::Null, |m| json!(m.as_str())));
-    if let Some(c) = what {
-        d.insert("shop_no".into(), c.shop_no.map_or(Value::Null, |s| json!(s.get())));
-        d.insert("method".into(), json!(c.method.as_str()));
-        d.insert("path".into(), json!(c.path));
-    }
-    d.insert("trace_id".into(), json!(trace_id));
-    if let Some(tp) = crate::delivery::traceparent(trace_id, &event_id) {
-        d.insert("traceparent".into(), json!(tp));
-    }
-    let body = match outcome {
-        Outcome::Succeeded { status, body } => {
-            d.insert("status".into(), json!(status));
-            Some(body)
-        }
-        Outcome::Settled { body } => {
-            // Cafe24's answer to the POST was lost: no status; the body is the settling read's.
-            d.insert("status".into(), Value::Null);
-            d.insert("settled".into(), json!(true));
-            Some(body)
-        }
-        Outcome::Failed { reason, status, body } => {
-            d.insert("reason".into(), json!(reason));
-            d.insert("status".into(), status.map_or(Value::Null, |s| json!(s)));
-            Some(body)
-        }
-        Outcome::Uncertain { reason } => {
-            d.insert("reason".into(), json!(reason));
-            None
-        }
-    };
-    if let Some(b) = body {
-        let size = b.to_string().len();
-        if Value::Object(d.clone()).to_string().len() + size + 10 > MAX_DETAIL_BYTES {
-            d.insert("body".into(), Value::Null);
-            d.insert("body_omitted".into(), json!({"bytes": size}));
-        } else {
-            d.insert("body".into(), b.clone());
-        }
-    }
-    BusEvent { detail_type: format!("command.{}", outcome.name()), detail: Value::Object(d).to_string(), event_id }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
     use super::*;
-
-    #[test]
-    fn the_allow_list_lets_through_exactly_what_its_entries_name() {
-        use Method::*;
-        let list =
-            AllowList::parse(" POST points, POST orders/*/shipments ,PUT /api/v2/admin/products/*, GET ** ").unwrap();
-        for (m, p) in [
-            (Post, "points"),
-            (Post, "orders/20260101-0000001/shipments"),
-            (Put, "products/12"),
-            (Get, "orders/1"),
-            (Get, "customers"),
-        ] {
-            assert!(list.allows(m, p), "{m:?} {p}");
-        }
-        for (m, p) in [
-            (Put, "points"),
-            (Post, "points/1"),
-            (Post, "orders/1"),
-            (Post, "orders/1/shipments/2"),
-            (Put, "products"),
-            (Put, "products/12/variants"),
-            (Delete, "products/12"),
-            (Post, "customers"),
-        ] {
-            assert!(!list.allows(m, p), "{m:?} {p}");
-        }
-        let any = AllowList::parse("* orders/**").unwrap();
-        assert!(any.allows(Delete, "orders/1/items/2") && any.allows(Get, "orders"));
-        assert!(!any.allows(Get, "products/1"));
-        // Unset: everything (Cafe24's scope check still applies).
-        assert!(AllowList::parse("").unwrap().allows(Post, "anything/at/all"));
-        assert!(AllowList::parse(" , ").unwrap().allows(Delete, "x"));
-        for bad in [
-            "points",
-            "PATCH points",
-            "post points",
-            "POST ../points",
-            "POST points/**/x",
-            "POST https://evil.example/points",
-            "POST points?x=1",
-            "POST orders//shipments",
-            "GET **, POST",
-        ] {
-            assert!(AllowList::parse(bad).is_err(), "{bad}");
-        }
-        assert_eq!(Refusal::NotAllowed.code(), "not_allowed");
-    }
 
     #[test]
     fn a_post_may_name_a_settling_read_and_it_survives_the_job_message() {
@@ -874,40 +646,5 @@ mod tests {
         assert_eq!((n.key.as_deref(), n.mall_id.as_ref().map(MallId::as_str)), (Some("k-1"), Some("shopa")));
         assert_eq!(named("garbage"), Named::default());
         assert_eq!(named(r#"{"key": "bad key", "mall_id": "!"}"#), Named::default());
-    }
-
-    #[test]
-    fn outcomes_survive_their_record_and_make_one_event_id_per_key() {
-        let c = cmd(json!({})).unwrap();
-        for o in [
-            Outcome::Succeeded { status: 201, body: json!({"points": {"amount": 100}}) },
-            Outcome::Failed { reason: "cafe24_error".into(), status: Some(422), body: json!({"error": {}}) },
-            Outcome::Failed { reason: "bad_path".into(), status: None, body: json!({"message": "x"}) },
-            Outcome::Uncertain { reason: "timeout".into() },
-        ] {
-            assert_eq!(Outcome::from_record(&o.to_record()).as_ref(), Some(&o));
-            let e = result_event("grant-1", &Named::default(), Some(&c), &o, "t-1");
-            assert_eq!(e.detail_type, format!("command.{}", o.name()));
-            assert_eq!(e.event_id, result_event_id(Some(&c.mall_id), "grant-1"));
-            let d: Value = serde_json::from_str(&e.detail).unwrap();
-            assert_eq!(
-                (d["key"].as_str(), d["mall_id"].as_str(), d["method"].as_str()),
-                (Some("grant-1"), Some("shopa"), Some("POST"))
-            );
-        }
-        assert_ne!(result_event_id(Some(&c.mall_id), "grant-1"), result_event_id(Some(&c.mall_id), "grant-2"));
-        assert_ne!(result_event_id(Some(&c.mall_id), "grant-1"), result_event_id(None, "grant-1"), "keys are per mall");
-        assert_eq!(Outcome::from_record(&json!({"outcome": "succeeded"})), None);
-        assert_eq!(Outcome::from_record(&json!({"outcome": "maybe"})), None);
-    }
-
-    #[test]
-    fn a_body_too_large_for_an_event_stays_in_the_record() {
-        let c = cmd(json!({})).unwrap();
-        let big = json!({"data": "x".repeat(MAX_DETAIL_BYTES)});
-        let e = result_event("k", &Named::default(), Some(&c), &Outcome::Succeeded { status: 200, body: big }, "t");
-        let d: Value = serde_json::from_str(&e.detail).unwrap();
-        assert!(d["body"].is_null() && d["body_omitted"]["bytes"].as_u64().unwrap() > MAX_DETAIL_BYTES as u64);
-        assert!(e.detail.len() <= MAX_DETAIL_BYTES);
     }
 }
